@@ -1,0 +1,30 @@
+"""sonify_jax: train raw-waveform CNNs and listen to what they learned."""
+import setuptools
+
+setuptools.setup(
+    name="sonify_jax",
+    version="0.1.0",
+    description=("Raw-waveform CNN12 training (SimCLR and supervised) and "
+                 "deconvnet sonification in JAX/Flax"),
+    packages=setuptools.find_packages(include=["sonify_jax", "sonify_jax.*"]),
+    package_data={"sonify_jax": ["data/embedded/**/*", "data/embedded/*"]},
+    include_package_data=True,
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.7",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11",
+        "tensorflow-datasets>=4.9.7",
+        "librosa>=0.10",
+        "scipy>=1.11",
+        "ml-collections>=1.0",
+        "absl-py>=2.1",
+        "soundfile>=0.12",
+        "matplotlib>=3.8",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "scikit-learn>=1.4"],
+    },
+)

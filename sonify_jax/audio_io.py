@@ -1,0 +1,78 @@
+"""Reading and writing audio files (the only place that touches audio I/O)."""
+import os
+from typing import Tuple
+
+import numpy as np
+
+from sonify_jax.models.architecture import SAMPLE_RATE
+
+
+class AudioReadError(IOError):
+  """A file could not be decoded as audio."""
+
+
+def to_mono_float(audio: np.ndarray) -> np.ndarray:
+  """[time] or [time, channels] samples -> float32 mono [time]."""
+  audio = np.asarray(audio)
+  if np.issubdtype(audio.dtype, np.integer):
+    audio = audio.astype(np.float32) / float(np.iinfo(audio.dtype).max)
+  audio = audio.astype(np.float32)
+  if audio.ndim == 2:
+    audio = audio.mean(axis=1)
+  elif audio.ndim != 1:
+    raise ValueError(f"audio must be [time] or [time, channels], "
+                     f"got {audio.shape}")
+  return audio
+
+
+def resample(audio: np.ndarray, orig_sr: int,
+             target_sr: int = SAMPLE_RATE) -> np.ndarray:
+  """Band-limited resampling (soxr through librosa)."""
+  if orig_sr == target_sr:
+    return np.asarray(audio, np.float32)
+  import librosa  # pylint: disable=g-import-not-at-top
+  return librosa.resample(np.asarray(audio, np.float32), orig_sr=orig_sr,
+                          target_sr=target_sr, res_type="soxr_hq"
+                          ).astype(np.float32)
+
+
+def load_audio(path: str, sample_rate: int = SAMPLE_RATE
+               ) -> np.ndarray:
+  """Decode any soundfile/audioread-readable file to float32 mono at
+  ``sample_rate``. Raises AudioReadError for a missing or undecodable file."""
+  audio, sr = read_audio(path)
+  return resample(audio, sr, sample_rate)
+
+
+def read_audio(path: str) -> Tuple[np.ndarray, int]:
+  """Decode to float32 mono at the file's own rate."""
+  if not os.path.isfile(path):
+    raise AudioReadError(f"no such audio file: {path}")
+  try:
+    import soundfile  # pylint: disable=g-import-not-at-top
+    audio, sr = soundfile.read(path, dtype="float32", always_2d=False)
+  except Exception as sf_error:  # pylint: disable=broad-except
+    try:  # compressed formats soundfile lacks (e.g. some mp3/m4a builds)
+      import librosa  # pylint: disable=g-import-not-at-top
+      audio, sr = librosa.load(path, sr=None, mono=True)
+    except Exception as error:  # pylint: disable=broad-except
+      raise AudioReadError(f"cannot decode {path}: {sf_error}; {error}"
+                           ) from error
+  audio = to_mono_float(audio)
+  if audio.size == 0:
+    raise AudioReadError(f"{path} holds no samples")
+  return audio, int(sr)
+
+
+def write_wav(path: str, audio: np.ndarray,
+              sample_rate: int = SAMPLE_RATE) -> str:
+  """Write float audio as 16-bit PCM WAV; values are clipped to [-1, 1]."""
+  import soundfile  # pylint: disable=g-import-not-at-top
+  audio = np.clip(np.asarray(audio, np.float32), -1.0, 1.0)
+  if not np.all(np.isfinite(audio)):
+    raise ValueError(f"refusing to write non-finite audio to {path}")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp.wav"
+  soundfile.write(tmp, audio, sample_rate, subtype="PCM_16")
+  os.replace(tmp, path)  # never leave a half-written file behind
+  return path
