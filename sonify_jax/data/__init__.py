@@ -1,0 +1,1 @@
+"""Datasets, input pipeline and augmentations."""

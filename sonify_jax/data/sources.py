@@ -1,0 +1,69 @@
+"""Random-access clip sources: the one interface every dataset presents.
+
+A source yields examples ``{'audio': float32 [time] (8 kHz mono, finite),
+'label': int32 scalar (single-label) or float32 [num_classes] multi-hot
+(multilabel), 'id': str}``. The input pipeline, trainers and analyses only
+ever see this interface.
+"""
+from typing import Dict, Optional, Protocol, Sequence, Union
+
+import numpy as np
+
+Example = Dict[str, Union[np.ndarray, str]]
+
+
+class ClipSource(Protocol):
+  name: str
+  num_classes: int
+  multilabel: bool
+  class_names: Sequence[str]
+
+  def __len__(self) -> int:
+    ...
+
+  def __getitem__(self, index: int) -> Example:
+    ...
+
+
+class ArraySource:
+  """A ClipSource over in-memory clips (tests, residual studies, notebooks).
+
+  Args:
+    audios: list of float [time] arrays (lengths may differ).
+    labels: list of int class indices, or of multi-hot vectors.
+    num_classes: number of classes.
+    multilabel: whether labels are multi-hot.
+    ids: optional clip ids (default ``clip{i}``).
+  """
+
+  def __init__(self, audios: Sequence[np.ndarray], labels: Sequence,
+               num_classes: int, multilabel: bool = False,
+               ids: Optional[Sequence[str]] = None,
+               class_names: Optional[Sequence[str]] = None,
+               name: str = "arrays"):
+    if len(audios) != len(labels):
+      raise ValueError(f"{len(audios)} clips but {len(labels)} labels")
+    self.name = name
+    self.num_classes = int(num_classes)
+    self.multilabel = bool(multilabel)
+    self.class_names = list(class_names or
+                            [str(i) for i in range(self.num_classes)])
+    self._audios = [np.asarray(a, np.float32) for a in audios]
+    for i, a in enumerate(self._audios):
+      if a.ndim != 1:
+        raise ValueError(f"clip {i} must be [time], got shape {a.shape}")
+    self._labels = list(labels)
+    self._ids = list(ids) if ids is not None else [
+        f"clip{i}" for i in range(len(audios))]
+
+  def __len__(self) -> int:
+    return len(self._audios)
+
+  def __getitem__(self, index: int) -> Example:
+    if not -len(self) <= index < len(self):
+      raise IndexError(f"index {index} out of range for {len(self)} clips")
+    label = self._labels[index]
+    label = (np.asarray(label, np.float32) if self.multilabel
+             else np.asarray(label, np.int32))
+    return {"audio": self._audios[index], "label": label,
+            "id": self._ids[index]}
