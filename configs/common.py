@@ -1,0 +1,171 @@
+"""Shared defaults and arg parsing for the experiment configs (not a config).
+
+Every config file is ``get_config(arg=None) -> ConfigDict``; ``arg`` is the
+text after ':' in ``--config=configs/X.py:arg``, e.g. ``'tau=0.2,aug=no_mix'``.
+
+Optimiser (all experiments): Adam with L2 weight decay 1e-3 in the coupled
+form of PyTorch's ``Adam(weight_decay=)`` that the thesis used (the decay is
+added to the gradient before Adam; ``decoupled_weight_decay=True`` gives
+AdamW), linear warmup over ``warmup_epochs`` then cosine decay to 0 at the
+last step (``sonify_jax.train.optim.make_optimizer``). Batch sizes are GLOBAL (split over all devices; a TPU v3-8
+has 8 cores).
+"""
+import importlib.util
+import os
+from typing import Any, Dict
+
+import ml_collections
+
+# Table 4.1 augmentation ablations: which of the four augmentations are on.
+AUGMENTATION_SETS = {
+    "all": ("gain", "noise", "masks", "mix"),
+    "none": (),
+    "no_gain": ("noise", "masks", "mix"),
+    "no_noise": ("gain", "masks", "mix"),
+    "no_mask": ("gain", "noise", "mix"),
+    "no_mix": ("gain", "noise", "masks"),
+    "only_gain": ("gain",),
+    "only_noise": ("noise",),
+    "only_mask": ("masks",),
+    "only_mix": ("mix",),
+}
+
+MODELS = ("cnn12", "cnn12_x2", "cnn12_small", "cnn12_tiny")
+
+
+def load(path: str):
+  """Imports a sibling config module by file path.
+
+  Config files are loaded by path (config_flags), not as a package, so they
+  find each other this way.
+  """
+  full = os.path.join(os.path.dirname(os.path.abspath(__file__)), path)
+  name = "sonify_configs_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, full)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def parse_arg(arg, **defaults) -> Dict[str, Any]:
+  """'k1=v1,k2=v2' -> dict over ``defaults``, values cast to the defaults' types.
+
+  Raises:
+    ValueError: for an unknown key, a malformed item or an uncastable value.
+  """
+  out = dict(defaults)
+  if not arg:
+    return out
+  for item in str(arg).split(","):
+    item = item.strip()
+    if not item:
+      continue
+    if "=" not in item:
+      raise ValueError(f"config arg item {item!r} is not key=value "
+                       f"(keys: {sorted(defaults)})")
+    key, value = (s.strip() for s in item.split("=", 1))
+    if key not in defaults:
+      raise ValueError(f"unknown config arg {key!r}; choose from "
+                       f"{sorted(defaults)}")
+    kind = type(defaults[key])
+    if kind is bool:
+      if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"config arg {key}={value!r} is not a boolean")
+      out[key] = value.lower() in ("true", "1", "yes")
+    else:
+      try:
+        out[key] = kind(value)
+      except ValueError:
+        raise ValueError(
+            f"config arg {key}={value!r} is not a {kind.__name__}") from None
+  return out
+
+
+def check_choice(name: str, value, choices) -> None:
+  if value not in choices:
+    raise ValueError(f"{name}={value!r}; choose from {sorted(choices)}")
+
+
+def augment_config(aug: str = "all") -> ml_collections.ConfigDict:
+  """The thesis' four augmentations (PIPELINE's AugmentConfig fields)."""
+  check_choice("aug", aug, AUGMENTATION_SETS)
+  on = AUGMENTATION_SETS[aug]
+  return ml_collections.ConfigDict(dict(
+      gain_db=(-18.0, 6.0), gain_p=0.5,
+      noise_range=(0.001, 0.015), noise_p=0.5,
+      max_time_masks=2, max_mask_seconds=0.5,
+      mix_snr_db=(10.0, 25.0), mix_p=0.5,
+      use_gain="gain" in on, use_noise="noise" in on,
+      use_masks="masks" in on, use_mix="mix" in on))
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Fields every config has, with neutral defaults."""
+  c = ml_collections.ConfigDict()
+  c.task = "supervised"           # 'simclr' | 'supervised'
+  c.seed = 0
+  c.model = "cnn12"               # sonify_jax.models.get_architecture name
+  c.dropout = 0.4                 # before the embedding Dense
+
+  # Data (sonify_jax.data.catalog.get_source).
+  c.dataset = "embedded"
+  c.data_dir = ""                 # '' = the catalog's default
+  c.train_split = "train"
+  c.eval_split = "test"
+  c.crop_seconds = 2.5
+  c.num_crops = 1                 # 2 for SimCLR: two non-overlapping crops
+
+  # Optimisation.
+  c.batch_size = 256              # global
+  c.num_epochs = 100
+  c.total_steps = -1              # -1: num_epochs * len(train) // batch_size
+  c.warmup_epochs = 10.0
+  c.warmup_steps = -1             # -1: from warmup_epochs
+  c.learning_rate = 1e-3
+  c.weight_decay = 1e-3
+  c.decoupled_weight_decay = False
+
+  # SimCLR.
+  c.temperature = 0.2
+  c.proj_hidden = 512
+  c.proj_out = 512
+
+  # Supervised.
+  c.mixup_alpha = 0.0             # 0 = off
+  c.init = "scratch"              # informational: scratch|contrastive|supervised
+  c.init_from = ""                # workdir/checkpoint dir to take the encoder of
+  c.init_step = -1                # -1: its latest checkpoint
+  c.freeze_encoder = False        # True: linear eval ('fconly')
+
+  c.augment = augment_config("all")
+
+  # Evaluation (whole clips).
+  c.eval_every_steps = 0          # 0: only at the end
+  c.eval_batch_size = 64
+  c.eval_max_seconds = 0.0        # 0: whole clips, however long
+
+  # Checkpoints and logging.
+  c.checkpoint_every_steps = 1000
+  c.keep_last = 3
+  c.keep_steps = ()               # never deleted (feature-evolution snapshots)
+  c.best_metric = ""              # e.g. 'eval/mAP'; '' = no best tracking
+  c.best_mode = "max"
+  c.log_every_steps = 50
+  c.progress = True
+  c.step_delay_s = 0.0            # test hook: sleep per step (preemption tests)
+  return c
+
+
+def finetune_mode(c: ml_collections.ConfigDict, init: str, mode: str,
+                  scratch_lr: float, fconly_lr: float, full_lr: float) -> None:
+  """Sets init/freeze/lr for scratch, or from another run's encoder."""
+  check_choice("init", init, ("scratch", "contrastive", "supervised"))
+  check_choice("mode", mode, ("fconly", "full"))
+  c.init = init
+  if init == "scratch":
+    c.freeze_encoder = False
+    c.learning_rate = scratch_lr
+  else:
+    # The run to start from: --config.init_from=WORKDIR (required).
+    c.freeze_encoder = mode == "fconly"
+    c.learning_rate = fconly_lr if mode == "fconly" else full_lr

@@ -1,0 +1,46 @@
+"""Demo: SimCLR on the embedded data with a narrow CNN12, a few minutes on CPU.
+
+Args (comma-separated):
+  model: cnn12_tiny (default) | cnn12_small | cnn12.
+  tau: NT-Xent temperature (default 0.2).
+  aug: augmentation set as in simclr_audioset.py (default all).
+  steps: training steps (default 300).
+
+Then train a classifier on its encoder with
+``configs/demo_supervised.py:init=contrastive --config.init_from=WORKDIR``.
+"""
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "sonify_configs_common",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+
+def get_config(arg=None):
+  a = common.parse_arg(arg, model="cnn12_tiny", tau=0.2, aug="all", steps=300)
+  common.check_choice("model", a["model"], common.MODELS)
+  c = common.base_config()
+  c.task = "simclr"
+  c.model = a["model"]
+  c.dataset = "embedded"
+  c.train_split = "train"
+  c.eval_split = "test"
+  c.crop_seconds = 0.5   # 4000 samples: above the 2370-sample receptive field
+  c.num_crops = 2
+  c.temperature = a["tau"]
+  c.augment = common.augment_config(a["aug"])
+  c.proj_hidden = 128
+  c.proj_out = 64
+  c.batch_size = 32
+  c.total_steps = a["steps"]
+  c.warmup_steps = max(1, a["steps"] // 10)
+  c.learning_rate = 2e-3
+  c.eval_every_steps = 0
+  c.checkpoint_every_steps = 100
+  c.keep_last = 2
+  c.keep_steps = (0,)
+  c.log_every_steps = 10
+  return c

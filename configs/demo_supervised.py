@@ -1,0 +1,47 @@
+"""Demo: a classifier on the embedded data with a narrow CNN12, CPU minutes.
+
+Args (comma-separated):
+  init: scratch (default) | contrastive (needs
+    ``--config.init_from=WORKDIR`` of a demo_simclr.py run).
+  mode: fconly (default for contrastive: linear eval) | full.
+  model: cnn12_tiny (default) | cnn12_small | cnn12 (must match init_from's).
+  steps: training steps (default 300).
+"""
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "sonify_configs_common",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+
+def get_config(arg=None):
+  a = common.parse_arg(arg, init="scratch", mode="fconly", model="cnn12_tiny",
+                       steps=300)
+  common.check_choice("model", a["model"], common.MODELS)
+  common.check_choice("init", a["init"], ("scratch", "contrastive"))
+  c = common.base_config()
+  c.task = "supervised"
+  c.model = a["model"]
+  c.dataset = "embedded"
+  c.train_split = "train"
+  c.eval_split = "test"
+  c.crop_seconds = 0.5
+  c.num_crops = 1
+  c.batch_size = 32
+  c.total_steps = a["steps"]
+  c.warmup_steps = max(1, a["steps"] // 10)
+  common.finetune_mode(c, a["init"], a["mode"], scratch_lr=2e-3,
+                       fconly_lr=1e-2, full_lr=1e-3)
+  c.mixup_alpha = 0.0
+  c.eval_every_steps = 100
+  c.eval_batch_size = 32
+  c.eval_max_seconds = 5.0
+  c.checkpoint_every_steps = 100
+  c.keep_last = 2
+  c.best_metric = "eval/accuracy"
+  c.best_mode = "max"
+  c.log_every_steps = 10
+  return c

@@ -1,0 +1,50 @@
+"""SimCLR pre-training of CNN12 on AudioSet (thesis ch. 4, Table 4.1).
+
+Two non-overlapping 2.5 s crops per clip, the four augmentations, CNN12 +
+projection MLP (512-512), NT-Xent over the global batch.
+
+Args (``--config=configs/simclr_audioset.py:ARG``, comma-separated):
+  tau: NT-Xent temperature, 0.1 / 0.2 (default) / 0.3.
+  aug: augmentations: all (default), no_gain, no_noise, no_mask, no_mix,
+    only_gain, only_noise, only_mask, only_mix, none.
+  model: cnn12 (default) or cnn12_x2.
+
+Setting: global batch 256 (512 views; 32 clips per core on a TPU v3-8), 100
+epochs, Adam lr 1e-3 with L2 1e-3, 10 warmup epochs then cosine. No eval
+during pre-training (judge the encoder by linear eval,
+configs/supervised_audioset.py:init=contrastive,mode=fconly).
+"""
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "sonify_configs_common",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+
+def get_config(arg=None):
+  a = common.parse_arg(arg, tau=0.2, aug="all", model="cnn12")
+  common.check_choice("model", a["model"], ("cnn12", "cnn12_x2"))
+  c = common.base_config()
+  c.task = "simclr"
+  c.model = a["model"]
+  c.dataset = "audioset"
+  c.train_split = "train"
+  c.eval_split = "eval"
+  c.crop_seconds = 2.5
+  c.num_crops = 2
+  c.temperature = a["tau"]
+  c.augment = common.augment_config(a["aug"])
+  c.batch_size = 256
+  c.num_epochs = 100
+  c.warmup_epochs = 10.0
+  c.learning_rate = 1e-3
+  c.eval_every_steps = 0
+  c.checkpoint_every_steps = 2000
+  c.keep_last = 3
+  # Snapshots for the feature-evolution analysis (listened to in ch. 5).
+  c.keep_steps = (0, 1000, 5000, 10000, 20000, 50000, 100000)
+  c.best_metric = ""
+  return c

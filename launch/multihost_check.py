@@ -1,0 +1,269 @@
+r"""Multi-host sanity check: a few data-parallel SimCLR steps on a fixed batch.
+
+Every process builds the same deterministic global batch, keeps only its own
+rows (``distributed.host_local_batch_slice``), assembles the global array
+(``distributed.global_batch``) and runs a few training steps over a mesh of
+all devices. Each process writes the resulting (replicated) parameters to
+``--out`` (``{process_id}`` in the path is replaced), so a run with N
+processes can be compared with a single-process run over the same number of
+devices: they must agree to float rounding.
+
+The step is ``sonify_jax.train.steps.make_simclr_train_step`` when that module
+is importable (``--step=auto`` / ``simclr``), otherwise (``--step=ntxent``) a
+self-contained data-parallel NT-Xent SGD step defined here.
+
+On a Cloud TPU pod slice, on every worker (see ``launch.tpu_vm check``):
+  python -m launch.multihost_check --out=/tmp/mh_{process_id}.npz
+
+Two processes on one machine, 4 virtual CPU devices each:
+  for i in 0 1; do XLA_FLAGS=--xla_force_host_platform_device_count=4 \
+    JAX_PLATFORMS=cpu python -m launch.multihost_check --cpu_collectives=gloo \
+    --coordinator_address=127.0.0.1:12345 --num_processes=2 --process_id=$i \
+    --out=/tmp/mh_$i.npz & done; wait
+"""
+import functools
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from absl import app
+from absl import flags
+import numpy as np
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+  flags.DEFINE_integer("num_processes", None, "Number of processes.")
+  flags.DEFINE_integer("process_id", None, "This process's id.")
+  flags.DEFINE_string("cpu_collectives", None,
+                      "CPU collectives implementation ('gloo') for "
+                      "multi-process CPU runs.")
+  flags.DEFINE_string("out", None, "Where to write the final params (.npz); "
+                      "'{process_id}' is replaced.")
+  flags.DEFINE_enum("step", "auto", ["auto", "simclr", "ntxent"],
+                    "Which train step to run.")
+  flags.DEFINE_string("arch", "cnn12_tiny", "Encoder architecture.")
+  flags.DEFINE_integer("steps", 3, "Number of train steps.")
+  flags.DEFINE_integer("global_batch", 16, "Global batch size (clips).")
+  flags.DEFINE_integer("clip_samples", 2626, "Samples per crop.")
+  flags.DEFINE_integer("seed", 0, "Seed of data and init.")
+
+
+def make_global_data(seed: int, num_steps: int, global_batch: int,
+                     clip_samples: int) -> np.ndarray:
+  """Deterministic audio ``[steps, global_batch, 2, clip_samples]``.
+
+  Two crops per clip (the pipeline's ``num_crops=2`` layout): the second crop
+  is the first one with a different gain and a little noise, so the two views
+  are positives that differ.
+  """
+  rng = np.random.default_rng(seed)
+  base = rng.standard_normal((num_steps, global_batch, clip_samples))
+  t = np.arange(clip_samples) / 8000.0
+  freqs = rng.uniform(100, 2000, size=(num_steps, global_batch, 1))
+  tone = np.sin(2 * np.pi * freqs * t)
+  view1 = 0.5 * tone + 0.1 * base
+  view2 = 0.3 * tone + 0.1 * rng.standard_normal(base.shape)
+  return np.stack([view1, view2], axis=2).astype(np.float32)
+
+
+def nt_xent_reference(z1, z2, temperature):
+  """2N-sample NT-Xent (SimCLR) loss, positives ``(z1[i], z2[i])``."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  z = jnp.concatenate([z1, z2], axis=0)
+  z = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-12)
+  n = z1.shape[0]
+  sim = z @ z.T / temperature
+  sim = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, sim)
+  positives = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
+  logp = jax_log_softmax(sim)
+  return -jnp.take_along_axis(logp, positives[:, None], axis=1).mean()
+
+
+def jax_log_softmax(x):
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.nn.log_softmax(x, axis=-1)
+
+
+def make_ntxent_step(arch_name: str, mesh, temperature: float = 0.2,
+                     learning_rate: float = 0.05) -> Tuple[Callable, Callable]:
+  """Self-contained data-parallel SimCLR SGD step (no augmentation).
+
+  Each device embeds its rows of both views; embeddings are all-gathered over
+  'data' so the loss sees the global batch; gradients are pmean'd.
+
+  Returns:
+    (init_fn(key, clip_samples) -> params, step(params, audio [B, 2, T]) ->
+    (params, loss)).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from sonify_jax.models import build_encoder  # pylint: disable=g-import-not-at-top
+  from sonify_jax.models.heads import ProjectionMLP  # pylint: disable=g-import-not-at-top
+
+  encoder = build_encoder(arch_name, dropout_rate=0.0)
+  head = ProjectionMLP(hidden_dim=32, out_dim=16)
+
+  def init_fn(key, clip_samples):
+    k1, k2 = jax.random.split(key)
+    enc = encoder.init(k1, np.zeros((1, clip_samples), np.float32))["params"]
+    proj = head.init(k2, np.zeros((1, encoder.arch.embed_dim),
+                                  np.float32))["params"]
+    return {"encoder": enc, "projection": proj}
+
+  def project(params, audio):
+    h = encoder.apply({"params": params["encoder"]}, audio)
+    return head.apply({"params": params["projection"]}, h)
+
+  def local_loss(params, audio):
+    # audio: this device's rows [b, 2, T].
+    z1 = project(params, audio[:, 0])
+    z2 = project(params, audio[:, 1])
+    g1 = jax.lax.all_gather(z1, "data", tiled=True)
+    g2 = jax.lax.all_gather(z2, "data", tiled=True)
+    return nt_xent_reference(g1, g2, temperature)
+
+  def device_step(params, audio):
+    loss, grads = jax.value_and_grad(local_loss)(params, audio)
+    # Every device computes the same global loss from its own embeddings'
+    # contribution; the full gradient is the sum over devices.
+    grads = jax.lax.psum(grads, "data")
+    params = jax.tree_util.tree_map(lambda p, g: p - learning_rate * g,
+                                    params, grads)
+    return params, jax.lax.pmean(loss, "data")
+
+  step = jax.jit(jax.shard_map(device_step, mesh=mesh,
+                               in_specs=(P(), P("data")),
+                               out_specs=(P(), P())))
+  return init_fn, step
+
+
+def make_simclr_step(arch_name: str, mesh, num_steps: int,
+                     temperature: float = 0.2, learning_rate: float = 1e-3
+                     ) -> Tuple[Callable, Callable]:
+  """The project's SimCLR step (``train.steps``), without augmentation.
+
+  Dropout stays on: the step draws one key per *global* example, so the
+  result must not depend on how the batch is split over processes.
+
+  Returns:
+    (init_fn(key, clip_samples) -> TrainState, step(state, audio [B, 2, T]) ->
+    (state, loss)).
+
+  Raises:
+    ImportError: if ``sonify_jax.train`` is not available.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from sonify_jax.train import optim, state as state_lib, steps  # pylint: disable=g-import-not-at-top
+
+  model = state_lib.SimCLRModel(arch_name=arch_name, dropout_rate=0.1,
+                                proj_hidden=32, proj_out=16)
+  optimizer = optim.make_optimizer(learning_rate, weight_decay=1e-3,
+                                   warmup_steps=0,
+                                   total_steps=max(num_steps, 1) + 1)
+  train_step = steps.make_simclr_train_step(model, optimizer, mesh,
+                                            augment_config=None,
+                                            temperature=temperature)
+  rng = jax.random.PRNGKey(1)
+
+  def init_fn(key, clip_samples):
+    del clip_samples  # param shapes do not depend on the clip length
+    return state_lib.create_train_state(model, optimizer, key)
+
+  def step(state, audio):
+    state, metrics = train_step(state, {"audio": audio}, rng)
+    return state, metrics["loss"]
+
+  return init_fn, step
+
+
+def flatten_params(tree) -> Dict[str, np.ndarray]:
+  import jax  # pylint: disable=g-import-not-at-top
+  flat = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    key = "/".join(str(getattr(p, "key", getattr(p, "idx", p))) for p in path)
+    flat[key] = np.asarray(leaf)
+  return flat
+
+
+def atomic_savez(path: str, arrays: Dict[str, np.ndarray]) -> None:
+  tmp = f"{path}.tmp.{os.getpid()}.npz"
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def run(arch: str = "cnn12_tiny", num_steps: int = 3, global_batch_size: int = 16,
+        clip_samples: int = 2626, seed: int = 0, step_kind: str = "auto"
+        ) -> Tuple[Dict[str, np.ndarray], np.ndarray, str]:
+  """Runs the check in this (already initialized) process.
+
+  Returns:
+    (flat params after the steps, losses [num_steps], step kind used).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
+  from sonify_jax import distributed  # pylint: disable=g-import-not-at-top
+
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  data = make_global_data(seed, num_steps, global_batch_size, clip_samples)
+  rows = distributed.host_local_batch_slice(global_batch_size, mesh=mesh)
+  if step_kind in ("auto", "simclr"):
+    try:
+      init_fn, step = make_simclr_step(arch, mesh, num_steps)
+      step_kind = "simclr"
+    except ImportError:
+      if step_kind == "simclr":
+        raise
+      step_kind = "ntxent"
+  if step_kind == "ntxent":
+    init_fn, step = make_ntxent_step(arch, mesh)
+  state = init_fn(jax.random.PRNGKey(seed), clip_samples)
+  # Committed, replicated params: the step's outputs have this sharding too,
+  # so step 1 reuses step 0's executable.
+  state = distributed.replicate(jax.device_get(state), mesh)
+  losses = []
+  for i in range(num_steps):
+    t0 = time.time()
+    # Only this process's rows are read; the global array is assembled.
+    batch = distributed.global_batch(data[i, rows], mesh)
+    state, loss = step(state, batch)
+    losses.append(float(distributed.to_host(loss)))
+    if distributed.is_chief():
+      print(f"step {i}: loss {losses[-1]:.6f} ({time.time() - t0:.1f}s)",
+            flush=True)
+  params = getattr(state, "params", state)
+  return flatten_params(distributed.to_host(params)), np.array(losses), \
+      step_kind
+
+
+def main(argv):
+  del argv
+  import jax  # pylint: disable=g-import-not-at-top
+  if FLAGS.cpu_collectives:
+    jax.config.update("jax_cpu_collectives_implementation",
+                      FLAGS.cpu_collectives)
+  from sonify_jax import distributed  # pylint: disable=g-import-not-at-top
+  distributed.initialize_if_needed(FLAGS.coordinator_address,
+                                   FLAGS.num_processes, FLAGS.process_id,
+                                   initialization_timeout=60)
+  print(f"process {jax.process_index()}/{jax.process_count()}: "
+        f"{jax.local_device_count()} local, {jax.device_count()} global "
+        "devices", flush=True)
+  params, losses, kind = run(FLAGS.arch, FLAGS.steps, FLAGS.global_batch,
+                             FLAGS.clip_samples, FLAGS.seed, FLAGS.step)
+  if FLAGS.out:
+    path = FLAGS.out.replace("{process_id}", str(jax.process_index()))
+    params["__losses__"] = losses
+    params["__step_kind__"] = np.array(kind)
+    params["__process_count__"] = np.array(jax.process_count())
+    atomic_savez(path, params)
+  distributed.sync("multihost_check_done")
+  print(f"process {jax.process_index()} done ({kind})", flush=True)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

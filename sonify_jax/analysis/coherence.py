@@ -1,0 +1,163 @@
+"""Coherence between clips and their sonifications (thesis 6.3).
+
+For every clip and layer: take the clip's most active map of that layer
+(argmax over maps of the max-over-time activation), sonify it, and compute
+the magnitude-squared coherence (``scipy.signal.coherence``, Welch, Hann
+window, ``nperseg`` samples, 50 % overlap) between the clip and the
+sonification. **Top-5 coherence** of a clip is the mean of the 5 largest
+coherence values over the frequency bins. A layer's score is the mean over
+clips; across runs (seeds / independently trained models) we report the
+mean and the half-width of the 95 % Student-t interval of the run means.
+
+An all-zero sonification (a dead map) or an all-zero clip has undefined
+coherence (0/0); it counts as 0: nothing of the input survives.
+"""
+import os
+import time
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import scipy.signal
+
+from sonify_jax.analysis import common
+from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
+
+Params = Any
+
+
+def top_coherence(x: np.ndarray, y: np.ndarray, top: int = 5,
+                  nperseg: int = 256, sample_rate: int = SAMPLE_RATE
+                  ) -> np.ndarray:
+  """Mean of the ``top`` largest magnitude-squared coherence values.
+
+  Args:
+    x, y: ``[..., T]`` signals (broadcast against each other).
+  Returns:
+    ``[...]`` scores in [0, 1]; 0 where a signal is all zero.
+  """
+  x = np.asarray(x, np.float64)
+  y = np.asarray(y, np.float64)
+  length = x.shape[-1]
+  if y.shape[-1] != length:
+    raise ValueError(f"signals differ in length: {length} vs {y.shape[-1]}")
+  nperseg = min(nperseg, length)
+  _, cxy = scipy.signal.coherence(x, y, fs=sample_rate, window="hann",
+                                  nperseg=nperseg, axis=-1)
+  cxy = np.nan_to_num(cxy, nan=0.0, posinf=0.0, neginf=0.0)
+  silent = (np.abs(x).max(-1) == 0) | (np.abs(y).max(-1) == 0)
+  top = min(top, cxy.shape[-1])
+  score = np.sort(cxy, axis=-1)[..., -top:].mean(-1)
+  return np.where(silent, 0.0, score)
+
+
+def most_active_sonifications(params: Params, arch: Architecture,
+                              audio: np.ndarray, layers: Tuple[int, ...],
+                              batch_size: int) -> Dict[int, np.ndarray]:
+  """``{layer: [B, T]}`` sonification of each clip's most active map."""
+  acts = common.layer_activations(params, audio, layers, arch)
+  out = {}
+  for layer, a in zip(layers, acts):
+    maps = np.asarray(a).argmax(axis=1)
+    out[layer] = common.sonify_pairs(params, audio, maps, layer, arch,
+                                     batch_size)
+  return out
+
+
+def stream_coherence(params: Params, arch: Architecture, source,
+                     layers: Optional[Sequence[int]] = None,
+                     batch_size: int = 16, clip_samples: Optional[int] = None,
+                     max_clips: Optional[int] = None, top: int = 5,
+                     nperseg: int = 256, progress: bool = True
+                     ) -> Dict[str, Any]:
+  """One model, one pass over ``source``.
+
+  Returns:
+    ``{'layers': [L...], 'mean': {layer: float}, 'clips': N,
+    'seconds': wall time, 'clips_per_s': N / seconds}``.
+  """
+  layers = common.check_layers(layers, arch)
+  min_samples = arch.min_input_length(max(layers))
+  sums = {l: 0.0 for l in layers}
+  count = 0
+  total = len(source) if max_clips is None else min(len(source), max_clips)
+  bar = common.Progress("coherence", total, enabled=progress)
+  start = time.perf_counter()
+  for batch in common.iter_clip_batches(source, batch_size, min_samples,
+                                        clip_samples, max_clips):
+    valid = batch["valid"]
+    sonifs = most_active_sonifications(params, arch, batch["audio"], layers,
+                                       batch_size)
+    for layer in layers:
+      scores = top_coherence(batch["audio"][valid], sonifs[layer][valid],
+                             top, nperseg)
+      sums[layer] += float(scores.sum())
+    count += int(valid.sum())
+    bar.update(int(valid.sum()))
+  seconds = time.perf_counter() - start
+  bar.close()
+  if count == 0:
+    raise ValueError("the source holds no clips")
+  return {"layers": list(layers),
+          "mean": {l: sums[l] / count for l in layers},
+          "clips": count, "seconds": seconds,
+          "clips_per_s": count / max(seconds, 1e-9)}
+
+
+def summarize_runs(per_run: Sequence[Dict[str, Any]], confidence: float = 0.95
+                   ) -> Dict[str, Any]:
+  """Mean and t-interval half-width over runs, per layer."""
+  layers = per_run[0]["layers"]
+  means, halves = [], []
+  for layer in layers:
+    m, h = common.t_interval([r["mean"][layer] for r in per_run], confidence)
+    means.append(m)
+    halves.append(h)
+  return {"layers": list(layers), "mean": means, "ci_half_width": halves,
+          "runs": [[r["mean"][l] for l in layers] for r in per_run],
+          "confidence": confidence}
+
+
+def run_coherence(models: Dict[str, Sequence[Tuple[Params, Architecture]]],
+                  source, out_dir: str,
+                  layers: Optional[Sequence[int]] = None,
+                  batch_size: int = 16, clip_samples: Optional[int] = None,
+                  max_clips: Optional[int] = None, top: int = 5,
+                  nperseg: int = 256, progress: bool = True
+                  ) -> Dict[str, Any]:
+  """Coherence study for several model kinds, several runs each.
+
+  Args:
+    models: ``{'contrastive': [(params, arch), ...], 'supervised': [...]}``
+      -- each list holds the runs (seeds) of one kind.
+    source: ClipSource of eval clips.
+    out_dir: writes ``coherence.json`` and ``coherence.png``.
+  Returns:
+    ``{kind: summarize_runs(...) plus 'clips_per_s'}``.
+  """
+  from sonify_jax.analysis import figures, topk  # pylint: disable=g-import-not-at-top
+  os.makedirs(out_dir, exist_ok=True)
+  summary: Dict[str, Any] = {}
+  for kind, runs in models.items():
+    if not runs:
+      raise ValueError(f"model kind {kind!r} has no runs")
+    per_run = []
+    for i, (params, arch) in enumerate(runs):
+      common.log(f"coherence: {kind} run {i + 1}/{len(runs)}")
+      per_run.append(stream_coherence(params, arch, source, layers,
+                                      batch_size, clip_samples, max_clips,
+                                      top, nperseg, progress))
+    summary[kind] = summarize_runs(per_run)
+    clips = sum(r["clips"] for r in per_run)
+    seconds = sum(r["seconds"] for r in per_run)
+    summary[kind]["clips_per_s"] = clips / max(seconds, 1e-9)
+    summary[kind]["num_runs"] = len(per_run)
+  first = next(iter(summary.values()))
+  summary_layers = first["layers"]
+  figures.layer_curves(
+      os.path.join(out_dir, "coherence.png"), summary_layers,
+      {k: (v["mean"], v["ci_half_width"]) for k, v in summary.items()},
+      ylabel=f"mean top-{top} coherence",
+      title="Input vs most-active-map sonification (95% t-interval over runs)")
+  topk.write_json(os.path.join(out_dir, "coherence.json"),
+                  {"top": top, "nperseg": nperseg, "models": summary})
+  return summary

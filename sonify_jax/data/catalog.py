@@ -1,0 +1,104 @@
+"""One entry point to every dataset: ``get_source(name, split, data_dir)``.
+
+Names:
+  'embedded_keywords', 'embedded_events', 'embedded' -- shipped with the
+      repo (splits 'train', 'test'); ``data_dir`` optionally points at a
+      regenerated copy (a folder holding manifest.csv).
+  'audioset' (multilabel; splits 'balanced_train', 'unbalanced_train',
+      'eval'; 'train' = every built train split, 'test' = 'eval'),
+  'fsd50k' (multilabel; 'train', 'validation', 'test'; 'val', 'eval'),
+  'speech_commands', 'voxceleb1' (single-label; 'train', 'validation',
+      'test'; 'val') -- read from ``data_dir``, where
+      ``python -m sonify_jax.data.builders`` prepared them.
+
+TFDS split expressions ('train[:10%]', 'a+b') pass through for the built
+datasets.
+"""
+import os
+import re
+from typing import Optional
+
+from sonify_jax.data import embedded
+from sonify_jax.data.sources import ClipSource
+
+EMBEDDED_NAMES = tuple(embedded.GROUPS)
+BUILT_NAMES = ("audioset", "fsd50k", "speech_commands", "voxceleb1")
+NAMES = EMBEDDED_NAMES + BUILT_NAMES
+
+_ALIASES = {
+    "audioset": {"test": "eval", "evaluation": "eval"},
+    "fsd50k": {"val": "validation", "eval": "test"},
+    "speech_commands": {"val": "validation"},
+    "voxceleb1": {"val": "validation"},
+}
+_BASE_SPLIT = re.compile(r"^([A-Za-z_]+)(\[.*\])?$")
+
+
+def list_sources():
+  return list(NAMES)
+
+
+def get_source(name: str, split: str,
+               data_dir: Optional[str] = None) -> ClipSource:
+  """The ClipSource of dataset ``name``, split ``split``.
+
+  Args:
+    name: one of ``NAMES``.
+    split: a split of that dataset (see the module doc).
+    data_dir: for built datasets, the TFDS data_dir they were prepared in
+      (required); for embedded ones, an optional regenerated copy.
+
+  Raises:
+    ValueError: unknown name or split, or data_dir missing where needed.
+    FileNotFoundError: data_dir or the prepared dataset does not exist.
+  """
+  if not isinstance(name, str) or name not in NAMES:
+    raise ValueError(f"unknown dataset {name!r}; known: {list(NAMES)}")
+  if not isinstance(split, str) or not split:
+    raise ValueError(f"split must be a non-empty string, got {split!r}")
+  if data_dir is not None and not os.path.isdir(data_dir):
+    raise FileNotFoundError(f"data_dir {data_dir} does not exist")
+  if name in EMBEDDED_NAMES:
+    return embedded.EmbeddedSource(name, split, root=data_dir)
+  if data_dir is None:
+    raise ValueError(
+        f"dataset {name!r} is read from a prepared TFDS data_dir; pass "
+        f"data_dir= (build it first: python -m sonify_jax.data.builders "
+        f"--dataset={name} --manual_dir=<official layout> --data_dir=DIR)")
+  from sonify_jax.data import builders  # pylint: disable=g-import-not-at-top
+  builder = builders.get_builder(name, data_dir)
+  if not os.path.isdir(builder.data_dir) or not os.path.isfile(
+      os.path.join(builder.data_dir, "dataset_info.json")):
+    raise FileNotFoundError(
+        f"{name} is not prepared in {data_dir} (expected "
+        f"{builder.data_dir}); build it with python -m "
+        f"sonify_jax.data.builders --dataset={name} ...")
+  return builders.base.BuiltSource(builder, _resolve_split(
+      name, split, list(builder.info.splits)), name=name)
+
+
+def _resolve_split(name: str, split: str, available) -> str:
+  """Maps aliases to TFDS split names and checks every part exists."""
+  aliases = dict(_ALIASES.get(name, {}))
+  if name == "audioset":
+    aliases["train"] = "+".join(s for s in ("balanced_train",
+                                            "unbalanced_train")
+                                if s in available) or "balanced_train"
+  parts = []
+  for part in split.split("+"):
+    part = part.strip()
+    match = _BASE_SPLIT.match(part)
+    if not match:
+      raise ValueError(f"bad split expression {split!r}")
+    base_split, slicing = match.group(1), match.group(2) or ""
+    resolved = aliases.get(base_split, base_split)
+    for piece in resolved.split("+"):
+      if piece not in available:
+        raise ValueError(f"unknown split {base_split!r} for {name}; "
+                         f"available: {sorted(available)} (aliases "
+                         f"{sorted(aliases)})")
+    if slicing and "+" in resolved:
+      raise ValueError(f"cannot slice the alias {base_split!r}; slice "
+                       f"{resolved} explicitly")
+    parts.append(resolved + slicing)
+  return "+".join(parts)

@@ -1,0 +1,138 @@
+"""Composite models the trainers use: CNN12 encoder + projection or classifier.
+
+Params are ``{'encoder': <CNN12 params>, 'projection' | 'head': ...}`` so that
+``params['encoder']`` can be handed straight to :func:`deconvnet.sonify` with
+the same architecture, or moved into another model with
+:func:`replace_encoder`.
+"""
+from typing import Any, Mapping, Optional, Tuple
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sonify_jax.models.architecture import get_architecture
+from sonify_jax.models.cnn12 import CNN12
+from sonify_jax.models.heads import LinearClassifier, ProjectionMLP
+
+
+class SimCLRModel(nn.Module):
+  """CNN12 encoder + SimCLR projection MLP.
+
+  Attributes:
+    arch_name: a name known to ``get_architecture`` (e.g. 'cnn12').
+    dropout_rate: dropout on the pooled features inside the encoder.
+    proj_hidden: hidden width of the projection MLP.
+    proj_out: output width of the projection (the NT-Xent space).
+  """
+  arch_name: str = "cnn12"
+  dropout_rate: float = 0.4
+  proj_hidden: int = 512
+  proj_out: int = 512
+
+  def setup(self):
+    self.encoder = CNN12(arch=get_architecture(self.arch_name),
+                         dropout_rate=self.dropout_rate)
+    self.projection = ProjectionMLP(hidden_dim=self.proj_hidden,
+                                    out_dim=self.proj_out)
+
+  def __call__(self, waveforms: jax.Array, train: bool = False,
+               mask: Optional[jax.Array] = None
+               ) -> Tuple[jax.Array, jax.Array]:
+    """``[B, T]`` -> (embedding ``[B, embed_dim]``, projection ``[B, proj_out]``)."""
+    h = self.encoder(waveforms, train=train, mask=mask)
+    return h, self.projection(h)
+
+
+class ClassifierModel(nn.Module):
+  """CNN12 encoder + linear classifier on the embedding.
+
+  Attributes:
+    arch_name: a name known to ``get_architecture``.
+    num_classes: number of output logits.
+    dropout_rate: dropout on the pooled features inside the encoder.
+    multilabel: whether the classes are independent (sigmoid scores) or
+      exclusive (softmax); :func:`scores` and the eval step use it.
+  """
+  arch_name: str = "cnn12"
+  num_classes: int = 527
+  dropout_rate: float = 0.4
+  multilabel: bool = False
+
+  def setup(self):
+    self.encoder = CNN12(arch=get_architecture(self.arch_name),
+                         dropout_rate=self.dropout_rate)
+    self.head = LinearClassifier(self.num_classes)
+
+  def encode(self, waveforms: jax.Array, train: bool = False,
+             mask: Optional[jax.Array] = None) -> jax.Array:
+    """``[B, T]`` (optional 0/1 ``mask [B, T]``) -> embedding ``[B, E]``."""
+    return self.encoder(waveforms, train=train, mask=mask)
+
+  def classify(self, embedding: jax.Array) -> jax.Array:
+    """Embedding ``[B, E]`` -> logits ``[B, num_classes]``."""
+    return self.head(embedding)
+
+  def __call__(self, waveforms: jax.Array, train: bool = False,
+               mask: Optional[jax.Array] = None) -> jax.Array:
+    """Logits ``[B, num_classes]``; ``mask`` selects each clip's valid
+    samples so zero-padded clips of different lengths are scored whole."""
+    return self.classify(self.encode(waveforms, train=train, mask=mask))
+
+  def scores(self, logits: jax.Array) -> jax.Array:
+    """Sigmoid (multilabel) or softmax probabilities of ``logits``."""
+    return (jax.nn.sigmoid(logits) if self.multilabel
+            else jax.nn.softmax(logits, axis=-1))
+
+
+def init_params(model: nn.Module, rng: jax.Array,
+                input_length: Optional[int] = None) -> Any:
+  """Initial params of a composite model (or a bare CNN12).
+
+  Args:
+    model: SimCLRModel, ClassifierModel or CNN12.
+    rng: PRNG key.
+    input_length: dummy clip length; defaults to the encoder's receptive
+      field (the shortest valid input), shapes do not depend on it.
+  Returns:
+    the ``params`` collection (a dict).
+  """
+  arch = (model.arch if isinstance(model, CNN12)
+          else get_architecture(model.arch_name))
+  length = input_length or arch.min_input_length(arch.num_blocks)
+  dummy = jnp.zeros((1, length), jnp.float32)
+  return jax.jit(lambda r: model.init(r, dummy)["params"])(rng)
+
+
+def replace_encoder(params: Mapping[str, Any],
+                    encoder_params: Mapping[str, Any]) -> dict:
+  """A copy of ``params`` with ``params['encoder']`` set to ``encoder_params``.
+
+  Used to start linear evaluation or fine-tuning from another run's encoder
+  (e.g. a SimCLR checkpoint). Pure: neither input is modified.
+
+  Raises:
+    ValueError: when the encoder trees differ in structure or leaf shapes
+      (e.g. a cnn12_x2 encoder into a cnn12 model).
+  """
+  if "encoder" not in params:
+    raise ValueError(f"params have no 'encoder' entry: {sorted(params)}")
+  old = flax.core.unfreeze(params["encoder"])
+  new = flax.core.unfreeze(encoder_params)
+  old_struct = jax.tree_util.tree_structure(old)
+  new_struct = jax.tree_util.tree_structure(new)
+  if old_struct != new_struct:
+    raise ValueError("encoder params tree does not match the model's: "
+                     f"{new_struct} vs {old_struct}")
+  for path, (a, b) in zip(
+      [jax.tree_util.keystr(p) for p, _ in
+       jax.tree_util.tree_flatten_with_path(old)[0]],
+      zip(jax.tree_util.tree_leaves(old), jax.tree_util.tree_leaves(new))):
+    if jnp.shape(a) != jnp.shape(b):
+      raise ValueError(f"encoder param {path} has shape {jnp.shape(b)}, the "
+                       f"model expects {jnp.shape(a)}")
+  out = dict(params)
+  out["encoder"] = jax.tree_util.tree_map(
+      lambda a, b: jnp.asarray(b, jnp.asarray(a).dtype), old, new)
+  return out

@@ -1,0 +1,77 @@
+"""Log-spectrogram figures (matplotlib, Agg backend: no display needed)."""
+import os
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import scipy.signal
+
+from sonify_jax.models.architecture import SAMPLE_RATE
+
+_FLOOR_DB = -100.0
+
+
+def log_spectrogram(audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
+                    n_fft: int = 256, hop: int = 64
+                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Power spectrogram in dB (Hann window).
+
+  Args:
+    audio: [time] float waveform.
+  Returns:
+    freqs [F] in Hz, times [N] in s, db [F, N] (floored at -100 dB).
+  """
+  audio = np.asarray(audio, np.float64)
+  if audio.ndim != 1:
+    raise ValueError(f"audio must be [time], got shape {audio.shape}")
+  nperseg = min(n_fft, len(audio))
+  freqs, times, power = scipy.signal.spectrogram(
+      audio, fs=sample_rate, window="hann", nperseg=nperseg,
+      noverlap=nperseg - min(hop, nperseg), scaling="spectrum", mode="psd")
+  db = 10.0 * np.log10(np.maximum(power, 10 ** (_FLOOR_DB / 10)))
+  return freqs, times, db
+
+
+def draw_spectrogram(ax, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
+                     title: str = "", dynamic_range_db: float = 80.0):
+  """Draw a log-spectrogram on a matplotlib axis; returns the image."""
+  freqs, times, db = log_spectrogram(audio, sample_rate)
+  top = db.max() if db.size else 0.0
+  image = ax.pcolormesh(times, freqs, db, shading="auto", cmap="magma",
+                        vmin=top - dynamic_range_db, vmax=top)
+  ax.set_title(title, fontsize=8)
+  ax.set_xlabel("time (s)", fontsize=7)
+  ax.set_ylabel("Hz", fontsize=7)
+  ax.tick_params(labelsize=6)
+  return image
+
+
+def save_figure(fig, path: str) -> str:
+  """Save atomically (write a temp file, then rename) and close the figure."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  root, ext = os.path.splitext(path)
+  tmp = f"{root}.tmp{ext}"
+  fig.savefig(tmp, dpi=100, bbox_inches="tight")
+  plt.close(fig)
+  os.replace(tmp, path)
+  return path
+
+
+def new_figure(rows: int, cols: int, size: Tuple[float, float]):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt.subplots(rows, cols, figsize=size, squeeze=False)
+
+
+def save_pair_figure(path: str, audio: np.ndarray, sonification: np.ndarray,
+                     sample_rate: int = SAMPLE_RATE, title: str = "",
+                     labels: Optional[Sequence[str]] = None) -> str:
+  """Input and sonification log-spectrograms side by side, as a PNG."""
+  labels = labels or ("input", "sonification")
+  fig, axes = new_figure(1, 2, (9, 3))
+  draw_spectrogram(axes[0, 0], audio, sample_rate, labels[0])
+  draw_spectrogram(axes[0, 1], sonification, sample_rate, labels[1])
+  if title:
+    fig.suptitle(title, fontsize=9)
+  return save_figure(fig, path)

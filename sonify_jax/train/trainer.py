@@ -1,0 +1,317 @@
+"""The training loop: SimCLR pre-training and supervised training/linear eval.
+
+``train_and_evaluate(config, workdir)`` runs a whole experiment from a config
+(``configs/*.py``): data from ``catalog.get_source`` + ``pipeline``, the
+data-parallel steps of ``steps.py`` over every device, whole-clip evaluation,
+metrics to TensorBoard + metrics.jsonl, orbax checkpoints. A preempted run
+restarted with the same command resumes from its latest checkpoint and ends
+with the same params as an uninterrupted run: the pipeline is a function of
+(seed, step) (restarted at ``start_step``) and the steps fold the step number
+into the one run key, so nothing but the TrainState needs saving.
+"""
+import dataclasses
+import os
+import time
+from typing import Any, Dict, Optional
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
+from sonify_jax.train import checkpoints
+from sonify_jax.train import evaluate as evaluate_lib
+from sonify_jax.train import logging_utils
+from sonify_jax.train import optim
+from sonify_jax.train import state as state_lib
+from sonify_jax.train import steps as steps_lib
+
+TASKS = ("simclr", "supervised")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """Step counts derived from the config and the dataset size."""
+  steps_per_epoch: int
+  total_steps: int
+  warmup_steps: int
+
+
+def make_schedule(config: ml_collections.ConfigDict,
+                  num_train_clips: int) -> Schedule:
+  """Total and warmup steps from epochs (or explicit step counts)."""
+  steps_per_epoch = max(1, num_train_clips // config.batch_size)
+  total = (int(config.total_steps) if config.total_steps > 0
+           else int(round(config.num_epochs * steps_per_epoch)))
+  if total < 1:
+    raise ValueError(f"the run would have {total} steps: set "
+                     "config.total_steps or config.num_epochs > 0")
+  warmup = (int(config.warmup_steps) if config.warmup_steps >= 0
+            else int(round(config.warmup_epochs * steps_per_epoch)))
+  # The cosine needs at least one step after the warmup.
+  warmup = max(0, min(warmup, total - 1))
+  return Schedule(steps_per_epoch, total, warmup)
+
+
+def validate_config(config: ml_collections.ConfigDict,
+                    num_devices: Optional[int] = None) -> None:
+  """Raises ValueError for an unusable config (before any data is read)."""
+  if config.task not in TASKS:
+    raise ValueError(f"config.task={config.task!r}; choose from {TASKS}")
+  arch = get_architecture(config.model)
+  if config.batch_size < 1:
+    raise ValueError(f"config.batch_size must be >= 1, got "
+                     f"{config.batch_size}")
+  num_devices = jax.device_count() if num_devices is None else num_devices
+  if config.batch_size % num_devices:
+    raise ValueError(
+        f"config.batch_size={config.batch_size} is not a multiple of the "
+        f"{num_devices} devices")
+  crop = int(round(config.crop_seconds * SAMPLE_RATE))
+  rf = arch.min_input_length(arch.num_blocks)
+  if crop < rf:
+    raise ValueError(
+        f"config.crop_seconds={config.crop_seconds} gives {crop} samples, "
+        f"below {config.model}'s receptive field of {rf} samples")
+  if config.task == "simclr":
+    if config.num_crops != 2:
+      raise ValueError("SimCLR needs config.num_crops=2 (two views per clip)"
+                       f", got {config.num_crops}")
+    if config.temperature <= 0:
+      raise ValueError(f"config.temperature must be > 0, got "
+                       f"{config.temperature}")
+    if config.init_from or config.freeze_encoder:
+      raise ValueError("init_from/freeze_encoder are for supervised runs")
+  else:
+    if config.num_crops != 1:
+      raise ValueError("supervised training uses config.num_crops=1, got "
+                       f"{config.num_crops}")
+    if config.init not in ("scratch", "") and not config.init_from:
+      raise ValueError(
+          f"config.init={config.init!r} needs the source run: pass "
+          "--config.init_from=WORKDIR (a workdir or checkpoint directory)")
+  if config.keep_last < 1:
+    raise ValueError(f"config.keep_last must be >= 1, got {config.keep_last}")
+  if config.checkpoint_every_steps < 1:
+    raise ValueError("config.checkpoint_every_steps must be >= 1")
+  if config.best_mode not in ("max", "min"):
+    raise ValueError(f"config.best_mode must be 'max' or 'min', got "
+                     f"{config.best_mode!r}")
+  if any(int(s) < 0 for s in config.keep_steps):
+    raise ValueError(f"config.keep_steps must be >= 0: {config.keep_steps}")
+
+
+def _get_source(config, split: str):
+  # Imported here: the catalog pulls in dataset builders (tfds) that
+  # config-only users (tests of configs, launchers) need not load.
+  from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
+  return catalog.get_source(config.dataset, split, config.data_dir or None)
+
+
+def _augment_config(config):
+  from sonify_jax.data import augment  # pylint: disable=g-import-not-at-top
+  aug = augment.AugmentConfig.from_dict(config.augment)
+  if not (aug.use_gain or aug.use_noise or aug.use_masks or aug.use_mix):
+    return None
+  return aug
+
+
+def build_model(config, num_classes: int = 0, multilabel: bool = False):
+  """The composite model the config trains."""
+  if config.task == "simclr":
+    return state_lib.SimCLRModel(arch_name=config.model,
+                                 dropout_rate=config.dropout,
+                                 proj_hidden=config.proj_hidden,
+                                 proj_out=config.proj_out)
+  return state_lib.ClassifierModel(arch_name=config.model,
+                                   num_classes=num_classes,
+                                   dropout_rate=config.dropout,
+                                   multilabel=multilabel)
+
+
+def _load_init_encoder(config):
+  if not config.init_from:
+    return None
+  step = None if config.init_step < 0 else int(config.init_step)
+  encoder, arch_name = checkpoints.load_encoder(config.init_from, step)
+  if arch_name != config.model:
+    raise ValueError(
+        f"config.init_from={config.init_from!r} holds a {arch_name} encoder "
+        f"but config.model={config.model!r}")
+  logging.info("encoder initialised from %s (step %s)", config.init_from,
+               "latest" if step is None else step)
+  return encoder
+
+
+def _host_scalars(metrics: Dict[str, Any]) -> Dict[str, float]:
+  return {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       train_source=None, eval_source=None
+                       ) -> Dict[str, float]:
+  """Trains per ``config`` in ``workdir`` (resuming if it has checkpoints).
+
+  Args:
+    config: an experiment config (see configs/common.py for the fields).
+    workdir: where checkpoints, run.json, TensorBoard events and
+      metrics.jsonl go.
+    train_source, eval_source: ClipSources to use instead of
+      ``catalog.get_source(config.dataset, config.train_split / eval_split)``
+      (in-memory data, tests).
+
+  Returns:
+    The final metrics: ``train/loss`` (mean of the last logging window) and,
+    for supervised runs, the final whole-clip ``eval/*`` metrics.
+  """
+  workdir = os.path.abspath(workdir)
+  mesh = steps_lib.make_mesh()
+  validate_config(config, mesh.size)
+  is_main = jax.process_index() == 0
+  arch = get_architecture(config.model)
+
+  if train_source is None:
+    train_source = _get_source(config, config.train_split)
+  if len(train_source) == 0:
+    raise ValueError(f"{config.dataset}/{config.train_split} has no clips")
+  multilabel = bool(train_source.multilabel)
+  num_classes = int(train_source.num_classes)
+  schedule = make_schedule(config, len(train_source))
+  total_steps = schedule.total_steps
+  logging.info("%s on %s/%s: %d clips, %d steps (%d per epoch, %d warmup), "
+               "global batch %d over %d devices", config.task, config.dataset,
+               config.train_split, len(train_source), total_steps,
+               schedule.steps_per_epoch, schedule.warmup_steps,
+               config.batch_size, mesh.size)
+
+  model = build_model(config, num_classes, multilabel)
+  optimizer = optim.make_optimizer(
+      config.learning_rate, config.weight_decay, schedule.warmup_steps,
+      total_steps, decoupled_weight_decay=config.decoupled_weight_decay)
+  augment_config = _augment_config(config)
+
+  ckpt = checkpoints.Checkpointer(
+      workdir, keep_last=config.keep_last, keep_steps=config.keep_steps,
+      best_metric=config.best_metric, best_mode=config.best_mode)
+  latest = ckpt.latest_step()
+  run_key = jax.random.PRNGKey(config.seed)
+  init_key, step_key = jax.random.split(run_key)
+  # A resumed run overwrites the init with its checkpoint, so the source
+  # encoder is loaded only when starting fresh.
+  init_encoder = _load_init_encoder(config) if latest is None else None
+  state = state_lib.create_train_state(model, optimizer, init_key,
+                                       init_encoder)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  state = jax.device_put(state, replicated)
+  checkpoints.save_run_info(
+      workdir, config, arch=config.model, task=config.task,
+      num_classes=num_classes, multilabel=multilabel,
+      class_names=list(getattr(train_source, "class_names", [])),
+      total_steps=total_steps, warmup_steps=schedule.warmup_steps)
+
+  if latest is not None:
+    state = ckpt.restore(state, latest)
+    logging.info("resumed from checkpoint step %d", latest)
+  start_step = int(jax.device_get(state.step))
+  keep_steps = {int(s) for s in config.keep_steps}
+  if start_step == 0 and 0 in keep_steps and latest is None:
+    ckpt.save(0, state)
+
+  if config.task == "simclr":
+    train_step = steps_lib.make_simclr_train_step(
+        model, optimizer, mesh, augment_config, config.temperature)
+    eval_step = None
+  else:
+    train_step = steps_lib.make_supervised_train_step(
+        model, optimizer, mesh, multilabel, config.mixup_alpha,
+        augment_config, config.freeze_encoder)
+    eval_step = steps_lib.make_eval_step(model, mesh, multilabel)
+    if eval_source is None:
+      eval_source = _get_source(config, config.eval_split)
+
+  def run_eval() -> Dict[str, float]:
+    max_samples = (int(round(config.eval_max_seconds * SAMPLE_RATE))
+                   if config.eval_max_seconds > 0 else None)
+    return evaluate_lib.evaluate(
+        eval_step, state.params, eval_source, arch_name=config.model,
+        batch_size=config.eval_batch_size, multilabel=multilabel,
+        max_samples=max_samples)
+
+  writer = logging_utils.MetricWriter(workdir, enabled=is_main)
+  progress = logging_utils.Progress(
+      total_steps, start_step, enabled=is_main and config.progress,
+      desc=f"{config.task} {config.model}")
+  crop_samples = int(round(config.crop_seconds * SAMPLE_RATE))
+  batches = None
+  final: Dict[str, float] = {}
+  window_metrics, window_start, window_steps = [], time.time(), 0
+  eval_metrics: Dict[str, float] = {}
+  try:
+    if start_step < total_steps:
+      batches = pipeline_train_batches(
+          train_source, config, crop_samples, start_step)
+    for step in range(start_step, total_steps):
+      batch = next(batches)
+      if config.task == "supervised":
+        # One crop per clip: [B, 1, T] -> [B, T].
+        batch = {"audio": batch["audio"][:, 0], "label": batch["label"]}
+      else:
+        batch = {"audio": batch["audio"]}
+      state, metrics = train_step(state, batch, step_key)
+      done = step + 1
+      window_metrics.append(metrics)
+      window_steps += 1
+      if done % config.log_every_steps == 0 or done == total_steps:
+        host = [_host_scalars(m) for m in window_metrics]
+        elapsed = max(time.time() - window_start, 1e-9)
+        scalars = {f"train/{k}": float(np.mean([h[k] for h in host]))
+                   for k in host[-1]}
+        scalars["train/clips_per_sec"] = (
+            window_steps * config.batch_size / elapsed)
+        scalars["train/epoch"] = done / schedule.steps_per_epoch
+        if not np.isfinite(scalars["train/loss"]):
+          raise FloatingPointError(
+              f"train loss is {scalars['train/loss']} at step {done}")
+        writer.write_scalars(done, scalars)
+        final.update(scalars)
+        progress.update(done, window_steps,
+                        loss=scalars["train/loss"],
+                        clips_s=scalars["train/clips_per_sec"])
+        window_metrics, window_start, window_steps = [], time.time(), 0
+      eval_metrics = {}
+      if eval_step is not None and (
+          done == total_steps or
+          (config.eval_every_steps > 0 and
+           done % config.eval_every_steps == 0)):
+        eval_metrics = run_eval()
+        writer.write_scalars(done, eval_metrics)
+        final.update(eval_metrics)
+        progress.write(f"step {done}: " + ", ".join(
+            f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())))
+      if (done % config.checkpoint_every_steps == 0 or done in keep_steps or
+          done == total_steps):
+        ckpt.save(done, state, metrics=eval_metrics or None)
+      if config.step_delay_s > 0:
+        time.sleep(config.step_delay_s)
+    if eval_step is not None and not any(k.startswith("eval/")
+                                         for k in final):
+      # Resumed after the last step: report the final checkpoint's metrics.
+      final.update(run_eval())
+  finally:
+    progress.close()
+    if batches is not None:
+      batches.close()
+    writer.close()
+    ckpt.close()
+  return final
+
+
+def pipeline_train_batches(source, config, crop_samples: int,
+                           start_step: int):
+  """This process's share of the training batches from ``start_step``."""
+  from sonify_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  return pipeline.train_batches(
+      source, global_batch_size=config.batch_size, crop_samples=crop_samples,
+      num_crops=config.num_crops, seed=config.seed, start_step=start_step,
+      process_index=jax.process_index(), process_count=jax.process_count())

@@ -1,0 +1,291 @@
+"""TFDS builders: each built from a small tree in its official layout.
+
+The trees are made from the shipped embedded WAVs (real audio), some
+re-encoded at 16 / 44.1 kHz stereo or as FLAC to exercise conversion, one
+corrupt file and one listed-but-missing clip per dataset to exercise the skip
+report. Everything is read back through catalog.get_source.
+"""
+import csv
+import os
+
+import numpy as np
+import pytest
+import soundfile
+
+from sonify_jax import audio_io
+from sonify_jax.data import catalog
+from sonify_jax.data import embedded
+
+pytest.importorskip("tensorflow_datasets")
+pytest.importorskip("array_record")
+
+from sonify_jax.data import builders  # pylint: disable=g-import-not-at-top
+from sonify_jax.data.builders import base  # pylint: disable=g-import-not-at-top
+
+SR = 8000
+
+
+@pytest.fixture(scope="module")
+def clips():
+  """Eight real 8 kHz clips from the shipped dataset, [time] float32."""
+  rows = embedded.read_manifest()
+  picked = [r for r in rows if r["group"] == "keywords"][:4] + [
+      r for r in rows if r["group"] == "events"][::40][:4]
+  return [audio_io.load_audio(os.path.join(embedded.EMBEDDED_DIR, r["file"]))
+          for r in picked]
+
+
+def _write(path, audio_8k, sample_rate=SR, stereo=False, fmt=None):
+  """Writes an 8 kHz clip re-encoded at ``sample_rate`` (optionally as a
+  2-channel file whose channel mean is the clip); returns the number of
+  8 kHz samples it should read back as."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  audio = audio_io.resample(audio_8k, SR, sample_rate)
+  if stereo:  # channels 0.5x and 1.5x: their mean is the clip again
+    audio = np.stack([0.5 * audio, 1.5 * audio], axis=1) / 1.5
+  soundfile.write(path, audio, sample_rate, subtype="PCM_16", format=fmt)
+  return int(round(len(audio) * SR / sample_rate))
+
+
+def _corrupt(path):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(b"RIFF\x00\x00\x00\x00WAVEthis is not audio" * 3)
+
+
+def _check_source(source, expected, multilabel, num_classes):
+  """expected: id -> (label index or set of indices, 8 kHz length, ref)."""
+  assert source.multilabel == multilabel
+  assert source.num_classes == num_classes == len(source.class_names)
+  got = {}
+  for i in range(len(source)):
+    ex = source[i]
+    got[ex["id"]] = ex
+  assert set(got) == set(expected)
+  for clip_id, (label, length, ref) in expected.items():
+    ex = got[clip_id]
+    audio = ex["audio"]
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert np.all(np.isfinite(audio)) and np.max(np.abs(audio)) <= 1.0
+    assert abs(audio.size - length) <= 2, (clip_id, audio.size, length)
+    if ref is not None:  # resampled back to 8 kHz: the same waveform
+      n = min(audio.size, ref.size)
+      err = np.linalg.norm(audio[:n] - ref[:n]) / np.linalg.norm(ref[:n])
+      assert err < 0.05, (clip_id, err)
+    if multilabel:
+      want = np.zeros(num_classes, np.float32)
+      want[sorted(label)] = 1.0
+      np.testing.assert_array_equal(ex["label"], want)
+    else:
+      assert ex["label"].dtype == np.int32 and ex["label"].shape == ()
+      assert int(ex["label"]) == label
+
+
+def _report(data_dir, name):
+  builder = builders.get_builder(name, data_dir)
+  return {(r["split"], r["id"]): r["reason"]
+          for r in base.read_skip_report(builder.data_dir)}
+
+
+def test_speech_commands(tmp_path, clips):
+  root = tmp_path / "sc"
+  data_dir = str(tmp_path / "tfds")
+  words = builders.speech_commands.WORDS
+  yes, no = words.index("yes"), words.index("no")
+  exp = {"train": {}, "validation": {}, "test": {}}
+  n = _write(str(root / "yes/aa_nohash_0.wav"), clips[0])
+  exp["train"]["yes/aa_nohash_0"] = (yes, n, clips[0])
+  n = _write(str(root / "yes/bb_nohash_0.wav"), clips[1], 16000, stereo=True)
+  exp["validation"]["yes/bb_nohash_0"] = (yes, n, clips[1])
+  n = _write(str(root / "no/cc_nohash_0.wav"), clips[2], 44100)
+  exp["test"]["no/cc_nohash_0"] = (no, n, clips[2])
+  n = _write(str(root / "no/dd_nohash_1.wav"), clips[3])
+  exp["train"]["no/dd_nohash_1"] = (no, n, clips[3])
+  _write(str(root / "_background_noise_/white_noise.wav"), clips[4])
+  _corrupt(str(root / "no/ee_nohash_0.wav"))
+  (root / "validation_list.txt").write_text(
+      "yes/bb_nohash_0.wav\nyes/missing_nohash_0.wav\n")
+  (root / "testing_list.txt").write_text("no/cc_nohash_0.wav\n")
+  (root / "README.md").write_text("not a word folder, a file")
+
+  builders.build("speech_commands", str(root), data_dir)
+  for split, expected in exp.items():
+    source = catalog.get_source("speech_commands", split, data_dir)
+    _check_source(source, expected, False, 35)
+  assert len(catalog.get_source("speech_commands", "val", data_dir)) == 1
+  report = _report(data_dir, "speech_commands")
+  assert set(report) == {("train", "no/ee_nohash_0"),
+                         ("validation", "yes/missing_nohash_0")}
+  assert report[("train", "no/ee_nohash_0")].startswith("undecodable")
+  assert "no audio file" in report[("validation", "yes/missing_nohash_0")]
+
+
+def test_voxceleb1(tmp_path, clips):
+  root = tmp_path / "vox"
+  data_dir = str(tmp_path / "tfds")
+  exp = {"train": {}, "validation": {}, "test": {}}
+  lines = []
+  layout = [("1", "id10001/vidA/00001", 0, SR), ("1", "id10001/vidA/00002",
+                                                0, 16000),
+            ("2", "id10002/vidB/00001", 1, 44100),
+            ("3", "id11251/vidC/00001", 1250, SR)]
+  for k, (code, rel, label, sr) in enumerate(layout):
+    n = _write(str(root / "wav" / (rel + ".wav")), clips[k + 2], sr,
+               stereo=(sr == 44100))
+    exp[{"1": "train", "2": "validation", "3": "test"}[code]][rel] = (
+        label, n, clips[k + 2])
+    lines.append(f"{code} {rel}.wav")
+  _corrupt(str(root / "wav/id10003/vidD/00001.wav"))
+  lines.append("3 id10003/vidD/00001.wav")
+  (root / "iden_split.txt").write_text("\n".join(lines) + "\n")
+
+  builders.build("voxceleb1", str(root), data_dir)
+  for split, expected in exp.items():
+    source = catalog.get_source("voxceleb1", split, data_dir)
+    _check_source(source, expected, False, 1251)
+    assert source.class_names[0] == "id10001"
+    assert source.class_names[-1] == "id11251"
+  assert list(_report(data_dir, "voxceleb1")) == [
+      ("test", "id10003/vidD/00001")]
+
+
+def test_voxceleb1_rejects_bad_speaker(tmp_path, clips):
+  root = tmp_path / "vox"
+  _write(str(root / "wav/id20000/v/00001.wav"), clips[0])
+  (root / "iden_split.txt").write_text("1 id20000/v/00001.wav\n")
+  with pytest.raises(ValueError, match="id20000"):
+    builders.build("voxceleb1", str(root), str(tmp_path / "tfds"))
+
+
+def _vocabulary(n, prefix):
+  mids = [f"/m/{prefix}{i:03d}" for i in range(n)]
+  names = [f"Class_{i}" for i in range(n)]
+  return mids, names
+
+
+def test_fsd50k(tmp_path, clips):
+  root = tmp_path / "FSD50K"
+  data_dir = str(tmp_path / "tfds")
+  mids, names = _vocabulary(200, "f")
+  gt = root / "FSD50K.ground_truth"
+  gt.mkdir(parents=True)
+  with open(gt / "vocabulary.csv", "w", newline="") as f:
+    csv.writer(f).writerows([[i, names[i], mids[i]] for i in range(200)])
+  exp = {"train": {}, "validation": {}, "test": {}}
+  dev = [("101", {0, 5}, "train", SR), ("102", {199}, "train", 44100),
+         ("103", {3, 4, 7}, "val", 16000)]
+  evl = [("201", {1}, SR), ("202", {2, 150}, 16000)]
+  with open(gt / "dev.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["fname", "labels", "mids", "split"])
+    for k, (fname, labels, split, sr) in enumerate(dev):
+      n = _write(str(root / "FSD50K.dev_audio" / f"{fname}.wav"), clips[k],
+                 sr, stereo=sr != SR)
+      exp["train" if split == "train" else "validation"][fname] = (
+          labels, n, clips[k])
+      w.writerow([fname, ",".join(names[i] for i in sorted(labels)),
+                  ",".join(mids[i] for i in sorted(labels)), split])
+  with open(gt / "eval.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["fname", "labels", "mids"])
+    for k, (fname, labels, sr) in enumerate(evl):
+      n = _write(str(root / "FSD50K.eval_audio" / f"{fname}.wav"),
+                 clips[k + 4], sr)
+      exp["test"][fname] = (labels, n, clips[k + 4])
+      w.writerow([fname, ",".join(names[i] for i in sorted(labels)),
+                  ",".join(mids[i] for i in sorted(labels))])
+    w.writerow(["203", names[9], mids[9]])
+  _corrupt(str(root / "FSD50K.eval_audio/203.wav"))
+
+  builders.build("fsd50k", str(root), data_dir)
+  for split, expected in exp.items():
+    source = catalog.get_source("fsd50k", split, data_dir)
+    _check_source(source, expected, True, 200)
+    assert source.class_names == names
+  assert len(catalog.get_source("fsd50k", "eval", data_dir)) == 2
+  assert list(_report(data_dir, "fsd50k")) == [("test", "203")]
+
+
+def test_audioset(tmp_path, clips):
+  root = tmp_path / "audioset"
+  data_dir = str(tmp_path / "tfds")
+  mids, names = _vocabulary(527, "a")
+  root.mkdir()
+  with open(root / "class_labels_indices.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["index", "mid", "display_name"])
+    w.writerows([[i, mids[i], names[i]] for i in range(527)])
+
+  def segments(path, rows):
+    with open(path, "w") as f:
+      f.write("# Segments csv created Sun Mar  5 10:54:31 2017\n")
+      f.write("# num_ytids=3, num_segs=3, num_unique_labels=527\n")
+      f.write("# YTID, start_seconds, end_seconds, positive_labels\n")
+      for ytid, start, labels in rows:
+        f.write(f'{ytid}, {start}, {float(start) + 10:.3f}, '
+                f'"{",".join(mids[i] for i in sorted(labels))}"\n')
+
+  exp = {"balanced_train": {}, "eval": {}}
+  # Three download naming conventions, three rates, a FLAC.
+  n = _write(str(root / "audio/bal/Y--abcDEF_01.wav"), clips[0], 44100,
+             stereo=True)
+  exp["balanced_train"]["--abcDEF_01"] = ({0, 526}, n, clips[0])
+  n = _write(str(root / "audio/bal/xyzXYZ-0002_30.flac"), clips[1], 16000,
+             fmt="FLAC")
+  exp["balanced_train"]["xyzXYZ-0002"] = ({7}, n, clips[1])
+  n = _write(str(root / "audio/eval/evalclip0003.wav"), clips[5])
+  exp["eval"]["evalclip0003"] = ({1, 2, 3}, n, clips[5])
+  _corrupt(str(root / "audio/eval/Ybroken00004.wav"))
+  segments(root / "balanced_train_segments.csv",
+           [("--abcDEF_01", "0.000", {0, 526}), ("xyzXYZ-0002", "30.000",
+                                                 {7}),
+            ("goneFromYT05", "10.000", {9})])
+  segments(root / "eval_segments.csv",
+           [("evalclip0003", "20.000", {1, 2, 3}),
+            ("broken00004", "0.000", {4})])
+
+  builders.build("audioset", str(root), data_dir)
+  for split, expected in exp.items():
+    source = catalog.get_source("audioset", split, data_dir)
+    _check_source(source, expected, True, 527)
+  # Only balanced_train was built: 'train' is it, 'test' is 'eval'.
+  assert len(catalog.get_source("audioset", "train", data_dir)) == 2
+  assert len(catalog.get_source("audioset", "test", data_dir)) == 1
+  assert len(catalog.get_source("audioset", "balanced_train+eval",
+                                data_dir)) == 3
+  report = _report(data_dir, "audioset")
+  assert set(report) == {("balanced_train", "goneFromYT05"),
+                         ("eval", "broken00004")}
+  with pytest.raises(ValueError, match="unbalanced_train"):
+    catalog.get_source("audioset", "unbalanced_train", data_dir)
+
+
+def test_get_source_errors(tmp_path):
+  with pytest.raises(ValueError, match="unknown dataset"):
+    catalog.get_source("imagenet", "train")
+  with pytest.raises(ValueError, match="data_dir"):
+    catalog.get_source("fsd50k", "train")
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    catalog.get_source("fsd50k", "train", str(tmp_path / "nope"))
+  with pytest.raises(FileNotFoundError, match="not prepared"):
+    catalog.get_source("voxceleb1", "train", str(tmp_path))
+
+
+def test_missing_metadata_is_a_clear_error(tmp_path):
+  (tmp_path / "FSD50K.ground_truth").mkdir()
+  with pytest.raises(FileNotFoundError, match="vocabulary.csv"):
+    builders.build("fsd50k", str(tmp_path), str(tmp_path / "tfds"))
+  with pytest.raises(FileNotFoundError, match="testing_list"):
+    (tmp_path / "validation_list.txt").write_text("")
+    builders.build("speech_commands", str(tmp_path), str(tmp_path / "t2"))
+
+
+def test_decode_clip_rejects_nan(tmp_path):
+  path = str(tmp_path / "nan.wav")
+  audio = np.zeros(800, np.float32)
+  audio[100] = np.nan
+  soundfile.write(path, audio, SR, subtype="FLOAT")
+  pcm, reason = base.decode_clip(path)
+  assert pcm is None and "non-finite" in reason
+  pcm, reason = base.decode_clip(str(tmp_path / "absent.wav"))
+  assert pcm is None and "no such audio file" in reason
