@@ -33,6 +33,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.utils import py_utils as tfds_py_utils
 
 from sonify_jax import audio_io
 from sonify_jax.models.architecture import SAMPLE_RATE
@@ -137,6 +138,17 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
     self._num_workers = max(1, int(num_workers))
     self._split_items = None
     super().__init__(**kwargs)
+
+  @tfds_py_utils.classproperty
+  @classmethod
+  def code_path(cls):
+    """None: these builders download nothing, so have no checksums file.
+
+    TFDS's default resolves the module through ``importlib_resources``,
+    which etils[epath] would bring but TFDS does not require; without it
+    the default fails for any builder defined inside a package.
+    """
+    return None
 
   # -- subclass interface ---------------------------------------------------
 
