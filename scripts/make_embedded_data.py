@@ -35,7 +35,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from sonify_jax import audio_io  # pylint: disable=g-import-not-at-top
-from sonify_jax.models.architecture import SAMPLE_RATE  # pylint: disable=g-import-not-at-top
+
+SAMPLE_RATE = audio_io.SAMPLE_RATE  # 8 kHz, the models' rate
 
 _OUT_DIR = flags.DEFINE_string(
     "out_dir", os.path.join(os.path.dirname(__file__), "..", "sonify_jax",

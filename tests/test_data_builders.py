@@ -36,15 +36,21 @@ def clips():
 
 
 def _write(path, audio_8k, sample_rate=SR, stereo=False, fmt=None):
-  """Writes an 8 kHz clip re-encoded at ``sample_rate`` (optionally as a
-  2-channel file whose channel mean is the clip); returns the number of
-  8 kHz samples it should read back as."""
+  """Writes an 8 kHz clip re-encoded at ``sample_rate`` (optionally as 2
+  channels, 0.2x and 1.0x the clip, whose mean is 0.6x the clip).
+
+  Returns:
+    (number of 8 kHz samples it should read back as, the 8 kHz mono
+    waveform it should read back as).
+  """
   os.makedirs(os.path.dirname(path), exist_ok=True)
   audio = audio_io.resample(audio_8k, SR, sample_rate)
-  if stereo:  # channels 0.5x and 1.5x: their mean is the clip again
-    audio = np.stack([0.5 * audio, 1.5 * audio], axis=1) / 1.5
+  expected = audio_8k
+  if stereo:
+    audio = np.stack([0.2 * audio, audio], axis=1)
+    expected = 0.6 * audio_8k
   soundfile.write(path, audio, sample_rate, subtype="PCM_16", format=fmt)
-  return int(round(len(audio) * SR / sample_rate))
+  return int(round(len(audio) * SR / sample_rate)), expected
 
 
 def _corrupt(path):
@@ -93,14 +99,15 @@ def test_speech_commands(tmp_path, clips):
   words = builders.speech_commands.WORDS
   yes, no = words.index("yes"), words.index("no")
   exp = {"train": {}, "validation": {}, "test": {}}
-  n = _write(str(root / "yes/aa_nohash_0.wav"), clips[0])
-  exp["train"]["yes/aa_nohash_0"] = (yes, n, clips[0])
-  n = _write(str(root / "yes/bb_nohash_0.wav"), clips[1], 16000, stereo=True)
-  exp["validation"]["yes/bb_nohash_0"] = (yes, n, clips[1])
-  n = _write(str(root / "no/cc_nohash_0.wav"), clips[2], 44100)
-  exp["test"]["no/cc_nohash_0"] = (no, n, clips[2])
-  n = _write(str(root / "no/dd_nohash_1.wav"), clips[3])
-  exp["train"]["no/dd_nohash_1"] = (no, n, clips[3])
+  n, ref = _write(str(root / "yes/aa_nohash_0.wav"), clips[0])
+  exp["train"]["yes/aa_nohash_0"] = (yes, n, ref)
+  n, ref = _write(str(root / "yes/bb_nohash_0.wav"), clips[1], 16000,
+                  stereo=True)
+  exp["validation"]["yes/bb_nohash_0"] = (yes, n, ref)
+  n, ref = _write(str(root / "no/cc_nohash_0.wav"), clips[2], 44100)
+  exp["test"]["no/cc_nohash_0"] = (no, n, ref)
+  n, ref = _write(str(root / "no/dd_nohash_1.wav"), clips[3])
+  exp["train"]["no/dd_nohash_1"] = (no, n, ref)
   _write(str(root / "_background_noise_/white_noise.wav"), clips[4])
   _corrupt(str(root / "no/ee_nohash_0.wav"))
   (root / "validation_list.txt").write_text(
@@ -130,10 +137,10 @@ def test_voxceleb1(tmp_path, clips):
             ("2", "id10002/vidB/00001", 1, 44100),
             ("3", "id11251/vidC/00001", 1250, SR)]
   for k, (code, rel, label, sr) in enumerate(layout):
-    n = _write(str(root / "wav" / (rel + ".wav")), clips[k + 2], sr,
+    n, ref = _write(str(root / "wav" / (rel + ".wav")), clips[k + 2], sr,
                stereo=(sr == 44100))
     exp[{"1": "train", "2": "validation", "3": "test"}[code]][rel] = (
-        label, n, clips[k + 2])
+        label, n, ref)
     lines.append(f"{code} {rel}.wav")
   _corrupt(str(root / "wav/id10003/vidD/00001.wav"))
   lines.append("3 id10003/vidD/00001.wav")
@@ -179,19 +186,19 @@ def test_fsd50k(tmp_path, clips):
     w = csv.writer(f)
     w.writerow(["fname", "labels", "mids", "split"])
     for k, (fname, labels, split, sr) in enumerate(dev):
-      n = _write(str(root / "FSD50K.dev_audio" / f"{fname}.wav"), clips[k],
+      n, ref = _write(str(root / "FSD50K.dev_audio" / f"{fname}.wav"), clips[k],
                  sr, stereo=sr != SR)
       exp["train" if split == "train" else "validation"][fname] = (
-          labels, n, clips[k])
+          labels, n, ref)
       w.writerow([fname, ",".join(names[i] for i in sorted(labels)),
                   ",".join(mids[i] for i in sorted(labels)), split])
   with open(gt / "eval.csv", "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["fname", "labels", "mids"])
     for k, (fname, labels, sr) in enumerate(evl):
-      n = _write(str(root / "FSD50K.eval_audio" / f"{fname}.wav"),
+      n, ref = _write(str(root / "FSD50K.eval_audio" / f"{fname}.wav"),
                  clips[k + 4], sr)
-      exp["test"][fname] = (labels, n, clips[k + 4])
+      exp["test"][fname] = (labels, n, ref)
       w.writerow([fname, ",".join(names[i] for i in sorted(labels)),
                   ",".join(mids[i] for i in sorted(labels))])
     w.writerow(["203", names[9], mids[9]])
@@ -203,6 +210,9 @@ def test_fsd50k(tmp_path, clips):
     _check_source(source, expected, True, 200)
     assert source.class_names == names
   assert len(catalog.get_source("fsd50k", "eval", data_dir)) == 2
+  assert len(catalog.get_source("fsd50k", "train[:50%]", data_dir)) == 1
+  with pytest.raises(ValueError, match="unknown split"):
+    catalog.get_source("fsd50k", "training", data_dir)
   assert list(_report(data_dir, "fsd50k")) == [("test", "203")]
 
 
@@ -227,14 +237,14 @@ def test_audioset(tmp_path, clips):
 
   exp = {"balanced_train": {}, "eval": {}}
   # Three download naming conventions, three rates, a FLAC.
-  n = _write(str(root / "audio/bal/Y--abcDEF_01.wav"), clips[0], 44100,
+  n, ref = _write(str(root / "audio/bal/Y--abcDEF_01.wav"), clips[0], 44100,
              stereo=True)
-  exp["balanced_train"]["--abcDEF_01"] = ({0, 526}, n, clips[0])
-  n = _write(str(root / "audio/bal/xyzXYZ-0002_30.flac"), clips[1], 16000,
+  exp["balanced_train"]["--abcDEF_01"] = ({0, 526}, n, ref)
+  n, ref = _write(str(root / "audio/bal/xyzXYZ-0002_30.flac"), clips[1], 16000,
              fmt="FLAC")
-  exp["balanced_train"]["xyzXYZ-0002"] = ({7}, n, clips[1])
-  n = _write(str(root / "audio/eval/evalclip0003.wav"), clips[5])
-  exp["eval"]["evalclip0003"] = ({1, 2, 3}, n, clips[5])
+  exp["balanced_train"]["xyzXYZ-0002"] = ({7}, n, ref)
+  n, ref = _write(str(root / "audio/eval/evalclip0003.wav"), clips[5])
+  exp["eval"]["evalclip0003"] = ({1, 2, 3}, n, ref)
   _corrupt(str(root / "audio/eval/Ybroken00004.wav"))
   segments(root / "balanced_train_segments.csv",
            [("--abcDEF_01", "0.000", {0, 526}), ("xyzXYZ-0002", "30.000",
@@ -289,3 +299,28 @@ def test_decode_clip_rejects_nan(tmp_path):
   assert pcm is None and "non-finite" in reason
   pcm, reason = base.decode_clip(str(tmp_path / "absent.wav"))
   assert pcm is None and "no such audio file" in reason
+
+
+def test_parallel_decoding_gives_the_same_dataset(tmp_path, clips):
+  """num_workers=2 (spawned processes) writes what one process writes."""
+  root = tmp_path / "sc"
+  for k in range(4):
+    _write(str(root / f"yes/k{k}_nohash_0.wav"), clips[k], 16000)
+  _corrupt(str(root / "yes/zz_nohash_0.wav"))
+  (root / "validation_list.txt").write_text("yes/k0_nohash_0.wav\n")
+  (root / "testing_list.txt").write_text("yes/k1_nohash_0.wav\n")
+  got = []
+  for workers in (1, 2):
+    data_dir = str(tmp_path / f"tfds{workers}")
+    builders.build("speech_commands", str(root), data_dir,
+                   num_workers=workers)
+    source = catalog.get_source("speech_commands", "train", data_dir)
+    got.append({source[i]["id"]: source[i]["audio"]
+                for i in range(len(source))})
+    assert [r["id"] for r in base.read_skip_report(
+        builders.get_builder("speech_commands", data_dir).data_dir)] == [
+            "yes/zz_nohash_0"]
+  assert sorted(got[0]) == sorted(got[1]) == ["yes/k2_nohash_0",
+                                              "yes/k3_nohash_0"]
+  for key in got[0]:
+    np.testing.assert_array_equal(got[0][key], got[1][key])

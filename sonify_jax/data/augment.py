@@ -118,14 +118,21 @@ def _check_audio(audio: jax.Array) -> None:
     raise ValueError(f"audio must be [batch, time], got shape {audio.shape}")
 
 
-def _bernoulli(key: jax.Array, p: float, batch_size: int) -> jax.Array:
-  return jax.random.uniform(key, (batch_size,)) < p
-
-
-def _uniform(key: jax.Array, low_high: Tuple[float, float],
-             batch_size: int) -> jax.Array:
+# One uniform draw of [B, k] per augmentation, split into its k parameters:
+# every PRNG call costs compile time, so the draws share one.
+def _coin_and_value(key: jax.Array, batch_size: int, p: float,
+                    low_high: Tuple[float, float]
+                    ) -> Tuple[jax.Array, jax.Array]:
+  """(bool [B] with P(True) = p, float [B] uniform in low_high)."""
+  u = jax.random.uniform(key, (batch_size, 2))
   low, high = low_high
-  return jax.random.uniform(key, (batch_size,), minval=low, maxval=high)
+  return u[:, 0] < p, low + (high - low) * u[:, 1]
+
+
+def _uniform_int(u: jax.Array, n) -> jax.Array:
+  """Integers uniform in ``0..n-1`` from uniforms ``u`` in [0, 1); ``n`` may
+  be an array (per-element bound)."""
+  return jnp.minimum(jnp.floor(u * n).astype(jnp.int32), n - 1)
 
 
 def power(audio: jax.Array) -> jax.Array:
@@ -142,9 +149,7 @@ class GainParams(NamedTuple):
 def draw_gain(key: jax.Array, batch_size: int,
               gain_db: Tuple[float, float] = (-18., 6.),
               p: float = 0.5) -> GainParams:
-  k_apply, k_gain = jax.random.split(key)
-  return GainParams(_bernoulli(k_apply, p, batch_size),
-                    _uniform(k_gain, gain_db, batch_size))
+  return GainParams(*_coin_and_value(key, batch_size, p, gain_db))
 
 
 def apply_gain(audio: jax.Array, params: GainParams) -> jax.Array:
@@ -172,9 +177,9 @@ class NoiseParams(NamedTuple):
 def draw_noise(key: jax.Array, batch_size: int,
                noise_range: Tuple[float, float] = (0.001, 0.015),
                p: float = 0.5) -> NoiseParams:
-  k_apply, k_std, k_noise = jax.random.split(key, 3)
-  return NoiseParams(_bernoulli(k_apply, p, batch_size),
-                     _uniform(k_std, noise_range, batch_size), k_noise)
+  k_draw, k_noise = jax.random.split(key)
+  return NoiseParams(*_coin_and_value(k_draw, batch_size, p, noise_range),
+                     k_noise)
 
 
 def apply_noise(audio: jax.Array, params: NoiseParams) -> jax.Array:
@@ -201,24 +206,16 @@ class MaskParams(NamedTuple):
                       # (capped at T); mask m is used iff m < count
 
 
-def _randint_below(key: jax.Array, n: jax.Array, shape) -> jax.Array:
-  """Uniform integers in ``0..n-1`` for a per-element (array) bound ``n``."""
-  u = jax.random.uniform(key, shape)
-  return jnp.minimum(jnp.floor(u * n).astype(jnp.int32), n - 1)
-
-
 def draw_time_masks(key: jax.Array, batch_size: int, num_samples: int,
                     max_masks: int = 2, max_mask_samples: int = 4000
                     ) -> MaskParams:
   """Mask count, starts and lengths; every mask lies inside ``[0, T)``."""
-  k_count, k_len, k_start = jax.random.split(key, 3)
   max_len = min(int(max_mask_samples), int(num_samples))
-  count = jax.random.randint(k_count, (batch_size,), 0, max_masks + 1)
-  shape = (batch_size, max_masks)
-  lengths = jax.random.randint(k_len, shape, 0, max_len + 1)
-  starts = _randint_below(k_start, num_samples - lengths + 1, shape)
-  return MaskParams(count.astype(jnp.int32), starts.astype(jnp.int32),
-                    lengths.astype(jnp.int32))
+  u = jax.random.uniform(key, (batch_size, 1 + 2 * max_masks))
+  count = _uniform_int(u[:, 0], max_masks + 1)
+  lengths = _uniform_int(u[:, 1:1 + max_masks], max_len + 1)
+  starts = _uniform_int(u[:, 1 + max_masks:], num_samples - lengths + 1)
+  return MaskParams(count, starts, lengths)
 
 
 def keep_mask(params: MaskParams, num_samples: int) -> jax.Array:
@@ -255,9 +252,7 @@ class MixParams(NamedTuple):
 def draw_mix(key: jax.Array, batch_size: int,
              snr_db: Tuple[float, float] = (10., 25.),
              p: float = 0.5) -> MixParams:
-  k_apply, k_snr = jax.random.split(key)
-  return MixParams(_bernoulli(k_apply, p, batch_size),
-                   _uniform(k_snr, snr_db, batch_size))
+  return MixParams(*_coin_and_value(key, batch_size, p, snr_db))
 
 
 def background_scale(signal: jax.Array, background: jax.Array,

@@ -40,6 +40,7 @@ reader threads) into a bounded queue, so decoding overlaps the device. Close
 them (``close()`` or ``with``) to stop the thread early.
 """
 import dataclasses
+import functools
 import queue
 import threading
 from concurrent import futures
@@ -277,8 +278,13 @@ def _stack_labels(labels: Sequence, multilabel: bool) -> np.ndarray:
   return np.asarray([int(l) for l in labels], np.int32)
 
 
+@functools.lru_cache(maxsize=4)
 def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-  return np.random.default_rng([seed, _SHUFFLE_STREAM, epoch]).permutation(n)
+  # Cached: a step reads one or two epochs' orders, and permuting millions
+  # of clips (AudioSet) every step would cost more than the step's reads.
+  perm = np.random.default_rng([seed, _SHUFFLE_STREAM, epoch]).permutation(n)
+  perm.setflags(write=False)
+  return perm
 
 
 def global_batch_indices(num_clips: int, global_batch_size: int, seed: int,
@@ -289,7 +295,7 @@ def global_batch_indices(num_clips: int, global_batch_size: int, seed: int,
   out = np.empty(global_batch_size, np.int64)
   for epoch in np.unique(epochs):
     rows = epochs == epoch
-    out[rows] = _epoch_permutation(seed, int(epoch), num_clips)[
+    out[rows] = _epoch_permutation(int(seed), int(epoch), int(num_clips))[
         positions[rows] % num_clips]
   return out
 

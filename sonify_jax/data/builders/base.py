@@ -136,7 +136,6 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
     kwargs.setdefault("file_format", "array_record")
     self._source_dir = manual_dir
     self._num_workers = max(1, int(num_workers))
-    self._split_items = None
     super().__init__(**kwargs)
 
   @tfds_py_utils.classproperty
@@ -182,6 +181,13 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
     manual_dir = dl_manager.manual_dir
     require_dir(manual_dir)
     split_items, class_names, extra = self.list_clips(manual_dir)
+    for split in [s for s, items in split_items.items() if not items]:
+      # TFDS cannot write an empty split; leave it out, loudly.
+      logging.warning("%s: split %s lists no clips; not built", self.name,
+                      split)
+      del split_items[split]
+    if not split_items:
+      raise ValueError(f"{self.name}: {manual_dir} lists no clips at all")
     metadata = self.info.metadata
     metadata.update(extra)
     metadata["class_names"] = list(class_names)
@@ -201,11 +207,16 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
       return
     # spawn, not fork: the parent may hold JAX/XLA threads.
     ctx = multiprocessing.get_context("spawn")
+    # Windows of clips bound the decoded audio waiting for the writer
+    # (Executor.map would submit all of AudioSet at once).
+    window = 64 * self._num_workers
     with concurrent.futures.ProcessPoolExecutor(
         self._num_workers, mp_context=ctx) as pool:
-      for item, result in zip(items, pool.map(decode_clip, paths,
-                                              chunksize=8)):
-        yield (item,) + result
+      for start in range(0, len(items), window):
+        results = pool.map(decode_clip, paths[start:start + window],
+                           chunksize=8)
+        for item, result in zip(items[start:start + window], results):
+          yield (item,) + result
 
   def _generate_examples(self, split: str, items: Sequence[ClipItem]):
     skipped = self.info.metadata["skipped"][split]
@@ -220,17 +231,20 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
                if self.MULTILABEL else np.int32(item.label))
       yield item.key, {"audio": pcm, label_key: label, "id": item.key}
 
-  def download_and_prepare(self, *args, **kwargs):
-    """Builds from ``manual_dir`` (the constructor's, unless a
-    download_config names one) and writes the skip report."""
-    config = kwargs.get("download_config")
-    if config is None:
-      config = tfds.download.DownloadConfig(manual_dir=self._source_dir)
-      kwargs["download_config"] = config
-    if not config.manual_dir:
+  def download_and_prepare(self, *, download_config=None, **kwargs):
+    """Builds from ``manual_dir`` (download_config's, else the
+    constructor's) unless already prepared, and writes the skip report."""
+    if download_config is None:
+      download_config = tfds.download.DownloadConfig()
+    if not download_config.manual_dir and self._source_dir:
+      download_config = dataclasses.replace(download_config,
+                                            manual_dir=self._source_dir)
+    prepared = os.path.isfile(os.path.join(self.data_dir,
+                                           "dataset_info.json"))
+    if not download_config.manual_dir and not prepared:
       raise ValueError(f"{self.name}: no manual_dir given; pass the "
                        f"dataset's root folder in its official layout")
-    super().download_and_prepare(*args, **kwargs)
+    super().download_and_prepare(download_config=download_config, **kwargs)
     write_skip_report(self.data_dir, self.info.metadata.get("skipped", {}))
 
 
