@@ -33,14 +33,20 @@ deterministically replaced by the next readable clip in source order.
 
 Evaluation (``eval_batches``) yields whole clips in source order, zero-padded
 to the longest clip of the batch, with a mask and a ``valid`` flag for the
-padding rows of the last batch.
+padding rows of the last batch (and for unreadable clips, which evaluation
+never replaces).
 
-Both iterators decode in a background thread (plus an optional pool of
-reader threads) into a bounded queue, so decoding overlaps the device. Close
-them (``close()`` or ``with``) to stop the thread early.
+Both iterators decode in a background thread into a bounded queue, so
+decoding overlaps the device. ``train_batches`` can spread each batch over
+reader threads (cheap, but the GIL caps them at about 1-2k clips/s) or
+spawned worker processes (scale with cores); the batches are the same either
+way. Close the iterators (``close()`` or ``with``) to stop their threads and
+workers early. ``shard_for_devices`` puts a host batch onto a 1-D 'data'
+mesh.
 """
 import dataclasses
 import functools
+import multiprocessing
 import queue
 import threading
 from concurrent import futures
@@ -69,6 +75,14 @@ class PipelineStats:
   short_clips: int = 0
   unreadable: Dict[int, str] = dataclasses.field(default_factory=dict)
 
+  def merge(self, other: "PipelineStats") -> None:
+    """Adds another process's counts (worker processes report theirs)."""
+    self.clips_read += other.clips_read
+    self.nonfinite_clips += other.nonfinite_clips
+    self.silent_clips += other.silent_clips
+    self.short_clips += other.short_clips
+    self.unreadable.update(other.unreadable)
+
   def summary(self) -> str:
     return (f"{self.clips_read} clips read, {self.nonfinite_clips} with "
             f"NaN/Inf (zeroed), {self.silent_clips} silent, "
@@ -82,11 +96,11 @@ class _Reader:
   def __init__(self, source: ClipSource, stats: PipelineStats):
     self.source = source
     self.stats = stats
-    self._lock = threading.Lock()
+    self.lock = threading.Lock()
     self._warnings = 0
 
   def _warn(self, msg: str, *args) -> None:
-    with self._lock:
+    with self.lock:
       self._warnings += 1
       if self._warnings <= _MAX_WARNINGS:
         logging.warning(msg, *args)
@@ -103,7 +117,7 @@ class _Reader:
       try:
         example = self.source[i]
       except AudioReadError as error:
-        with self._lock:
+        with self.lock:
           self.stats.unreadable[i] = str(error)
         self._warn("skipping unreadable clip %d: %s", i, error)
         continue
@@ -123,7 +137,7 @@ class _Reader:
       self._warn("clip %d (%s): %d NaN/Inf samples replaced by zeros",
                  index, example.get("id", "?"), int((~finite).sum()))
     silent = not np.any(audio)
-    with self._lock:
+    with self.lock:
       self.stats.clips_read += 1
       self.stats.nonfinite_clips += int(nonfinite)
       self.stats.silent_clips += int(silent)
@@ -180,7 +194,15 @@ class _Prefetcher:
   def __next__(self):
     if self._finished:
       raise StopIteration
-    ok, item = self._queue.get()
+    while True:
+      try:
+        ok, item = self._queue.get(timeout=0.5)
+        break
+      except queue.Empty:
+        # Closed, or the thread is gone without a word: never block forever.
+        if self._stop.is_set() or not self._thread.is_alive():
+          self._finished = True
+          raise StopIteration from None
     if not ok:
       self._finished = True
       self.close()
@@ -221,7 +243,10 @@ class BatchIterator(Iterator[Batch]):
     if self._prefetcher is not None:
       self._prefetcher.close()
     if self._pool is not None:
-      self._pool.shutdown(wait=False)
+      # After the prefetch thread is joined nothing is in flight, so waiting
+      # is quick and leaves no worker process behind.
+      self._pool.shutdown(wait=True, cancel_futures=True)
+      self._pool = None
 
   def __enter__(self):
     return self
@@ -310,7 +335,7 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
                   crop_samples: int, num_crops: int, seed: int,
                   start_step: int = 0, process_index: int = 0,
                   process_count: int = 1, prefetch: int = 2,
-                  num_workers: int = 0,
+                  num_workers: int = 0, worker_type: str = "thread",
                   include_index: bool = False) -> BatchIterator:
   """Endless training batches of random crops; see the module docstring.
 
@@ -324,8 +349,12 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
     start_step: the first step to yield (resuming).
     process_index, process_count: this process's share of each batch.
     prefetch: batches decoded ahead in a background thread (0: inline).
-    num_workers: extra reader threads per batch (file decoding releases the
-      GIL); 0 reads in the prefetch thread.
+    num_workers: readers per batch; 0 reads in the prefetch thread.
+    worker_type: 'thread' (cheap; decoding partly holds the GIL, so threads
+      stop scaling at a few) or 'process' (spawned worker processes, each
+      with a copy of ``source``, which must then be picklable; scales with
+      cores, costs a few seconds of start-up). Batches are identical either
+      way.
     include_index: also yield ``'index'`` int32 [B_local] (source indices).
 
   Returns:
@@ -350,33 +379,40 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
   if global_batch_size % process_count:
     raise ValueError(f"global_batch_size {global_batch_size} is not a "
                      f"multiple of process_count {process_count}")
+  if worker_type not in ("thread", "process"):
+    raise ValueError(f"worker_type must be 'thread' or 'process', got "
+                     f"{worker_type!r}")
   local = global_batch_size // process_count
   first_row = process_index * local
   stats = PipelineStats()
-  reader = _Reader(source, stats)
-  pool = futures.ThreadPoolExecutor(num_workers) if num_workers else None
+  maker = _RowMaker(source, stats, seed, crop_samples, num_crops)
+  pool = None
+  if num_workers and worker_type == "thread":
+    pool = futures.ThreadPoolExecutor(num_workers)
+  elif num_workers:
+    # spawn, not fork: the parent runs JAX's threads, which fork would copy
+    # in an undefined state.
+    pool = futures.ProcessPoolExecutor(
+        num_workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(source, seed, crop_samples, num_crops))
   multilabel = bool(getattr(source, "multilabel", False))
-
-  def make_row(step: int, row: int, index: int):
-    example = reader.read(int(index))
-    audio = example["audio"]
-    if len(audio) < num_crops * crop_samples:
-      with reader._lock:  # pylint: disable=protected-access
-        stats.short_clips += 1
-    rng = np.random.default_rng([seed, _CROP_STREAM, step, row])
-    crops = cut_crops(audio, crop_offsets(rng, len(audio), crop_samples,
-                                          num_crops), crop_samples)
-    return crops, example["label"], example["index"]
 
   def produce(i: int) -> Batch:
     step = start_step + i
     indices = global_batch_indices(n, global_batch_size, seed, step)
-    rows = range(first_row, first_row + local)
-    args = [(step, r, indices[r]) for r in rows]
-    if pool is not None:
-      results = list(pool.map(lambda a: make_row(*a), args))
+    args = [(step, r, int(indices[r]))
+            for r in range(first_row, first_row + local)]
+    if pool is None:
+      results = [maker.row(*a) for a in args]
+    elif worker_type == "thread":
+      results = list(pool.map(lambda a: maker.row(*a), args))
     else:
-      results = [make_row(*a) for a in args]
+      chunks = [args[k::num_workers] for k in range(num_workers)]
+      results = [None] * len(args)
+      for k, (rows, delta) in enumerate(pool.map(_worker_rows, chunks)):
+        results[k::num_workers] = rows
+        stats.merge(delta)
     batch = {"audio": np.stack([r[0] for r in results]),
              "label": _stack_labels([r[1] for r in results], multilabel)}
     if include_index:
@@ -384,6 +420,46 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
     return batch
 
   return BatchIterator(produce, prefetch, stats, pool)
+
+
+class _RowMaker:
+  """One training row: read a clip, cut its crops (see ``crop_offsets``)."""
+
+  def __init__(self, source, stats, seed, crop_samples, num_crops):
+    self.reader = _Reader(source, stats)
+    self.stats = stats
+    self.seed, self.crop_samples, self.num_crops = (seed, crop_samples,
+                                                    num_crops)
+
+  def row(self, step: int, row: int, index: int):
+    example = self.reader.read(index)
+    audio = example["audio"]
+    if len(audio) < self.num_crops * self.crop_samples:
+      with self.reader.lock:
+        self.stats.short_clips += 1
+    rng = np.random.default_rng([self.seed, _CROP_STREAM, step, row])
+    offsets = crop_offsets(rng, len(audio), self.crop_samples, self.num_crops)
+    return (cut_crops(audio, offsets, self.crop_samples), example["label"],
+            example["index"])
+
+
+_WORKER = {}
+
+
+def _init_worker(source, seed, crop_samples, num_crops):
+  _WORKER["maker"] = _RowMaker(source, PipelineStats(), seed, crop_samples,
+                               num_crops)
+
+
+def _worker_rows(args):
+  """Rows ``args`` in a worker process, with the stats they produced."""
+  maker = _WORKER["maker"]
+  rows = [maker.row(*a) for a in args]
+  delta = maker.stats
+  # Fresh counters for the next task; unreadable clips stay known here.
+  maker.stats = maker.reader.stats = PipelineStats(
+      unreadable=dict(delta.unreadable))
+  return rows, delta
 
 
 def eval_batches(source: ClipSource, *, batch_size: int,
