@@ -9,7 +9,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["sonify_jax", "sonify_jax.*"]),
     package_data={"sonify_jax": ["data/embedded/**/*", "data/embedded/*"]},
     include_package_data=True,
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     install_requires=[
         "jax>=0.7",
         "flax>=0.10",

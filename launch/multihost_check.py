@@ -1,12 +1,15 @@
-r"""Multi-host sanity check: a few data-parallel SimCLR steps on a fixed batch.
+r"""Multi-host sanity check: a few data-parallel SimCLR steps.
 
-Every process builds the same deterministic global batch, keeps only its own
-rows (``distributed.host_local_batch_slice``), assembles the global array
+Each process reads only its own rows of every global batch -- through the
+project's input pipeline (``pipeline.train_batches`` with this process's
+index, over synthetic clips) or sliced from a synthetic global batch
+(``distributed.host_local_batch_slice``) -- assembles the global array
 (``distributed.global_batch``) and runs a few training steps over a mesh of
 all devices. Each process writes the resulting (replicated) parameters to
 ``--out`` (``{process_id}`` in the path is replaced), so a run with N
 processes can be compared with a single-process run over the same number of
-devices: they must agree to float rounding.
+devices: they must agree to float rounding. With ``--workdir`` every process
+also saves the state through the trainer's orbax Checkpointer and restores it.
 
 The step is ``sonify_jax.train.steps.make_simclr_train_step`` when that module
 is importable (``--step=auto`` / ``simclr``), otherwise (``--step=ntxent``) a
@@ -21,11 +24,9 @@ Two processes on one machine, 4 virtual CPU devices each:
     --coordinator_address=127.0.0.1:12345 --num_processes=2 --process_id=$i \
     --out=/tmp/mh_$i.npz & done; wait
 """
-import functools
 import os
-import sys
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from absl import app
 from absl import flags
@@ -43,11 +44,21 @@ def define_flags():
                       "multi-process CPU runs.")
   flags.DEFINE_string("out", None, "Where to write the final params (.npz); "
                       "'{process_id}' is replaced.")
+  flags.DEFINE_string("workdir", None, "If set, every process saves the "
+                      "final state there with the trainer's orbax "
+                      "Checkpointer and restores it again.")
   flags.DEFINE_enum("step", "auto", ["auto", "simclr", "ntxent"],
                     "Which train step to run.")
+  flags.DEFINE_enum("data", "auto", ["auto", "pipeline", "synthetic"],
+                    "Where each process's rows come from: the project's "
+                    "input pipeline (pipeline.train_batches with this "
+                    "process's index) over synthetic clips, or rows sliced "
+                    "from a synthetic global batch. auto: pipeline if "
+                    "importable.")
   flags.DEFINE_string("arch", "cnn12_tiny", "Encoder architecture.")
   flags.DEFINE_integer("steps", 3, "Number of train steps.")
-  flags.DEFINE_integer("global_batch", 16, "Global batch size (clips).")
+  flags.DEFINE_integer("global_batch", 0, "Global batch size (clips); 0: two "
+                       "per device.")
   flags.DEFINE_integer("clip_samples", 2626, "Samples per crop.")
   flags.DEFINE_integer("seed", 0, "Seed of data and init.")
 
@@ -68,6 +79,39 @@ def make_global_data(seed: int, num_steps: int, global_batch: int,
   view1 = 0.5 * tone + 0.1 * base
   view2 = 0.3 * tone + 0.1 * rng.standard_normal(base.shape)
   return np.stack([view1, view2], axis=2).astype(np.float32)
+
+
+def local_batches(data: str, seed: int, num_steps: int, global_batch: int,
+                  clip_samples: int, mesh) -> Tuple[Iterator[np.ndarray], str]:
+  """This process's rows ``[B_local, 2, clip_samples]`` for each step.
+
+  Returns:
+    (iterator over the steps' local audio, data kind used).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from sonify_jax import distributed  # pylint: disable=g-import-not-at-top
+  if data in ("auto", "pipeline"):
+    try:
+      from sonify_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+      from sonify_jax.data.sources import ArraySource  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      if data == "pipeline":
+        raise
+    else:
+      # 2 * global_batch clips, each long enough for two disjoint crops.
+      clips = make_global_data(seed, 1, 2 * global_batch,
+                               clip_samples + clip_samples // 2)[0]
+      source = ArraySource([c.reshape(-1) for c in clips],
+                           np.zeros(len(clips), np.int32), num_classes=1,
+                           name="multihost_check")
+      it = pipeline.train_batches(
+          source, global_batch_size=global_batch, crop_samples=clip_samples,
+          num_crops=2, seed=seed, process_index=jax.process_index(),
+          process_count=jax.process_count(), prefetch=0)
+      return (next(it)["audio"] for _ in range(num_steps)), "pipeline"
+  everything = make_global_data(seed, num_steps, global_batch, clip_samples)
+  rows = distributed.host_local_batch_slice(global_batch, mesh=mesh)
+  return (everything[i, rows] for i in range(num_steps)), "synthetic"
 
 
 def nt_xent_reference(z1, z2, temperature):
@@ -141,6 +185,22 @@ def make_ntxent_step(arch_name: str, mesh, temperature: float = 0.2,
   return init_fn, step
 
 
+def simclr_model_and_optimizer(arch_name: str, num_steps: int,
+                               learning_rate: float = 1e-3):
+  """The SimCLR model and optimiser of the check (a small projection head).
+
+  Raises:
+    ImportError: if ``sonify_jax.train`` is not available.
+  """
+  from sonify_jax.train import optim, state as state_lib  # pylint: disable=g-import-not-at-top
+  model = state_lib.SimCLRModel(arch_name=arch_name, dropout_rate=0.1,
+                                proj_hidden=32, proj_out=16)
+  optimizer = optim.make_optimizer(learning_rate, weight_decay=1e-3,
+                                   warmup_steps=0,
+                                   total_steps=max(num_steps, 1) + 1)
+  return model, optimizer
+
+
 def make_simclr_step(arch_name: str, mesh, num_steps: int,
                      temperature: float = 0.2, learning_rate: float = 1e-3
                      ) -> Tuple[Callable, Callable]:
@@ -157,13 +217,10 @@ def make_simclr_step(arch_name: str, mesh, num_steps: int,
     ImportError: if ``sonify_jax.train`` is not available.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from sonify_jax.train import optim, state as state_lib, steps  # pylint: disable=g-import-not-at-top
+  from sonify_jax.train import state as state_lib, steps  # pylint: disable=g-import-not-at-top
 
-  model = state_lib.SimCLRModel(arch_name=arch_name, dropout_rate=0.1,
-                                proj_hidden=32, proj_out=16)
-  optimizer = optim.make_optimizer(learning_rate, weight_decay=1e-3,
-                                   warmup_steps=0,
-                                   total_steps=max(num_steps, 1) + 1)
+  model, optimizer = simclr_model_and_optimizer(arch_name, num_steps,
+                                                learning_rate)
   train_step = steps.make_simclr_train_step(model, optimizer, mesh,
                                             augment_config=None,
                                             temperature=temperature)
@@ -195,21 +252,44 @@ def atomic_savez(path: str, arrays: Dict[str, np.ndarray]) -> None:
   os.replace(tmp, path)
 
 
+def checkpoint_roundtrip(state: Any, workdir: str, step: int) -> bool:
+  """Saves ``state`` with the trainer's Checkpointer from every process, then
+  restores it; True when the restored params equal the saved ones."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
+  ckpt = checkpoints.Checkpointer(workdir, keep_last=1)
+  # All processes call save: orbax writes each one's shards and only the
+  # primary process writes the metadata and finalizes the directory.
+  ckpt.save(step, state)
+  restored = ckpt.restore(state, step)
+  ckpt.close()
+  same = jax.tree_util.tree_map(
+      lambda a, b: bool(np.array_equal(np.asarray(a.addressable_data(0)),
+                                       np.asarray(b.addressable_data(0)))),
+      state.params, restored.params)
+  return all(jax.tree_util.tree_leaves(same))
+
+
 def run(arch: str = "cnn12_tiny", num_steps: int = 3, global_batch_size: int = 16,
-        clip_samples: int = 2626, seed: int = 0, step_kind: str = "auto"
-        ) -> Tuple[Dict[str, np.ndarray], np.ndarray, str]:
+        clip_samples: int = 2626, seed: int = 0, step_kind: str = "auto",
+        workdir: Optional[str] = None, data: str = "auto"
+        ) -> Tuple[Dict[str, np.ndarray], np.ndarray, str, Optional[bool]]:
   """Runs the check in this (already initialized) process.
 
   Returns:
-    (flat params after the steps, losses [num_steps], step kind used).
+    (flat params after the steps, losses [num_steps], step kind used,
+    whether the checkpoint round trip restored the same params (None: no
+    ``workdir``)).
   """
   import jax  # pylint: disable=g-import-not-at-top
   from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
   from sonify_jax import distributed  # pylint: disable=g-import-not-at-top
 
   mesh = Mesh(np.array(jax.devices()), ("data",))
-  data = make_global_data(seed, num_steps, global_batch_size, clip_samples)
-  rows = distributed.host_local_batch_slice(global_batch_size, mesh=mesh)
+  batches, data = local_batches(data, seed, num_steps, global_batch_size,
+                                clip_samples, mesh)
+  if distributed.is_chief():
+    print(f"data: {data}", flush=True)
   if step_kind in ("auto", "simclr"):
     try:
       init_fn, step = make_simclr_step(arch, mesh, num_steps)
@@ -225,18 +305,23 @@ def run(arch: str = "cnn12_tiny", num_steps: int = 3, global_batch_size: int = 1
   # so step 1 reuses step 0's executable.
   state = distributed.replicate(jax.device_get(state), mesh)
   losses = []
-  for i in range(num_steps):
+  for i, local in enumerate(batches):
     t0 = time.time()
     # Only this process's rows are read; the global array is assembled.
-    batch = distributed.global_batch(data[i, rows], mesh)
+    batch = distributed.global_batch(local, mesh)
     state, loss = step(state, batch)
     losses.append(float(distributed.to_host(loss)))
     if distributed.is_chief():
       print(f"step {i}: loss {losses[-1]:.6f} ({time.time() - t0:.1f}s)",
             flush=True)
+  restored_ok = None
+  if workdir:
+    if step_kind != "simclr":
+      raise ValueError("--workdir needs the project's train step (TrainState)")
+    restored_ok = checkpoint_roundtrip(state, workdir, num_steps)
   params = getattr(state, "params", state)
-  return flatten_params(distributed.to_host(params)), np.array(losses), \
-      step_kind
+  return (flatten_params(distributed.to_host(params)), np.array(losses),
+          step_kind, restored_ok)
 
 
 def main(argv):
@@ -252,13 +337,17 @@ def main(argv):
   print(f"process {jax.process_index()}/{jax.process_count()}: "
         f"{jax.local_device_count()} local, {jax.device_count()} global "
         "devices", flush=True)
-  params, losses, kind = run(FLAGS.arch, FLAGS.steps, FLAGS.global_batch,
-                             FLAGS.clip_samples, FLAGS.seed, FLAGS.step)
+  global_batch = FLAGS.global_batch or 2 * jax.device_count()
+  params, losses, kind, restored_ok = run(
+      FLAGS.arch, FLAGS.steps, global_batch, FLAGS.clip_samples,
+      FLAGS.seed, FLAGS.step, FLAGS.workdir, FLAGS.data)
   if FLAGS.out:
     path = FLAGS.out.replace("{process_id}", str(jax.process_index()))
     params["__losses__"] = losses
     params["__step_kind__"] = np.array(kind)
     params["__process_count__"] = np.array(jax.process_count())
+    if restored_ok is not None:
+      params["__restored_ok__"] = np.array(restored_ok)
     atomic_savez(path, params)
   distributed.sync("multihost_check_done")
   print(f"process {jax.process_index()} done ({kind})", flush=True)
