@@ -17,8 +17,10 @@ folded with ``state.step``, so passing the same key every step is fine.
 
 A step is ``step(state, batch, rng) -> (new_state, metrics)``; metrics are
 replicated scalar jax arrays (``loss``, ``learning_rate``, ``grad_norm``).
+Shapes, divisibility and label ranges are checked on the host before the
+jitted call; audio values are not (that would cost a host pass per step): the
+pipeline delivers finite audio, and a non-finite loss shows in the metrics.
 """
-import functools
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -74,14 +76,23 @@ def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
 
 def _check_batch(name: str, x: Any, mesh: Mesh, ndim: int,
                  min_length: int) -> None:
+  """Shape checks; ``x`` is a global jax.Array or this process's host rows."""
   shape = np.shape(x)
   if len(shape) != ndim:
     raise ValueError(f"batch['{name}'] must have {ndim} dims, got shape "
                      f"{shape}")
-  if shape[0] % mesh.size:
+  if isinstance(x, jax.Array):
+    rows, devices, what = shape[0], mesh.size, "global batch size"
+  else:
+    local = [d for d in mesh.devices.flat
+             if d.process_index == jax.process_index()]
+    rows, devices, what = shape[0], len(local), (
+        "batch size" if len(local) == mesh.size else
+        "this process's batch size")
+  if rows == 0 or rows % devices:
     raise ValueError(
-        f"global batch size {shape[0]} is not divisible by the {mesh.size} "
-        "devices of the mesh; choose a multiple of the device count")
+        f"{what} {rows} is not divisible by the {devices} devices it is "
+        "sharded over; choose a multiple of the device count")
   if shape[-1] < min_length:
     raise ValueError(
         f"batch['{name}'] clips have {shape[-1]} samples; the encoder needs at"
@@ -120,7 +131,7 @@ def _finish(optimizer, state: TrainState, grads, loss,
   if frozen:
     # Frozen parts keep their exact values: no gradient, no weight decay.
     params = {**params, **{k: state.params[k] for k in frozen}}
-  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
   lr = optim.learning_rate_from_state(opt_state)
   if lr is not None:
     metrics["learning_rate"] = lr
@@ -136,6 +147,17 @@ def _augment_module():
         "augmentation/mixup requested but sonify_jax.data.augment is not "
         "available") from e
   return augment
+
+
+def _augment_setup(augment_config: Any, mixup_alpha: float = 0.0):
+  """(augment module or None, AugmentConfig or None); dicts are converted."""
+  if augment_config is None and mixup_alpha <= 0:
+    return None, None
+  augment = _augment_module()
+  if augment_config is not None and not isinstance(augment_config,
+                                                   augment.AugmentConfig):
+    augment_config = augment.AugmentConfig.from_dict(augment_config)
+  return augment, augment_config
 
 
 def _wrap(jitted, mesh: Mesh, prepare: Callable[[Batch], Batch]) -> Step:
@@ -163,8 +185,9 @@ def make_simclr_train_step(model: nn.Module,
     model: a ``SimCLRModel`` (``__call__`` returns (embedding, projection)).
     optimizer: the transformation ``state.opt_state`` was built with.
     mesh: from :func:`make_mesh`.
-    augment_config: ``augment.AugmentConfig`` applied independently to each
-      view; None: no augmentation.
+    augment_config: ``augment.AugmentConfig`` (or a dict for its
+      ``from_dict``) applied independently to each view, with the device's
+      local batch as the background pool; None: no augmentation.
     temperature: NT-Xent tau.
     donate: donate the input state's buffers (do not reuse it afterwards).
   Returns:
@@ -174,7 +197,7 @@ def make_simclr_train_step(model: nn.Module,
   """
   if temperature <= 0:
     raise ValueError(f"temperature must be > 0, got {temperature}")
-  augment = _augment_module() if augment_config is not None else None
+  augment, augment_config = _augment_setup(augment_config)
   min_length = _encoder_min_length(model)
 
   def apply_fn(params, x, key):
@@ -182,7 +205,7 @@ def make_simclr_train_step(model: nn.Module,
                        rngs={"dropout": key})[1]
 
   def per_device(params, audio, rng):
-    b, _, t = audio.shape
+    b = audio.shape[0]
     index = jax.lax.axis_index(AXIS)
     aug_key, drop_key = jax.random.split(rng)
     views = [audio[:, 0], audio[:, 1]]
@@ -252,7 +275,8 @@ def make_supervised_train_step(model: nn.Module,
       softmax CE on int labels ``[B]``.
     mixup_alpha: Beta(alpha, alpha) mixup of audio and labels within each
       device's batch (``augment.mixup``); 0 disables.
-    augment_config: ``augment.AugmentConfig`` or None (no augmentation).
+    augment_config: ``augment.AugmentConfig`` (or a dict) or None (no
+      augmentation); applied before mixup.
     freeze_encoder: train the head only.
     donate: donate the input state's buffers.
   Returns:
@@ -261,8 +285,7 @@ def make_supervised_train_step(model: nn.Module,
   """
   if mixup_alpha < 0:
     raise ValueError(f"mixup_alpha must be >= 0, got {mixup_alpha}")
-  needs_augment = augment_config is not None or mixup_alpha > 0
-  augment = _augment_module() if needs_augment else None
+  augment, augment_config = _augment_setup(augment_config, mixup_alpha)
   min_length = _encoder_min_length(model)
   num_classes = model.num_classes
   loss_of = losses.sigmoid_bce if multilabel else losses.softmax_ce
@@ -291,7 +314,7 @@ def make_supervised_train_step(model: nn.Module,
 
     if freeze_encoder:
       embedding = jax.lax.stop_gradient(
-          _per_example(encode_fn, params["encoder"], audio, keys))
+          _per_example(encode_fn, params, audio, keys))
 
       def head_loss(head):
         logits = model.apply({"params": {"encoder": params["encoder"],
@@ -336,16 +359,15 @@ def make_supervised_train_step(model: nn.Module,
       raise ValueError(f"batch['label'] must have shape {expected} "
                        f"({'multilabel' if multilabel else 'int labels'}), "
                        f"got {np.shape(label)}")
-    if not multilabel:
-      label_np = np.asarray(label) if not isinstance(label, jax.Array) \
-          else None
-      if label_np is not None:
-        if not np.issubdtype(label_np.dtype, np.integer):
-          raise TypeError(f"int labels expected, got {label_np.dtype}")
-        if label_np.size and (label_np.min() < 0 or
-                              label_np.max() >= num_classes):
-          raise ValueError(f"labels must lie in 0..{num_classes - 1}, got "
-                           f"{label_np.min()}..{label_np.max()}")
+    if not multilabel and not isinstance(label, jax.Array):
+      # Host labels are cheap to check; out-of-range ints would otherwise
+      # one-hot to all zeros silently inside jit.
+      label = np.asarray(label)
+      if not np.issubdtype(label.dtype, np.integer):
+        raise TypeError(f"int labels expected, got {label.dtype}")
+      if label.size and (label.min() < 0 or label.max() >= num_classes):
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}, got "
+                         f"{label.min()}..{label.max()}")
     return {"audio": audio, "label": label}
 
   return _wrap(jitted, mesh, prepare)
