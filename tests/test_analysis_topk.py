@@ -114,5 +114,8 @@ def test_bad_input_errors(params, tmp_path):
     topk.stream_topk(params, ARCH, bad, LAYERS, progress=False)
   with pytest.raises(ValueError, match="outside 1..11"):
     topk.stream_topk(params, ARCH, _source(), [12], progress=False)
+  with pytest.raises(ValueError, match="no clips"):
+    topk.stream_topk(params, ARCH, ArraySource([], [], 1), LAYERS,
+                     progress=False)
   with pytest.raises(ValueError, match="k must be"):
     topk.stream_topk(params, ARCH, _source(), LAYERS, k=0, progress=False)

@@ -41,8 +41,9 @@ def top_coherence(x: np.ndarray, y: np.ndarray, top: int = 5,
   if y.shape[-1] != length:
     raise ValueError(f"signals differ in length: {length} vs {y.shape[-1]}")
   nperseg = min(nperseg, length)
-  _, cxy = scipy.signal.coherence(x, y, fs=sample_rate, window="hann",
-                                  nperseg=nperseg, axis=-1)
+  with np.errstate(invalid="ignore", divide="ignore"):  # silent -> 0 below
+    _, cxy = scipy.signal.coherence(x, y, fs=sample_rate, window="hann",
+                                    nperseg=nperseg, axis=-1)
   cxy = np.nan_to_num(cxy, nan=0.0, posinf=0.0, neginf=0.0)
   silent = (np.abs(x).max(-1) == 0) | (np.abs(y).max(-1) == 0)
   top = min(top, cxy.shape[-1])
@@ -73,7 +74,8 @@ def stream_coherence(params: Params, arch: Architecture, source,
 
   Returns:
     ``{'layers': [L...], 'mean': {layer: float}, 'clips': N,
-    'seconds': wall time, 'clips_per_s': N / seconds}``.
+    'seconds': wall time incl. compiling, 'clips_per_s': N / seconds,
+    'clips_per_s_warm': clips/s after the first batch}``.
   """
   layers = common.check_layers(layers, arch)
   min_samples = arch.min_input_length(max(layers))
@@ -82,6 +84,7 @@ def stream_coherence(params: Params, arch: Architecture, source,
   total = len(source) if max_clips is None else min(len(source), max_clips)
   bar = common.Progress("coherence", total, enabled=progress)
   start = time.perf_counter()
+  warm_start, warm_count = None, 0  # after the first batch: no compiling
   for batch in common.iter_clip_batches(source, batch_size, min_samples,
                                         clip_samples, max_clips):
     valid = batch["valid"]
@@ -92,15 +95,23 @@ def stream_coherence(params: Params, arch: Architecture, source,
                              top, nperseg)
       sums[layer] += float(scores.sum())
     count += int(valid.sum())
+    if warm_start is None:
+      warm_start = time.perf_counter()
+    else:
+      warm_count += int(valid.sum())
     bar.update(int(valid.sum()))
   seconds = time.perf_counter() - start
+  warm_seconds = time.perf_counter() - (warm_start or start)
   bar.close()
   if count == 0:
     raise ValueError("the source holds no clips")
   return {"layers": list(layers),
           "mean": {l: sums[l] / count for l in layers},
           "clips": count, "seconds": seconds,
-          "clips_per_s": count / max(seconds, 1e-9)}
+          "clips_per_s": count / max(seconds, 1e-9),
+          # Throughput once compiled (NaN with a single batch).
+          "clips_per_s_warm": (warm_count / warm_seconds if warm_count
+                               else float("nan"))}
 
 
 def summarize_runs(per_run: Sequence[Dict[str, Any]], confidence: float = 0.95
@@ -150,12 +161,17 @@ def run_coherence(models: Dict[str, Sequence[Tuple[Params, Architecture]]],
     clips = sum(r["clips"] for r in per_run)
     seconds = sum(r["seconds"] for r in per_run)
     summary[kind]["clips_per_s"] = clips / max(seconds, 1e-9)
+    warm = [r["clips_per_s_warm"] for r in per_run
+            if np.isfinite(r["clips_per_s_warm"])]
+    summary[kind]["clips_per_s_warm"] = (float(np.mean(warm)) if warm
+                                         else float("nan"))
     summary[kind]["num_runs"] = len(per_run)
   first = next(iter(summary.values()))
   summary_layers = first["layers"]
   figures.layer_curves(
       os.path.join(out_dir, "coherence.png"), summary_layers,
-      {k: (v["mean"], v["ci_half_width"]) for k, v in summary.items()},
+      {f"{k} (n={v['num_runs']} run{'s' if v['num_runs'] > 1 else ''})":
+       (v["mean"], v["ci_half_width"]) for k, v in summary.items()},
       ylabel=f"mean top-{top} coherence",
       title="Input vs most-active-map sonification (95% t-interval over runs)")
   topk.write_json(os.path.join(out_dir, "coherence.json"),

@@ -54,6 +54,8 @@ def stream_topk(params: Params, arch: Architecture, source,
       tops[layer].update(np.asarray(a)[valid], batch["index"][valid])
     bar.update(int(valid.sum()))
   bar.close()
+  if bar.done == 0:
+    raise ValueError("the source holds no clips")
   return tops
 
 

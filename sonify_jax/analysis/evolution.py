@@ -1,0 +1,121 @@
+"""Feature evolution over training (thesis 5.3.3).
+
+On the final checkpoint, pick the strongest feature maps of each layer and
+each map's top clip (one streamed top-1 pass); then sonify the same
+(map, clip) pairs with the encoder of every kept checkpoint and lay the
+spectrograms out as a sequence (rows: pairs; columns: input, then steps).
+
+Writes ``evolution.json``, ``evolution_layerLL.png`` and the WAVs
+``layerLL/mapMMMM_stepSSSSSSS.wav`` (plus ``layerLL/mapMMMM_input.wav``).
+"""
+import os
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from sonify_jax import audio_io
+from sonify_jax.analysis import common
+from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
+
+Params = Any
+
+
+def load_checkpoints(workdir: str, steps: Optional[Sequence[int]] = None
+                     ) -> Tuple[Sequence[Tuple[int, Params]], Architecture]:
+  """``([(step, encoder params), ...], arch)`` of a training run's kept
+  checkpoints (all, or ``steps``), oldest first."""
+  from sonify_jax.models.architecture import get_architecture  # pylint: disable=g-import-not-at-top
+  from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
+  steps = sorted(steps or checkpoints.available_steps(workdir))
+  if not steps:
+    raise FileNotFoundError(f"no checkpoints under {workdir}")
+  out, arch_name = [], None
+  for step in steps:
+    params, arch_name = checkpoints.load_encoder(workdir, step)
+    out.append((int(step), params))
+  return out, get_architecture(arch_name)
+
+
+def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
+                  arch: Architecture, source, out_dir: str,
+                  layers: Sequence[int] = (2, 5, 8, 11),
+                  maps_per_layer: int = 4, batch_size: int = 16,
+                  clip_samples: Optional[int] = None,
+                  max_clips: Optional[int] = None, write_wavs: bool = True,
+                  progress: bool = True) -> Dict[str, Any]:
+  """Evolution study.
+
+  Args:
+    checkpoints: ``[(step, encoder params), ...]``; the largest step is
+      the "final" checkpoint that picks the maps and clips.
+    arch: the architecture of every checkpoint.
+    source: ClipSource to pick the top clips from.
+    out_dir: output folder.
+    layers: blocks to study.
+    maps_per_layer: strongest maps (top-1 activation, final checkpoint).
+  Returns:
+    ``{'steps': [...], 'layers': {str(layer): [{'map', 'clip_index',
+    'clip_id', 'activation', 'wavs': {str(step): path}}]}, 'figures': {...}}``.
+  """
+  from sonify_jax.analysis import figures, topk  # pylint: disable=g-import-not-at-top
+  if not checkpoints:
+    raise ValueError("no checkpoints given")
+  checkpoints = sorted(checkpoints, key=lambda c: c[0])
+  steps = [s for s, _ in checkpoints]
+  if len(set(steps)) != len(steps):
+    raise ValueError(f"duplicate checkpoint steps: {steps}")
+  layers = common.check_layers(layers, arch)
+  min_samples = arch.min_input_length(max(layers))
+  final = checkpoints[-1][1]
+  tops = topk.stream_topk(final, arch, source, layers, k=1,
+                          batch_size=batch_size, clip_samples=clip_samples,
+                          max_clips=max_clips, progress=progress)
+  os.makedirs(out_dir, exist_ok=True)
+  result: Dict[str, Any] = {"steps": steps, "layers": {}, "figures": {}}
+  bar = common.Progress("evolution", len(layers) * len(steps),
+                        unit="layer-steps", enabled=progress)
+  for layer in layers:
+    maps = topk.select_maps(tops[layer], max_maps=maps_per_layer)
+    clip_ids = tops[layer].indices[maps, 0]
+    clips = [common.load_clip(source, int(i), min_samples, clip_samples)
+             for i in clip_ids]
+    rows = [[None] * len(steps) for _ in maps]
+    for j, (_, params) in enumerate(checkpoints):
+      # Group by length: the pair sonifier takes equal-length clips.
+      by_len: Dict[int, list] = {}
+      for r, c in enumerate(clips):
+        by_len.setdefault(c.shape[0], []).append(r)
+      for rs in by_len.values():
+        out = common.sonify_pairs(params, np.stack([clips[r] for r in rs]),
+                                  maps[rs], layer, arch, batch_size)
+        for r, s in zip(rs, out):
+          rows[r][j] = s
+      bar.update(1)
+    entries = []
+    layer_dir = os.path.join(out_dir, f"layer{layer:02d}")
+    for r, m in enumerate(maps):
+      entry = {"map": int(m), "clip_index": int(clip_ids[r]),
+               "clip_id": str(source[int(clip_ids[r])].get("id", "")),
+               "activation": float(tops[layer].values[m, 0]), "wavs": {}}
+      if write_wavs:
+        entry["input_wav"] = os.path.relpath(audio_io.write_wav(
+            os.path.join(layer_dir, f"map{m:04d}_input.wav"), clips[r],
+            SAMPLE_RATE), out_dir)
+        for step, s in zip(steps, rows[r]):
+          path = os.path.join(layer_dir, f"map{m:04d}_step{step:07d}.wav")
+          audio_io.write_wav(path, s, SAMPLE_RATE)
+          entry["wavs"][str(step)] = os.path.relpath(path, out_dir)
+      entries.append(entry)
+    result["layers"][str(layer)] = entries
+    fig = os.path.join(out_dir, f"evolution_layer{layer:02d}.png")
+    figures.evolution_grid(
+        fig, [(f"map {m}", c) for m, c in zip(maps, clips)], steps, rows,
+        title=f"layer {layer}: sonification of the final model's top clip "
+        "per map, across training")
+    result["figures"][str(layer)] = os.path.relpath(fig, out_dir)
+    result.setdefault("_arrays", {})[layer] = rows
+  bar.close()
+  arrays = result.pop("_arrays")
+  topk.write_json(os.path.join(out_dir, "evolution.json"), result)
+  result["sonifications"] = arrays  # {layer: [pair][step] waveforms}
+  return result

@@ -1,0 +1,262 @@
+"""Layer importance (thesis 6.1): how good is an encoder truncated at block L?
+
+For each L: keep blocks 1..L, mean-pool block L's output over time
+(``CNN12.pooled_features(upto_block=L)``) and put a linear classifier on it.
+
+* ``fconly``: the truncated encoder is frozen; features are extracted once
+  (streamed; only ``[N, C_L]`` features are kept), standardised with the
+  train-set mean/std, and a linear softmax (single-label) or sigmoid
+  (multilabel) classifier is fit full-batch with Adam (a few hundred steps of
+  convex optimisation: effectively the logistic-regression optimum with a
+  small L2 penalty).
+* ``full``: blocks 1..L and the linear head are fine-tuned together with Adam
+  on minibatches of train clips, the head starting from the fconly solution.
+
+Both are scored on the test source with ``sonify_jax.train.metrics``. Params
+of blocks above L are never read: the truncated tree holds blocks 1..L only.
+"""
+import functools
+import os
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sonify_jax.analysis import common
+from sonify_jax.models.architecture import Architecture
+from sonify_jax.models.cnn12 import CNN12
+
+Params = Any
+
+
+def truncate(params: Params, layer: int) -> Dict[str, Any]:
+  """Only ``block1..block{layer}`` of an encoder params tree."""
+  missing = [f"block{i}" for i in range(1, layer + 1) if f"block{i}" not in
+             params]
+  if missing:
+    raise ValueError(f"encoder params lack {missing}")
+  return {f"block{i}": params[f"block{i}"] for i in range(1, layer + 1)}
+
+
+@functools.partial(jax.jit, static_argnames=("layer", "arch"))
+def _pooled(trunc: Params, audio: jax.Array, layer: int, arch: Architecture
+            ) -> jax.Array:
+  return CNN12(arch=arch).apply({"params": trunc}, audio, layer,
+                                method=CNN12.pooled_features)
+
+
+def extract_features(params: Params, arch: Architecture, source, layer: int,
+                     batch_size: int = 16, clip_samples: Optional[int] = None,
+                     max_clips: Optional[int] = None, progress: bool = True
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+  """``([N, C_layer] mean-pooled block-``layer`` features, labels)``."""
+  arch.check_block(layer)
+  trunc = truncate(params, layer)
+  feats, labels = [], []
+  total = len(source) if max_clips is None else min(len(source), max_clips)
+  bar = common.Progress(f"features L{layer}", total, enabled=progress)
+  for batch in common.iter_clip_batches(source, batch_size,
+                                        arch.min_input_length(layer),
+                                        clip_samples, max_clips):
+    valid = batch["valid"]
+    feats.append(np.asarray(_pooled(trunc, batch["audio"], layer, arch))[valid])
+    labels.append(batch["label"][valid])
+    bar.update(int(valid.sum()))
+  bar.close()
+  if not feats:
+    raise ValueError("the source holds no clips")
+  return np.concatenate(feats), np.concatenate(labels)
+
+
+def _loss(logits, labels, multilabel):
+  if multilabel:
+    return optax.sigmoid_binary_cross_entropy(logits, labels).mean()
+  return optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                         labels).mean()
+
+
+def _scores(logits, multilabel):
+  return jax.nn.sigmoid(logits) if multilabel else jax.nn.softmax(logits, -1)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "multilabel",
+                                             "steps"))
+def _fit_linear(x, y, num_classes, multilabel, steps, learning_rate, l2):
+  w = {"kernel": jnp.zeros((x.shape[1], num_classes)),
+       "bias": jnp.zeros((num_classes,))}
+  opt = optax.adam(learning_rate)
+
+  def loss_fn(w):
+    logits = x @ w["kernel"] + w["bias"]
+    return _loss(logits, y, multilabel) + l2 * jnp.sum(w["kernel"] ** 2)
+
+  def body(_, carry):
+    w, state = carry
+    grads = jax.grad(loss_fn)(w)
+    updates, state = opt.update(grads, state)
+    return optax.apply_updates(w, updates), state
+
+  w, _ = jax.lax.fori_loop(0, steps, body, (w, opt.init(w)))
+  return w
+
+
+class LinearProbe:
+  """Standardise + linear classifier fit on fixed features."""
+
+  def __init__(self, num_classes: int, multilabel: bool, steps: int = 300,
+               learning_rate: float = 0.05, l2: float = 1e-4):
+    self.num_classes, self.multilabel = num_classes, multilabel
+    self.steps, self.learning_rate, self.l2 = steps, learning_rate, l2
+
+  def fit(self, features: np.ndarray, labels: np.ndarray) -> "LinearProbe":
+    features = np.asarray(features, np.float32)
+    self.mean = features.mean(0)
+    self.std = features.std(0) + 1e-6
+    y = (np.asarray(labels, np.float32) if self.multilabel
+         else np.asarray(labels, np.int32))
+    self.weights = _fit_linear(jnp.asarray((features - self.mean) / self.std),
+                               jnp.asarray(y), self.num_classes,
+                               self.multilabel, self.steps,
+                               self.learning_rate, self.l2)
+    return self
+
+  def logits(self, features: np.ndarray) -> np.ndarray:
+    x = (np.asarray(features, np.float32) - self.mean) / self.std
+    return np.asarray(x @ self.weights["kernel"] + self.weights["bias"])
+
+  def scores(self, features: np.ndarray) -> np.ndarray:
+    return np.asarray(_scores(self.logits(features), self.multilabel))
+
+
+def _metrics(scores, labels, multilabel):
+  from sonify_jax.train import metrics  # pylint: disable=g-import-not-at-top
+  return metrics.compute_metrics(scores, labels, multilabel)
+
+
+def fine_tune(params: Params, arch: Architecture, layer: int, source,
+              probe: LinearProbe, steps: int = 100, batch_size: int = 16,
+              learning_rate: float = 1e-3, clip_samples: Optional[int] = None,
+              seed: int = 0, progress: bool = True
+              ) -> Tuple[Params, LinearProbe]:
+  """``full`` mode: Adam on blocks 1..L + head, cycling through ``source``.
+
+  The probe's standardisation is folded into the head (fixed); returns the
+  fine-tuned truncated params and a probe with the fine-tuned head.
+  """
+  multilabel = probe.multilabel
+  trainable = {"encoder": truncate(params, layer), "head": probe.weights}
+  mean, std = jnp.asarray(probe.mean), jnp.asarray(probe.std)
+  opt = optax.adam(learning_rate)
+
+  @jax.jit
+  def step(p, state, audio, labels, weight):
+    def loss_fn(p):
+      feats = _pooled(p["encoder"], audio, layer, arch)
+      logits = ((feats - mean) / std) @ p["head"]["kernel"] + p["head"][
+          "bias"]
+      if multilabel:
+        per = optax.sigmoid_binary_cross_entropy(logits, labels).mean(-1)
+      else:
+        per = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+      return (per * weight).sum() / weight.sum()
+    loss, grads = jax.value_and_grad(loss_fn)(p)
+    updates, state = opt.update(grads, state, p)
+    return optax.apply_updates(p, updates), state, loss
+
+  state = opt.init(trainable)
+  done = 0
+  bar = common.Progress(f"fine-tune L{layer}", steps, unit="steps",
+                        enabled=progress)
+  rng = np.random.default_rng(seed)
+  while done < steps:
+    order = rng.permutation(len(source))
+    shuffled = _Reordered(source, order)
+    for batch in common.iter_clip_batches(
+        shuffled, batch_size, arch.min_input_length(layer),
+        clip_samples):
+      labels = (batch["label"].astype(np.float32) if multilabel
+                else batch["label"].astype(np.int32))
+      trainable, state, _ = step(trainable, state, batch["audio"], labels,
+                                 batch["valid"].astype(np.float32))
+      done += 1
+      bar.update(1)
+      if done >= steps:
+        break
+  bar.close()
+  tuned = LinearProbe(probe.num_classes, multilabel)
+  tuned.mean, tuned.std = probe.mean, probe.std
+  tuned.weights = trainable["head"]
+  return trainable["encoder"], tuned
+
+
+class _Reordered:
+  """A ClipSource view in another order (an epoch's shuffle)."""
+
+  def __init__(self, source, order):
+    self.source, self.order = source, order
+
+  def __len__(self):
+    return len(self.order)
+
+  def __getitem__(self, i):
+    return self.source[int(self.order[i])]
+
+
+def run_layer_importance(params: Params, arch: Architecture, train_source,
+                         test_source, out_dir: str,
+                         layers: Optional[Sequence[int]] = None,
+                         modes: Sequence[str] = ("fconly", "full"),
+                         probe_steps: int = 300, full_steps: int = 100,
+                         full_learning_rate: float = 1e-3,
+                         batch_size: int = 16,
+                         clip_samples: Optional[int] = None,
+                         max_clips: Optional[int] = None,
+                         metric: str = "mAP", progress: bool = True
+                         ) -> Dict[str, Dict[int, Dict[str, float]]]:
+  """Scores per truncation depth; writes layer_importance.{json,png}.
+
+  ``clip_samples`` must be at least the receptive field of the deepest layer
+  for fixed-length crops; by default clips are used whole.
+  """
+  from sonify_jax.analysis import figures, topk  # pylint: disable=g-import-not-at-top
+  layers = common.check_layers(layers, arch)
+  for mode in modes:
+    if mode not in ("fconly", "full"):
+      raise ValueError(f"mode must be 'fconly' or 'full', got {mode!r}")
+  multilabel = bool(train_source.multilabel)
+  results: Dict[str, Dict[int, Dict[str, float]]] = {m: {} for m in modes}
+  for layer in layers:
+    common.log(f"layer importance: layer {layer}")
+    x_tr, y_tr = extract_features(params, arch, train_source, layer,
+                                  batch_size, clip_samples, max_clips,
+                                  progress)
+    x_te, y_te = extract_features(params, arch, test_source, layer,
+                                  batch_size, clip_samples, max_clips,
+                                  progress)
+    probe = LinearProbe(train_source.num_classes, multilabel,
+                        steps=probe_steps).fit(x_tr, y_tr)
+    if "fconly" in modes:
+      results["fconly"][layer] = _metrics(probe.scores(x_te), y_te,
+                                          multilabel)
+    if "full" in modes:
+      tuned_params, tuned = fine_tune(params, arch, layer, train_source,
+                                      probe, full_steps, batch_size,
+                                      full_learning_rate, clip_samples,
+                                      progress=progress)
+      x_te2, _ = extract_features(tuned_params, arch, test_source, layer,
+                                  batch_size, clip_samples, max_clips,
+                                  progress)
+      results["full"][layer] = _metrics(tuned.scores(x_te2), y_te,
+                                        multilabel)
+  os.makedirs(out_dir, exist_ok=True)
+  figures.layer_curves(
+      os.path.join(out_dir, "layer_importance.png"), layers,
+      {m: ([results[m][l][metric] for l in layers], None) for m in modes},
+      ylabel=metric, title="Truncated encoder (blocks 1..L) + linear head")
+  topk.write_json(os.path.join(out_dir, "layer_importance.json"),
+                  {"metric": metric, "layers": list(layers),
+                   "results": {m: {str(l): v for l, v in r.items()}
+                               for m, r in results.items()}})
+  return results

@@ -1,0 +1,137 @@
+"""The whole demo on the embedded data: train, analyse, listen.
+
+``run_story(workdir)``:
+  1. trains a small contrastive (configs/demo_simclr.py) and a small
+     supervised (configs/demo_supervised.py) model with the trainer;
+  2. runs the coherence study (all layers) on both, on the embedded test
+     split;
+  3. runs the top-k study on both (a few layers, strongest maps);
+  4. sonifies the contrastive model's strongest maps at each of its kept
+     checkpoints (feature evolution);
+  5. writes the listening gallery comparing them (with the coherence and
+     evolution figures), and prints where it is.
+
+Clips are cropped / zero-padded to 1 s (``CLIP_SAMPLES``) so every study
+compiles one shape per layer; the embedded clips are 1-4 s long.
+Re-running resumes training from the workdir's checkpoints.
+"""
+import importlib.util
+import os
+import time
+from typing import Any, Dict, Optional
+
+from sonify_jax.analysis import common
+
+CLIP_SAMPLES = 8000
+TOPK_LAYERS = (2, 5, 8, 11)
+EVOLUTION_LAYERS = (2, 11)
+
+
+def _config(name: str, arg: Optional[str]):
+  here = os.path.dirname(os.path.abspath(__file__))
+  path = os.path.join(here, "..", "..", "configs", name)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config {path} not found (run from a checkout "
+                            "or an editable install)")
+  spec = importlib.util.spec_from_file_location(
+      "sonify_story_" + os.path.splitext(name)[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def run_story(workdir: str, quick: bool = False,
+              steps: Optional[int] = None, max_clips: Optional[int] = None
+              ) -> Dict[str, Any]:
+  """Runs the demo; returns the paths and the headline numbers.
+
+  Args:
+    workdir: everything goes under it (``simclr/``, ``supervised/``,
+      ``coherence/``, ``topk_*``, ``evolution_contrastive/``,
+      ``gallery/index.html``).
+    quick: a reduced run (few training steps, fewer clips/layers) for tests
+      and smoke checks; the outputs are not meaningful.
+    steps: training steps per model (default 300, quick 4).
+    max_clips: clips of the test split per study (default all, quick 6).
+  """
+  from sonify_jax.analysis import coherence, evolution, gallery, topk  # pylint: disable=g-import-not-at-top
+  from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
+  from sonify_jax.models.architecture import get_architecture  # pylint: disable=g-import-not-at-top
+  from sonify_jax.train import checkpoints, trainer  # pylint: disable=g-import-not-at-top
+
+  start = time.time()
+  workdir = os.path.abspath(workdir)
+  steps = steps or (4 if quick else 300)
+  if quick and max_clips is None:
+    max_clips = 6
+  layers = (2, 11) if quick else None
+  topk_layers = (2, 11) if quick else TOPK_LAYERS
+  models = {}
+  for name, config_file, arg in (
+      ("contrastive", "demo_simclr.py", f"steps={steps}"),
+      ("supervised", "demo_supervised.py", f"steps={steps}")):
+    config = _config(config_file, arg)
+    if quick:
+      config.batch_size = 8
+      config.log_every_steps = 1
+      if "eval_every_steps" in config:
+        config.eval_every_steps = 0
+      config.checkpoint_every_steps = steps
+    run_dir = os.path.join(workdir, "simclr" if name == "contrastive"
+                           else "supervised")
+    common.log(f"[story] training the {name} model ({steps} steps) in "
+               f"{run_dir} ({time.time() - start:.0f} s so far)")
+    final = trainer.train_and_evaluate(config, run_dir)
+    params, arch_name = checkpoints.load_encoder(run_dir)
+    models[name] = (params, get_architecture(arch_name))
+    common.log(f"[story] {name}: " + ", ".join(
+        f"{k}={v:.4f}" for k, v in sorted(final.items())))
+
+  source = catalog.get_source("embedded", "test")
+  common.log(f"[story] coherence study on {len(source)} test clips "
+             f"({time.time() - start:.0f} s so far)")
+  coh = coherence.run_coherence(
+      {k: [v] for k, v in models.items()}, source,
+      os.path.join(workdir, "coherence"), layers=layers,
+      clip_samples=CLIP_SAMPLES, max_clips=max_clips)
+  topk_dirs = {}
+  for name, (params, arch) in models.items():
+    common.log(f"[story] top-k study, {name} ({time.time() - start:.0f} s "
+               "so far)")
+    out = os.path.join(workdir, f"topk_{name}")
+    topk.run_topk(params, arch, source, out, layers=topk_layers, k=3,
+                  max_maps=2 if quick else 4, clip_samples=CLIP_SAMPLES,
+                  max_clips=max_clips, model_name=name, figure_maps=4)
+    topk_dirs[name] = out
+  # Feature evolution of the contrastive model over its kept checkpoints.
+  common.log(f"[story] feature evolution, contrastive "
+             f"({time.time() - start:.0f} s so far)")
+  evo_dir = os.path.join(workdir, "evolution_contrastive")
+  ckpts, evo_arch = evolution.load_checkpoints(os.path.join(workdir,
+                                                            "simclr"))
+  evo = evolution.run_evolution(
+      ckpts, evo_arch, source, evo_dir, layers=EVOLUTION_LAYERS,
+      maps_per_layer=2 if quick else 3, clip_samples=CLIP_SAMPLES,
+      max_clips=max_clips, progress=True)
+  figures = {"Mean top-5 coherence between each test clip and the "
+             "sonification of its most active map, per layer":
+             os.path.join(workdir, "coherence", "coherence.png")}
+  for layer, fig in evo["figures"].items():
+    figures[f"Contrastive model, layer {layer}: the same (map, clip) pairs "
+            f"sonified at training steps {evo['steps']}"] = os.path.join(
+                evo_dir, fig)
+  page = gallery.write_gallery(
+      os.path.join(workdir, "gallery"), topk_dirs,
+      title="sonify_jax: contrastive vs supervised CNN12 (embedded data)",
+      notes="Top clips of the strongest feature maps of each model, and "
+      "what each map responds to, as sound.",
+      figures=figures)
+  seconds = time.time() - start
+  print(f"Listening gallery: file://{page}")
+  rates = ", ".join(f"{k} {v['clips_per_s']:.1f} clips/s"
+                    for k, v in coh.items())
+  print(f"Coherence figure: "
+        f"{os.path.join(workdir, 'coherence', 'coherence.png')} ({rates})")
+  print(f"Done in {seconds / 60:.1f} min; everything is under {workdir}")
+  return {"gallery": page, "coherence": coh, "topk": topk_dirs,
+          "seconds": seconds}

@@ -1,0 +1,47 @@
+"""Feature evolution: pairs chosen on the final checkpoint (brute force), the
+same pairs sonified with each checkpoint's own params."""
+import json
+
+import numpy as np
+import pytest
+
+from sonify_jax import deconvnet
+from sonify_jax.analysis import common, evolution
+from sonify_jax.data.sources import ArraySource
+from sonify_jax.models.architecture import CNN12_TINY
+
+ARCH = CNN12_TINY
+
+
+def test_evolution_tracks_final_models_pairs(tmp_path):
+  rng = np.random.default_rng(0)
+  audios = [0.3 * rng.standard_normal(300).astype(np.float32)
+            for _ in range(5)]
+  source = ArraySource(audios, [0] * 5, 1)
+  ckpts = [(20, common.random_params(ARCH, 2)),
+           (0, common.random_params(ARCH, 0)),
+           (10, common.random_params(ARCH, 1))]  # out of order on purpose
+  result = evolution.run_evolution(ckpts, ARCH, source, str(tmp_path),
+                                   layers=[2], maps_per_layer=2,
+                                   batch_size=4, progress=False)
+  assert result["steps"] == [0, 10, 20]
+  final = dict(ckpts)[20]
+  acts = np.asarray(deconvnet.feature_map_activations(
+      final, np.stack(audios), 2, ARCH))  # [clips, maps]
+  strongest = np.sort(np.argsort(-acts.max(0), kind="stable")[:2])
+  entries = result["layers"]["2"]
+  assert [e["map"] for e in entries] == strongest.tolist()
+  for r, e in enumerate(entries):
+    assert e["clip_index"] == int(acts[:, e["map"]].argmax())
+    clip = audios[e["clip_index"]]
+    for j, step in enumerate([0, 10, 20]):
+      want = np.asarray(deconvnet.sonify(dict(ckpts)[step], clip[None], 2,
+                                         [e["map"]], ARCH))[0, 0]
+      np.testing.assert_allclose(result["sonifications"][2][r][j], want,
+                                 rtol=1e-4, atol=1e-6)
+  saved = json.loads((tmp_path / "evolution.json").read_text())
+  assert set(saved["layers"]["2"][0]["wavs"]) == {"0", "10", "20"}
+  assert (tmp_path / saved["figures"]["2"]).stat().st_size > 0
+  with pytest.raises(ValueError, match="duplicate"):
+    evolution.run_evolution([(1, final), (1, final)], ARCH, source,
+                            str(tmp_path), layers=[2], progress=False)

@@ -1,0 +1,124 @@
+"""Listening gallery: static offline checks, and a real headless Chromium
+(selenium + Debian's chromium/chromium-driver; test-only dependency
+``selenium``) that loads the page and checks audio, images and console."""
+import os
+import re
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+from sonify_jax.analysis import common, gallery, topk
+from sonify_jax.data.sources import ArraySource
+from sonify_jax.models.architecture import CNN12_TINY
+
+ARCH = CNN12_TINY
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+  root = tmp_path_factory.mktemp("gallery")
+  rng = np.random.default_rng(0)
+  # Two clip lengths, so the audio durations differ between clips.
+  source = ArraySource([0.3 * rng.standard_normal(n).astype(np.float32)
+                        for n in (800, 800, 1200, 1200, 800)], [0] * 5, 1,
+                       ids=[f"c {i}&x" for i in range(5)])  # needs escaping
+  dirs = {}
+  for name, seed, figures in (("contrastive", 1, True),
+                              ("supervised run", 2, False)):
+    out = str(root / f"topk_{seed}")
+    topk.run_topk(common.random_params(ARCH, seed), ARCH, source, out,
+                  layers=[1, 2], k=2, max_maps=2, batch_size=4,
+                  figure_maps=0, pair_figures=figures, model_name=name,
+                  progress=False)
+    dirs[name] = out
+  figure = str(sorted((root / "topk_1").glob("layer01/*.png"))[0])
+  path = gallery.write_gallery(str(root / "site"), dirs, max_ranks=2,
+                               figures={"a study figure": figure})
+  return path
+
+
+def test_page_is_self_contained(page):
+  text = open(page, encoding="utf-8").read()
+  site = os.path.dirname(page)
+  assert not re.search(r"(?:src|href)=\"(?:https?:)?//", text)
+  assert "<script src" not in text and "stylesheet" not in text
+  srcs = re.findall(r'src="([^"]+)"', text)
+  # 2 models x 2 layers x 2 maps x 2 ranks, each an image and two audios,
+  # plus one study figure.
+  assert len([s for s in srcs if s.endswith(".png")]) == 17
+  assert len([s for s in srcs if s.endswith(".wav")]) == 32
+  for s in srcs:
+    assert os.path.isfile(os.path.join(site, s.replace("%20", " ")))
+  assert "c 0&amp;x" in text or "c 1&amp;x" in text
+  with pytest.raises(FileNotFoundError, match="topk.json"):
+    gallery.write_gallery(os.path.join(site, "x"), {"a": site})
+
+
+@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and
+                         os.path.exists(CHROMEDRIVER)),
+                    reason="chromium/chromium-driver not installed (apt-get "
+                    "install chromium chromium-driver); CI installs them")
+def test_page_in_headless_chromium(page):
+  webdriver = pytest.importorskip("selenium.webdriver")
+  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
+  profile = tempfile.mkdtemp(prefix="gallery-chromium-")
+  options = webdriver.ChromeOptions()
+  options.binary_location = CHROMIUM
+  for flag in ("--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-quic", "--no-first-run",
+               "--disable-background-networking",
+               "--disable-component-update", "--disable-sync",
+               "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+               "--autoplay-policy=no-user-gesture-required"):
+    options.add_argument(flag)
+  options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+  driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+  try:
+    driver.get("file://" + os.path.abspath(page))
+    deadline = time.time() + 30
+    state = None
+    while time.time() < deadline:
+      state = driver.execute_script("""
+        var a = Array.from(document.querySelectorAll('audio'));
+        var i = Array.from(document.querySelectorAll('img'));
+        a.forEach(function(x){ if (x.readyState < 1) { x.load(); } });
+        return {audio: a.map(function(x){ return {
+                  src: x.getAttribute('src'), ready: x.readyState,
+                  duration: x.duration, error: x.error ? x.error.code : null,
+                  network: x.networkState,
+                  canplay: x.canPlayType('audio/wav')}; }),
+                images: i.map(function(x){ return {
+                  src: x.getAttribute('src'), complete: x.complete,
+                  width: x.naturalWidth}; })};""")
+      if (all(a["ready"] >= 1 for a in state["audio"]) and
+          all(i["complete"] for i in state["images"])):
+        break
+      time.sleep(0.3)
+    site = os.path.dirname(page)
+    assert len(state["audio"]) == 32 and len(state["images"]) == 17
+    for a in state["audio"]:
+      assert a["error"] is None and a["canplay"] != "", a
+      assert a["ready"] >= 1, a  # HAVE_METADATA: the source is playable
+      info = soundfile.info(os.path.join(site, a["src"].replace("%20", " ")))
+      assert a["duration"] == pytest.approx(info.frames / info.samplerate,
+                                            abs=2e-3), a
+    for i in state["images"]:
+      assert i["complete"] and i["width"] > 0, i
+    # The layer selector works (the page's script ran without throwing).
+    driver.execute_script("""var s = document.getElementById('layer-select');
+      s.value = '2'; s.dispatchEvent(new Event('change'));""")
+    hidden = driver.execute_script(
+        "return document.querySelector('#layer1').classList.contains("
+        "'hidden');")
+    assert hidden
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+  finally:
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
