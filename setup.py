@@ -25,6 +25,6 @@ setuptools.setup(
         "numpy>=1.26",
     ],
     extras_require={
-        "test": ["pytest>=8", "scikit-learn>=1.4"],
+        "test": ["pytest>=8", "scikit-learn>=1.4", "selenium>=4.20"],
     },
 )
