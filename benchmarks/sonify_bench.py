@@ -1,0 +1,204 @@
+r"""Throughput of deconvnet.sonify on one long clip; prints figures.
+
+For a clip of ``--seconds`` (default 10 s = 80,000 samples) and a seeded
+random init of ``--arch`` (default full CNN12) it times:
+
+* the batched jit path ``deconvnet.sonify`` (fast structured chain, maps in
+  memory-bounded chunks) on every feature map of ``--layers`` and on a sample
+  of ``--sample_maps`` maps of ``--sample_layers``;
+* a one-map-at-a-time JAX loop (forward trace once, then the plain dense
+  chain jit'd for one map, called map after map), the analogue of a plain
+  PyTorch deconvnet loop, on ``--loop_maps`` maps per layer;
+* a large jit'd float32 matmul, the machine's practical dense rate.
+
+"Useful" GFLOP/s counts the FLOPs of the dense deconv chain per map (every
+transposed conv as a dense conv on its unpooled input), whatever the path
+actually executes, so the figures compare paths on the same work; "fast
+GFLOP/map" is what the fast path executes (the top block on one channel).
+Both paths include the clip's forward trace once (for the loop it is timed
+separately and amortised over the same number of maps).
+
+Usage::
+
+  python benchmarks/sonify_bench.py                      # the full figures
+  python benchmarks/sonify_bench.py --layers=6 --loop_maps=4 --sample_layers=
+"""
+import os
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sonify_jax import deconvnet
+from sonify_jax.models import build_encoder
+from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
+
+_SECONDS = flags.DEFINE_float("seconds", 10.0, "Clip length in seconds.")
+_ARCH = flags.DEFINE_string("arch", "cnn12", "Architecture name.")
+_LAYERS = flags.DEFINE_list("layers", ["2", "4", "6"],
+                            "Layers whose every map is sonified.")
+_SAMPLE_LAYERS = flags.DEFINE_list("sample_layers", ["8", "9", "10", "11"],
+                                   "Layers of which a sample of maps is run.")
+_SAMPLE_MAPS = flags.DEFINE_integer("sample_maps", 16,
+                                    "Maps per sampled layer.")
+_MAX_MAPS = flags.DEFINE_integer("max_maps", 0,
+                                 "Cap on maps per layer (0: no cap).")
+_LOOP_MAPS = flags.DEFINE_integer("loop_maps", 8,
+                                  "Maps per layer for the one-at-a-time loop "
+                                  "(0: skip the loop).")
+_REPEATS = flags.DEFINE_integer("repeats", 1, "Timed repeats (best is kept).")
+_MATMUL_N = flags.DEFINE_integer("matmul_n", 4096, "Size of the matmul probe.")
+_SEED = flags.DEFINE_integer("seed", 0, "Init and clip seed.")
+_CHUNK_MB = flags.DEFINE_integer("chunk_mb", 0,
+                                 "Memory budget per chunk of maps in MiB "
+                                 "(0: deconvnet.CHUNK_BYTES).")
+
+
+def dense_chain_flops(arch, layer: int, length: int) -> int:
+  """FLOPs of the dense deconv chain for one map (2 per multiply-add)."""
+  flops, t = 0, length
+  for block in range(1, layer + 1):
+    k, c = arch.kernels[block - 1], arch.channels[block - 1]
+    cin = 1 if block == 1 else arch.channels[block - 2]
+    t_conv = t - k + 1
+    flops += 2 * t_conv * k * c * cin
+    t = t_conv // 2 if arch.is_pooled(block) else t_conv
+  return flops
+
+
+def fast_path_flops(arch, layer: int, length: int) -> int:
+  """FLOPs the fast path executes per map: the top block on one channel."""
+  t = length
+  for block in range(1, layer + 1):
+    k = arch.kernels[block - 1]
+    t_conv = t - k + 1
+    t = t_conv // 2 if arch.is_pooled(block) else t_conv
+  cin = 1 if layer == 1 else arch.channels[layer - 2]
+  top_dense = 2 * t_conv * k * arch.channels[layer - 1] * cin
+  return dense_chain_flops(arch, layer, length) - top_dense + 2 * t_conv * k * cin
+
+
+def matmul_gflops(n: int, repeats: int = 5) -> float:
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+  f = jax.jit(jnp.matmul)
+  f(a, b).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    f(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn, repeats):
+  """(first call incl. compile, best of `repeats` later calls) in seconds."""
+  start = time.perf_counter()
+  jax.block_until_ready(fn())
+  first = time.perf_counter() - start
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    best = min(best, time.perf_counter() - start)
+  return first, best
+
+
+def _loop_rate(params, clip, layer, arch, maps, total_maps, repeats):
+  """Maps/s of a one-map-at-a-time loop over the plain dense chain.
+
+  The forward trace runs once per clip, as in the batched path; it is timed
+  on its own and amortised over ``total_maps`` (the batched path's count),
+  the per-map chain is timed on ``maps``.
+  """
+  forward = jax.jit(deconvnet.forward_trace, static_argnums=(2, 3))
+  trace = forward(params, clip, layer, arch)
+  # Lengths stay static; only the arrays the chain reads are jit arguments.
+  shapes = tuple(jax.ShapeDtypeStruct(i.shape, i.dtype) for i in trace.inputs)
+  lengths = tuple(int(n) for n in trace.conv_lengths)
+
+  @jax.jit
+  def one_map(switches, top, m):
+    static = trace._replace(inputs=shapes, conv_lengths=lengths,
+                            switches=switches, outputs=())
+    kept = jnp.zeros_like(top).at[..., m].set(top[..., m])
+    s = deconvnet.deconv_chain(params, static, kept, layer)[0, :, 0]
+    return deconvnet.scale_to_input_peak(s, clip[0])
+
+  def run():
+    return [one_map(trace.switches, trace.outputs[-1], jnp.int32(m))
+            .block_until_ready() for m in maps]
+
+  _, t_forward = _timed(lambda: forward(params, clip, layer, arch), repeats)
+  _, t_maps = _timed(run, repeats)
+  per_map = t_maps / len(maps)
+  return total_maps / (t_forward + total_maps * per_map)
+
+
+def _load():
+  try:
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+  except OSError:
+    return "load average n/a"
+
+
+def main(argv):
+  del argv
+  arch = get_architecture(_ARCH.value)
+  if _CHUNK_MB.value:
+    deconvnet.CHUNK_BYTES = _CHUNK_MB.value << 20
+  length = int(round(_SECONDS.value * SAMPLE_RATE))
+  print(f"devices: {jax.devices()}  cpus: {os.cpu_count()}  {_load()}")
+  print(f"arch {arch.name}, clip {length} samples ({_SECONDS.value} s), "
+        f"chunk budget {deconvnet.CHUNK_BYTES / 2**20:.0f} MiB")
+  rate = matmul_gflops(_MATMUL_N.value)
+  print(f"jit'd float32 matmul {_MATMUL_N.value}^3: {rate:.1f} GFLOP/s")
+
+  params = jax.jit(build_encoder(arch.name).init)(
+      jax.random.PRNGKey(_SEED.value), jnp.zeros((1, 4096)))["params"]
+  clip = jax.random.normal(jax.random.PRNGKey(_SEED.value + 1), (1, length))
+  rng = np.random.default_rng(_SEED.value)
+
+  plans = [(int(l), None) for l in _LAYERS.value if l]
+  plans += [(int(l), _SAMPLE_MAPS.value) for l in _SAMPLE_LAYERS.value if l]
+  header = (f"{'layer':>5} {'maps':>5} {'chunk':>5} {'GFLOP/map':>9} "
+            f"{'fast GFLOP/map':>14} "
+            f"{'compile s':>9} "
+            f"{'fast maps/s':>11} {'fast GF/s':>9} {'loop maps/s':>11} "
+            f"{'loop GF/s':>9} {'speed-up':>8}")
+  rows = []
+  for layer, sample in plans:
+    width = arch.channels[layer - 1]
+    if sample is None:
+      maps = np.arange(width)
+    else:
+      maps = np.sort(rng.choice(width, min(sample, width), replace=False))
+    if _MAX_MAPS.value:
+      maps = maps[:_MAX_MAPS.value]
+    flops = dense_chain_flops(arch, layer, length)
+    chunk = deconvnet.maps_per_chunk(arch, layer, length, len(maps))
+    first, best = _timed(
+        lambda: deconvnet.sonify(params, clip, layer, maps, arch), _REPEATS.value)
+    fast = len(maps) / best
+    if _LOOP_MAPS.value:
+      loop = _loop_rate(params, clip, layer, arch, maps[:_LOOP_MAPS.value],
+                        len(maps), _REPEATS.value)
+      loop_cols = (f"{loop:11.2f} {loop * flops / 1e9:9.1f} "
+                   f"{fast / loop:7.2f}x")
+    else:
+      loop_cols = f"{'-':>11} {'-':>9} {'-':>8}"
+    row = (f"{layer:5d} {len(maps):5d} {chunk:5d} {flops / 1e9:9.2f} "
+           f"{fast_path_flops(arch, layer, length) / 1e9:14.2f} "
+           f"{first - best:9.1f} {fast:11.2f} {fast * flops / 1e9:9.1f} "
+           + loop_cols)
+    rows.append(row)
+    print(header if len(rows) == 1 else "", end="\n" if len(rows) == 1 else "")
+    print(row, f"  [{_load()}]", flush=True)
+  print(f"done. {_load()}")
+
+
+if __name__ == "__main__":
+  app.run(main)
