@@ -44,4 +44,9 @@ def get_config(arg=None):
   c.best_metric = "eval/accuracy"
   c.best_mode = "max"
   c.log_every_steps = 10
+  # This narrow, normalisation-free encoder has tiny gradients, so coupled L2
+  # (the thesis' Adam form) dominates Adam's normalised step and shrinks the
+  # weights towards a constant output within a few hundred steps; the demo
+  # uses the decoupled (AdamW) form.
+  c.decoupled_weight_decay = True
   return c

@@ -8,6 +8,7 @@ Any config field can be overridden on the command line
 workdir's latest checkpoint.
 """
 import json
+import logging as py_logging
 
 from absl import app
 from absl import flags
@@ -23,12 +24,22 @@ _WORKDIR = flags.DEFINE_string(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _quiet_orbax(record) -> bool:
+  # Orbax logs several INFO lines per checkpoint through absl; keep its
+  # warnings and errors, drop the chatter that buries the progress bar.
+  return record.levelno >= py_logging.WARNING or (
+      "/orbax/" not in record.pathname.replace("\\", "/"))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.get_absl_logger().addFilter(_quiet_orbax)
   # Imported after flag parsing so that --helpfull stays fast and JAX sees
   # XLA_FLAGS/JAX_PLATFORMS set by the caller.
   import jax  # pylint: disable=g-import-not-at-top
+  from sonify_jax import distributed  # pylint: disable=g-import-not-at-top
+  distributed.initialize_if_needed()  # multi-host: before any JAX work
   from sonify_jax.train import trainer  # pylint: disable=g-import-not-at-top
   logging.info("JAX devices: %d (%s), process %d of %d", jax.device_count(),
                jax.devices()[0].platform, jax.process_index(),

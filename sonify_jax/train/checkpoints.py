@@ -113,14 +113,18 @@ class Checkpointer:
     policies = [_policies.LatestN(n=keep_last)]
     if self.keep_steps:
       policies.append(_policies.CustomSteps(sorted(self.keep_steps)))
+    best_fn = None
     if best_metric:
+      best_fn = lambda m: float(m[best_metric])  # pylint: disable=unnecessary-lambda-assignment
       # BestN sorts ascending and keeps the tail: reverse for 'min'.
       policies.append(_policies.BestN(
-          get_metric_fn=lambda m: float(m[best_metric]),
-          reverse=best_mode == "min", n=1,
+          get_metric_fn=best_fn, reverse=best_mode == "min", n=1,
           keep_checkpoints_without_metrics=False))
     options = ocp.CheckpointManagerOptions(
         preservation_policy=_policies.AnyPreservationPolicy(policies),
+        # The preservation policy decides; best_fn only makes orbax write the
+        # metrics into each step, so a restarted run still knows the best.
+        best_fn=best_fn, best_mode=best_mode,
         # Synchronous: the step is on disk before training moves on, which the
         # preemption tests and the keep-steps guarantee rely on.
         enable_async_checkpointing=False,

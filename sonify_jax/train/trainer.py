@@ -144,6 +144,20 @@ def _load_init_encoder(config):
   return encoder
 
 
+def _check_same_run(workdir: str, config, num_classes: int) -> None:
+  """Refuses to resume a workdir that holds a different kind of run."""
+  try:
+    info = checkpoints.load_run_info(workdir)
+  except FileNotFoundError:
+    return
+  previous = (info.get("task"), info.get("arch"), info.get("num_classes"))
+  current = (config.task, config.model, num_classes)
+  if previous != current:
+    raise ValueError(
+        f"{workdir} holds a (task, model, num_classes)={previous} run; this "
+        f"config is {current}. Use a fresh --workdir.")
+
+
 def _host_scalars(metrics: Dict[str, Any]) -> Dict[str, float]:
   return {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
 
@@ -195,6 +209,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       workdir, keep_last=config.keep_last, keep_steps=config.keep_steps,
       best_metric=config.best_metric, best_mode=config.best_mode)
   latest = ckpt.latest_step()
+  if latest is not None:
+    _check_same_run(workdir, config, num_classes)
   run_key = jax.random.PRNGKey(config.seed)
   init_key, step_key = jax.random.split(run_key)
   # A resumed run overwrites the init with its checkpoint, so the source

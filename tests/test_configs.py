@@ -1,0 +1,177 @@
+"""Every experiment config loads with every documented arg and is sane."""
+import importlib.util
+import os
+
+from absl import flags
+from ml_collections import config_flags
+import pytest
+
+from sonify_jax.data import augment
+from sonify_jax.data import catalog
+from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
+from sonify_jax.train import trainer
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "configs")
+
+TAUS = ("0.1", "0.2", "0.3")
+AUGS = ("all", "no_gain", "no_noise", "no_mask", "no_mix", "only_gain",
+        "only_noise", "only_mask", "only_mix", "none")
+FINETUNE_ARGS = ([None, "init=scratch", "model=cnn12_x2",
+                  "init=scratch,model=cnn12_x2"] +
+                 [f"init={i},mode={m}" + x
+                  for i in ("contrastive", "supervised")
+                  for m in ("fconly", "full")
+                  for x in ("", ",model=cnn12_x2")])
+
+# (file, arg) for every experiment of the thesis and the demos.
+CASES = (
+    [("simclr_audioset.py", None)] +
+    [("simclr_audioset.py", f"tau={t}") for t in TAUS] +
+    [("simclr_audioset.py", f"aug={a}") for a in AUGS] +
+    [("simclr_audioset.py", "tau=0.1,aug=no_mix,model=cnn12_x2")] +
+    [(f, a) for f in ("supervised_audioset.py", "fsd50k.py",
+                      "speech_commands.py", "voxceleb1.py")
+     for a in FINETUNE_ARGS] +
+    [("demo_simclr.py", None), ("demo_simclr.py", "model=cnn12_small"),
+     ("demo_supervised.py", None), ("demo_supervised.py", "init=contrastive"),
+     ("demo_supervised.py", "init=contrastive,mode=full")])
+
+REQUIRED = ("task", "seed", "model", "dropout", "dataset", "data_dir",
+            "train_split", "eval_split", "crop_seconds", "num_crops",
+            "batch_size", "num_epochs", "total_steps", "warmup_epochs",
+            "warmup_steps", "learning_rate", "weight_decay", "temperature",
+            "proj_hidden", "proj_out", "mixup_alpha", "init", "init_from",
+            "init_step", "freeze_encoder", "augment", "eval_every_steps",
+            "eval_batch_size", "eval_max_seconds", "checkpoint_every_steps",
+            "keep_last", "keep_steps", "best_metric", "best_mode",
+            "log_every_steps")
+
+
+def load(name, arg=None):
+  spec = importlib.util.spec_from_file_location(
+      "cfg_" + name[:-3], os.path.join(CONFIG_DIR, name))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def test_every_config_file_is_covered():
+  files = {f for f in os.listdir(CONFIG_DIR)
+           if f.endswith(".py") and f != "common.py"}
+  assert files == {f for f, _ in CASES}
+
+
+@pytest.mark.parametrize("name,arg", CASES)
+def test_config_is_sane(name, arg):
+  c = load(name, arg)
+  for field in REQUIRED:
+    assert field in c, f"{name}:{arg} lacks {field}"
+  arch = get_architecture(c.model)
+  assert c.dataset in catalog.NAMES
+  crop = int(round(c.crop_seconds * SAMPLE_RATE))
+  assert crop >= arch.min_input_length(arch.num_blocks)
+  # The global batch splits over a TPU v3-8 and the tests' 8 CPU devices.
+  assert c.batch_size % 8 == 0
+  assert c.learning_rate > 0 and c.weight_decay == pytest.approx(1e-3)
+  assert c.total_steps > 0 or c.num_epochs > 0
+  assert c.warmup_steps >= 0 or c.warmup_epochs >= 0
+  # Thesis: 10 warmup epochs for training from scratch.
+  if c.init == "scratch" and c.total_steps < 0:
+    assert c.warmup_epochs == 10
+  assert c.checkpoint_every_steps >= 1 and c.keep_last >= 1
+  assert all(isinstance(s, int) and s >= 0 for s in c.keep_steps)
+  assert c.best_mode in ("max", "min")
+  aug = augment.AugmentConfig.from_dict(c.augment)
+  if c.task == "simclr":
+    assert c.num_crops == 2 and c.temperature > 0
+    assert not c.freeze_encoder and not c.init_from
+  else:
+    assert c.task == "supervised" and c.num_crops == 1
+    assert c.best_metric in ("", "eval/mAP", "eval/accuracy")
+  if arg and "model=" in arg:
+    assert c.model == arg.split("model=")[1].split(",")[0]
+  if c.init != "scratch":
+    c.init_from = "/some/run"  # what the user passes on the command line
+  trainer.validate_config(c, num_devices=8)
+  assert isinstance(aug, augment.AugmentConfig)
+
+
+@pytest.mark.parametrize("tau", TAUS)
+def test_simclr_temperature_arg(tau):
+  assert load("simclr_audioset.py", f"tau={tau}").temperature == float(tau)
+
+
+@pytest.mark.parametrize("aug", AUGS)
+def test_augmentation_ablations(aug):
+  """Table 4.1: 'no_X' drops exactly X, 'only_X' keeps exactly X."""
+  c = load("simclr_audioset.py", f"aug={aug}").augment
+  on = {name for name in ("gain", "noise", "masks", "mix")
+        if c[f"use_{name}"]}
+  everything = {"gain", "noise", "masks", "mix"}
+  expected = {"all": everything, "none": set()}.get(aug)
+  if aug.startswith("no_"):
+    dropped = aug[3:].replace("mask", "masks")
+    expected = everything - {dropped}
+  elif aug.startswith("only_"):
+    expected = {aug[5:].replace("mask", "masks")}
+  assert on == expected
+
+
+@pytest.mark.parametrize("name", ["supervised_audioset.py", "fsd50k.py",
+                                  "speech_commands.py", "voxceleb1.py"])
+def test_finetune_modes(name):
+  scratch = load(name, "init=scratch")
+  fconly = load(name, "init=contrastive,mode=fconly")
+  full = load(name, "init=supervised,mode=full")
+  assert not scratch.freeze_encoder and scratch.init == "scratch"
+  assert fconly.freeze_encoder and fconly.init == "contrastive"
+  assert not full.freeze_encoder and full.init == "supervised"
+  # A transferred encoder needs the run to take it from.
+  with pytest.raises(ValueError, match="init_from"):
+    trainer.validate_config(fconly, num_devices=8)
+
+
+@pytest.mark.parametrize("name,arg", [
+    ("simclr_audioset.py", "tau"), ("simclr_audioset.py", "aug=no_reverb"),
+    ("simclr_audioset.py", "tau=hot"), ("simclr_audioset.py", "epochs=3"),
+    ("simclr_audioset.py", "model=resnet"), ("fsd50k.py", "init=imagenet"),
+    ("fsd50k.py", "mode=half"), ("demo_supervised.py", "init=supervised")])
+def test_bad_args_are_rejected(name, arg):
+  with pytest.raises(ValueError):
+    load(name, arg)
+
+
+def test_validate_config_rejects_bad_settings():
+  c = load("demo_simclr.py")
+  trainer.validate_config(c, num_devices=8)
+  for field, value in [("batch_size", 12), ("crop_seconds", 0.2),
+                       ("num_crops", 1), ("temperature", 0.0),
+                       ("task", "byol"), ("keep_last", 0)]:
+    bad = load("demo_simclr.py")
+    bad[field] = value
+    with pytest.raises(ValueError):
+      trainer.validate_config(bad, num_devices=8)
+
+
+def test_schedule_from_epochs():
+  c = load("fsd50k.py")
+  s = trainer.make_schedule(c, num_train_clips=128 * 300 + 5)
+  assert s.steps_per_epoch == 300
+  assert s.total_steps == 100 * 300 and s.warmup_steps == 10 * 300
+
+
+def test_command_line_overrides():
+  """--config=FILE:ARG and --config.FIELD=VALUE, as sonify_jax.main parses."""
+  path = os.path.join(CONFIG_DIR, "simclr_audioset.py")
+  argv = ["prog", f"--config={path}:tau=0.3,aug=no_mix",
+          "--config.batch_size=64", "--config.keep_steps=(10,20)",
+          "--config.augment.noise_p=0.25"]
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=fv,
+                                  sys_argv=argv)
+  fv(argv)
+  c = fv.config
+  assert c.temperature == 0.3 and not c.augment.use_mix
+  assert c.batch_size == 64 and tuple(c.keep_steps) == (10, 20)
+  assert c.augment.noise_p == 0.25

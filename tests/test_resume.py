@@ -1,0 +1,109 @@
+"""A SIGKILLed training run, restarted with the same command, ends with the
+params of an uninterrupted run (real `python -m sonify_jax.main` processes)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+from sonify_jax.train import checkpoints
+from sonify_jax.train import logging_utils
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOTAL_STEPS = 20
+FIRST_CHECKPOINT = 8
+
+
+def _command(workdir):
+  return [
+      sys.executable, "-m", "sonify_jax.main",
+      f"--config={os.path.join(REPO, 'configs', 'demo_simclr.py')}"
+      f":steps={TOTAL_STEPS}",
+      f"--workdir={workdir}",
+      "--config.batch_size=8",
+      f"--config.checkpoint_every_steps={FIRST_CHECKPOINT}",
+      "--config.keep_steps=()",
+      "--config.log_every_steps=4",
+      "--config.progress=False",
+      # Slow steps down so the kill lands mid-run on any machine.
+      "--config.step_delay_s=0.15",
+      "--logtostderr",
+  ]
+
+
+def _env(cache_dir):
+  env = dict(os.environ)
+  env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+  # The three processes share compiled executables (same programs, so the
+  # same numerics), which saves two of the three compilations.
+  env["JAX_COMPILATION_CACHE_DIR"] = cache_dir
+  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+  return env
+
+
+def _complete(directory, step):
+  # Orbax renames a finished checkpoint to its step number (and writes its
+  # metadata) only once it is complete.
+  path = os.path.join(directory, str(step))
+  return os.path.isdir(path) and os.path.exists(
+      os.path.join(path, "_CHECKPOINT_METADATA"))
+
+
+def _run(workdir, log_path, cache_dir):
+  with open(log_path, "w") as log:
+    subprocess.run(_command(workdir), cwd=REPO, env=_env(cache_dir),
+                   stdout=log,
+                   stderr=subprocess.STDOUT, check=True, timeout=300)
+
+
+def test_sigkill_and_restart_matches_uninterrupted_run(tmp_path):
+  reference = str(tmp_path / "reference")
+  resumed = str(tmp_path / "resumed")
+  cache_dir = str(tmp_path / "jax_cache")
+  _run(reference, tmp_path / "reference.log", cache_dir)
+
+  ckpt_dir = os.path.join(resumed, "checkpoints")
+  with open(tmp_path / "killed.log", "w") as log:
+    proc = subprocess.Popen(_command(resumed), cwd=REPO, env=_env(cache_dir),
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+      deadline = time.time() + 240
+      while not _complete(ckpt_dir, FIRST_CHECKPOINT):
+        assert proc.poll() is None, open(tmp_path / "killed.log").read()
+        assert time.time() < deadline, "no first checkpoint in time"
+        time.sleep(0.05)
+      proc.send_signal(signal.SIGKILL)
+      proc.wait(timeout=30)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+  assert proc.returncode == -signal.SIGKILL
+  # It really was killed mid-run.
+  killed_at = checkpoints.available_steps(resumed)
+  assert TOTAL_STEPS not in killed_at and FIRST_CHECKPOINT in killed_at
+
+  _run(resumed, tmp_path / "resumed.log", cache_dir)
+  log = open(tmp_path / "resumed.log").read()
+  assert f"resumed from checkpoint step {max(killed_at)}" in log
+
+  final_ref = checkpoints.load_state(reference)
+  final_res = checkpoints.load_state(resumed)
+  assert int(final_ref["step"]) == int(final_res["step"]) == TOTAL_STEPS
+  ref_leaves = jax.tree_util.tree_leaves_with_path(final_ref)
+  res_leaves = jax.tree_util.tree_leaves(final_res)
+  assert len(ref_leaves) == len(res_leaves) > 0
+  for (path, a), b in zip(ref_leaves, res_leaves):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0,
+                               atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  # Training kept moving after the resume point (keep_last=2 kept 16).
+  before = checkpoints.load_state(reference, step=2 * FIRST_CHECKPOINT)
+  assert not np.allclose(before["params"]["encoder"]["block1"]["kernel"],
+                         final_res["params"]["encoder"]["block1"]["kernel"])
+  # The restarted run logged the steps after the resume point.
+  steps = {r["step"] for r in logging_utils.read_jsonl(
+      os.path.join(resumed, "metrics.jsonl"))}
+  assert TOTAL_STEPS in steps
