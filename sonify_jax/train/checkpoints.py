@@ -172,7 +172,8 @@ def _read_only_manager(directory: str) -> ocp.CheckpointManager:
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"checkpoint directory {directory} does not exist")
   return ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(read_only=True))
+      directory, options=ocp.CheckpointManagerOptions(read_only=True),
+      item_handlers=ocp.StandardCheckpointHandler())
 
 
 def available_steps(path: str) -> Sequence[int]:
@@ -182,6 +183,17 @@ def available_steps(path: str) -> Sequence[int]:
     return sorted(manager.all_steps())
   finally:
     manager.close()
+
+
+def _local_target(metadata: Any) -> Any:
+  """A restore target on this process's first device, built from the saved
+  shapes/dtypes, so a checkpoint written on another topology (a TPU slice,
+  8 virtual devices) loads on a laptop."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  metadata = getattr(metadata, "tree", metadata)
+  return jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+      metadata)
 
 
 def _restore_raw(path: str, step: Optional[int]) -> Tuple[Dict[str, Any], int]:
@@ -196,7 +208,8 @@ def _restore_raw(path: str, step: Optional[int]) -> Tuple[Dict[str, Any], int]:
     elif int(step) not in steps:
       raise ValueError(
           f"no checkpoint for step {step} in {directory}; have {steps}")
-    raw = manager.restore(int(step), args=ocp.args.StandardRestore())
+    raw = manager.restore(int(step), args=ocp.args.StandardRestore(
+        _local_target(manager.item_metadata(int(step)))))
   finally:
     manager.close()
   return raw, int(step)
