@@ -124,9 +124,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.learning_rate = 1e-3
   c.weight_decay = 1e-3
   c.decoupled_weight_decay = False
+  c.clip_norm = 0.0               # global-norm gradient clipping; 0 = off
 
   # SimCLR.
-  c.temperature = 0.2
+  c.temperature = 0.1
   c.proj_hidden = 512
   c.proj_out = 512
 

@@ -5,7 +5,7 @@ Args (comma-separated):
     ``--config.init_from=WORKDIR`` of a demo_simclr.py run).
   mode: fconly (default for contrastive: linear eval) | full.
   model: cnn12_tiny (default) | cnn12_small | cnn12 (must match init_from's).
-  steps: training steps (default 300).
+  steps: training steps (default 300; the demo story uses 800).
 """
 import importlib.util
 import os
@@ -49,4 +49,9 @@ def get_config(arg=None):
   # weights towards a constant output within a few hundred steps; the demo
   # uses the decoupled (AdamW) form.
   c.decoupled_weight_decay = True
+  # As in demo_simclr.py: masks scale with the 0.5 s crop (500 ms masks can
+  # blank a whole crop), light dropout for the narrow model, clipped gradients.
+  c.augment.max_mask_seconds = 0.1
+  c.dropout = 0.1
+  c.clip_norm = 1.0
   return c

@@ -4,7 +4,7 @@ Two non-overlapping 2.5 s crops per clip, the four augmentations, CNN12 +
 projection MLP (512-512), NT-Xent over the global batch.
 
 Args (``--config=configs/simclr_audioset.py:ARG``, comma-separated):
-  tau: NT-Xent temperature, 0.1 / 0.2 (default) / 0.3.
+  tau: NT-Xent temperature, 0.1 (default) / 0.2 / 0.3.
   aug: augmentations: all (default), no_gain, no_noise, no_mask, no_mix,
     only_gain, only_noise, only_mask, only_mix, none.
   model: cnn12 (default) or cnn12_x2.
@@ -25,7 +25,7 @@ _spec.loader.exec_module(common)
 
 
 def get_config(arg=None):
-  a = common.parse_arg(arg, tau=0.2, aug="all", model="cnn12")
+  a = common.parse_arg(arg, tau=0.1, aug="all", model="cnn12")
   common.check_choice("model", a["model"], ("cnn12", "cnn12_x2"))
   c = common.base_config()
   c.task = "simclr"

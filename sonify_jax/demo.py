@@ -17,7 +17,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "/tmp/sonify_demo",
                                "Where everything is written.")
 _QUICK = flags.DEFINE_bool("quick", False, "A few steps only (smoke run).")
 _STEPS = flags.DEFINE_integer("steps", None,
-                              "Training steps per model (default 300).")
+                              "Training steps per model (default 800).")
 
 
 def main(argv):

@@ -51,7 +51,7 @@ def run_story(workdir: str, quick: bool = False,
       ``gallery/index.html``).
     quick: a reduced run (few training steps, fewer clips/layers) for tests
       and smoke checks; the outputs are not meaningful.
-    steps: training steps per model (default 300, quick 4).
+    steps: training steps per model (default 800, quick 4).
     max_clips: clips of the test split per study (default all, quick 6).
   """
   from sonify_jax.analysis import coherence, evolution, gallery, topk  # pylint: disable=g-import-not-at-top
@@ -61,7 +61,7 @@ def run_story(workdir: str, quick: bool = False,
 
   start = time.time()
   workdir = os.path.abspath(workdir)
-  steps = steps or (4 if quick else 300)
+  steps = steps or (4 if quick else 800)
   if quick and max_clips is None:
     max_clips = 6
   layers = (2, 11) if quick else None

@@ -47,7 +47,7 @@ class Conv1DValid(nn.Module):
 
 class CNN12(nn.Module):
   """Eleven conv -> ReLU (-> MaxPool(2,2) for blocks 1..8) blocks, mean pool,
-  dropout, Dense to ``arch.embed_dim`` and ReLU.
+  dropout, Dense to ``arch.embed_dim``.
 
   Params are named ``block1`` .. ``block11`` and ``embedding``.
   Input: waveforms ``[batch, time]`` at 8 kHz.
@@ -112,9 +112,14 @@ class CNN12(nn.Module):
     return (h * weights[..., None]).sum(1) / weights.sum(1, keepdims=True)
 
   def embed(self, pooled: jax.Array, train: bool = False) -> jax.Array:
-    """Dropout -> Dense -> ReLU on pooled block-11 features."""
+    """Dropout -> Dense on pooled block-11 features.
+
+    No ReLU after the Dense: with dropout 0.4 in front of it, a ReLU there
+    died within a few dozen Adam steps on the demo data (every embedding
+    exactly zero, SimCLR stuck at the chance loss).
+    """
     h = self.dropout(pooled, deterministic=not train)
-    return nn.relu(self.embedding(h))
+    return self.embedding(h)
 
   def __call__(self, waveforms: jax.Array, train: bool = False,
                mask: Optional[jax.Array] = None) -> jax.Array:

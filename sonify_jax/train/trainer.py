@@ -202,7 +202,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   model = build_model(config, num_classes, multilabel)
   optimizer = optim.make_optimizer(
       config.learning_rate, config.weight_decay, schedule.warmup_steps,
-      total_steps, decoupled_weight_decay=config.decoupled_weight_decay)
+      total_steps, decoupled_weight_decay=config.decoupled_weight_decay,
+      clip_norm=config.get("clip_norm") or None)
   augment_config = _augment_config(config)
 
   ckpt = checkpoints.Checkpointer(

@@ -1,6 +1,6 @@
 r"""Throughput of the coherence study on the embedded (demo) test split.
 
-  python -m sonify_jax.analysis.bench_coherence [--model=cnn12_tiny]
+  python benchmarks/coherence_bench.py [--model=cnn12_tiny]
       [--workdir=RUN] [--batch_size=16] [--max_clips=N]
 
 Prints clips/s including compilation and once compiled (after the first

@@ -1,7 +1,7 @@
 r"""Prints build and random-access read throughput of the TFDS array_record
 path (what a grain-style loader sees), on synthetic 10 s clips.
 
-  python scripts/bench_array_record.py [--clips=600] [--seconds=10]
+  python benchmarks/array_record_bench.py [--clips=600] [--seconds=10]
       [--workdir=/tmp/bench_array_record]
 
 Figures: build clips/s (decode + resample 16 -> 8 kHz + write), and read
