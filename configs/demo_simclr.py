@@ -41,7 +41,7 @@ def get_config(arg=None):
   c.eval_every_steps = 0
   c.checkpoint_every_steps = 100
   c.keep_last = 2
-  c.keep_steps = (0,)
+  c.keep_steps = (0, 100, 200, 400)   # for the feature-evolution figure
   c.log_every_steps = 10
   # This narrow, normalisation-free encoder has tiny gradients, so coupled L2
   # (the thesis' Adam form) dominates Adam's normalised step and shrinks the

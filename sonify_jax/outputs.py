@@ -23,10 +23,21 @@ def write_pair(out_dir: str, stem: str, audio: np.ndarray,
 
 
 def write_json(path: str, payload) -> str:
-  """Atomic JSON write."""
+  """Atomic JSON write (a crash never leaves a truncated index); numpy and
+  jax scalars/arrays are converted."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
+    json.dump(payload, f, indent=1, sort_keys=True, default=_to_json)
   os.replace(tmp, path)
   return path
+
+
+def _to_json(value):
+  if isinstance(value, np.integer):
+    return int(value)
+  if isinstance(value, np.floating):
+    return float(value)
+  if isinstance(value, np.ndarray) or hasattr(value, "__array__"):
+    return np.asarray(value).tolist()
+  raise TypeError(f"not JSON serialisable: {type(value)}")

@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 import scipy.signal
 
+from sonify_jax import outputs
 from sonify_jax.analysis import common
 from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
 
@@ -145,7 +146,7 @@ def run_coherence(models: Dict[str, Sequence[Tuple[Params, Architecture]]],
   Returns:
     ``{kind: summarize_runs(...) plus 'clips_per_s'}``.
   """
-  from sonify_jax.analysis import figures, topk  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
   os.makedirs(out_dir, exist_ok=True)
   summary: Dict[str, Any] = {}
   for kind, runs in models.items():
@@ -174,6 +175,6 @@ def run_coherence(models: Dict[str, Sequence[Tuple[Params, Architecture]]],
        (v["mean"], v["ci_half_width"]) for k, v in summary.items()},
       ylabel=f"mean top-{top} coherence",
       title="Input vs most-active-map sonification (95% t-interval over runs)")
-  topk.write_json(os.path.join(out_dir, "coherence.json"),
+  outputs.write_json(os.path.join(out_dir, "coherence.json"),
                   {"top": top, "nperseg": nperseg, "models": summary})
   return summary

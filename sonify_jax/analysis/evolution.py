@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from sonify_jax import audio_io
+from sonify_jax import audio_io, outputs
 from sonify_jax.analysis import common
 from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
 
@@ -116,6 +116,6 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
     result.setdefault("_arrays", {})[layer] = rows
   bar.close()
   arrays = result.pop("_arrays")
-  topk.write_json(os.path.join(out_dir, "evolution.json"), result)
+  outputs.write_json(os.path.join(out_dir, "evolution.json"), result)
   result["sonifications"] = arrays  # {layer: [pair][step] waveforms}
   return result

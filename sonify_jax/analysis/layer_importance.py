@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from sonify_jax import outputs
 from sonify_jax.analysis import common
 from sonify_jax.models.architecture import Architecture
 from sonify_jax.models.cnn12 import CNN12
@@ -220,7 +221,7 @@ def run_layer_importance(params: Params, arch: Architecture, train_source,
   ``clip_samples`` must be at least the receptive field of the deepest layer
   for fixed-length crops; by default clips are used whole.
   """
-  from sonify_jax.analysis import figures, topk  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
   layers = common.check_layers(layers, arch)
   for mode in modes:
     if mode not in ("fconly", "full"):
@@ -255,7 +256,7 @@ def run_layer_importance(params: Params, arch: Architecture, train_source,
       os.path.join(out_dir, "layer_importance.png"), layers,
       {m: ([results[m][l][metric] for l in layers], None) for m in modes},
       ylabel=metric, title="Truncated encoder (blocks 1..L) + linear head")
-  topk.write_json(os.path.join(out_dir, "layer_importance.json"),
+  outputs.write_json(os.path.join(out_dir, "layer_importance.json"),
                   {"metric": metric, "layers": list(layers),
                    "results": {m: {str(l): v for l, v in r.items()}
                                for m, r in results.items()}})

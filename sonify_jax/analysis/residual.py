@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sonify_jax import outputs
 from sonify_jax.analysis import common
 from sonify_jax.models.architecture import Architecture
 
@@ -110,7 +111,7 @@ def run_residual(encoder_params: Params, head_params: Params,
                  metric: str = "mAP", progress: bool = True
                  ) -> Dict[str, Any]:
   """Residual study of one classifier; writes residual.json/residual.png."""
-  from sonify_jax.analysis import figures, topk  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
   layers = common.check_layers(layers, arch)
   score_fn = make_classifier_fn(encoder_params, head_params, arch,
                                 bool(source.multilabel))
@@ -122,12 +123,12 @@ def run_residual(encoder_params: Params, head_params: Params,
   os.makedirs(out_dir, exist_ok=True)
   figures.layer_curves(
       os.path.join(out_dir, "residual.png"), layers,
-      {f"residual (x - top-map sonification)":
+      {"residual (x - top-map sonification)":
        ([result["layers"][l][metric] for l in layers], None)},
       ylabel=metric, title="Classifier on residual signals per layer",
       baselines={f"baseline {result['baseline'][metric]:.3f}":
                  result["baseline"][metric]})
-  topk.write_json(os.path.join(out_dir, "residual.json"),
+  outputs.write_json(os.path.join(out_dir, "residual.json"),
                   {"metric": metric, "layers": list(layers),
                    "baseline": result["baseline"],
                    "residual": {str(l): result["layers"][l] for l in layers},

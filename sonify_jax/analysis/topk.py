@@ -16,14 +16,12 @@ per row), and written out:
 Clip lengths follow ``analysis.common`` (equal-length runs, optional fixed
 crop; clips shorter than the deepest layer's receptive field zero-padded).
 """
-import json
 import os
 from typing import Any, Dict, Optional, Sequence, Union
 
-import jax
 import numpy as np
 
-from sonify_jax import audio_io
+from sonify_jax import audio_io, outputs
 from sonify_jax.analysis import common
 from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
 
@@ -175,7 +173,7 @@ def run_topk(params: Params, arch: Architecture, source, out_dir: str,
                         f"top-{figure_clips} clips per map")
       index["figures"][str(layer)] = os.path.relpath(path, out_dir)
   bar.close()
-  write_json(os.path.join(out_dir, "topk.json"), index)
+  outputs.write_json(os.path.join(out_dir, "topk.json"), index)
   return index
 
 
@@ -200,21 +198,3 @@ def _sonify_grouped(params, arch, layer, pairs, clips, batch_size):
   return out
 
 
-def write_json(path: str, obj: Any) -> str:
-  """Atomic JSON write (a crash never leaves a truncated index)."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1, default=_json_default)
-  os.replace(tmp, path)
-  return path
-
-
-def _json_default(value):
-  if isinstance(value, (np.integer,)):
-    return int(value)
-  if isinstance(value, (np.floating,)):
-    return float(value)
-  if isinstance(value, (np.ndarray, jax.Array)):
-    return np.asarray(value).tolist()
-  raise TypeError(f"not JSON serialisable: {type(value)}")

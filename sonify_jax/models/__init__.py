@@ -9,3 +9,7 @@ from sonify_jax.models.heads import LinearClassifier, ProjectionMLP
 
 def build_encoder(name: str = "cnn12", dropout_rate: float = 0.4) -> CNN12:
   return CNN12(arch=get_architecture(name), dropout_rate=dropout_rate)
+
+__all__ = ["ARCHITECTURES", "Architecture", "BlockTrace", "CNN12", "CNN12_ARCH",
+           "CNN12_X2_ARCH", "LinearClassifier", "ProjectionMLP", "SAMPLE_RATE",
+           "build_encoder", "get_architecture"]

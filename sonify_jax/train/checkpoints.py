@@ -16,7 +16,6 @@ import os
 import tempfile
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from absl import logging
 import jax
 import orbax.checkpoint as ocp
 

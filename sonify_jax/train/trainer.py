@@ -183,7 +183,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   mesh = steps_lib.make_mesh()
   validate_config(config, mesh.size)
   is_main = jax.process_index() == 0
-  arch = get_architecture(config.model)
 
   if train_source is None:
     train_source = _get_source(config, config.train_split)
