@@ -114,7 +114,10 @@ def test_two_processes_match_one_process(tmp_path):
     np.testing.assert_array_equal(p0[name], p1[name], err_msg=name)
     # ... which equal the 1-process/8-device run up to float rounding of the
     # cross-process reductions.
-    np.testing.assert_allclose(p0[name], want, rtol=1e-5, atol=1e-6,
+    # Gloo's cross-process reductions sum in another order than one
+    # process does: float32 round-off of ~1e-5, far below what a wrong shard
+    # of the batch would change.
+    np.testing.assert_allclose(p0[name], want, rtol=1e-4, atol=1e-5,
                                err_msg=name)
     moved += not np.allclose(init[name], want)
   assert moved == len(init)  # the steps really trained every tensor
