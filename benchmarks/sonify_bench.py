@@ -9,6 +9,10 @@ random init of ``--arch`` (default full CNN12) it times:
 * a one-map-at-a-time JAX loop (forward trace once, then the plain dense
   chain jit'd for one map, called map after map), the analogue of a plain
   PyTorch deconvnet loop, on ``--loop_maps`` maps per layer;
+* a plain PyTorch one-map-at-a-time loop (``max_unpool1d``, ReLU,
+  ``conv_transpose1d``) with the same weights on ``--torch_maps`` maps, when
+  torch is installed (it is not a project dependency; ``pip install torch``
+  to get the baseline), with its max difference from ``sonify()``;
 * a large jit'd float32 matmul, the machine's practical dense rate.
 
 "Useful" GFLOP/s counts the FLOPs of the dense deconv chain per map (every
@@ -52,6 +56,9 @@ _LOOP_MAPS = flags.DEFINE_integer("loop_maps", 8,
 _REPEATS = flags.DEFINE_integer("repeats", 1, "Timed repeats (best is kept).")
 _MATMUL_N = flags.DEFINE_integer("matmul_n", 4096, "Size of the matmul probe.")
 _SEED = flags.DEFINE_integer("seed", 0, "Init and clip seed.")
+_TORCH_MAPS = flags.DEFINE_integer(
+    "torch_maps", 8, "Maps per layer for the plain PyTorch loop, when torch "
+    "is installed (0: skip).")
 _CHUNK_MB = flags.DEFINE_integer("chunk_mb", 0,
                                  "Memory budget per chunk of maps in MiB "
                                  "(0: deconvnet.CHUNK_BYTES).")
@@ -138,6 +145,68 @@ def _loop_rate(params, clip, layer, arch, maps, total_maps, repeats):
   return total_maps / (t_forward + total_maps * per_map)
 
 
+def _torch_rate(params, clip, layer, arch, maps, total_maps, repeats):
+  """(maps/s, relative L2 difference from sonify()) of a plain PyTorch loop.
+
+  The baseline the issue quotes: forward once with ``return_indices`` pools,
+  then per map ``max_unpool1d`` -> ReLU -> ``conv_transpose1d`` with the
+  same weights, one map at a time. None when torch is not installed (it is
+  not a dependency of the project).
+  """
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  torch.set_num_threads(os.cpu_count())
+  weights = [torch.from_numpy(np.asarray(params[f"block{b}"]["kernel"])
+                              .transpose(2, 1, 0).copy())
+             for b in range(1, layer + 1)]  # [C_out, C_in, k]
+  biases = [torch.from_numpy(np.asarray(params[f"block{b}"]["bias"]).copy())
+            for b in range(1, layer + 1)]
+  x = torch.from_numpy(np.asarray(clip).copy())[:, None, :]
+
+  def forward():
+    h, sizes, indices = x, [], []
+    for b in range(1, layer + 1):
+      h = F.relu(F.conv1d(h, weights[b - 1], biases[b - 1]))
+      sizes.append(h.shape[-1])
+      if arch.is_pooled(b):
+        h, i = F.max_pool1d(h, 2, 2, return_indices=True)
+      else:
+        i = None
+      indices.append(i)
+    return h, sizes, indices
+
+  def one_map(top, sizes, indices, m):
+    h = torch.zeros_like(top)
+    h[:, m] = top[:, m]
+    for b in range(layer, 0, -1):
+      if indices[b - 1] is not None:
+        h = F.max_unpool1d(h, indices[b - 1], 2, 2,
+                           output_size=[sizes[b - 1]])
+      h = F.conv_transpose1d(F.relu(h), weights[b - 1])
+    s = h[0, 0]
+    return s / s.abs().max().clamp_min(1e-30) * x.abs().max()
+
+  with torch.no_grad():
+    start = time.perf_counter()
+    top, sizes, indices = forward()
+    t_forward = time.perf_counter() - start
+    best = float("inf")
+    for _ in range(repeats):
+      start = time.perf_counter()
+      outs = [one_map(top, sizes, indices, int(m)) for m in maps]
+      best = min(best, time.perf_counter() - start)
+  ours = np.asarray(deconvnet.sonify(params, clip, layer, maps[:1], arch))[0, 0]
+  # Relative L2 error: float32 round-off flips a few near-tied pool switches
+  # between the two frameworks, which moves single samples, not the signal.
+  theirs = outs[0].numpy()
+  error = float(np.linalg.norm(theirs - ours) / np.linalg.norm(ours))
+  per_map = best / len(maps)
+  return total_maps / (t_forward + total_maps * per_map), error
+
+
 def _load():
   try:
     return "load average %.2f %.2f %.2f" % os.getloadavg()
@@ -194,6 +263,16 @@ def main(argv):
            f"{fast_path_flops(arch, layer, length) / 1e9:14.2f} "
            f"{first - best:9.1f} {fast:11.2f} {fast * flops / 1e9:9.1f} "
            + loop_cols)
+    if _TORCH_MAPS.value:
+      torch_result = _torch_rate(params, clip, layer, arch,
+                                 maps[:_TORCH_MAPS.value], len(maps),
+                                 _REPEATS.value)
+      if torch_result is None:
+        row += "   torch: not installed"
+      else:
+        torch_rate, error = torch_result
+        row += (f"   torch loop {torch_rate:6.2f} maps/s (fast = "
+                f"{fast / torch_rate:.2f}x; relative L2 diff {error:.1e})")
     rows.append(row)
     print(header if len(rows) == 1 else "", end="\n" if len(rows) == 1 else "")
     print(row, f"  [{_load()}]", flush=True)
