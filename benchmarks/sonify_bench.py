@@ -202,7 +202,8 @@ def _torch_rate(params, clip, layer, arch, maps, total_maps, repeats):
   # Relative L2 error: float32 round-off flips a few near-tied pool switches
   # between the two frameworks, which moves single samples, not the signal.
   theirs = outs[0].numpy()
-  error = float(np.linalg.norm(theirs - ours) / np.linalg.norm(ours))
+  error = float(np.linalg.norm(theirs - ours) /
+                max(np.linalg.norm(ours), 1e-30))  # a dead map is all zeros
   per_map = best / len(maps)
   return total_maps / (t_forward + total_maps * per_map), error
 
