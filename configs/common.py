@@ -170,3 +170,46 @@ def finetune_mode(c: ml_collections.ConfigDict, init: str, mode: str,
     # The run to start from: --config.init_from=WORKDIR (required).
     c.freeze_encoder = mode == "fconly"
     c.learning_rate = fconly_lr if mode == "fconly" else full_lr
+
+
+def supervised_config(arg, *, dataset: str, eval_split: str,
+                      crop_seconds: float, batch_size: int, num_epochs: int,
+                      fconly_epochs: int, fconly_warmup_epochs: float,
+                      mixup_alpha: float, eval_every_steps: int,
+                      eval_batch_size: int, best_metric: str,
+                      eval_max_seconds: float = 0.0
+                      ) -> ml_collections.ConfigDict:
+  """The thesis' supervised setting, shared by every supervised config.
+
+  ``arg`` takes init=scratch|contrastive|supervised, mode=fconly|full and
+  model=cnn12|cnn12_x2. Adam lr 1e-3 from scratch and for fconly, 1e-4 for a
+  full fine-tune; weight decay 1e-3; 10 warmup epochs (``fconly_*`` for linear
+  evaluation, which trains only the head); mixup only when the encoder trains.
+  """
+  a = parse_arg(arg, init="scratch", mode="full", model="cnn12")
+  check_choice("model", a["model"], ("cnn12", "cnn12_x2"))
+  c = base_config()
+  c.task = "supervised"
+  c.model = a["model"]
+  c.dataset = dataset
+  c.train_split = "train"
+  c.eval_split = eval_split
+  c.crop_seconds = crop_seconds
+  c.num_crops = 1
+  c.batch_size = batch_size
+  c.num_epochs = num_epochs
+  c.warmup_epochs = 10.0
+  finetune_mode(c, a["init"], a["mode"], scratch_lr=1e-3, fconly_lr=1e-3,
+                full_lr=1e-4)
+  c.mixup_alpha = 0.0 if c.freeze_encoder else mixup_alpha
+  if c.freeze_encoder:
+    c.num_epochs = fconly_epochs
+    c.warmup_epochs = fconly_warmup_epochs
+  c.eval_every_steps = eval_every_steps
+  c.eval_batch_size = eval_batch_size
+  if eval_max_seconds:
+    c.eval_max_seconds = eval_max_seconds
+  c.checkpoint_every_steps = eval_every_steps
+  c.best_metric = best_metric
+  c.best_mode = "max"
+  return c

@@ -22,28 +22,8 @@ _spec.loader.exec_module(common)
 
 
 def get_config(arg=None):
-  a = common.parse_arg(arg, init="scratch", mode="full", model="cnn12")
-  common.check_choice("model", a["model"], ("cnn12", "cnn12_x2"))
-  c = common.base_config()
-  c.task = "supervised"
-  c.model = a["model"]
-  c.dataset = "speech_commands"
-  c.train_split = "train"
-  c.eval_split = "test"
-  c.crop_seconds = 1.0
-  c.num_crops = 1
-  c.batch_size = 256
-  c.num_epochs = 30
-  c.warmup_epochs = 10.0
-  common.finetune_mode(c, a["init"], a["mode"], scratch_lr=1e-3,
-                       fconly_lr=1e-3, full_lr=1e-4)
-  if c.freeze_encoder:
-    c.num_epochs = 15
-    c.warmup_epochs = 2.0
-  c.mixup_alpha = 0.0
-  c.eval_every_steps = 2000
-  c.eval_batch_size = 256
-  c.checkpoint_every_steps = 2000
-  c.best_metric = "eval/accuracy"
-  c.best_mode = "max"
-  return c
+  return common.supervised_config(
+      arg, dataset="speech_commands", eval_split="test", crop_seconds=1.0,
+      batch_size=256, num_epochs=30, fconly_epochs=15,
+      fconly_warmup_epochs=2.0, mixup_alpha=0.0, eval_every_steps=2000,
+      eval_batch_size=256, best_metric="eval/accuracy")

@@ -22,29 +22,8 @@ _spec.loader.exec_module(common)
 
 
 def get_config(arg=None):
-  a = common.parse_arg(arg, init="scratch", mode="full", model="cnn12")
-  common.check_choice("model", a["model"], ("cnn12", "cnn12_x2"))
-  c = common.base_config()
-  c.task = "supervised"
-  c.model = a["model"]
-  c.dataset = "voxceleb1"
-  c.train_split = "train"
-  c.eval_split = "test"
-  c.crop_seconds = 2.5
-  c.num_crops = 1
-  c.batch_size = 128
-  c.num_epochs = 50
-  c.warmup_epochs = 10.0
-  common.finetune_mode(c, a["init"], a["mode"], scratch_lr=1e-3,
-                       fconly_lr=1e-3, full_lr=1e-4)
-  if c.freeze_encoder:
-    c.num_epochs = 20
-    c.warmup_epochs = 2.0
-  c.mixup_alpha = 0.0
-  c.eval_every_steps = 2000
-  c.eval_batch_size = 32
-  c.eval_max_seconds = 20.0
-  c.checkpoint_every_steps = 2000
-  c.best_metric = "eval/accuracy"
-  c.best_mode = "max"
-  return c
+  return common.supervised_config(
+      arg, dataset="voxceleb1", eval_split="test", crop_seconds=2.5,
+      batch_size=128, num_epochs=50, fconly_epochs=20,
+      fconly_warmup_epochs=2.0, mixup_alpha=0.0, eval_every_steps=2000,
+      eval_batch_size=32, best_metric="eval/accuracy", eval_max_seconds=20.0)
