@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 from sonify_jax import audio_io, deconvnet, plotting
-from sonify_jax import sonify as sonify_cli
+from sonify_jax import sonify_file as sonify_cli
 from sonify_jax.models import build_encoder
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
