@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from sonify_jax import audio_io
-from sonify_jax.data.sources import Example
+from sonify_jax.data.sources import Example, check_index
 from sonify_jax.models.architecture import SAMPLE_RATE
 
 EMBEDDED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -123,12 +123,7 @@ class EmbeddedSource:
     return [r["id"] for r in self._rows]
 
   def __getitem__(self, index: int) -> Example:
-    if isinstance(index, (bool, np.bool_)) or not isinstance(
-        index, (int, np.integer)):
-      raise TypeError(f"index must be an int, got {index!r}")
-    if not -len(self) <= index < len(self):
-      raise IndexError(f"index {index} out of range for {len(self)} clips "
-                       f"of {self.name}/{self.split}")
+    index = check_index(index, len(self), f"{self.name}/{self.split}")
     row = self._rows[index]
     audio = _load_cached(os.path.join(self.root, row["file"]))
     return {"audio": audio, "label": np.asarray(self._labels[index], np.int32),

@@ -25,6 +25,18 @@ class ClipSource(Protocol):
     ...
 
 
+def check_index(index, length: int, what: str = "") -> int:
+  """A valid ``__getitem__`` index as a non-negative int (negative indices
+  count from the end); TypeError/IndexError otherwise."""
+  if isinstance(index, (bool, np.bool_)) or not isinstance(
+      index, (int, np.integer)):
+    raise TypeError(f"index must be an int, got {index!r}")
+  if not -length <= index < length:
+    suffix = f" of {what}" if what else ""
+    raise IndexError(f"index {index} out of range for {length} clips{suffix}")
+  return int(index) % length
+
+
 class ArraySource:
   """A ClipSource over in-memory clips (tests, residual studies, notebooks).
 
@@ -60,8 +72,7 @@ class ArraySource:
     return len(self._audios)
 
   def __getitem__(self, index: int) -> Example:
-    if not -len(self) <= index < len(self):
-      raise IndexError(f"index {index} out of range for {len(self)} clips")
+    index = check_index(index, len(self), self.name)
     label = self._labels[index]
     label = (np.asarray(label, np.float32) if self.multilabel
              else np.asarray(label, np.int32))

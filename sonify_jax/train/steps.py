@@ -160,9 +160,15 @@ def _augment_setup(augment_config: Any, mixup_alpha: float = 0.0):
   return augment, augment_config
 
 
-def _wrap(jitted, mesh: Mesh, prepare: Callable[[Batch], Batch]) -> Step:
-  """Python-side checks and placement around a jitted step."""
+def _wrap(train_step: Callable, mesh: Mesh, prepare: Callable[[Batch], Batch],
+          donate: bool) -> Step:
+  """Jit ``train_step(state, batch, rng)`` (state and rng replicated, batch
+  sharded on axis 0) behind Python-side checks and placement."""
   replicated = _replicated(mesh)
+  jitted = jax.jit(train_step,
+                   in_shardings=(replicated, _batch_sharded(mesh), replicated),
+                   out_shardings=(replicated, replicated),
+                   donate_argnums=(0,) if donate else ())
 
   def step(state: TrainState, batch: Batch, rng: jax.Array):
     batch = shard_batch(prepare(batch), mesh)
@@ -233,12 +239,6 @@ def make_simclr_train_step(model: nn.Module,
     loss, grads = sharded(state.params, batch["audio"], rng)
     return _finish(optimizer, state, grads, loss)
 
-  replicated = _replicated(mesh)
-  jitted = jax.jit(train_step,
-                   in_shardings=(replicated, _batch_sharded(mesh), replicated),
-                   out_shardings=(replicated, replicated),
-                   donate_argnums=(0,) if donate else ())
-
   def prepare(batch):
     audio = batch["audio"]
     _check_batch("audio", audio, mesh, 3, min_length)
@@ -247,7 +247,7 @@ def make_simclr_train_step(model: nn.Module,
                        f" got shape {np.shape(audio)}")
     return {"audio": audio}
 
-  return _wrap(jitted, mesh, prepare)
+  return _wrap(train_step, mesh, prepare, donate)
 
 
 def make_supervised_train_step(model: nn.Module,
@@ -344,12 +344,6 @@ def make_supervised_train_step(model: nn.Module,
     loss, grads = sharded(state.params, batch["audio"], batch["label"], rng)
     return _finish(optimizer, state, grads, loss, frozen)
 
-  replicated = _replicated(mesh)
-  jitted = jax.jit(train_step,
-                   in_shardings=(replicated, _batch_sharded(mesh), replicated),
-                   out_shardings=(replicated, replicated),
-                   donate_argnums=(0,) if donate else ())
-
   def prepare(batch):
     audio, label = batch["audio"], batch["label"]
     _check_batch("audio", audio, mesh, 2, min_length)
@@ -370,7 +364,7 @@ def make_supervised_train_step(model: nn.Module,
                          f"{label.min()}..{label.max()}")
     return {"audio": audio, "label": label}
 
-  return _wrap(jitted, mesh, prepare)
+  return _wrap(train_step, mesh, prepare, donate)
 
 
 def make_eval_step(model: nn.Module, mesh: Mesh,

@@ -36,6 +36,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import py_utils as tfds_py_utils
 
 from sonify_jax import audio_io
+from sonify_jax.data.sources import check_index
 from sonify_jax.models.architecture import SAMPLE_RATE
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".opus",
@@ -296,13 +297,8 @@ class BuiltSource:
     return len(self._data)
 
   def __getitem__(self, index: int):
-    if isinstance(index, (bool, np.bool_)) or not isinstance(
-        index, (int, np.integer)):
-      raise TypeError(f"index must be an int, got {index!r}")
-    if not -len(self) <= index < len(self):
-      raise IndexError(f"index {index} out of range for {len(self)} clips "
-                       f"of {self.name}/{self.split}")
-    example = self._data[int(index) % len(self)]
+    index = check_index(index, len(self), f"{self.name}/{self.split}")
+    example = self._data[index]
     audio = np.asarray(example["audio"], np.int16).astype(
         np.float32) / INT16_SCALE
     if self.multilabel:
