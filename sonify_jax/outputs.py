@@ -1,11 +1,10 @@
 """Writing sonification results: WAV + spectrogram PNG per (clip, map)."""
-import json
 import os
 from typing import Dict
 
 import numpy as np
 
-from sonify_jax import audio_io, plotting
+from sonify_jax import atomic_io, audio_io, plotting
 from sonify_jax.models.architecture import SAMPLE_RATE
 
 
@@ -23,21 +22,5 @@ def write_pair(out_dir: str, stem: str, audio: np.ndarray,
 
 
 def write_json(path: str, payload) -> str:
-  """Atomic JSON write (a crash never leaves a truncated index); numpy and
-  jax scalars/arrays are converted."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=1, sort_keys=True, default=_to_json)
-  os.replace(tmp, path)
-  return path
-
-
-def _to_json(value):
-  if isinstance(value, np.integer):
-    return int(value)
-  if isinstance(value, np.floating):
-    return float(value)
-  if isinstance(value, np.ndarray) or hasattr(value, "__array__"):
-    return np.asarray(value).tolist()
-  raise TypeError(f"not JSON serialisable: {type(value)}")
+  """Atomic strict JSON write (see ``atomic_io.write_json``)."""
+  return atomic_io.write_json(path, payload)

@@ -1,0 +1,78 @@
+"""Atomic, strict writes: a failed or interrupted command leaves the old file
+or nothing, never a half-written one, and JSON is always valid strict JSON.
+
+Python's ``json`` writes NaN/Infinity, which strict parsers reject; every JSON
+we write goes through ``write_json``, which writes ``null`` for non-finite
+numbers instead. ``atomic_path`` is the one temp-name-then-rename helper.
+"""
+import contextlib
+import json
+import math
+import os
+import tempfile
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+  """Yields a temporary path beside ``path``; renames it onto ``path`` when
+  the block succeeds and deletes it when the block raises.
+
+  The temp name keeps ``path``'s extension so writers that pick a format from
+  it (matplotlib, soundfile) still do.
+  """
+  path = os.fspath(path)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  base = os.path.basename(path)
+  _, ext = os.path.splitext(base)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".tmp_{base}.",
+                             suffix=ext)
+  os.close(fd)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def write_text(path: str, text: str) -> str:
+  with atomic_path(path) as tmp:
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+  return path
+
+
+def to_strict_json(value: Any) -> Any:
+  """``value`` with numpy/jax numbers and arrays made plain Python and every
+  non-finite float replaced by ``None``."""
+  if isinstance(value, dict):
+    return {str(k): to_strict_json(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_strict_json(v) for v in value]
+  if isinstance(value, (bool, np.bool_)):
+    return bool(value)
+  if isinstance(value, (int, np.integer)):
+    return int(value)
+  if isinstance(value, (float, np.floating)):
+    value = float(value)
+    return value if math.isfinite(value) else None
+  if isinstance(value, np.ndarray) or hasattr(value, "__array__"):
+    return to_strict_json(np.asarray(value).tolist())
+  return value
+
+
+def dumps(payload: Any, **kwargs) -> str:
+  """Strict JSON text (``null`` for NaN/Infinity)."""
+  return json.dumps(to_strict_json(payload), allow_nan=False, **kwargs)
+
+
+def write_json(path: str, payload: Any) -> str:
+  """Atomic strict JSON write; returns ``path``."""
+  return write_text(path, dumps(payload, indent=1, sort_keys=True) + "\n")
