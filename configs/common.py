@@ -7,8 +7,18 @@ Optimiser (all experiments): Adam with L2 weight decay 1e-3 in the coupled
 form of PyTorch's ``Adam(weight_decay=)`` that the thesis used (the decay is
 added to the gradient before Adam; ``decoupled_weight_decay=True`` gives
 AdamW), linear warmup over ``warmup_epochs`` then cosine decay to 0 at the
-last step (``sonify_jax.train.optim.make_optimizer``). Batch sizes are GLOBAL (split over all devices; a TPU v3-8
-has 8 cores).
+last step (``sonify_jax.train.optim.make_optimizer``). Batch sizes are GLOBAL
+(split over all devices; a TPU v3-8 has 8 cores, so per core = batch / 8).
+
+Thesis values (S. Yadav, MSc thesis, Glasgow 2022; ../shared/thesis-notes.md)
+that every experiment config takes from here: Adam lr 1e-3, L2 1e-3, 10
+warmup epochs then cosine, tau 0.1; supervised models (scratch, fine-tune and
+linear eval alike) train with random gain, Gaussian noise, time masks and
+mixup, and no background injection (that is SimCLR's only, ch. 4.3-4.4).
+
+Model selection: ``eval_split`` is evaluated during training and picks the
+best checkpoint (``best_metric``); ``test_split`` is evaluated once, at the
+end, on that checkpoint (``WORKDIR/final_metrics.json``).
 """
 import importlib.util
 import os
@@ -31,6 +41,16 @@ AUGMENTATION_SETS = {
 }
 
 MODELS = ("cnn12", "cnn12_x2", "cnn12_small", "cnn12_tiny")
+
+# Thesis ch. 4.3-4.4 (the same for every experiment).
+LEARNING_RATE = 1e-3
+WEIGHT_DECAY = 1e-3
+WARMUP_EPOCHS = 10.0
+TEMPERATURE = 0.1
+# Supervised augmentations: gain, noise, time masks + mixup; no background
+# injection. The thesis does not give mixup's Beta(alpha, alpha); 0.5 here.
+SUPERVISED_AUGMENTATIONS = "no_mix"
+MIXUP_ALPHA = 0.5
 
 
 def load(path: str):
@@ -111,7 +131,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset = "embedded"
   c.data_dir = ""                 # '' = the catalog's default
   c.train_split = "train"
-  c.eval_split = "test"
+  c.eval_split = "validation"     # during training: model selection
+  c.test_split = "test"           # once, at the end, on the best checkpoint
   c.crop_seconds = 2.5
   c.num_crops = 1                 # 2 for SimCLR: two non-overlapping crops
 
@@ -119,15 +140,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 256              # global
   c.num_epochs = 100
   c.total_steps = -1              # -1: num_epochs * len(train) // batch_size
-  c.warmup_epochs = 10.0
+  c.warmup_epochs = WARMUP_EPOCHS
   c.warmup_steps = -1             # -1: from warmup_epochs
-  c.learning_rate = 1e-3
-  c.weight_decay = 1e-3
+  c.learning_rate = LEARNING_RATE
+  c.weight_decay = WEIGHT_DECAY
   c.decoupled_weight_decay = False
   c.clip_norm = 0.0               # global-norm gradient clipping; 0 = off
 
   # SimCLR.
-  c.temperature = 0.1
+  c.temperature = TEMPERATURE
   c.proj_hidden = 512
   c.proj_out = 512
 
@@ -151,6 +172,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_steps = ()               # never deleted (feature-evolution snapshots)
   c.best_metric = ""              # e.g. 'eval/mAP'; '' = no best tracking
   c.best_mode = "max"
+
+  # Training health (sonify_jax.train.health): warnings, or an early stop.
+  c.stop_on_collapse = False      # True: end the run (exit 2) on collapse
+  c.health_patience = 3           # evaluations at chance before warning
   c.log_every_steps = 50
   c.progress = True
   c.step_delay_s = 0.0            # test hook: sleep per step (preemption tests)
@@ -173,18 +198,18 @@ def finetune_mode(c: ml_collections.ConfigDict, init: str, mode: str,
 
 
 def supervised_config(arg, *, dataset: str, eval_split: str,
-                      crop_seconds: float, batch_size: int, num_epochs: int,
-                      fconly_epochs: int, fconly_warmup_epochs: float,
-                      mixup_alpha: float, eval_every_steps: int,
-                      eval_batch_size: int, best_metric: str,
-                      eval_max_seconds: float = 0.0
+                      test_split: str, crop_seconds: float, batch_size: int,
+                      num_epochs: int, fconly_epochs: int,
+                      eval_every_steps: int, eval_batch_size: int,
+                      best_metric: str, eval_max_seconds: float = 0.0
                       ) -> ml_collections.ConfigDict:
-  """The thesis' supervised setting, shared by every supervised config.
+  """The thesis' supervised setting (ch. 4.4), shared by every supervised config.
 
   ``arg`` takes init=scratch|contrastive|supervised, mode=fconly|full and
   model=cnn12|cnn12_x2. Adam lr 1e-3 from scratch and for fconly, 1e-4 for a
-  full fine-tune; weight decay 1e-3; 10 warmup epochs (``fconly_*`` for linear
-  evaluation, which trains only the head); mixup only when the encoder trains.
+  full fine-tune; L2 1e-3; 10 warmup epochs then cosine, for every mode; gain,
+  noise, time masks and mixup for every mode (linear eval included), no
+  background injection. ``fconly_epochs`` sets the (shorter) linear-eval run.
   """
   a = parse_arg(arg, init="scratch", mode="full", model="cnn12")
   check_choice("model", a["model"], ("cnn12", "cnn12_x2"))
@@ -194,17 +219,18 @@ def supervised_config(arg, *, dataset: str, eval_split: str,
   c.dataset = dataset
   c.train_split = "train"
   c.eval_split = eval_split
+  c.test_split = test_split
   c.crop_seconds = crop_seconds
   c.num_crops = 1
   c.batch_size = batch_size
   c.num_epochs = num_epochs
-  c.warmup_epochs = 10.0
-  finetune_mode(c, a["init"], a["mode"], scratch_lr=1e-3, fconly_lr=1e-3,
-                full_lr=1e-4)
-  c.mixup_alpha = 0.0 if c.freeze_encoder else mixup_alpha
+  c.warmup_epochs = WARMUP_EPOCHS
+  finetune_mode(c, a["init"], a["mode"], scratch_lr=LEARNING_RATE,
+                fconly_lr=LEARNING_RATE, full_lr=1e-4)
+  c.augment = augment_config(SUPERVISED_AUGMENTATIONS)
+  c.mixup_alpha = MIXUP_ALPHA
   if c.freeze_encoder:
     c.num_epochs = fconly_epochs
-    c.warmup_epochs = fconly_warmup_epochs
   c.eval_every_steps = eval_every_steps
   c.eval_batch_size = eval_batch_size
   if eval_max_seconds:

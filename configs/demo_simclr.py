@@ -6,6 +6,12 @@ Args (comma-separated):
   aug: augmentation set as in simclr_audioset.py (default all).
   steps: training steps (default 300; the demo story uses 800).
 
+How and why it differs from configs/simclr_audioset.py (the thesis): it must
+run in CPU minutes on the embedded data, so a narrow encoder, 0.5 s crops,
+global batch 32, a step budget with 10 % warmup, AdamW, short time masks, no
+dropout and clipped gradients (reasons in get_config). Like the thesis it
+evaluates no labelled split while training and never reads 'test'.
+
 Then train a classifier on its encoder with
 ``configs/demo_supervised.py:init=contrastive --config.init_from=WORKDIR``.
 """
@@ -27,7 +33,8 @@ def get_config(arg=None):
   c.model = a["model"]
   c.dataset = "embedded"
   c.train_split = "train"
-  c.eval_split = "test"
+  c.eval_split = ""   # SimCLR selects nothing on labels and never reads test
+  c.test_split = ""
   c.crop_seconds = 0.5   # 4000 samples: above the 2370-sample receptive field
   c.num_crops = 2
   c.temperature = a["tau"]

@@ -156,7 +156,7 @@ def test_validate_config_rejects_bad_settings():
 
 def test_schedule_from_epochs():
   c = load("fsd50k.py")
-  s = trainer.make_schedule(c, num_train_clips=128 * 300 + 5)
+  s = trainer.make_schedule(c, num_train_clips=c.batch_size * 300 + 5)
   assert s.steps_per_epoch == 300
   assert s.total_steps == 100 * 300 and s.warmup_steps == 10 * 300
 
@@ -175,3 +175,67 @@ def test_command_line_overrides():
   assert c.temperature == 0.3 and not c.augment.use_mix
   assert c.batch_size == 64 and tuple(c.keep_steps) == (10, 20)
   assert c.augment.noise_p == 0.25
+
+
+# The thesis protocol (../shared/thesis-notes.md, ch. 4.3-4.4), restated
+# here as the independent fact the configs must match:
+# file -> (global batch, crop seconds, eval (selection) split, test split).
+THESIS = {
+    "simclr_audioset.py": (2048, 2.5, "", ""),
+    "supervised_audioset.py": (1024, 5.0, "validation", "test"),
+    "fsd50k.py": (64, 2.5, "validation", "test"),
+    "speech_commands.py": (128, 1.0, "validation", "test"),
+    "voxceleb1.py": (128, 2.5, "validation", "test"),
+}
+V3_8_CORES = 8
+
+
+@pytest.mark.parametrize("name,arg", [c for c in CASES if c[0] in THESIS])
+def test_configs_carry_the_thesis_values(name, arg):
+  c = load(name, arg)
+  batch, crop, eval_split, test_split = THESIS[name]
+  assert c.batch_size == batch and c.batch_size % V3_8_CORES == 0
+  assert c.crop_seconds == crop
+  assert (c.eval_split, c.test_split) == (eval_split, test_split)
+  fine_tune = c.init != "scratch" and not c.freeze_encoder
+  assert c.learning_rate == (1e-4 if fine_tune else 1e-3)
+  assert c.weight_decay == 1e-3 and not c.decoupled_weight_decay
+  assert c.warmup_epochs == 10 and c.total_steps < 0 and c.warmup_steps < 0
+  on = {k for k in ("gain", "noise", "masks", "mix")
+        if c.augment[f"use_{k}"]}
+  if c.task == "simclr":
+    assert c.num_crops == 2 and c.temperature == (
+        float(arg.split("tau=")[1].split(",")[0]) if arg and "tau=" in arg
+        else 0.1)
+    if not arg or "aug=" not in arg:
+      assert on == {"gain", "noise", "masks", "mix"}
+  else:
+    # Gain, noise, masks and mixup for every supervised model (linear eval
+    # too); background injection is SimCLR's only.
+    assert on == {"gain", "noise", "masks"} and c.mixup_alpha > 0
+    # Model selection on validation, never on the test split.
+    assert c.best_metric.startswith("eval/")
+    assert c.eval_split != c.test_split
+
+
+def test_per_core_batch_is_documented():
+  """The docstrings say what each global batch is per core of a v3-8."""
+  for name, (batch, _, _, _) in THESIS.items():
+    with open(os.path.join(CONFIG_DIR, name)) as f:
+      doc = f.read().split('"""')[1]
+    assert f"{batch}" in doc and "v3-8" in doc, name
+    assert "thesis ch. 4" in doc, name
+    per_core = batch // V3_8_CORES
+    assert f"{per_core} per core" in doc, name
+
+
+@pytest.mark.parametrize("name", ["demo_simclr.py", "demo_supervised.py"])
+def test_demo_configs_say_how_they_differ(name):
+  c = load(name)
+  with open(os.path.join(CONFIG_DIR, name)) as f:
+    doc = f.read().split('"""')[1]
+  assert "differs from" in doc
+  assert c.test_split != c.eval_split or not c.test_split
+  if c.task == "supervised":
+    assert c.eval_split == "validation" and c.test_split == "test"
+    assert not c.augment.use_mix

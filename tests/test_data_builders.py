@@ -6,6 +6,7 @@ corrupt file and one listed-but-missing clip per dataset to exercise the skip
 report. Everything is read back through catalog.get_source.
 """
 import csv
+import hashlib
 import os
 
 import numpy as np
@@ -258,8 +259,16 @@ def test_audioset(tmp_path, clips):
   for split, expected in exp.items():
     source = catalog.get_source("audioset", split, data_dir)
     _check_source(source, expected, True, 527)
-  # Only balanced_train was built: 'train' is it, 'test' is 'eval'.
-  assert len(catalog.get_source("audioset", "train", data_dir)) == 2
+  # Only balanced_train was built: 'train_all' is it, 'test' is 'eval';
+  # 'validation' holds the clips whose id's SHA-256 (first 8 bytes as a
+  # fraction of 2**64) is below 0.1, 'train' the others.
+  train_ids = set(exp["balanced_train"])
+  held = {i for i in train_ids if int(hashlib.sha256(
+      i.encode()).hexdigest()[:16], 16) < 0.1 * 2**64}
+  assert len(catalog.get_source("audioset", "train_all", data_dir)) == 2
+  for split, want in (("validation", held), ("train", train_ids - held)):
+    source = catalog.get_source("audioset", split, data_dir)
+    assert {source[i]["id"] for i in range(len(source))} == want
   assert len(catalog.get_source("audioset", "test", data_dir)) == 1
   assert len(catalog.get_source("audioset", "balanced_train+eval",
                                 data_dir)) == 3

@@ -68,12 +68,14 @@ def test_keyword_voices_do_not_cross_splits(rows):
 
 @pytest.mark.parametrize("name", ["embedded_keywords", "embedded_events",
                                   "embedded"])
-@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("split", ["train_all", "test"])
 def test_sources_match_manifest(rows, name, split):
   source = catalog.get_source(name, split)
   groups = {"embedded_keywords": ["keywords"], "embedded_events": ["events"],
             "embedded": ["keywords", "events"]}[name]
-  want = [r for r in rows if r["group"] in groups and r["split"] == split]
+  manifest_split = {"train_all": "train"}.get(split, split)
+  want = [r for r in rows
+          if r["group"] in groups and r["split"] == manifest_split]
   assert len(source) == len(want)
   assert not source.multilabel
   assert source.num_classes == len(source.class_names)
@@ -106,6 +108,27 @@ def test_audio_equals_wav_samples_and_is_cached():
   assert source[-1]["id"] == source[len(source) - 1]["id"]
 
 
+def test_validation_holdout_is_grouped_and_disjoint(rows):
+  """'validation' and 'train' partition the manifest's train clips; no voice
+  or source sound file is on both sides; every class is validated."""
+  def key(r):  # independent restatement of the grouping rule
+    return (r["variant"].split()[0] if r["group"] == "keywords"
+            else r["source"])
+  by_id = {r["id"]: r for r in rows}
+  train = catalog.get_source("embedded", "train")
+  val = catalog.get_source("embedded", "validation")
+  train_all = catalog.get_source("embedded", "train_all")
+  assert not set(train.ids) & set(val.ids)
+  assert sorted(train.ids + val.ids) == sorted(train_all.ids)
+  assert not ({key(by_id[i]) for i in train.ids} &
+              {key(by_id[i]) for i in val.ids})
+  counts = collections.Counter(val.labels.tolist())
+  assert set(counts) == set(range(val.num_classes))
+  assert 0.15 <= len(val) / len(train_all) <= 0.3
+  # Deterministic and independent of the manifest's row order.
+  assert embedded.validation_ids(rows[::-1]) == set(val.ids)
+
+
 def test_merged_is_union_with_offset_labels():
   kw = catalog.get_source("embedded_keywords", "train")
   ev = catalog.get_source("embedded_events", "train")
@@ -123,7 +146,7 @@ def test_bad_requests():
   with pytest.raises(TypeError):
     source[1.5]
   with pytest.raises(ValueError, match="unknown split"):
-    catalog.get_source("embedded", "validation")
+    catalog.get_source("embedded", "dev")
   with pytest.raises(ValueError, match="unknown dataset"):
     catalog.get_source("embedded_music", "train")
 
@@ -142,11 +165,12 @@ def test_regenerated_copy_via_data_dir(tmp_path, rows):
     os.makedirs(copy / os.path.dirname(r["file"]), exist_ok=True)
     shutil.copy(os.path.join(ROOT, r["file"]), copy / r["file"])
   split = keep[0]["split"]
-  source = catalog.get_source("embedded_events", split, str(copy))
+  source = catalog.get_source("embedded_events", split + "_all" * (
+      split == "train"), str(copy))
   assert len(source) == sum(r["split"] == split for r in keep)
   (copy / keep[0]["file"]).write_bytes(b"not a wav")
   with pytest.raises(IOError, match="cannot decode"):
-    catalog.get_source("embedded_events", split, str(copy))[0]
+    source[0]
   with pytest.raises(FileNotFoundError, match="manifest"):
     catalog.get_source("embedded", "train", str(tmp_path))
 

@@ -2,10 +2,14 @@
 
 Names:
   'embedded_keywords', 'embedded_events', 'embedded' -- shipped with the
-      repo (splits 'train', 'test'); ``data_dir`` optionally points at a
-      regenerated copy (a folder holding manifest.csv).
+      repo (splits 'train', 'validation', 'test', 'train_all'; see
+      ``embedded``); ``data_dir`` optionally points at a regenerated copy (a
+      folder holding manifest.csv).
   'audioset' (multilabel; splits 'balanced_train', 'unbalanced_train',
-      'eval'; 'train' = every built train split, 'test' = 'eval'),
+      'eval'; 'train_all' = every built train split, 'validation' = the
+      deterministic 10 % holdout of 'train_all' by clip-id hash (the thesis'
+      model-selection set; ``holdout``), 'train' = the other 90 %, 'test' =
+      'eval'),
   'fsd50k' (multilabel; 'train', 'validation', 'test'; 'val', 'eval'),
   'speech_commands', 'voxceleb1' (single-label; 'train', 'validation',
       'test'; 'val') -- read from ``data_dir``, where
@@ -19,6 +23,7 @@ import re
 from typing import Optional
 
 from sonify_jax.data import embedded
+from sonify_jax.data import holdout
 from sonify_jax.data.sources import ClipSource
 
 EMBEDDED_NAMES = tuple(embedded.GROUPS)
@@ -31,6 +36,8 @@ _ALIASES = {
     "speech_commands": {"val": "validation"},
     "voxceleb1": {"val": "validation"},
 }
+# AudioSet's model-selection holdout (thesis ch. 4.3: 10 % of train).
+AUDIOSET_VALIDATION_FRACTION = 0.1
 _BASE_SPLIT = re.compile(r"^([A-Za-z_]+)(\[.*\])?$")
 
 
@@ -73,15 +80,22 @@ def get_source(name: str, split: str,
         f"{name} is not prepared in {data_dir} (expected "
         f"{builder.data_dir}); build it with python -m "
         f"sonify_jax.data.builders --dataset={name} ...")
+  available = list(builder.info.splits)
+  if name == "audioset" and split in holdout.SIDES:
+    train_all = builders.base.BuiltSource(
+        builder, _resolve_split(name, "train_all", available), name=name)
+    return holdout.HoldoutSource(train_all, split,
+                                 AUDIOSET_VALIDATION_FRACTION,
+                                 dataset_dir=builder.data_dir)
   return builders.base.BuiltSource(builder, _resolve_split(
-      name, split, list(builder.info.splits)), name=name)
+      name, split, available), name=name)
 
 
 def _resolve_split(name: str, split: str, available) -> str:
   """Maps aliases to TFDS split names and checks every part exists."""
   aliases = dict(_ALIASES.get(name, {}))
   if name == "audioset":
-    aliases["train"] = "+".join(s for s in ("balanced_train",
+    aliases["train_all"] = "+".join(s for s in ("balanced_train",
                                             "unbalanced_train")
                                 if s in available) or "balanced_train"
   parts = []

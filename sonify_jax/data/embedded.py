@@ -7,8 +7,18 @@ source, variant) is the single source of truth for labels and splits.
 
 Class indices: within a group, labels in sorted order; the merged source
 ('embedded') numbers the keyword classes first, then the event classes.
+
+Splits: the manifest has 'train' and 'test'. For model selection, 20 % of
+each class's manifest-train clips are held out as 'validation', whole groups
+at a time so that no voice (keywords: the espeak-ng accent+variant) or source
+sound file (events) is on both sides: groups are taken in the order of the
+SHA-256 of their key until each class reaches its share (deterministic, no
+RNG). 'train' is the rest, and 'train_all' = 'train' + 'validation' (the
+manifest's train, for label-free uses such as SimCLR or a linear probe).
 """
+import collections
 import csv
+import hashlib
 import os
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -22,7 +32,8 @@ from sonify_jax.models.architecture import SAMPLE_RATE
 EMBEDDED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             "embedded")
 MANIFEST = "manifest.csv"
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test", "train_all")
+VALIDATION_FRACTION = 0.2
 # Source name -> manifest groups it covers, in class-numbering order.
 GROUPS = {
     "embedded_keywords": ("keywords",),
@@ -63,6 +74,56 @@ def class_names_for(rows: Sequence[Dict[str, str]],
   return tuple(names)
 
 
+def holdout_group(row: Dict[str, str]) -> str:
+  """The key that keeps related clips on one side of the validation split:
+  the voice of a synthesised keyword, the source sound file of an event."""
+  if row["source"] == "espeak-ng":
+    return "voice:" + row["variant"].split()[0]
+  return "source:" + row["source"]
+
+
+def _hash(key: str) -> str:
+  return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def validation_ids(rows: Sequence[Dict[str, str]],
+                   fraction: float = VALIDATION_FRACTION) -> frozenset:
+  """Ids of the manifest-train clips held out for validation.
+
+  Whole groups (:func:`holdout_group`) are taken in SHA-256 order of their
+  key, a group only while one of its classes is below ``round(fraction *
+  its train clips)``.
+  """
+  train = [r for r in rows if r["split"] == "train"]
+  per_class = collections.Counter((r["group"], r["label"]) for r in train)
+  target = {c: int(round(fraction * n)) for c, n in per_class.items()}
+  members = collections.defaultdict(list)
+  for r in train:
+    members[holdout_group(r)].append(r)
+  taken = collections.Counter()
+  held = set()
+  for key in sorted(members, key=_hash):
+    group_rows = members[key]
+    if any(taken[(r["group"], r["label"])] < target[(r["group"], r["label"])]
+           for r in group_rows):
+      for r in group_rows:
+        taken[(r["group"], r["label"])] += 1
+        held.add(r["id"])
+  return frozenset(held)
+
+
+def split_rows(rows: Sequence[Dict[str, str]],
+               split: str) -> List[Dict[str, str]]:
+  """The manifest rows of ``split`` (one of ``SPLITS``), in file order."""
+  if split == "test":
+    return [r for r in rows if r["split"] == "test"]
+  train = [r for r in rows if r["split"] == "train"]
+  if split == "train_all":
+    return train
+  held = validation_ids(rows)
+  return [r for r in train if (r["id"] in held) == (split == "validation")]
+
+
 def _load_cached(path: str) -> np.ndarray:
   with _CACHE_LOCK:
     audio = _AUDIO_CACHE.get(path)
@@ -81,7 +142,7 @@ class EmbeddedSource:
 
   Args:
     name: 'embedded_keywords', 'embedded_events' or 'embedded'.
-    split: 'train' or 'test'.
+    split: 'train', 'validation', 'test' or 'train_all' (module doc).
     root: directory holding manifest.csv and the WAVs (default: shipped).
 
   Clips are decoded on first access and then kept in memory.
@@ -103,8 +164,7 @@ class EmbeddedSource:
     self.class_names = class_names_for(rows, groups)
     self.num_classes = len(self.class_names)
     index = {c: i for i, c in enumerate(self.class_names)}
-    self._rows = [r for r in rows
-                  if r["group"] in groups and r["split"] == split]
+    self._rows = [r for r in split_rows(rows, split) if r["group"] in groups]
     if not self._rows:
       raise ValueError(f"no clips for {name}/{split} in {self.root}")
     self._labels = np.array([index[r["label"]] for r in self._rows],
