@@ -32,6 +32,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from sonify_jax import cli
+
 FLAGS = flags.FLAGS
 
 
@@ -355,4 +357,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

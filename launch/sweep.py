@@ -44,6 +44,7 @@ from absl import flags
 from absl import logging
 
 from launch import tpu_vm
+from sonify_jax import cli
 
 OVERRIDE_PREFIX = "config."
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -465,4 +466,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -39,6 +39,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from sonify_jax import cli
+
 ACTIONS = ("create", "setup", "run", "up", "check", "logs", "stop", "status",
            "delete")
 
@@ -498,4 +500,4 @@ if __name__ == "__main__":
   flags.DEFINE_string("worker", "0", "Worker for 'logs' (0, 1, ... or all).")
   flags.DEFINE_integer("lines", 100, "Lines of log for 'logs'.")
   flags.DEFINE_bool("follow", False, "Stream the log ('logs').")
-  app.run(main)
+  cli.run(main)

@@ -3,12 +3,15 @@ or nothing, never a half-written one, and JSON is always valid strict JSON.
 
 Python's ``json`` writes NaN/Infinity, which strict parsers reject; every JSON
 we write goes through ``write_json``, which writes ``null`` for non-finite
-numbers instead. ``atomic_path`` is the one temp-name-then-rename helper.
+numbers instead. ``atomic_path`` is the one temp-name-then-rename helper
+for files; ``atomic_dir`` does the same for a folder of outputs built whole
+(a sonify run): the new folder is complete before it replaces the old one.
 """
 import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from typing import Any, Iterator
 
@@ -37,6 +40,38 @@ def atomic_path(path: str) -> Iterator[str]:
   except BaseException:
     if os.path.exists(tmp):
       os.unlink(tmp)
+    raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str) -> Iterator[str]:
+  """Yields a new temporary folder beside ``path``; when the block succeeds
+  it replaces ``path`` (an earlier folder there is removed after the swap),
+  when it raises the temporary folder is deleted and ``path`` is untouched.
+
+  Raises:
+    errors.UserError: ``path``'s parent cannot be written.
+  """
+  from sonify_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  path = os.path.abspath(os.fspath(path))
+  parent, base = os.path.split(path)
+  try:
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".tmp_{base}.")
+  except OSError as error:
+    raise UserError(f"cannot write {path}: {error.strerror or error}"
+                    ) from error
+  try:
+    yield tmp
+    old = None
+    if os.path.isdir(path):
+      old = tempfile.mkdtemp(dir=parent, prefix=f".old_{base}.")
+      os.replace(path, os.path.join(old, base))
+    os.replace(tmp, path)
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
     raise
 
 

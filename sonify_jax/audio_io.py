@@ -1,14 +1,22 @@
-"""Reading and writing audio files (the only place that touches audio I/O)."""
+"""Reading and writing audio files (the only place that touches audio I/O).
+
+Bad input (a missing, empty or undecodable file, no samples, NaN/Inf
+samples) raises ``AudioReadError``, a ``UserError``: entry points show it as
+one ``error:`` line. WAVs are written through ``atomic_io.atomic_path``.
+"""
 import os
 from typing import Tuple
+import warnings
 
 import numpy as np
 
+from sonify_jax import atomic_io
+from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import SAMPLE_RATE
 
 
-class AudioReadError(IOError):
-  """A file could not be decoded as audio."""
+class AudioReadError(UserError, IOError):
+  """A file could not be decoded as usable audio."""
 
 
 def to_mono_float(audio: np.ndarray) -> np.ndarray:
@@ -20,8 +28,8 @@ def to_mono_float(audio: np.ndarray) -> np.ndarray:
   if audio.ndim == 2:
     audio = audio.mean(axis=1)
   elif audio.ndim != 1:
-    raise ValueError(f"audio must be [time] or [time, channels], "
-                     f"got {audio.shape}")
+    raise UserError(f"audio must be [time] or [time, channels], "
+                    f"got {audio.shape}")
   return audio
 
 
@@ -48,20 +56,31 @@ def read_audio(path: str) -> Tuple[np.ndarray, int]:
   """Decode to float32 mono at the file's own rate."""
   if not os.path.isfile(path):
     raise AudioReadError(f"no such audio file: {path}")
+  if os.path.getsize(path) == 0:
+    raise AudioReadError(f"{path} is an empty file (0 bytes)")
   try:
     import soundfile  # pylint: disable=g-import-not-at-top
     audio, sr = soundfile.read(path, dtype="float32", always_2d=False)
   except Exception as sf_error:  # pylint: disable=broad-except
     try:  # compressed formats soundfile lacks (e.g. some mp3/m4a builds)
       import librosa  # pylint: disable=g-import-not-at-top
-      audio, sr = librosa.load(path, sr=None, mono=True)
+      with warnings.catch_warnings():  # its fallback chatter is not news
+        warnings.simplefilter("ignore")
+        audio, sr = librosa.load(path, sr=None, mono=True)
     except Exception as error:  # pylint: disable=broad-except
-      raise AudioReadError(f"cannot decode {path}: {sf_error}; {error}"
-                           ) from error
+      raise AudioReadError(
+          f"cannot decode {path} as audio ({_first_line(sf_error)})"
+          ) from error
   audio = to_mono_float(audio)
   if audio.size == 0:
     raise AudioReadError(f"{path} holds no samples")
+  if not np.all(np.isfinite(audio)):
+    raise AudioReadError(f"{path} holds NaN or Inf samples")
   return audio, int(sr)
+
+
+def _first_line(error: BaseException) -> str:
+  return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def write_wav(path: str, audio: np.ndarray,
@@ -71,8 +90,6 @@ def write_wav(path: str, audio: np.ndarray,
   audio = np.clip(np.asarray(audio, np.float32), -1.0, 1.0)
   if not np.all(np.isfinite(audio)):
     raise ValueError(f"refusing to write non-finite audio to {path}")
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp.wav"
-  soundfile.write(tmp, audio, sample_rate, subtype="PCM_16")
-  os.replace(tmp, path)  # never leave a half-written file behind
+  with atomic_io.atomic_path(path) as tmp:
+    soundfile.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
   return path

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sonify_jax.errors import UserError
 from sonify_jax.models import ops
 from sonify_jax.models.architecture import Architecture, CNN12 as CNN12_ARCH
 from sonify_jax.models.cnn12 import BlockTrace, CNN12
@@ -360,35 +361,39 @@ def feature_map_activations(params: Params, waveforms: jax.Array, layer: int,
 
 def validate_request(waveforms, layer: int, feature_maps,
                      arch: Architecture = CNN12_ARCH) -> None:
-  """Raise a clear error for a request :func:`sonify` cannot serve."""
+  """Raise a clear ``UserError`` for a request :func:`sonify` cannot serve.
+
+  The one short-clip rule of the API and the CLI: a clip shorter than the
+  layer's receptive field is refused (never padded) with this message.
+  """
   arch.check_block(layer)
   shape = np.shape(waveforms)
   if len(shape) != 2:
-    raise ValueError(
+    raise UserError(
         f"waveforms must be [clips, time], got rank {len(shape)} shape {shape}")
   if shape[0] == 0:
-    raise ValueError("waveforms holds no clips")
+    raise UserError("waveforms holds no clips")
   needed = arch.min_input_length(layer)
   if shape[1] < needed:
-    raise ValueError(
+    raise UserError(
         f"clips of {shape[1]} samples are shorter than the receptive field of "
         f"layer {layer} ({needed} samples, {needed / 8000:.3f} s at 8 kHz)")
   maps_shape = np.shape(feature_maps)
   if len(maps_shape) != 1 or maps_shape[0] == 0:
-    raise ValueError(
+    raise UserError(
         f"feature_maps must be a non-empty 1-D list of ints, got {maps_shape}")
   if not isinstance(feature_maps, jax.core.Tracer):
     maps = np.asarray(feature_maps)
     if not np.issubdtype(maps.dtype, np.integer):
-      raise TypeError(f"feature_maps must be integers, got {maps.dtype}")
+      raise UserError(f"feature_maps must be integers, got {maps.dtype}")
     width = arch.channels[layer - 1]
     bad = maps[(maps < 0) | (maps >= width)]
     if bad.size:
-      raise ValueError(f"feature map(s) {bad.tolist()} out of range: layer "
+      raise UserError(f"feature map(s) {bad.tolist()} out of range: layer "
                        f"{layer} has maps 0..{width - 1}")
   if not isinstance(waveforms, jax.core.Tracer):
     if not bool(np.all(np.isfinite(np.asarray(waveforms)))):
-      raise ValueError("waveforms contain NaN or Inf samples")
+      raise UserError("waveforms contain NaN or Inf samples")
 
 
 def sonify(params: Params, waveforms, layer: int,

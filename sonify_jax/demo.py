@@ -11,6 +11,7 @@ Re-running with the same workdir resumes the trainings from their checkpoints.
 from absl import app
 from absl import flags
 
+from sonify_jax import cli
 from sonify_jax.analysis import story
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/sonify_demo",
@@ -26,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

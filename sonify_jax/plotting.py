@@ -1,10 +1,10 @@
 """Log-spectrogram figures (matplotlib, Agg backend: no display needed)."""
-import os
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.signal
 
+from sonify_jax import atomic_io
 from sonify_jax.models.architecture import SAMPLE_RATE
 
 _FLOOR_DB = -100.0
@@ -48,12 +48,11 @@ def draw_spectrogram(ax, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
 def save_figure(fig, path: str) -> str:
   """Save atomically (write a temp file, then rename) and close the figure."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  root, ext = os.path.splitext(path)
-  tmp = f"{root}.tmp{ext}"
-  fig.savefig(tmp, dpi=100, bbox_inches="tight")
-  plt.close(fig)
-  os.replace(tmp, path)
+  try:
+    with atomic_io.atomic_path(path) as tmp:
+      fig.savefig(tmp, dpi=100, bbox_inches="tight")
+  finally:
+    plt.close(fig)
   return path
 
 

@@ -1,18 +1,19 @@
 r"""Sonify feature maps of a CNN12 for an audio file.
 
   python -m sonify_jax.sonify --audio clip.wav --layer 6 --maps 0,5 --out DIR \
-      [--checkpoint WORKDIR_OR_CKPT | --seed 0 --model cnn12]
+      [--checkpoint RUN | RUN/checkpoints/STEP | --seed 0 --model cnn12]
 
 ``--maps top:N`` picks the clip's N most active maps of the layer. Any input
 format soundfile/librosa decodes is accepted and resampled to 8 kHz mono.
-Writes DIR/input.wav, DIR/layer{L}_map{M}.wav/.png and DIR/index.json.
+Writes DIR/input.wav, DIR/layer{L}_map{M}.wav/.png and DIR/index.json; DIR is
+built beside its final place and renamed in when complete, so a failed run
+leaves the previous DIR (or none). Bad input ends in one ``error:`` line and
+exit status 2.
 """
-import sys
-
 from absl import app
 from absl import flags
 
-from sonify_jax import audio_io
+from sonify_jax import cli
 from sonify_jax.sonify_file import load_model, sonify_file
 
 _AUDIO = flags.DEFINE_string("audio", None, "Input audio file.")
@@ -21,28 +22,29 @@ _MAPS = flags.DEFINE_string(
     "maps", "top:3", "Comma-separated feature-map indices, or top:N.")
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "Training workdir or checkpoint dir; default: a "
-    "seeded random init.")
+    "checkpoint", None, "Training workdir, its checkpoints dir, or one step "
+    "folder (RUN/checkpoints/800); default: a seeded random init.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default last).")
 _MODEL = flags.DEFINE_string("model", "cnn12", "Architecture of a random init.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random init.")
+_MAX_SECONDS = flags.DEFINE_float(
+    "max_seconds", 120.0, "Refuse longer clips (the deconvnet holds every "
+    "layer's activations for the whole clip in memory).")
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   for flag in (_AUDIO, _LAYER, _OUT):
     if flag.value is None:
       raise app.UsageError(f"--{flag.name} is required")
-  try:
-    params, arch = load_model(_CHECKPOINT.value, _STEP.value, _MODEL.value,
-                              _SEED.value)
-    maps, index = sonify_file(_AUDIO.value, _LAYER.value, _MAPS.value,
-                              _OUT.value, params, arch)
-  except (ValueError, TypeError, audio_io.AudioReadError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+  params, arch = load_model(_CHECKPOINT.value, _STEP.value, _MODEL.value,
+                            _SEED.value)
+  maps, index = sonify_file(_AUDIO.value, _LAYER.value, _MAPS.value,
+                            _OUT.value, params, arch,
+                            max_seconds=_MAX_SECONDS.value)
   print(f"sonified layer {_LAYER.value} maps {maps}: {index}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

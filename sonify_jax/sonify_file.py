@@ -1,17 +1,24 @@
 """Sonify an audio file: the library behind ``python -m sonify_jax.sonify``.
 
 Kept apart from the CLI module so that importing it defines no absl flags.
+The output folder is built under a temporary name and renamed into place
+(``atomic_io.atomic_dir``): a failed or interrupted run leaves the previous
+folder or none, never a mix.
 """
 import os
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sonify_jax import audio_io, deconvnet, outputs
+from sonify_jax import atomic_io, audio_io, deconvnet, outputs
+from sonify_jax.errors import UserError
 from sonify_jax.models import build_encoder, get_architecture
+from sonify_jax.models.architecture import SAMPLE_RATE
+
+INDEX_FILE = "index.json"
 
 
 def random_encoder(model: str = "cnn12", seed: int = 0):
@@ -23,6 +30,8 @@ def random_encoder(model: str = "cnn12", seed: int = 0):
 
 
 def load_model(checkpoint, step, model, seed):
+  """Params and architecture of a run (workdir, checkpoints dir or step
+  folder) or, without ``checkpoint``, of a seeded random init."""
   if checkpoint is None:
     return random_encoder(model, seed)
   from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
@@ -34,38 +43,77 @@ def parse_maps(spec: str, params, waveform: np.ndarray, layer: int,
                arch) -> List[int]:
   """'0,5,7' -> [0, 5, 7]; 'top:N' -> the N most active maps of the clip."""
   spec = spec.strip()
+  width = arch.channels[layer - 1]
   if spec.startswith("top:"):
-    count = int(spec[4:])
-    width = arch.channels[layer - 1]
+    try:
+      count = int(spec[4:])
+    except ValueError:
+      raise UserError(f"--maps top:N needs an integer N, got {spec!r}"
+                      ) from None
     if not 1 <= count <= width:
-      raise ValueError(f"top:{count} outside 1..{width} for layer {layer}")
+      raise UserError(f"--maps top:{count} is outside top:1..top:{width} for "
+                      f"layer {layer} of {arch.name}")
     strength = deconvnet.feature_map_activations(
         params, jnp.asarray(waveform[None]), layer, arch)[0]
     return [int(i) for i in np.argsort(-np.asarray(strength))[:count]]
   try:
-    return [int(m) for m in spec.split(",") if m.strip()]
+    maps = [int(m) for m in spec.split(",") if m.strip()]
   except ValueError:
-    raise ValueError(f"--maps must be ints like 0,5 or top:N, got {spec!r}"
-                     ) from None
+    raise UserError(f"--maps must be ints like 0,5 or top:N, got {spec!r}"
+                    ) from None
+  if not maps:
+    raise UserError(f"--maps names no map: {spec!r}")
+  return maps
+
+
+def check_output_dir(out_dir: str) -> None:
+  """Refuses an ``out_dir`` that is a file, or a folder holding something
+  other than an earlier sonify output (which a new run replaces whole)."""
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise UserError(f"--out {out_dir} exists and is not a folder")
+  if (os.path.isdir(out_dir) and os.listdir(out_dir) and
+      not os.path.isfile(os.path.join(out_dir, INDEX_FILE))):
+    raise UserError(f"--out {out_dir} is a folder that holds other files "
+                    f"(no {INDEX_FILE} of an earlier sonify run); pick a "
+                    "new or empty folder")
+
+
+def check_length(waveform: np.ndarray, path: str,
+                 max_seconds: Optional[float]) -> None:
+  seconds = waveform.shape[-1] / SAMPLE_RATE
+  if max_seconds is not None and seconds > max_seconds:
+    raise UserError(
+        f"{path} is {seconds:.1f} s long; sonify holds every layer's "
+        f"activations for the whole clip, so clips over {max_seconds:g} s "
+        "are refused: cut it, or raise --max_seconds")
 
 
 def sonify_file(audio_path: str, layer: int, maps_spec: str, out_dir: str,
-                params, arch) -> Tuple[List[int], str]:
-  """Sonify one file; returns (maps, index path)."""
+                params, arch, max_seconds: Optional[float] = None
+                ) -> Tuple[List[int], str]:
+  """Sonify one file; returns (maps, index path).
+
+  Clips shorter than the layer's receptive field are refused with the same
+  message as ``deconvnet.sonify`` (``deconvnet.validate_request``).
+  """
+  check_output_dir(out_dir)
   waveform = audio_io.load_audio(audio_path)
+  check_length(waveform, audio_path, max_seconds)
   deconvnet.validate_request(waveform[None], layer, [0], arch)
   maps = parse_maps(maps_spec, params, waveform, layer, arch)
+  deconvnet.validate_request(waveform[None], layer, maps, arch)
   sonifications = np.asarray(
       deconvnet.sonify(params, waveform[None], layer, maps, arch))[0]
-  audio_io.write_wav(os.path.join(out_dir, "input.wav"), waveform)
-  entries = []
-  for m, s in zip(maps, sonifications):
-    paths = outputs.write_pair(out_dir, f"layer{layer}_map{m}", waveform, s,
-                               title=f"layer {layer}, map {m}")
-    entries.append({"layer": layer, "map": m, **paths})
-    logging.info("wrote %s", os.path.join(out_dir, paths["wav"]))
-  index = outputs.write_json(
-      os.path.join(out_dir, "index.json"),
-      {"audio": os.path.abspath(audio_path), "input": "input.wav",
-       "model": arch.name, "sonifications": entries})
-  return maps, index
+  with atomic_io.atomic_dir(out_dir) as tmp_dir:
+    audio_io.write_wav(os.path.join(tmp_dir, "input.wav"), waveform)
+    entries = []
+    for m, s in zip(maps, sonifications):
+      paths = outputs.write_pair(tmp_dir, f"layer{layer}_map{m}", waveform, s,
+                                 title=f"layer {layer}, map {m}")
+      entries.append({"layer": layer, "map": m, **paths})
+      logging.info("wrote %s", os.path.join(out_dir, paths["wav"]))
+    outputs.write_json(
+        os.path.join(tmp_dir, INDEX_FILE),
+        {"audio": os.path.abspath(audio_path), "input": "input.wav",
+         "model": arch.name, "sonifications": entries})
+  return maps, os.path.join(out_dir, INDEX_FILE)

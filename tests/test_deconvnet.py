@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from sonify_jax import deconvnet
+from sonify_jax.errors import UserError
 from sonify_jax.models import build_encoder
 from sonify_jax.models.architecture import CNN12 as CNN12_ARCH
 from sonify_jax.models.architecture import CNN12_TINY
@@ -244,10 +245,10 @@ def no_compute(monkeypatch):
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(layer=0), ValueError, "outside 1..11"),
     (dict(layer=12), ValueError, "outside 1..11"),
-    (dict(layer=2.0), TypeError, "must be an int"),
+    (dict(layer=2.0), UserError, "must be an int"),
     (dict(maps=[0, 4]), ValueError, r"out of range.*0\.\.3"),
     (dict(maps=[-1]), ValueError, "out of range"),
-    (dict(maps=[0.0, 1.0]), TypeError, "integers"),
+    (dict(maps=[0.0, 1.0]), UserError, "integers"),
     (dict(maps=[]), ValueError, "non-empty"),
     (dict(maps=[[0]]), ValueError, "1-D"),
     (dict(audio="nan"), ValueError, "NaN or Inf"),

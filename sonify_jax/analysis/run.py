@@ -24,6 +24,8 @@ from typing import Dict, List, Tuple
 from absl import app
 from absl import flags
 
+from sonify_jax import cli
+
 STUDIES = ("topk", "residual", "layer_importance", "coherence", "evolution",
            "gallery")
 
@@ -167,4 +169,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -2,6 +2,8 @@
 import dataclasses
 from typing import Tuple
 
+from sonify_jax.errors import UserError
+
 SAMPLE_RATE = 8000
 
 _CNN12_KERNELS = (7, 7, 5, 5, 5, 3, 3, 3, 3, 3, 3)
@@ -24,9 +26,9 @@ class Architecture:
 
   def check_block(self, block: int) -> None:
     if isinstance(block, bool) or not isinstance(block, int):
-      raise TypeError(f"block/layer must be an int, got {block!r}")
+      raise UserError(f"block/layer must be an int, got {block!r}")
     if not 1 <= block <= self.num_blocks:
-      raise ValueError(
+      raise UserError(
           f"layer {block} is outside 1..{self.num_blocks} for {self.name}")
 
   def is_pooled(self, block: int) -> bool:

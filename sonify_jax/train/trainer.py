@@ -19,6 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
 from sonify_jax.train import checkpoints
 from sonify_jax.train import evaluate as evaluate_lib
@@ -45,7 +46,7 @@ def make_schedule(config: ml_collections.ConfigDict,
   total = (int(config.total_steps) if config.total_steps > 0
            else int(round(config.num_epochs * steps_per_epoch)))
   if total < 1:
-    raise ValueError(f"the run would have {total} steps: set "
+    raise UserError(f"the run would have {total} steps: set "
                      "config.total_steps or config.num_epochs > 0")
   warmup = (int(config.warmup_steps) if config.warmup_steps >= 0
             else int(round(config.warmup_epochs * steps_per_epoch)))
@@ -56,50 +57,50 @@ def make_schedule(config: ml_collections.ConfigDict,
 
 def validate_config(config: ml_collections.ConfigDict,
                     num_devices: Optional[int] = None) -> None:
-  """Raises ValueError for an unusable config (before any data is read)."""
+  """Raises UserError for an unusable config (before any data is read)."""
   if config.task not in TASKS:
-    raise ValueError(f"config.task={config.task!r}; choose from {TASKS}")
+    raise UserError(f"config.task={config.task!r}; choose from {TASKS}")
   arch = get_architecture(config.model)
   if config.batch_size < 1:
-    raise ValueError(f"config.batch_size must be >= 1, got "
+    raise UserError(f"config.batch_size must be >= 1, got "
                      f"{config.batch_size}")
   num_devices = jax.device_count() if num_devices is None else num_devices
   if config.batch_size % num_devices:
-    raise ValueError(
+    raise UserError(
         f"config.batch_size={config.batch_size} is not a multiple of the "
         f"{num_devices} devices")
   crop = int(round(config.crop_seconds * SAMPLE_RATE))
   rf = arch.min_input_length(arch.num_blocks)
   if crop < rf:
-    raise ValueError(
+    raise UserError(
         f"config.crop_seconds={config.crop_seconds} gives {crop} samples, "
         f"below {config.model}'s receptive field of {rf} samples")
   if config.task == "simclr":
     if config.num_crops != 2:
-      raise ValueError("SimCLR needs config.num_crops=2 (two views per clip)"
+      raise UserError("SimCLR needs config.num_crops=2 (two views per clip)"
                        f", got {config.num_crops}")
     if config.temperature <= 0:
-      raise ValueError(f"config.temperature must be > 0, got "
+      raise UserError(f"config.temperature must be > 0, got "
                        f"{config.temperature}")
     if config.init_from or config.freeze_encoder:
-      raise ValueError("init_from/freeze_encoder are for supervised runs")
+      raise UserError("init_from/freeze_encoder are for supervised runs")
   else:
     if config.num_crops != 1:
-      raise ValueError("supervised training uses config.num_crops=1, got "
+      raise UserError("supervised training uses config.num_crops=1, got "
                        f"{config.num_crops}")
     if config.init not in ("scratch", "") and not config.init_from:
-      raise ValueError(
+      raise UserError(
           f"config.init={config.init!r} needs the source run: pass "
           "--config.init_from=WORKDIR (a workdir or checkpoint directory)")
   if config.keep_last < 1:
-    raise ValueError(f"config.keep_last must be >= 1, got {config.keep_last}")
+    raise UserError(f"config.keep_last must be >= 1, got {config.keep_last}")
   if config.checkpoint_every_steps < 1:
-    raise ValueError("config.checkpoint_every_steps must be >= 1")
+    raise UserError("config.checkpoint_every_steps must be >= 1")
   if config.best_mode not in ("max", "min"):
-    raise ValueError(f"config.best_mode must be 'max' or 'min', got "
+    raise UserError(f"config.best_mode must be 'max' or 'min', got "
                      f"{config.best_mode!r}")
   if any(int(s) < 0 for s in config.keep_steps):
-    raise ValueError(f"config.keep_steps must be >= 0: {config.keep_steps}")
+    raise UserError(f"config.keep_steps must be >= 0: {config.keep_steps}")
 
 
 def _get_source(config, split: str):
@@ -136,7 +137,7 @@ def _load_init_encoder(config):
   step = None if config.init_step < 0 else int(config.init_step)
   encoder, arch_name = checkpoints.load_encoder(config.init_from, step)
   if arch_name != config.model:
-    raise ValueError(
+    raise UserError(
         f"config.init_from={config.init_from!r} holds a {arch_name} encoder "
         f"but config.model={config.model!r}")
   logging.info("encoder initialised from %s (step %s)", config.init_from,
@@ -153,7 +154,7 @@ def _check_same_run(workdir: str, config, num_classes: int) -> None:
   previous = (info.get("task"), info.get("arch"), info.get("num_classes"))
   current = (config.task, config.model, num_classes)
   if previous != current:
-    raise ValueError(
+    raise UserError(
         f"{workdir} holds a (task, model, num_classes)={previous} run; this "
         f"config is {current}. Use a fresh --workdir.")
 

@@ -6,6 +6,7 @@ r"""Builds one dataset from its official layout.
 from absl import app
 from absl import flags
 
+from sonify_jax import cli
 from sonify_jax.data import builders
 
 _DATASET = flags.DEFINE_enum("dataset", None, sorted(builders.BUILDERS),
@@ -31,4 +32,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["dataset", "manual_dir", "data_dir"])
-  app.run(main)
+  cli.run(main)
