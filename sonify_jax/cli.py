@@ -183,4 +183,9 @@ def run(main: Callable[[List[str]], object],
   argv = list(sys.argv if argv is None else argv)
   if flags.FLAGS.is_parsed():
     flags.FLAGS.unparse_flags()
-  app.run(guarded(main), argv=argv, flags_parser=_parse_flags)
+  saved_argv = sys.argv
+  sys.argv = argv  # ml_collections reads --config.FIELD overrides from here
+  try:
+    app.run(guarded(main), argv=argv, flags_parser=_parse_flags)
+  finally:
+    sys.argv = saved_argv
