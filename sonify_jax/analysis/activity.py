@@ -1,0 +1,319 @@
+"""Feature-map activity and band selectivity (thesis 5.3.1).
+
+The thesis reports that the first layers of both models are band-selective
+filters, that supervised deep layers have fewer active maps and that
+contrastive deep layers (8, 9) stay active. This study measures both, per
+layer, next to the untrained init of the same run (the control: how much of
+it does the architecture do anyway?).
+
+**Activity.** A map is *live on a clip* when its block output (after ReLU
+and pool) is non-zero anywhere in the clip, i.e. its max over time is > 0.
+Per layer we report the fraction of maps live on at least one clip of the
+dataset, the distribution over maps of the *activation rate* (fraction of
+clips on which the map is live), the fraction of maps live on every clip,
+and the mean activation (time-mean of the block output, averaged over clips
+and maps). One streamed forward pass serves every layer; memory is
+``[maps]`` counters per layer plus a running top-k per map.
+
+**Band selectivity.** For each studied map (every map live on >= 1 clip, or
+a seeded random sample of ``max_maps`` of them) we sonify the map on its
+``k`` strongest clips and compute the spectral centroid and bandwidth of the
+sonification and of the input. A band-selective map has sonifications whose
+centroid sits in its own band whatever the input (centroids spread across
+maps, bandwidth narrower than the input's); a map that passes its input
+through has sonification centroids that track the inputs'.
+
+Spectral features are librosa's definitions (``spectral_centroid``:
+``sum_f f S / sum_f S`` of the magnitude STFT per frame; ``spectral_bandwidth``
+with p = 2 around it), written here on ``scipy.signal.stft`` because
+librosa's first call JIT-compiles through numba (~15 CPU s) for a two-line
+formula. Frames are averaged weighted by their energy (``sum_f S^2``), so a
+mostly-silent sonification is described by where its energy is. An all-zero
+signal has no centroid (``None`` in JSON) and is counted as silent.
+"""
+import os
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import scipy.signal
+
+from sonify_jax import atomic_io
+from sonify_jax.analysis import common
+from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
+
+Params = Any
+RATE_BINS = np.linspace(0.0, 1.0, 11)
+
+
+# ----------------------------------------------------------------------------
+# Pure measurements.
+
+def spectral_centroid_bandwidth(signals: np.ndarray,
+                                sample_rate: int = SAMPLE_RATE,
+                                n_fft: int = 256, hop: int = 64
+                                ) -> Tuple[np.ndarray, np.ndarray]:
+  """Energy-weighted spectral centroid and bandwidth in Hz.
+
+  Args:
+    signals: ``[..., T]`` waveforms.
+  Returns:
+    ``(centroid [...], bandwidth [...])``; NaN where a signal is all zero.
+  """
+  signals = np.asarray(signals, np.float64)
+  nperseg = min(n_fft, signals.shape[-1])
+  freqs, _, z = scipy.signal.stft(signals, fs=sample_rate, window="hann",
+                                  nperseg=nperseg, noverlap=nperseg - hop,
+                                  boundary="zeros", padded=True, axis=-1)
+  mag = np.abs(z)  # [..., F, frames]
+  f = freqs[:, None]
+  with np.errstate(invalid="ignore", divide="ignore"):
+    total = mag.sum(-2)  # [..., frames]
+    centroid_t = (f * mag).sum(-2) / total
+    spread_t = np.sqrt((mag * (f - centroid_t[..., None, :]) ** 2).sum(-2)
+                       / total)
+    energy = (mag ** 2).sum(-2)
+    weight = energy / energy.sum(-1, keepdims=True)
+    centroid = np.nansum(weight * centroid_t, -1)
+    bandwidth = np.nansum(weight * spread_t, -1)
+  silent = ~(np.abs(signals).max(-1) > 0)
+  return (np.where(silent, np.nan, centroid),
+          np.where(silent, np.nan, bandwidth))
+
+
+class ActivityCounter:
+  """Per-map live counts and activation sums of one layer over a stream."""
+
+  def __init__(self, num_maps: int):
+    self.live = np.zeros(num_maps, np.int64)
+    self.mean_sum = np.zeros(num_maps, np.float64)
+    self.clips = 0
+
+  def update(self, max_activation: np.ndarray, mean_activation: np.ndarray
+             ) -> None:
+    """Args: ``[B, maps]`` max and mean over time of the block output."""
+    self.live += (np.asarray(max_activation) > 0).sum(0)
+    self.mean_sum += np.asarray(mean_activation, np.float64).sum(0)
+    self.clips += int(np.shape(max_activation)[0])
+
+  def summary(self) -> Dict[str, Any]:
+    if self.clips == 0:
+      raise ValueError("no clips counted")
+    rate = self.live / self.clips
+    hist, _ = np.histogram(rate, RATE_BINS)
+    return {
+        "maps": int(rate.size),
+        "live_fraction": float(np.mean(self.live > 0)),
+        "always_live_fraction": float(np.mean(self.live == self.clips)),
+        "dead_maps": int(np.sum(self.live == 0)),
+        "mean_activation_rate": float(rate.mean()),
+        "activation_rate_quantiles": dict(zip(
+            ("min", "q10", "q25", "median", "q75", "q90", "max"),
+            np.quantile(rate, [0, .1, .25, .5, .75, .9, 1]).tolist())),
+        "activation_rate_histogram": {"bins": RATE_BINS.tolist(),
+                                      "counts": hist.tolist()},
+        "mean_activation": float(self.mean_sum.sum() / (self.clips *
+                                                       rate.size)),
+        "activation_rate": rate.tolist()}
+
+
+def band_summary(son_centroid: np.ndarray, son_bandwidth: np.ndarray,
+                 in_centroid: np.ndarray, in_bandwidth: np.ndarray,
+                 pairs_sonified: int) -> Dict[str, Any]:
+  """Per-layer summary of ``[maps, k]`` features (NaN: silent sonification,
+  or no clip on which the map is live).
+
+  Per map, features are averaged over its non-silent top clips; the layer
+  values average over maps that have any.
+  """
+  silent = np.isnan(son_centroid)
+  heard = ~silent.all(1)
+
+  def heard_mean(values):  # mean over each heard map's non-silent clips
+    rows = np.where(silent, np.nan, values)[heard]
+    return np.nanmean(rows, 1) if rows.size else np.zeros(0)
+
+  per_map = {name: heard_mean(v)
+             for name, v in (("sonification_centroid", son_centroid),
+                             ("sonification_bandwidth", son_bandwidth),
+                             ("input_centroid", in_centroid),
+                             ("input_bandwidth", in_bandwidth))}
+  out: Dict[str, Any] = {"maps_studied": int(son_centroid.shape[0]),
+                         "maps_heard": int(heard.sum()),
+                         "pairs_sonified": int(pairs_sonified),
+                         "silent_sonifications":
+                             int(pairs_sonified - (~silent).sum())}
+  for name, values in per_map.items():
+    out[f"mean_{name}"] = float(values.mean()) if values.size else None
+    out[f"spread_{name}"] = float(values.std()) if values.size else None
+  if heard.sum() >= 1:
+    ratio = per_map["sonification_bandwidth"] / per_map["input_bandwidth"]
+    out["mean_bandwidth_ratio"] = float(np.mean(ratio))
+    out["mean_abs_centroid_shift"] = float(np.mean(np.abs(
+        per_map["sonification_centroid"] - per_map["input_centroid"])))
+  else:
+    out["mean_bandwidth_ratio"] = out["mean_abs_centroid_shift"] = None
+  out["heard"] = heard.tolist()
+  out["per_map"] = {name: v.tolist() for name, v in per_map.items()}
+  return out
+
+
+# ----------------------------------------------------------------------------
+# Streaming over a dataset (one model).
+
+def _stream_activity(params: Params, arch: Architecture, source,
+                     layers: Tuple[int, ...], k: int, batch_size: int,
+                     clip_samples: Optional[int], max_clips: Optional[int],
+                     progress: bool):
+  min_samples = arch.min_input_length(max(layers))
+  counters = {l: ActivityCounter(arch.channels[l - 1]) for l in layers}
+  tops = {l: common.RunningTopK(arch.channels[l - 1], k) for l in layers}
+  total = len(source) if max_clips is None else min(len(source), max_clips)
+  bar = common.Progress("activity", total, enabled=progress)
+  for batch in common.iter_clip_batches(source, batch_size, min_samples,
+                                        clip_samples, max_clips):
+    valid = batch["valid"]
+    maxes = common.layer_activations(params, batch["audio"], layers, arch)
+    means = common.layer_activations(params, batch["audio"], layers, arch,
+                                     reduce="mean")
+    for layer, mx, mn in zip(layers, maxes, means):
+      mx = np.asarray(mx)[valid]
+      counters[layer].update(mx, np.asarray(mn)[valid])
+      tops[layer].update(mx, batch["index"][valid])
+    bar.update(int(valid.sum()))
+  bar.close()
+  return counters, tops, min_samples
+
+
+def _band_selectivity(params: Params, arch: Architecture, source, layer: int,
+                      top: common.RunningTopK, live: np.ndarray,
+                      max_maps: Optional[int], seed: int, batch_size: int,
+                      min_samples: int, clip_samples: Optional[int]
+                      ) -> Dict[str, Any]:
+  maps = np.flatnonzero(live)
+  if max_maps is not None and maps.size > max_maps:
+    rng = np.random.default_rng(seed + layer)
+    maps = np.sort(rng.choice(maps, max_maps, replace=False))
+  k = top.k
+  feats = np.full((4, maps.size, k), np.nan)
+  pairs = [(i, j, int(top.indices[m, j]))
+           for i, m in enumerate(maps) for j in range(k)
+           if top.indices[m, j] >= 0 and top.values[m, j] > 0]
+  # Pairs go in chunks of equal-length clips, loaded when needed.
+  for start in range(0, len(pairs), batch_size):
+    chunk = pairs[start:start + batch_size]
+    clips = [common.load_clip(source, c, min_samples, clip_samples)
+             for _, _, c in chunk]
+    by_length: Dict[int, list] = {}
+    for p, clip in zip(chunk, clips):
+      by_length.setdefault(clip.shape[0], []).append((p, clip))
+    for group in by_length.values():
+      audio = np.stack([c for _, c in group])
+      son = common.sonify_pairs(params, audio,
+                                np.array([maps[p[0]] for p, _ in group]),
+                                layer, arch, batch_size)
+      sc, sb = spectral_centroid_bandwidth(son)
+      ic, ib = spectral_centroid_bandwidth(audio)
+      for n, ((i, j, _), _) in enumerate(group):
+        feats[:, i, j] = sc[n], sb[n], ic[n], ib[n]
+  out = band_summary(*feats, pairs_sonified=len(pairs))
+  out["maps"] = maps.tolist()
+  return out
+
+
+def measure_activity(params: Params, arch: Architecture, source,
+                     layers: Optional[Sequence[int]] = None, k: int = 3,
+                     max_maps: Optional[int] = 32, seed: int = 0,
+                     batch_size: int = 16, clip_samples: Optional[int] = None,
+                     max_clips: Optional[int] = None, progress: bool = True
+                     ) -> Dict[str, Any]:
+  """Activity and band selectivity of one encoder on ``source``.
+
+  Args:
+    k: strongest clips per map sonified for the spectral features.
+    max_maps: maps per layer studied for band selectivity (a seeded random
+      sample of the live maps); None: every live map.
+  Returns:
+    ``{str(layer): ActivityCounter.summary() plus {'band': band summary}}``
+    and ``'clips'``.
+  """
+  layers = common.check_layers(layers, arch)
+  counters, tops, min_samples = _stream_activity(
+      params, arch, source, layers, k, batch_size, clip_samples, max_clips,
+      progress)
+  out: Dict[str, Any] = {}
+  for layer in layers:
+    summary = counters[layer].summary()
+    summary["band"] = _band_selectivity(
+        params, arch, source, layer, tops[layer], counters[layer].live > 0,
+        max_maps, seed, batch_size, min_samples, clip_samples)
+    out[str(layer)] = summary
+  out["clips"] = counters[layers[0]].clips
+  return out
+
+
+# ----------------------------------------------------------------------------
+# Study shell: several models, each with its untrained control.
+
+def headline(result: Dict[str, Any]) -> str:
+  """One printed line per model: live fraction and centroids per layer."""
+  lines = []
+  for name, per_layer in result["models"].items():
+    parts = []
+    for layer, entry in per_layer.items():
+      t, u = entry["trained"], entry.get("untrained")
+      live = f"{t['live_fraction']:.2f}"
+      if u:
+        live += f" (untrained {u['live_fraction']:.2f})"
+      cen = t["band"]["mean_sonification_centroid"]
+      cen_in = t["band"]["mean_input_centroid"]
+      parts.append(f"L{layer} live {live}, centroid "
+                   f"{_hz(cen)} vs input {_hz(cen_in)}")
+    lines.append(f"{name}: " + "; ".join(parts))
+  return "\n".join(lines)
+
+
+def _hz(value) -> str:
+  return "n/a" if value is None else f"{value:.0f} Hz"
+
+
+def run_activity(models: Dict[str, Dict[str, Tuple[Params, Architecture]]],
+                 source, out_dir: str, **measure_kw) -> Dict[str, Any]:
+  """Writes ``activity.json`` and ``activity.png``; returns the result.
+
+  Args:
+    models: ``{name: {'trained': (params, arch), 'untrained': (params,
+      arch)}}``; ``'untrained'`` (the step-0 init of the same run) may be
+      missing.
+    measure_kw: ``layers``, ``k``, ``max_maps``, ... of
+      :func:`measure_activity`.
+  Returns:
+    ``{'models': {name: {str(layer): {'trained': ..., 'untrained': ...}}},
+    'clips', 'k', 'max_maps', 'figure', 'caption'}``.
+  """
+  from sonify_jax.analysis import activity_figure  # pylint: disable=g-import-not-at-top
+  k = measure_kw.setdefault("k", 3)
+  max_maps = measure_kw.setdefault("max_maps", 32)
+  result: Dict[str, Any] = {"study": "activity", "k": k, "max_maps": max_maps,
+                            "dataset": getattr(source, "name", None),
+                            "models": {}}
+  for name, variants in models.items():
+    measured = {}
+    for variant, (params, arch) in variants.items():
+      common.log(f"activity: {name} ({variant})")
+      measured[variant] = measure_activity(params, arch, source,
+                                           **measure_kw)
+    result["clips"] = measured["trained"].pop("clips")
+    for m in measured.values():
+      m.pop("clips", None)
+    result["models"][name] = {
+        layer: {v: measured[v][layer] for v in measured}
+        for layer in measured["trained"]}
+  os.makedirs(out_dir, exist_ok=True)
+  result["figure"] = "activity.png"
+  result["caption"] = activity_figure.draw(
+      os.path.join(out_dir, "activity.png"), result)
+  result["random_map"] = ("not applicable: activity is measured over every "
+                          "map; band features use a random sample of live "
+                          "maps")
+  atomic_io.write_json(os.path.join(out_dir, "activity.json"), result)
+  return result
