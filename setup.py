@@ -23,8 +23,11 @@ setuptools.setup(
         "soundfile>=0.12",
         "matplotlib>=3.8",
         "numpy>=1.26",
+        "tensorboardX>=2.6",
+        "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=8", "scikit-learn>=1.4", "selenium>=4.20"],
+        "test": ["pytest>=8", "scikit-learn>=1.4", "selenium>=4.20",
+                 "tensorboard>=2.16"],
     },
 )

@@ -179,6 +179,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 50
   c.progress = True
   c.step_delay_s = 0.0            # test hook: sleep per step (preemption tests)
+
+  # Listening in TensorBoard (sonify_jax/train/listen.py): a fixed set of
+  # (clip, layer, map) sonifications written as audio + spectrogram images.
+  c.listen_clips = 2              # 0 = off
+  c.listen_seconds = 2.0
+  c.listen_layers = ()            # () = a middle block and the last block
+  c.listen_maps = 1               # most active maps per clip and layer
+  c.listen_every_steps = 0        # 0: at each evaluation (and at the end)
   return c
 
 

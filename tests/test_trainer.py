@@ -6,7 +6,6 @@ conftest.py.
 import glob
 import json
 import os
-import struct
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,7 @@ from sonify_jax.data.sources import ArraySource
 from sonify_jax.models.architecture import get_architecture
 from sonify_jax.train import checkpoints
 from sonify_jax.train import evaluate
+from sonify_jax.train import listen
 from sonify_jax.train import logging_utils
 from sonify_jax.train import state as state_lib
 from sonify_jax.train import steps
@@ -140,10 +140,11 @@ def test_metrics_jsonl_and_tensorboard_events(fconly_run):
 
   event_files = glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
   assert len(event_files) == 1
-  scalars = logging_utils.read_event_scalars(event_files[0])
+  acc = _events(workdir)
   tags_by_step = {}
-  for step, tag, value in scalars:
-    tags_by_step.setdefault(step, {})[tag] = value
+  for tag in acc.Tags()["scalars"]:
+    for event in acc.Scalars(tag):
+      tags_by_step.setdefault(event.step, {})[tag] = event.value
   assert TRAIN_TAGS | EVAL_TAGS <= set(tags_by_step[2])
   assert TRAIN_TAGS | EVAL_TAGS <= set(tags_by_step[4])
   for tag in TRAIN_TAGS | EVAL_TAGS:
@@ -234,74 +235,74 @@ def test_missing_checkpoints_are_clear_errors(tmp_path):
     checkpoints.available_steps(str(tmp_path / "nope"))
 
 
-# --- the event-file writer against independent facts ------------------------
+# --- TensorBoard events read back with TensorBoard's own reader -------------
 
 
-def test_crc32c_known_answers():
-  # RFC 3720 B.4 / the standard check value of CRC-32C.
-  assert logging_utils.crc32c(b"123456789") == 0xE3069283
-  assert logging_utils.crc32c(bytes(32)) == 0x8A9136AA
-  assert logging_utils.crc32c(b"\xff" * 32) == 0x62A8AB43
+def _events(workdir):
+  from tensorboard.backend.event_processing import event_accumulator as ea  # pylint: disable=g-import-not-at-top
+  acc = ea.EventAccumulator(workdir, size_guidance={
+      ea.SCALARS: 0, ea.AUDIO: 0, ea.IMAGES: 0})
+  acc.Reload()
+  return acc
 
 
-def _event_message_class():
-  """tensorflow.Event/Summary built from a descriptor with real protobuf."""
-  pytest.importorskip("google.protobuf")
-  from google.protobuf import descriptor_pb2  # pylint: disable=g-import-not-at-top
-  from google.protobuf import descriptor_pool  # pylint: disable=g-import-not-at-top
-  from google.protobuf import message_factory  # pylint: disable=g-import-not-at-top
-  f = descriptor_pb2.FieldDescriptorProto
-  fdp = descriptor_pb2.FileDescriptorProto(name="ev_test.proto",
-                                           package="evtest")
-
-  def add(msg, name, number, kind, label=f.LABEL_OPTIONAL, type_name=None):
-    field = msg.field.add(name=name, number=number, type=kind, label=label)
-    if type_name:
-      field.type_name = type_name
-
-  value = fdp.message_type.add(name="Value")
-  add(value, "tag", 1, f.TYPE_STRING)
-  add(value, "simple_value", 2, f.TYPE_FLOAT)
-  summary = fdp.message_type.add(name="Summary")
-  add(summary, "value", 1, f.TYPE_MESSAGE, f.LABEL_REPEATED, ".evtest.Value")
-  event = fdp.message_type.add(name="Event")
-  add(event, "wall_time", 1, f.TYPE_DOUBLE)
-  add(event, "step", 2, f.TYPE_INT64)
-  add(event, "file_version", 3, f.TYPE_STRING)
-  add(event, "summary", 5, f.TYPE_MESSAGE, type_name=".evtest.Summary")
-  pool = descriptor_pool.DescriptorPool()
-  pool.Add(fdp)
-  return message_factory.GetMessageClass(
-      pool.FindMessageTypeByName("evtest.Event"))
+def _decode_wav(encoded):
+  import io  # pylint: disable=g-import-not-at-top
+  import soundfile  # pylint: disable=g-import-not-at-top
+  audio, rate = soundfile.read(io.BytesIO(encoded), dtype="float32")
+  return audio, rate
 
 
-def test_event_file_parses_with_protobuf(tmp_path):
-  event_cls = _event_message_class()
-  writer = logging_utils.EventFileWriter(str(tmp_path))
-  writer.scalars(7, {"train/loss": 0.25, "eval/mAP": -1.5})
-  writer.scalars(2 ** 40, {"x": 3.0})
-  writer.close()
-  data = open(writer.path, "rb").read()
-  events, pos = [], 0
-  while pos < len(data):
-    (length,) = struct.unpack("<Q", data[pos:pos + 8])
-    payload = data[pos + 12:pos + 12 + length]
-    (crc,) = struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])
-    c = logging_utils.crc32c(payload)
-    assert crc == (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-    events.append(event_cls.FromString(payload))
-    pos += 16 + length
-  assert events[0].file_version == "brain.Event:2"
-  assert events[1].step == 7
-  assert {v.tag: v.simple_value for v in events[1].summary.value} == {
-      "train/loss": 0.25, "eval/mAP": -1.5}
-  assert events[2].step == 2 ** 40 and events[2].summary.value[0].tag == "x"
-  assert logging_utils.read_event_scalars(writer.path) == [
-      (7, "train/loss", 0.25), (7, "eval/mAP", -1.5), (2 ** 40, "x", 3.0)]
-  # A torn final record (killed writer) is ignored, not an error.
-  with open(writer.path, "ab") as f:
-    f.write(data[:20])
-  assert len(logging_utils.read_event_scalars(writer.path)) == 3
+def test_listening_summaries_are_the_sonifications_of_each_step(simclr_run):
+  """Audio summaries hold sonify() of the checkpoint of their step, for the
+  saved (clip, layer, map) set, which is the starting encoder's strongest
+  maps of the first clips; each has a spectrogram image."""
+  workdir, _ = simclr_run
+  with open(os.path.join(workdir, listen.LISTEN_SET_FILE)) as f:
+    saved = json.load(f)
+  arch = get_architecture("cnn12_tiny")
+  assert saved["layers"] == [6, 11] and saved["indices"] == [0, 1]
+  source = _clips(16, seed=0)
+  length = saved["length"]
+  assert length == min(len(source[i]["audio"]) for i in (0, 1))
+  clips = np.stack([source[i]["audio"][:length] for i in (0, 1)])
+  initial, _ = checkpoints.load_encoder(workdir, step=0)
+  for l, layer in enumerate(saved["layers"]):
+    strength = np.asarray(deconvnet.feature_map_activations(
+        initial, clips, layer, arch))
+    for c in range(2):
+      assert saved["maps"][c][l] == [int(np.argmax(strength[c]))]
+
+  acc = _events(workdir)
+  tags = acc.Tags()
+  expected = {listen.tag(c, layer, saved["maps"][c][l][0])
+              for c in range(2) for l, layer in enumerate(saved["layers"])}
+  assert expected <= set(tags["audio"])
+  assert expected <= set(tags["images"])
+  assert {"listen/clip0/input", "listen/clip1/input"} <= set(tags["audio"])
+  heard = {}
+  for step in (0, 6):
+    encoder, _ = checkpoints.load_encoder(workdir, step=step)
+    for c in range(2):
+      for l, layer in enumerate(saved["layers"]):
+        m = saved["maps"][c][l][0]
+        (event,) = [e for e in acc.Audio(listen.tag(c, layer, m))
+                    if e.step == step]
+        assert event.sample_rate == 8000
+        audio, rate = _decode_wav(event.encoded_audio_string)
+        assert rate == 8000 and audio.shape == (length,)
+        want = np.asarray(deconvnet.sonify(encoder, clips[c:c + 1], layer,
+                                           [m], arch))[0, 0]
+        # 16-bit WAV: within one quantisation step.
+        np.testing.assert_allclose(audio, want, atol=2.0 / 32768)
+        heard[(step, c, layer)] = audio
+        (image,) = [e for e in acc.Images(listen.tag(c, layer, m))
+                    if e.step == step]
+        assert image.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n"
+        assert image.width > 100 and image.height > 50
+  # Training changed what the maps sound like.
+  assert any(np.abs(heard[(0, c, 11)] - heard[(6, c, 11)]).max() > 1e-3
+             for c in range(2))
 
 
 def test_metric_writer_disabled_on_other_processes(tmp_path):

@@ -23,6 +23,7 @@ from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
 from sonify_jax.train import checkpoints
 from sonify_jax.train import evaluate as evaluate_lib
+from sonify_jax.train import listen
 from sonify_jax.train import logging_utils
 from sonify_jax.train import optim
 from sonify_jax.train import state as state_lib
@@ -256,6 +257,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         max_samples=max_samples)
 
   writer = logging_utils.MetricWriter(workdir, enabled=is_main)
+  listen_set = None
+  if is_main and config.listen_clips > 0:
+    listen_source = eval_source if eval_source is not None else train_source
+    # A fresh run chooses from its starting encoder; a resumed run reloads
+    # the choice it saved then.
+    listen_set = listen.choose_or_load(
+        workdir, jax.device_get(state.params["encoder"]), config.model,
+        listen_source, config)
+
+  def write_listening(done: int) -> None:
+    if listen_set is not None:
+      listen.write_summaries(writer, done,
+                             jax.device_get(state.params["encoder"]),
+                             config.model, listen_set)
+
+  def listen_due(done: int) -> bool:
+    every = config.listen_every_steps or (
+        config.eval_every_steps if eval_step is not None else 0)
+    return done == total_steps or (every > 0 and done % every == 0)
+
   progress = logging_utils.Progress(
       total_steps, start_step, enabled=is_main and config.progress,
       desc=f"{config.task} {config.model}")
@@ -265,6 +286,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   window_metrics, window_start, window_steps = [], time.time(), 0
   eval_metrics: Dict[str, float] = {}
   try:
+    if start_step == 0 and start_step < total_steps:
+      write_listening(0)   # the starting encoder, to compare against
     if start_step < total_steps:
       batches = pipeline_train_batches(
           train_source, config, crop_samples, start_step)
@@ -306,6 +329,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         final.update(eval_metrics)
         progress.write(f"step {done}: " + ", ".join(
             f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())))
+      if listen_due(done):
+        write_listening(done)
       if (done % config.checkpoint_every_steps == 0 or done in keep_steps or
           done == total_steps):
         ckpt.save(done, state, metrics=eval_metrics or None)
