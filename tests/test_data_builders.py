@@ -16,6 +16,7 @@ import soundfile
 from sonify_jax import audio_io
 from sonify_jax.data import catalog
 from sonify_jax.data import embedded
+from sonify_jax.errors import UserError
 
 pytest.importorskip("tensorflow_datasets")
 pytest.importorskip("array_record")
@@ -294,7 +295,7 @@ def test_missing_metadata_is_a_clear_error(tmp_path):
   (tmp_path / "FSD50K.ground_truth").mkdir()
   with pytest.raises(FileNotFoundError, match="vocabulary.csv"):
     builders.build("fsd50k", str(tmp_path), str(tmp_path / "tfds"))
-  with pytest.raises(FileNotFoundError, match="testing_list"):
+  with pytest.raises(UserError, match="testing_list.*--dataset=folder"):
     (tmp_path / "validation_list.txt").write_text("")
     builders.build("speech_commands", str(tmp_path), str(tmp_path / "t2"))
 

@@ -11,8 +11,12 @@ Names:
       model-selection set; ``holdout``), 'train' = the other 90 %, 'test' =
       'eval'),
   'fsd50k' (multilabel; 'train', 'validation', 'test'; 'val', 'eval'),
-  'speech_commands', 'voxceleb1' (single-label; 'train', 'validation',
-      'test'; 'val') -- read from ``data_dir``, where
+  'speech_commands' (35 words), 'speech_commands12' (the official
+      12-class task), 'voxceleb1' (single-label; 'train', 'validation',
+      'test'; 'val'),
+  'folder:<name>' (your own labelled folders, single-label; 'train',
+      'validation', 'test'; 'val'; plain 'folder' when data_dir holds exactly
+      one) -- read from ``data_dir``, where
       ``python -m sonify_jax.data.builders`` prepared them.
 
 TFDS split expressions ('train[:10%]', 'a+b') pass through for the built
@@ -27,14 +31,18 @@ from sonify_jax.data import holdout
 from sonify_jax.data.sources import ClipSource
 
 EMBEDDED_NAMES = tuple(embedded.GROUPS)
-BUILT_NAMES = ("audioset", "fsd50k", "speech_commands", "voxceleb1")
+BUILT_NAMES = ("audioset", "fsd50k", "speech_commands", "speech_commands12",
+               "voxceleb1", "folder")
 NAMES = EMBEDDED_NAMES + BUILT_NAMES
+FOLDER_PREFIX = "folder:"
 
 _ALIASES = {
     "audioset": {"test": "eval", "evaluation": "eval"},
     "fsd50k": {"val": "validation", "eval": "test"},
     "speech_commands": {"val": "validation"},
+    "speech_commands12": {"val": "validation"},
     "voxceleb1": {"val": "validation"},
+    "folder": {"val": "validation"},
 }
 # AudioSet's model-selection holdout (thesis ch. 4.3: 10 % of train).
 AUDIOSET_VALIDATION_FRACTION = 0.1
@@ -43,6 +51,13 @@ _BASE_SPLIT = re.compile(r"^([A-Za-z_]+)(\[.*\])?$")
 
 def list_sources():
   return list(NAMES)
+
+
+def is_known(name) -> bool:
+  """Whether ``name`` names a dataset (one of ``NAMES`` or 'folder:<name>')."""
+  return isinstance(name, str) and (
+      name in NAMES or (name.startswith(FOLDER_PREFIX)
+                        and len(name) > len(FOLDER_PREFIX)))
 
 
 def get_source(name: str, split: str,
@@ -59,8 +74,9 @@ def get_source(name: str, split: str,
     ValueError: unknown name or split, or data_dir missing where needed.
     FileNotFoundError: data_dir or the prepared dataset does not exist.
   """
-  if not isinstance(name, str) or name not in NAMES:
-    raise ValueError(f"unknown dataset {name!r}; known: {list(NAMES)}")
+  if not is_known(name):
+    raise ValueError(f"unknown dataset {name!r}; known: {list(NAMES)} "
+                     f"and 'folder:<name>'")
   if not isinstance(split, str) or not split:
     raise ValueError(f"split must be a non-empty string, got {split!r}")
   if data_dir is not None and not os.path.isdir(data_dir):
@@ -76,10 +92,17 @@ def get_source(name: str, split: str,
   builder = builders.get_builder(name, data_dir)
   if not os.path.isdir(builder.data_dir) or not os.path.isfile(
       os.path.join(builder.data_dir, "dataset_info.json")):
+    kind = name.partition(":")[0]
+    how = (f"--dataset=folder --name={builder.builder_config.name} "
+           f"--manual_dir=<your folder>" if kind == "folder"
+           else f"--dataset={name} ...")
     raise FileNotFoundError(
         f"{name} is not prepared in {data_dir} (expected "
         f"{builder.data_dir}); build it with python -m "
-        f"sonify_jax.data.builders --dataset={name} ...")
+        f"sonify_jax.data.builders {how}")
+  kind = name.partition(":")[0]
+  if kind == "folder":
+    name = FOLDER_PREFIX + builder.builder_config.name
   available = list(builder.info.splits)
   if name == "audioset" and split in holdout.SIDES:
     train_all = builders.base.BuiltSource(
@@ -88,7 +111,7 @@ def get_source(name: str, split: str,
                                  AUDIOSET_VALIDATION_FRACTION,
                                  dataset_dir=builder.data_dir)
   return builders.base.BuiltSource(builder, _resolve_split(
-      name, split, available), name=name)
+      kind, split, available), name=name)
 
 
 def _resolve_split(name: str, split: str, available) -> str:

@@ -108,6 +108,12 @@ def _get_source(config, split: str):
   # Imported here: the catalog pulls in dataset builders (tfds) that
   # config-only users (tests of configs, launchers) need not load.
   from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
+  if config.get("build_from"):
+    # configs/folder.py: build the user's folder on first use (a no-op when
+    # built from the same folder; refused when built from another).
+    from sonify_jax.data import builders  # pylint: disable=g-import-not-at-top
+    builders.build(config.dataset, config.build_from, config.data_dir,
+                   **dict(config.get("build_options") or {}))
   return catalog.get_source(config.dataset, split, config.data_dir or None)
 
 

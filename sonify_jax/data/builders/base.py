@@ -36,6 +36,8 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import py_utils as tfds_py_utils
 
 from sonify_jax import audio_io
+from sonify_jax.data.builders import provenance
+from sonify_jax.errors import UserError
 from sonify_jax.data.sources import check_index
 from sonify_jax.models.architecture import SAMPLE_RATE
 
@@ -57,11 +59,16 @@ class ClipItem:
   key: str
   path: Optional[str]
   label: Union[int, Tuple[int, ...]]
+  segment: Optional[Tuple[int, int]] = None
 
 
-def decode_clip(path: Optional[str]) -> Tuple[Optional[np.ndarray], str]:
+def decode_clip(path: Optional[str],
+                segment: Optional[Tuple[int, int]] = None
+                ) -> Tuple[Optional[np.ndarray], str]:
   """(int16 [time] 8 kHz audio, '') or (None, reason it was skipped).
 
+  ``segment``: (start, stop) sample indices at 8 kHz to keep of the decoded
+  file (a piece cut from a longer recording), or None for all of it.
   Module-level so that worker processes can run it.
   """
   if path is None:
@@ -73,12 +80,19 @@ def decode_clip(path: Optional[str]) -> Tuple[Optional[np.ndarray], str]:
     # goes into the report.
     return None, f"undecodable: {type(error).__name__}: {error}".replace(
         "\t", " ").replace("\n", " ")
+  if segment is not None:
+    audio = audio[segment[0]:segment[1]]
   if audio.size == 0:
     return None, "no samples after resampling"
   if not np.all(np.isfinite(audio)):
     return None, "non-finite samples (NaN/Inf)"
   pcm = np.round(np.clip(audio, -1.0, 1.0) * INT16_SCALE).astype(np.int16)
   return pcm, ""
+
+
+def decode_item(item: ClipItem) -> Tuple[Optional[np.ndarray], str]:
+  """``decode_clip`` of one listed clip (module-level for worker processes)."""
+  return decode_clip(item.path, item.segment)
 
 
 def index_audio_files(root: str) -> Dict[str, str]:
@@ -161,6 +175,11 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
       (split name -> clips in a fixed order, class names, extra metadata).
     """
 
+  def build_options(self) -> dict:
+    """Options besides manual_dir that change what is built (recorded with
+    the build, compared on a rebuild); none by default."""
+    return {}
+
   # -- tfds -----------------------------------------------------------------
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -195,16 +214,19 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
     metadata["num_classes"] = len(class_names)
     metadata["multilabel"] = self.MULTILABEL
     metadata["sample_rate"] = SAMPLE_RATE
+    # What this build was made from (builders.build refuses to reuse it for
+    # another manual_dir; see provenance.py).
+    metadata["source"] = provenance.source_record(manual_dir,
+                                                  self.build_options())
     metadata["skipped"] = {split: [] for split in split_items}
     return {split: self._generate_examples(split, items)
             for split, items in split_items.items()}
 
   def _decoded(self, items: Sequence[ClipItem]
                ) -> Iterator[Tuple[ClipItem, Optional[np.ndarray], str]]:
-    paths = [item.path for item in items]
     if self._num_workers == 1 or len(items) < 2:
       for item in items:
-        yield (item,) + decode_clip(item.path)
+        yield (item,) + decode_item(item)
       return
     # spawn, not fork: the parent may hold JAX/XLA threads.
     ctx = multiprocessing.get_context("spawn")
@@ -214,7 +236,7 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
     with concurrent.futures.ProcessPoolExecutor(
         self._num_workers, mp_context=ctx) as pool:
       for start in range(0, len(items), window):
-        results = pool.map(decode_clip, paths[start:start + window],
+        results = pool.map(decode_item, items[start:start + window],
                            chunksize=8)
         for item, result in zip(items[start:start + window], results):
           yield (item,) + result
@@ -222,6 +244,7 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
   def _generate_examples(self, split: str, items: Sequence[ClipItem]):
     skipped = self.info.metadata["skipped"][split]
     label_key = "labels" if self.MULTILABEL else "label"
+    kept = 0
     for item, pcm, reason in self._decoded(items):
       if pcm is None:
         logging.warning("%s/%s: skipping %s (%s): %s", self.name, split,
@@ -230,7 +253,13 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
         continue
       label = (np.asarray(item.label, np.int32).reshape(-1)
                if self.MULTILABEL else np.int32(item.label))
+      kept += 1
       yield item.key, {"audio": pcm, label_key: label, "id": item.key}
+    if not kept:  # TFDS would fail with "No examples were yielded"
+      key, path, reason = skipped[0]
+      raise UserError(f"{self.name}: every one of the {len(skipped)} clips "
+                      f"of split {split} was skipped (first: {path or key}: "
+                      f"{reason})")
 
   def download_and_prepare(self, *, download_config=None, **kwargs):
     """Builds from ``manual_dir`` (download_config's, else the
