@@ -25,9 +25,11 @@ Args (comma-separated; a regex with ',' goes in
     zero-padded); evaluation uses whole clips.
   batch: global batch (default 64); epochs: training epochs (default 30).
 
-Setting: the thesis' supervised recipe of configs/speech_commands.py (Adam
-lr 1e-3, L2 1e-3, 10 warmup epochs then cosine), model selection on the
-'validation' split (accuracy), evaluated every ``eval_every`` steps.
+Setting: the thesis' supervised recipe of configs/speech_commands.py
+(common.supervised_config: Adam lr 1e-3, coupled L2 1e-3, 10 warmup epochs
+then cosine, gain/noise/time masks/mixup), a smaller default batch for small
+sets; model selection on the 'validation' split (accuracy, every
+``eval_every`` steps); reported once on 'test'.
 """
 import importlib.util
 import os
@@ -53,9 +55,9 @@ def get_config(arg=None):
   name = a["name"] or os.path.basename(os.path.normpath(path))
   c = common.supervised_config(
       f"init={a['init']},mode={a['mode']}", dataset=f"folder:{name}",
-      eval_split="validation", crop_seconds=a["crop"], batch_size=a["batch"],
-      num_epochs=a["epochs"], fconly_epochs=max(1, a["epochs"] // 2),
-      fconly_warmup_epochs=2.0, mixup_alpha=0.0,
+      eval_split="validation", test_split="test", crop_seconds=a["crop"],
+      batch_size=a["batch"], num_epochs=a["epochs"],
+      fconly_epochs=max(1, 2 * a["epochs"] // 3),
       eval_every_steps=a["eval_every"], eval_batch_size=a["batch"],
       best_metric="eval/accuracy")
   c.model = a["model"]

@@ -33,6 +33,11 @@ CASES = (
     [(f, a) for f in ("supervised_audioset.py", "fsd50k.py",
                       "speech_commands.py", "voxceleb1.py")
      for a in FINETUNE_ARGS] +
+    [("speech_commands.py", "task=12"),
+     ("speech_commands.py", "task=12,init=contrastive,mode=fconly"),
+     ("folder.py", "path=/data/my_sounds"),
+     ("folder.py", "path=/data/x,model=cnn12_tiny,group_regex=^([^_]+)_,"
+      "split_percent=70/15/15,init=contrastive,mode=fconly")] +
     [("demo_simclr.py", None), ("demo_simclr.py", "model=cnn12_small"),
      ("demo_supervised.py", None), ("demo_supervised.py", "init=contrastive"),
      ("demo_supervised.py", "init=contrastive,mode=full")])
@@ -68,7 +73,7 @@ def test_config_is_sane(name, arg):
   for field in REQUIRED:
     assert field in c, f"{name}:{arg} lacks {field}"
   arch = get_architecture(c.model)
-  assert c.dataset in catalog.NAMES
+  assert catalog.is_known(c.dataset)
   crop = int(round(c.crop_seconds * SAMPLE_RATE))
   assert crop >= arch.min_input_length(arch.num_blocks)
   # The global batch splits over a TPU v3-8 and the tests' 8 CPU devices.
@@ -132,11 +137,26 @@ def test_finetune_modes(name):
     trainer.validate_config(fconly, num_devices=8)
 
 
+def test_task_and_folder_args_pick_the_dataset():
+  assert load("speech_commands.py").dataset == "speech_commands"
+  c = load("speech_commands.py", "task=12,model=cnn12_x2")
+  assert c.dataset == "speech_commands12" and c.model == "cnn12_x2"
+  c = load("folder.py", "path=/data/My Sounds/,data_dir=/tmp/t,"
+           "group_regex=^(.+)_,split_seed=3")
+  assert c.dataset == "folder:My Sounds" and c.build_from == "/data/My Sounds"
+  assert c.data_dir == "/tmp/t" and c.eval_split == "validation"
+  assert dict(c.build_options) == {"group_regex": "^(.+)_",
+                                   "split_percent": "80/10/10",
+                                   "split_seed": 3}
+
+
 @pytest.mark.parametrize("name,arg", [
     ("simclr_audioset.py", "tau"), ("simclr_audioset.py", "aug=no_reverb"),
     ("simclr_audioset.py", "tau=hot"), ("simclr_audioset.py", "epochs=3"),
     ("simclr_audioset.py", "model=resnet"), ("fsd50k.py", "init=imagenet"),
-    ("fsd50k.py", "mode=half"), ("demo_supervised.py", "init=supervised")])
+    ("fsd50k.py", "mode=half"), ("demo_supervised.py", "init=supervised"),
+    ("speech_commands.py", "task=20"), ("folder.py", None),
+    ("folder.py", "path=/x,model=resnet")])
 def test_bad_args_are_rejected(name, arg):
   with pytest.raises(ValueError):
     load(name, arg)

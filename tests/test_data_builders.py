@@ -306,7 +306,8 @@ def test_decode_clip_rejects_nan(tmp_path):
   audio[100] = np.nan
   soundfile.write(path, audio, SR, subtype="FLOAT")
   pcm, reason = base.decode_clip(path)
-  assert pcm is None and "non-finite" in reason
+  # audio_io refuses it itself; decode_clip checks again for other decoders.
+  assert pcm is None and ("non-finite" in reason or "NaN" in reason)
   pcm, reason = base.decode_clip(str(tmp_path / "absent.wav"))
   assert pcm is None and "no such audio file" in reason
 
@@ -334,3 +335,59 @@ def test_parallel_decoding_gives_the_same_dataset(tmp_path, clips):
                                               "yes/k3_nohash_0"]
   for key in got[0]:
     np.testing.assert_array_equal(got[0][key], got[1][key])
+
+
+def test_speech_commands_12_class_task(tmp_path, clips):
+  """10 words keep their class, other words are _unknown_, and the
+  background recordings become 1 s _silence_ pieces split by position."""
+  root = tmp_path / "sc"
+  data_dir = str(tmp_path / "tfds")
+  classes = builders.speech_commands.TASK12_CLASSES
+  _write(str(root / "yes/aa_nohash_0.wav"), clips[0])
+  _write(str(root / "go/bb_nohash_0.wav"), clips[1])
+  _write(str(root / "marvin/cc_nohash_0.wav"), clips[2])  # not one of the 10
+  _write(str(root / "cat/dd_nohash_0.wav"), clips[3])
+  noise = np.concatenate(clips + clips)[:int(10.4 * SR)]
+  assert noise.size == int(10.4 * SR)  # the clips are long enough
+  _write(str(root / "_background_noise_/hum.wav"), noise)
+  (root / "validation_list.txt").write_text("cat/dd_nohash_0.wav\n")
+  (root / "testing_list.txt").write_text("go/bb_nohash_0.wav\n")
+
+  builders.build("speech_commands12", str(root), data_dir)
+  got = {}
+  for split in ("train", "validation", "test"):
+    source = catalog.get_source("speech_commands12", split, data_dir)
+    assert source.class_names == list(classes) and source.num_classes == 12
+    got[split] = {source[i]["id"]: source[i] for i in range(len(source))}
+  label = {s: {k: classes[int(ex["label"])] for k, ex in got[s].items()}
+           for s in got}
+  pieces = [f"_background_noise_/hum@{i}s" for i in range(10)]
+  assert label["train"] == {"yes/aa_nohash_0": "yes",
+                            "marvin/cc_nohash_0": "_unknown_",
+                            **{p: "_silence_" for p in pieces[:8]}}
+  assert label["validation"] == {"cat/dd_nohash_0": "_unknown_",
+                                 pieces[8]: "_silence_"}
+  assert label["test"] == {"go/bb_nohash_0": "go", pieces[9]: "_silence_"}
+  for split, i in [("train", 3), ("validation", 8), ("test", 9)]:
+    audio = got[split][pieces[i]]["audio"]
+    np.testing.assert_allclose(audio, noise[i * SR:(i + 1) * SR], atol=1e-4)
+  metadata = builders.get_builder("speech_commands12", data_dir).info.metadata
+  assert "1 recordings cut into 1 s _silence_" in metadata["background_noise"]
+
+  # The 35-word task of the same folder leaves the noise out, and says so.
+  builders.build("speech_commands", str(root), data_dir)
+  metadata = builders.get_builder("speech_commands", data_dir).info.metadata
+  assert "excluded" in metadata["background_noise"]
+  assert sum(len(catalog.get_source("speech_commands", s, data_dir))
+             for s in ("train", "validation", "test")) == 4
+
+
+def test_speech_commands_points_other_folders_to_the_folder_builder(
+    tmp_path, clips):
+  root = tmp_path / "mine"
+  _write(str(root / "doorbell/a.wav"), clips[0])
+  (root / "validation_list.txt").write_text("")
+  (root / "testing_list.txt").write_text("")
+  for name in ("speech_commands", "speech_commands12"):
+    with pytest.raises(UserError, match="doorbell.*--dataset=folder"):
+      builders.build(name, str(root), str(tmp_path / "tfds"))

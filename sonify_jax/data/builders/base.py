@@ -12,9 +12,10 @@ Features of every example:
   labels: int32 [num_positive] (multilabel) -- positive class indices.
   id: text -- the clip's id in the official files.
 
-Class names, the label kind and every skipped clip live in
-``info.metadata`` (written atomically with the shards), so reading needs no
-source files. Clips that are missing or cannot be decoded are skipped and
+Class names, the label kind, every skipped clip and what the build was
+made from (``source``: manual_dir, file count and bytes, options; see
+provenance.py) live in ``info.metadata`` (written atomically with the
+shards), so reading needs no source files. Clips that are missing or cannot be decoded are skipped and
 listed in ``<data_dir>/<name>/<version>/skipped_clips.tsv`` (and in
 metadata['skipped']), never dropped silently.
 
