@@ -24,13 +24,16 @@ result to float32 rounding:
   bounded by :data:`CHUNK_BYTES` and clips one after another, so memory stays
   bounded for long clips and many maps.
 
+``sonify_clip_pairs`` runs the fast path on (clip, map) pairs that may mix
+clips of one padded length (the atlas: every map on its own top clips).
+
 What is not exploited: below the top block every transposed conv is dense.
 The polyphase split of a pooled block's input by switch parity does not
 lower its dense FLOPs (the two parity groups double the contracted channels)
 and ran slower than XLA's conv on CPU, so it is used only for block 1.
 """
 import functools
-from typing import Any, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -78,12 +81,18 @@ def deconv_chain(params: Params, trace: BlockTrace, top: jax.Array,
   return h
 
 
+def scale_to_peak(sonification: jax.Array, target_peak: jax.Array
+                  ) -> jax.Array:
+  """Unit peak, times ``target_peak``; an all-zero signal stays zero."""
+  peak = jnp.max(jnp.abs(sonification))
+  safe = jnp.where(peak > 0, peak, 1.0)
+  return sonification / safe * target_peak
+
+
 def scale_to_input_peak(sonification: jax.Array, waveform: jax.Array
                         ) -> jax.Array:
   """Unit peak, times ``max|waveform|``; an all-zero signal stays zero."""
-  peak = jnp.max(jnp.abs(sonification))
-  safe = jnp.where(peak > 0, peak, 1.0)
-  return sonification / safe * jnp.max(jnp.abs(waveform))
+  return scale_to_peak(sonification, jnp.max(jnp.abs(waveform)))
 
 
 def _kernel_taps_first(kernel: jax.Array) -> jax.Array:
@@ -195,53 +204,166 @@ def _unpool_transpose_to_waveform(h: jax.Array, switches: jax.Array,
   return phases.reshape(m, 2 * rows)[:, :input_length, None]
 
 
-def deconv_one_map(params: Params, trace: BlockTrace, feature_map: jax.Array,
-                   layer: int) -> jax.Array:
+def chain_lengths(arch: Architecture, layer: int, length: int
+                  ) -> Tuple[Tuple[int, int], ...]:
+  """``(input length, conv length)`` of blocks ``1..layer`` for a clip of
+  ``length`` samples (static shapes of the deconv chain)."""
+  out, t = [], length
+  for block in range(1, layer + 1):
+    t_conv = t - arch.kernels[block - 1] + 1
+    out.append((t, t_conv))
+    t = t_conv // 2 if arch.is_pooled(block) else t_conv
+  return tuple(out)
+
+
+def deconv_one_map(params: Params, switches: Sequence[Optional[jax.Array]],
+                   top: jax.Array, feature_map: jax.Array, layer: int,
+                   lengths: Sequence[Tuple[int, int]]) -> jax.Array:
   """Fast deconvnet projection of one kept map of one clip (Algorithm 1, 2-3).
 
   Same result as :func:`deconv_chain` seeded with the kept map, computed with
   the problem's structure: block ``layer``'s unpool, ReLU and transposed conv
   run on the single non-zero channel with the map's own kernel column
   (:func:`_single_channel_transpose`) rather than on ``C`` channels of which
-  ``C - 1`` are zero; below it, the dense chain. The trace is shared by every
-  map: vmap this function over maps (XLA then runs each block's transposed
-  conv for all maps of a chunk as one batched conv).
+  ``C - 1`` are zero; below it, the dense chain. Vmap this function over
+  maps (and clips): XLA then runs each block's transposed conv for all maps
+  of a chunk as one batched conv.
 
   Args:
     params: encoder params.
-    trace: forward trace of ONE clip (batch 1).
+    switches: per block ``1..layer``, the clip's ``[1, N, C]`` pool switches
+      or None (no pool).
+    top: ``[T_out, C]`` block ``layer``'s output for the clip.
     feature_map: int scalar, a map index of block ``layer``.
     layer: 1-based block number.
+    lengths: :func:`chain_lengths` of the clip.
   Returns:
     ``[T]`` unscaled sonification.
   """
-  top = jax.lax.dynamic_index_in_dim(trace.outputs[layer - 1][0], feature_map,
-                                     axis=1, keepdims=False)  # [T_out]
+  top = jax.lax.dynamic_index_in_dim(top, feature_map, axis=1,
+                                     keepdims=False)  # [T_out]
   column = jax.lax.dynamic_index_in_dim(params[f"block{layer}"]["kernel"],
                                         feature_map, axis=2,
                                         keepdims=False)  # [k, Cin]
-  switches = trace.switches[layer - 1]
-  if switches is not None:
-    s = jax.lax.dynamic_index_in_dim(switches[0], feature_map, axis=1,
-                                     keepdims=False)
+  if switches[layer - 1] is not None:
+    s = jax.lax.dynamic_index_in_dim(switches[layer - 1][0], feature_map,
+                                     axis=1, keepdims=False)
     top = ops.max_unpool(top[None, :, None], s[None, :, None],
-                         trace.conv_lengths[layer - 1])[0, :, 0]
+                         lengths[layer - 1][1])[0, :, 0]
   h = _single_channel_transpose(jax.nn.relu(top), column,
-                                trace.inputs[layer - 1].shape[1])[None]
+                                lengths[layer - 1][0])[None]
   for block in range(layer - 1, 0, -1):
-    switches = trace.switches[block - 1]
     if block == 1:
       h = _unpool_transpose_to_waveform(
-          jax.nn.relu(h), switches, params["block1"]["kernel"],
-          trace.inputs[0].shape[1])
+          jax.nn.relu(h), switches[0], params["block1"]["kernel"],
+          lengths[0][0])
       break
-    if switches is None:
+    if switches[block - 1] is None:
       h = jax.nn.relu(h)
     else:
-      h = _relu_unpool(h, switches, trace.conv_lengths[block - 1])
+      h = _relu_unpool(h, switches[block - 1], lengths[block - 1][1])
     h = _dense_transpose(h, params[f"block{block}"]["kernel"],
-                         trace.inputs[block - 1].shape[1])
+                         lengths[block - 1][0])
   return h[0, :, 0]
+
+
+class ClipTraces(NamedTuple):
+  """What the fast path needs of a batch of ``S`` clips' forward passes.
+
+  switches: per block ``1..layer``, ``[S, N, C]`` int8 switches or None.
+  top: ``[S, T_out, C]`` block ``layer``'s output; frames past a clip's
+    valid length are zero (see :func:`sonify_clip_pairs`).
+  peak: ``[S]`` ``max|x|`` of each clip.
+  """
+  switches: Tuple[Optional[jax.Array], ...]
+  top: jax.Array
+  peak: jax.Array
+
+
+def _clip_traces(params, waveforms, layer, arch, valid_lengths=None):
+  trace = forward_trace(params, waveforms, layer, arch)
+  top = trace.outputs[-1]
+  if valid_lengths is not None:
+    frames = jnp.asarray(valid_lengths, jnp.int32)
+    for block in range(1, layer + 1):
+      frames = frames - arch.kernels[block - 1] + 1
+      if arch.is_pooled(block):
+        frames = frames // 2
+    keep = jnp.arange(top.shape[1])[None, :] < frames[:, None]
+    top = jnp.where(keep[:, :, None], top, 0.0)
+  return ClipTraces(tuple(trace.switches), top,
+                    jnp.max(jnp.abs(waveforms), axis=1))
+
+
+def _deconv_pairs(params, traces: ClipTraces, slots, maps, layer, lengths,
+                  chunk, scale):
+  """``[P]`` (slot, map) pairs -> ``[P, T]``, in chunks of ``chunk`` pairs.
+
+  ``slots`` None: every map reads clip 0, whose trace then stays unbatched
+  (broadcast over the chunk rather than gathered per pair).
+  """
+  def one(slot, m):
+    switches = tuple(None if s is None else
+                     jax.lax.dynamic_index_in_dim(s, slot, keepdims=True)
+                     for s in traces.switches)
+    top = jax.lax.dynamic_index_in_dim(traces.top, slot, keepdims=False)
+    s = deconv_one_map(params, switches, top, m, layer, lengths)
+    if scale:
+      s = scale_to_peak(s, traces.peak[slot])
+    return s
+  # lax.map vmaps `one` over chunks of pairs, one chunk at a time.
+  if slots is None:
+    return jax.lax.map(lambda m: one(0, m), maps, batch_size=chunk)
+  return jax.lax.map(lambda pair: one(*pair), (slots, maps), batch_size=chunk)
+
+
+@functools.partial(jax.jit, static_argnames=("layer", "arch", "scale"))
+def sonify_clip_pairs(params: Params, waveforms: jax.Array,
+                      valid_lengths: jax.Array, slots: jax.Array,
+                      maps: jax.Array, layer: int, arch: Architecture,
+                      scale: bool = True) -> jax.Array:
+  """Sonify ``(clip, map)`` pairs; each clip is traced once for its pairs.
+
+  Pair ``p`` is map ``maps[p]`` of clip ``slots[p]``, so a batch of pairs
+  may mix clips and a clip chosen by many maps is traced once per batch:
+  fixed-size batches keep one compiled shape whatever the pairs.
+
+  Clips may be zero-padded at the end to a common length: block ``layer``'s
+  output frames that see any padding are zeroed, so on its first
+  ``valid_lengths[s]`` samples the sonification of a padded clip equals that
+  of the unpadded clip (every frame kept lies, with its whole receptive
+  field and every switch it is routed through, inside the clip), and it is
+  zero after them. Padding clips to a few lengths bounds how often XLA
+  compiles.
+
+  Args:
+    params: encoder params.
+    waveforms: ``[S, T]`` clips, zero-padded to ``T``.
+    valid_lengths: ``[S]`` int samples of each clip before its padding.
+    slots: ``[P]`` int clip positions in ``waveforms``.
+    maps: ``[P]`` int map indices of block ``layer``.
+    layer, arch: static block number and architecture.
+    scale: unit peak times the clip's ``max|x|``.
+  Returns:
+    ``[P, T]``.
+  """
+  length = waveforms.shape[1]
+  traces = _clip_traces(params, waveforms, layer, arch, valid_lengths)
+  lengths = chain_lengths(arch, layer, length)
+  chunk = maps_per_chunk(arch, layer, length, maps.shape[0])
+  return _deconv_pairs(params, traces, slots, maps, layer, lengths, chunk,
+                       scale)
+
+
+def trace_bytes(arch: Architecture, layer: int, length: int) -> int:
+  """Estimated peak memory of one clip's forward trace (float32 block
+  outputs and their int8 switches), with a safety factor of 2."""
+  total, t = 0, length
+  for block in range(1, layer + 1):
+    t_conv = t - arch.kernels[block - 1] + 1
+    total += t_conv * arch.channels[block - 1] * (4 + 1)
+    t = t_conv // 2 if arch.is_pooled(block) else t_conv
+  return 2 * max(total, 1)
 
 
 # Upper bound on the intermediate memory of one chunk of maps in the fast path.
@@ -296,18 +418,14 @@ def _sonify_reference(params, waveforms, layer, feature_maps, arch, scale):
 
 def _sonify_fast(params, waveforms, layer, feature_maps, arch, scale):
   """Structured path: trace once per clip, maps in memory-bounded chunks."""
-  chunk = maps_per_chunk(arch, layer, waveforms.shape[1],
-                         feature_maps.shape[0])
+  length = waveforms.shape[1]
+  lengths = chain_lengths(arch, layer, length)
+  chunk = maps_per_chunk(arch, layer, length, feature_maps.shape[0])
 
   def one_clip(x):  # [time] -> [maps, time]
-    trace = forward_trace(params, x[None], layer, arch)
-
-    # lax.map vmaps deconv_one_map over chunks of maps, one chunk at a time.
-    s = jax.lax.map(lambda m: deconv_one_map(params, trace, m, layer),
-                    feature_maps, batch_size=chunk)
-    if scale:
-      s = jax.vmap(scale_to_input_peak, in_axes=(0, None))(s, x)
-    return s
+    traces = _clip_traces(params, x[None], layer, arch)
+    return _deconv_pairs(params, traces, None, feature_maps, layer, lengths,
+                         chunk, scale)
 
   # Clips run one after another so only one clip's chunk is live at a time.
   return jax.lax.map(one_clip, waveforms)

@@ -10,6 +10,25 @@ from sonify_jax.models.architecture import SAMPLE_RATE
 _FLOOR_DB = -100.0
 
 
+def power_spectrogram(audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
+                      n_fft: int = 256, hop: int = 64
+                      ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Power spectrogram (Hann window): freqs [F] Hz, times [N] s, power [F, N].
+  """
+  audio = np.asarray(audio, np.float64)
+  if audio.ndim != 1:
+    raise ValueError(f"audio must be [time], got shape {audio.shape}")
+  nperseg = min(n_fft, len(audio))
+  return scipy.signal.spectrogram(
+      audio, fs=sample_rate, window="hann", nperseg=nperseg,
+      noverlap=nperseg - min(hop, nperseg), scaling="spectrum", mode="psd")
+
+
+def to_db(power: np.ndarray) -> np.ndarray:
+  """Power -> dB, floored at -100 dB."""
+  return 10.0 * np.log10(np.maximum(power, 10 ** (_FLOOR_DB / 10)))
+
+
 def log_spectrogram(audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
                     n_fft: int = 256, hop: int = 64
                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -20,15 +39,40 @@ def log_spectrogram(audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
   Returns:
     freqs [F] in Hz, times [N] in s, db [F, N] (floored at -100 dB).
   """
-  audio = np.asarray(audio, np.float64)
-  if audio.ndim != 1:
-    raise ValueError(f"audio must be [time], got shape {audio.shape}")
-  nperseg = min(n_fft, len(audio))
-  freqs, times, power = scipy.signal.spectrogram(
-      audio, fs=sample_rate, window="hann", nperseg=nperseg,
-      noverlap=nperseg - min(hop, nperseg), scaling="spectrum", mode="psd")
-  db = 10.0 * np.log10(np.maximum(power, 10 ** (_FLOOR_DB / 10)))
-  return freqs, times, db
+  freqs, times, power = power_spectrogram(audio, sample_rate, n_fft, hop)
+  return freqs, times, to_db(power)
+
+
+def spectral_centroid(freqs: np.ndarray, power: np.ndarray) -> float:
+  """Energy-weighted mean frequency (Hz) of a whole power spectrogram
+  ``[F, N]``; NaN for silence."""
+  weights = np.asarray(power, np.float64).sum(axis=1)
+  total = weights.sum()
+  if not total > 0:
+    return float("nan")
+  return float(np.dot(freqs, weights) / total)
+
+
+def save_spectrogram_png(path: str, db: np.ndarray,
+                         dynamic_range_db: float = 80.0) -> str:
+  """A dB spectrogram ``[F, N]`` as a bare PNG image (one pixel per bin and
+  frame, low frequencies at the bottom, magma colours), written atomically.
+
+  No axes or figure: thousands of these (the atlas) cost about a millisecond
+  each with Pillow, where a matplotlib figure costs a tenth of a second.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from sonify_jax import atomic_io  # pylint: disable=g-import-not-at-top
+  db = np.asarray(db, np.float64)
+  top = db.max() if db.size else 0.0
+  level = np.clip((db[::-1] - (top - dynamic_range_db)) / dynamic_range_db,
+                  0.0, 1.0)
+  rgb = matplotlib.colormaps["magma"](level, bytes=True)[..., :3]
+  with atomic_io.atomic_path(path) as tmp:
+    Image.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="png",
+                                                   compress_level=1)
+  return path
 
 
 def draw_spectrogram(ax, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,

@@ -35,7 +35,8 @@ Params = Any
 
 
 class Progress:
-  """Prints ``label: done/total (rate/s)`` to stderr at most every ``every`` s.
+  """Prints ``label: done/total (rate/s, ETA)`` to stderr at most every
+  ``every`` s.
 
   Studies are long on CPU; this shows they move without a dependency on a
   progress-bar package.
@@ -66,8 +67,12 @@ class Progress:
   def _print(self, now: float) -> None:
     elapsed = max(now - self.start, 1e-9)
     total = f"/{self.total}" if self.total is not None else ""
+    rate = self.done / elapsed
+    eta = ""
+    if self.total is not None and 0 < self.done < self.total:
+      eta = f", ETA {(self.total - self.done) / rate:.0f} s"
     print(f"[{self.label}] {self.done}{total} {self.unit} "
-          f"({self.done / elapsed:.1f} {self.unit}/s, {elapsed:.0f} s)",
+          f"({rate:.1f} {self.unit}/s, {elapsed:.0f} s{eta})",
           file=sys.stderr, flush=True)
 
 

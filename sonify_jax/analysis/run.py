@@ -11,6 +11,8 @@ r"""Command line for the analysis studies.
       --workdir=/tmp/li --checkpoint=/tmp/simclr_run --modes=fconly
   python -m sonify_jax.analysis.run --study=evolution --workdir=/tmp/evo \
       --checkpoint=/tmp/simclr_run
+  python -m sonify_jax.analysis.run --study=atlas --workdir=/tmp/atlas \
+      --checkpoint=/tmp/simclr_run --layers=all --k=5
   python -m sonify_jax.analysis.run --study=gallery --workdir=/tmp/site \
       --checkpoint=contrastive=/tmp/topk_a,supervised=/tmp/topk_b
 
@@ -27,7 +29,7 @@ from absl import flags
 from sonify_jax import cli
 
 STUDIES = ("topk", "residual", "layer_importance", "coherence", "evolution",
-           "gallery")
+           "gallery", "atlas")
 
 _STUDY = flags.DEFINE_enum("study", None, STUDIES, "Which study to run.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.")
@@ -40,7 +42,7 @@ _SPLIT = flags.DEFINE_string("split", "test", "Split studied.")
 _TRAIN_SPLIT = flags.DEFINE_string("train_split", "train",
                                    "Train split (layer_importance).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder, if needed.")
-_LAYERS = flags.DEFINE_list("layers", None, "Blocks (default: all).")
+_LAYERS = flags.DEFINE_list("layers", None, "Blocks, or 'all' (default).")
 _K = flags.DEFINE_integer("k", 5, "Top clips per map (topk).")
 _MAX_MAPS = flags.DEFINE_integer("max_maps", None,
                                  "Strongest maps per layer (topk, gallery).")
@@ -105,7 +107,8 @@ def main(argv):
   if not ckpts:
     raise app.UsageError("--checkpoint is required")
   study, workdir = _STUDY.value, _WORKDIR.value
-  layers = [int(l) for l in _LAYERS.value] if _LAYERS.value else None
+  layers = ([int(l) for l in _LAYERS.value]
+            if _LAYERS.value and _LAYERS.value != ["all"] else None)
   clip_samples = (int(round(_CLIP_SECONDS.value * 8000))
                   if _CLIP_SECONDS.value else None)
   common_kw = dict(batch_size=_BATCH.value, clip_samples=clip_samples,
@@ -130,6 +133,15 @@ def main(argv):
                     max_maps=_MAX_MAPS.value, model_name=name,
                     pair_figures=_PAIR_FIGURES.value, **common_kw)
       print(f"topk ({name}): {out}/topk.json")
+  elif study == "atlas":
+    from sonify_jax.analysis import atlas  # pylint: disable=g-import-not-at-top
+    import os  # pylint: disable=g-import-not-at-top
+    for name, path in ckpts:
+      params, arch = load_encoder(path, _STEP.value)
+      out = workdir if len(ckpts) == 1 else os.path.join(workdir, name)
+      atlas.run_atlas(params, arch, source, out, layers=layers, k=_K.value,
+                      model_name=name, **common_kw)
+      print(f"atlas ({name}): {out}/{atlas.INDEX}")
   elif study == "coherence":
     from sonify_jax.analysis import coherence  # pylint: disable=g-import-not-at-top
     models: Dict[str, list] = {}
