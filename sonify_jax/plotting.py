@@ -43,16 +43,6 @@ def log_spectrogram(audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
   return freqs, times, to_db(power)
 
 
-def spectral_centroid(freqs: np.ndarray, power: np.ndarray) -> float:
-  """Energy-weighted mean frequency (Hz) of a whole power spectrogram
-  ``[F, N]``; NaN for silence."""
-  weights = np.asarray(power, np.float64).sum(axis=1)
-  total = weights.sum()
-  if not total > 0:
-    return float("nan")
-  return float(np.dot(freqs, weights) / total)
-
-
 def save_spectrogram_png(path: str, db: np.ndarray,
                          dynamic_range_db: float = 80.0) -> str:
   """A dB spectrogram ``[F, N]`` as a bare PNG image (one pixel per bin and

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax import audio_io, deconvnet, outputs, plotting
-from sonify_jax.analysis import common, topk
+from sonify_jax.analysis import activity, common, topk
 from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
 
@@ -172,10 +172,10 @@ def _write_audio_and_spectrogram(out_dir: str, stem: str,
   """``stem.wav`` + ``stem.png``; returns file names and spectral centroid."""
   wav, png = stem + ".wav", stem + ".png"
   audio_io.write_wav(os.path.join(out_dir, wav), audio, SAMPLE_RATE)
-  freqs, _, power = plotting.power_spectrogram(audio, SAMPLE_RATE)
+  _, _, power = plotting.power_spectrogram(audio, SAMPLE_RATE)
   plotting.save_spectrogram_png(os.path.join(out_dir, png),
                                 plotting.to_db(power))
-  centroid = plotting.spectral_centroid(freqs, power)
+  centroid = float(activity.spectral_centroid_bandwidth(audio)[0])
   return {"wav": wav, "png": png,
           "centroid_hz": None if math.isnan(centroid) else centroid}
 
