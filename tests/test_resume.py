@@ -1,5 +1,6 @@
-"""A SIGKILLed training run, restarted with the same command, ends with the
-params of an uninterrupted run (real `python -m sonify_jax.main` processes)."""
+"""A SIGKILLed or SIGTERMed (preempted) training run, restarted with the same
+command, ends with the params of an uninterrupted run (real
+`python -m sonify_jax.main` processes)."""
 import os
 import signal
 import subprocess
@@ -8,6 +9,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from sonify_jax.train import checkpoints
 from sonify_jax.train import logging_utils
@@ -60,12 +62,40 @@ def _run(workdir, log_path, cache_dir):
                    stderr=subprocess.STDOUT, check=True, timeout=300)
 
 
-def test_sigkill_and_restart_matches_uninterrupted_run(tmp_path):
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+  """An uninterrupted run, and the compilation cache the others share."""
+  tmp_path = tmp_path_factory.mktemp("reference")
   reference = str(tmp_path / "reference")
-  resumed = str(tmp_path / "resumed")
   cache_dir = str(tmp_path / "jax_cache")
   _run(reference, tmp_path / "reference.log", cache_dir)
+  return reference, cache_dir
 
+
+def _assert_same_final_state(reference, resumed):
+  final_ref = checkpoints.load_state(reference)
+  final_res = checkpoints.load_state(resumed)
+  assert int(final_ref["step"]) == int(final_res["step"]) == TOTAL_STEPS
+  ref_leaves = jax.tree_util.tree_leaves_with_path(final_ref)
+  res_leaves = jax.tree_util.tree_leaves(final_res)
+  assert len(ref_leaves) == len(res_leaves) > 0
+  for (path, a), b in zip(ref_leaves, res_leaves):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0,
+                               atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  # Training kept moving after the resume point (keep_last=2 kept 16).
+  before = checkpoints.load_state(reference, step=2 * FIRST_CHECKPOINT)
+  assert not np.allclose(before["params"]["encoder"]["block1"]["kernel"],
+                         final_res["params"]["encoder"]["block1"]["kernel"])
+  # The restarted run logged the steps after the resume point.
+  steps = {r["step"] for r in logging_utils.read_jsonl(
+      os.path.join(resumed, "metrics.jsonl"))}
+  assert TOTAL_STEPS in steps
+
+
+def test_sigkill_and_restart_matches_uninterrupted_run(reference_run,
+                                                       tmp_path):
+  reference, cache_dir = reference_run
+  resumed = str(tmp_path / "resumed")
   ckpt_dir = os.path.join(resumed, "checkpoints")
   with open(tmp_path / "killed.log", "w") as log:
     proc = subprocess.Popen(_command(resumed), cwd=REPO, env=_env(cache_dir),
@@ -89,21 +119,49 @@ def test_sigkill_and_restart_matches_uninterrupted_run(tmp_path):
   _run(resumed, tmp_path / "resumed.log", cache_dir)
   log = open(tmp_path / "resumed.log").read()
   assert f"resumed from checkpoint step {max(killed_at)}" in log
+  _assert_same_final_state(reference, resumed)
 
-  final_ref = checkpoints.load_state(reference)
-  final_res = checkpoints.load_state(resumed)
-  assert int(final_ref["step"]) == int(final_res["step"]) == TOTAL_STEPS
-  ref_leaves = jax.tree_util.tree_leaves_with_path(final_ref)
-  res_leaves = jax.tree_util.tree_leaves(final_res)
-  assert len(ref_leaves) == len(res_leaves) > 0
-  for (path, a), b in zip(ref_leaves, res_leaves):
-    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0,
-                               atol=1e-6, err_msg=jax.tree_util.keystr(path))
-  # Training kept moving after the resume point (keep_last=2 kept 16).
-  before = checkpoints.load_state(reference, step=2 * FIRST_CHECKPOINT)
-  assert not np.allclose(before["params"]["encoder"]["block1"]["kernel"],
-                         final_res["params"]["encoder"]["block1"]["kernel"])
-  # The restarted run logged the steps after the resume point.
-  steps = {r["step"] for r in logging_utils.read_jsonl(
-      os.path.join(resumed, "metrics.jsonl"))}
-  assert TOTAL_STEPS in steps
+
+def _logged_steps(workdir):
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return set()
+  return {r["step"] for r in logging_utils.read_jsonl(path)}
+
+
+def test_sigterm_saves_the_current_step_exits_0_and_resumes(reference_run,
+                                                            tmp_path):
+  """Preemption: SIGTERM mid-run saves at the step it lands in (between the
+  periodic checkpoints), exits 0, and the rerun ends where the uninterrupted
+  run does."""
+  reference, cache_dir = reference_run
+  resumed = str(tmp_path / "preempted")
+  first_log = 4   # --config.log_every_steps
+  with open(tmp_path / "preempted.log", "w") as log:
+    proc = subprocess.Popen(_command(resumed), cwd=REPO, env=_env(cache_dir),
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+      deadline = time.time() + 240
+      while first_log not in _logged_steps(resumed):
+        assert proc.poll() is None, open(tmp_path / "preempted.log").read()
+        assert time.time() < deadline, "no training progress in time"
+        time.sleep(0.05)
+      proc.send_signal(signal.SIGTERM)
+      proc.wait(timeout=60)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+  log = open(tmp_path / "preempted.log").read()
+  assert proc.returncode == 0, log
+  saved = checkpoints.available_steps(resumed)
+  # The last checkpoint is the step the signal landed in (after the first
+  # logged step, before the end); before it, at most the periodic one.
+  preempted_at = max(saved)
+  assert first_log <= preempted_at < TOTAL_STEPS, saved
+  assert set(saved) - {preempted_at} <= {FIRST_CHECKPOINT}, saved
+  assert f"preempted: saved step {preempted_at}" in log
+
+  _run(resumed, tmp_path / "resumed.log", cache_dir)
+  log = open(tmp_path / "resumed.log").read()
+  assert f"resumed from checkpoint step {preempted_at}" in log
+  _assert_same_final_state(reference, resumed)

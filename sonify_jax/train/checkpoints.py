@@ -10,6 +10,13 @@ Retention: the last ``keep_last`` checkpoints, the best one by an eval metric
 feature-evolution analysis listens to; those are never deleted). Orbax writes
 each checkpoint to a temporary directory and renames it when complete, so a
 killed run never leaves a half-written checkpoint that restore would pick.
+
+Saves are asynchronous (orbax writes in a background thread while training
+goes on): ``Checkpointer.save`` returns once the arrays are copied off the
+devices. A save is *finished* when orbax has renamed it into place; the
+Checkpointer notices that before the next save, before a restore, in
+``wait()`` and at ``close()``, and then calls :meth:`Checkpointer._finished`
+once per step: the one place for work that needs the step complete on disk.
 """
 import json
 import os
@@ -124,12 +131,13 @@ class Checkpointer:
         # The preservation policy decides; best_fn only makes orbax write the
         # metrics into each step, so a restarted run still knows the best.
         best_fn=best_fn, best_mode=best_mode,
-        # Synchronous: the step is on disk before training moves on, which the
-        # preemption tests and the keep-steps guarantee rely on.
-        enable_async_checkpointing=False,
+        # Training goes on while orbax writes; orbax itself waits for the
+        # previous save before starting the next.
+        enable_async_checkpointing=True,
         cleanup_tmp_directories=True,
         create=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
+    self._unfinished = []   # steps saved whose write may still be running
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
@@ -147,15 +155,29 @@ class Checkpointer:
         metrics = {k: float(v) for k, v in metrics.items()}
     else:
       metrics = None
+    self.wait()
     self.manager.save(int(step), args=ocp.args.StandardSave(state),
                       metrics=metrics, force=True)
+    self._unfinished.append(int(step))
+
+  def wait(self) -> None:
+    """Blocks until every save so far is on disk (then runs ``_finished``)."""
     self.manager.wait_until_finished()
+    steps, self._unfinished = self._unfinished, []
+    for step in steps:
+      self._finished(step)
+
+  def _finished(self, step: int) -> None:
+    """Runs once per saved step, after its checkpoint is complete on disk
+    (renamed into place by orbax), on every process."""
+    del step
 
   def restore(self, state_template: Any, step: Optional[int] = None) -> Any:
     """The TrainState at ``step`` (latest if None), shaped like the template.
 
     The template's shardings are used for the restored arrays.
     """
+    self.wait()
     step = self.latest_step() if step is None else int(step)
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
@@ -163,7 +185,7 @@ class Checkpointer:
     return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    self.wait()
     self.manager.close()
 
 

@@ -26,6 +26,7 @@ from sonify_jax.train import evaluate as evaluate_lib
 from sonify_jax.train import listen
 from sonify_jax.train import logging_utils
 from sonify_jax.train import optim
+from sonify_jax.train import preemption
 from sonify_jax.train import state as state_lib
 from sonify_jax.train import steps as steps_lib
 
@@ -291,6 +292,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   final: Dict[str, float] = {}
   window_metrics, window_start, window_steps = [], time.time(), 0
   eval_metrics: Dict[str, float] = {}
+  watch = preemption.Watch().start()
   try:
     if start_step == 0 and start_step < total_steps:
       write_listening(0)   # the starting encoder, to compare against
@@ -337,9 +339,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
             f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())))
       if listen_due(done):
         write_listening(done)
-      if (done % config.checkpoint_every_steps == 0 or done in keep_steps or
-          done == total_steps):
+      saved = (done % config.checkpoint_every_steps == 0 or
+               done in keep_steps or done == total_steps)
+      if saved:
         ckpt.save(done, state, metrics=eval_metrics or None)
+      if watch.reached(done, ckpt.manager) and done < total_steps:
+        if not saved:
+          ckpt.save(done, state)
+        logging.warning("preempted: saved step %d; rerun the same command to "
+                        "resume", done)
+        raise preemption.Preempted(done)
       if config.step_delay_s > 0:
         time.sleep(config.step_delay_s)
     if eval_step is not None and not any(k.startswith("eval/")
@@ -347,6 +356,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       # Resumed after the last step: report the final checkpoint's metrics.
       final.update(run_eval())
   finally:
+    watch.stop()
     progress.close()
     if batches is not None:
       batches.close()
