@@ -136,12 +136,16 @@ def main(argv):
   elif study == "atlas":
     from sonify_jax.analysis import atlas  # pylint: disable=g-import-not-at-top
     import os  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis import atlas_page  # pylint: disable=g-import-not-at-top
+    outs = {}
     for name, path in ckpts:
       params, arch = load_encoder(path, _STEP.value)
       out = workdir if len(ckpts) == 1 else os.path.join(workdir, name)
       atlas.run_atlas(params, arch, source, out, layers=layers, k=_K.value,
                       model_name=name, **common_kw)
       print(f"atlas ({name}): {out}/{atlas.INDEX}")
+      outs[name] = out
+    print(f"atlas page: {atlas_page.write_atlas_page(workdir, outs)}")
   elif study == "coherence":
     from sonify_jax.analysis import coherence  # pylint: disable=g-import-not-at-top
     models: Dict[str, list] = {}
