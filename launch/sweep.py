@@ -24,6 +24,10 @@ or one after another on one existing VM (``--tpu_mode=shared``).
   python -m launch.sweep --config=configs/demo_simclr.py \
       --workdir=/tmp/sweep --sweep='tau=0.1,0.2,0.3' --sweep='aug=all,no_mix' \
       --dry_run
+
+``--seeds=N`` runs each setting N times with ``config.seed=0..N-1``, in
+``<workdir>/<name>/seed<i>`` (``<workdir>/seed<i>`` without settings): the
+runs ``python -m sonify_jax.analysis.aggregate`` combines into intervals.
 """
 import dataclasses
 import datetime
@@ -225,12 +229,30 @@ def join_workdir(base: str, name: str) -> str:
 
 def make_jobs(config: str, workdir: str,
               settings: Optional[Sequence[Mapping[str, Any]]],
-              extra: Sequence[str] = ()) -> List[Job]:
-  """One job per setting (a single job in ``workdir`` when there are none).
+              extra: Sequence[str] = (), seeds: int = 0) -> List[Job]:
+  """One job per setting (a single job in ``workdir`` when there are none),
+  times ``seeds``: with ``seeds=N`` each becomes N jobs with
+  ``--config.seed=0..N-1`` in ``<its workdir>/seed0..seedN-1``.
 
   Raises:
     ValueError: on duplicate job names or bad keys/values.
   """
+  if seeds < 0:
+    raise ValueError(f"--seeds must be >= 0, got {seeds}")
+  jobs = _setting_jobs(config, workdir, settings, extra)
+  if not seeds:
+    return jobs
+  return [Job(f"seed{i}" if job.name == "default" and not job.setting
+              else f"{job.name}/seed{i}", job.config,
+              join_workdir(job.workdir, f"seed{i}"),
+              (f"--{OVERRIDE_PREFIX}seed={i}",) + job.overrides,
+              job.setting + ((f"{OVERRIDE_PREFIX}seed", str(i)),))
+          for job in jobs for i in range(seeds)]
+
+
+def _setting_jobs(config: str, workdir: str,
+                  settings: Optional[Sequence[Mapping[str, Any]]],
+                  extra: Sequence[str]) -> List[Job]:
   if not workdir:
     raise ValueError("--workdir is required")
   path, base_arg = split_config(config)
@@ -404,6 +426,9 @@ def define_flags():
   flags.DEFINE_multi_string("sweep", [], "Sweep axis key=v1,v2,... "
                             "(repeatable; or axes joined by ' x ').")
   flags.DEFINE_multi_string("extra", [], "Extra argument for every job.")
+  flags.DEFINE_integer("seeds", 0, "Run every setting with config.seed="
+                       "0..N-1 in <its workdir>/seed<i> (0: the config's "
+                       "seed only).")
   flags.DEFINE_enum("target", "local", ["local", "tpu_vm"],
                     "Where the jobs run.")
   flags.DEFINE_enum("tpu_mode", "per_job", ["per_job", "shared"],
@@ -428,7 +453,7 @@ def build_commands(f) -> Tuple[List[Job], List[List[str]]]:
     settings = product(parse_sweep_axes(f.sweep))
   else:
     settings = settings_from_config(path, arg)
-  jobs = make_jobs(f.config, f.workdir, settings, f.extra)
+  jobs = make_jobs(f.config, f.workdir, settings, f.extra, f.seeds)
   if f.validate:
     validate_jobs(jobs)
   if f.target == "local":

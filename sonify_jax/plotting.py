@@ -65,13 +65,29 @@ def save_spectrogram_png(path: str, db: np.ndarray,
   return path
 
 
+DEAD_LABEL = "dead map (all zero)"
+SILENT_LABEL = "silent (all zero)"
+
+
 def draw_spectrogram(ax, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
-                     title: str = "", dynamic_range_db: float = 80.0):
-  """Draw a log-spectrogram on a matplotlib axis; returns the image."""
+                     title: str = "", dynamic_range_db: float = 80.0,
+                     zero_label: str = DEAD_LABEL):
+  """Draw a log-spectrogram on a matplotlib axis; returns the image.
+
+  An all-zero signal (a dead map's sonification) has no spectrum: its panel
+  is drawn black at the floor and labelled ``zero_label``, never as a flat
+  bright panel that reads as loud broadband sound.
+  """
   freqs, times, db = log_spectrogram(audio, sample_rate)
-  top = db.max() if db.size else 0.0
+  silent = not np.any(np.asarray(audio))
+  top = db.max() if db.size and not silent else _FLOOR_DB + dynamic_range_db
   image = ax.pcolormesh(times, freqs, db, shading="auto", cmap="magma",
                         vmin=top - dynamic_range_db, vmax=top)
+  if silent:
+    ax.text(0.5, 0.5, zero_label, transform=ax.transAxes, ha="center",
+            va="center", fontsize=9, color="white",
+            bbox=dict(facecolor="black", edgecolor="white", alpha=0.8))
+    title = f"{title} [{zero_label}]" if title else zero_label
   ax.set_title(title, fontsize=8)
   ax.set_xlabel("time (s)", fontsize=7)
   ax.set_ylabel("Hz", fontsize=7)
@@ -102,9 +118,19 @@ def save_pair_figure(path: str, audio: np.ndarray, sonification: np.ndarray,
                      labels: Optional[Sequence[str]] = None) -> str:
   """Input and sonification log-spectrograms side by side, as a PNG."""
   labels = labels or ("input", "sonification")
-  fig, axes = new_figure(1, 2, (9, 3))
-  draw_spectrogram(axes[0, 0], audio, sample_rate, labels[0])
-  draw_spectrogram(axes[0, 1], sonification, sample_rate, labels[1])
+  return save_panels_figure(path, [(labels[0], audio),
+                                   (labels[1], sonification)], sample_rate,
+                            title)
+
+
+def save_panels_figure(path: str, panels: Sequence[Tuple[str, np.ndarray]],
+                       sample_rate: int = SAMPLE_RATE, title: str = "") -> str:
+  """Log-spectrograms side by side (the first is the input, the others
+  sonifications: an all-zero one is labelled a dead map), as a PNG."""
+  fig, axes = new_figure(1, len(panels), (4.5 * len(panels), 3))
+  for i, (label, audio) in enumerate(panels):
+    draw_spectrogram(axes[0, i], audio, sample_rate, label,
+                     zero_label=SILENT_LABEL if i == 0 else DEAD_LABEL)
   if title:
     fig.suptitle(title, fontsize=9)
   return save_figure(fig, path)

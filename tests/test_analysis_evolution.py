@@ -45,3 +45,22 @@ def test_evolution_tracks_final_models_pairs(tmp_path):
   with pytest.raises(ValueError, match="duplicate"):
     evolution.run_evolution([(1, final), (1, final)], ARCH, source,
                             str(tmp_path), layers=[2], progress=False)
+
+
+def test_dead_sonification_panels_are_labelled():
+  from sonify_jax import plotting  # pylint: disable=g-import-not-at-top
+  fig, axes = plotting.new_figure(1, 3, (6, 2))
+  plotting.draw_spectrogram(axes[0, 0], np.zeros(800), title="step 0")
+  plotting.draw_spectrogram(axes[0, 1], np.zeros(800), title="input",
+                            zero_label=plotting.SILENT_LABEL)
+  noise = np.random.default_rng(0).standard_normal(800)
+  plotting.draw_spectrogram(axes[0, 2], noise, title="step 5")
+  texts = [[t.get_text() for t in ax.texts] for ax in axes[0]]
+  assert texts == [[plotting.DEAD_LABEL], [plotting.SILENT_LABEL], []]
+  assert axes[0, 0].get_title() == f"step 0 [{plotting.DEAD_LABEL}]"
+  assert axes[0, 2].get_title() == "step 5"
+  # The dead panel is drawn at the floor, dark, not as a bright flat panel.
+  image = axes[0, 0].collections[0]
+  assert image.get_array().max() <= image.norm.vmin + 1e-9
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt.close(fig)

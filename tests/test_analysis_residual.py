@@ -62,7 +62,7 @@ def test_zero_and_identity_sonifications(model, multilabel):
   source = _source(multilabel=multilabel)
   score_fn = residual.make_classifier_fn(enc, head, ARCH, multilabel)
 
-  def fake_sonify(audio, layers):
+  def fake_sonify(audio, layers, indices=None):
     # layer 1: nothing removed; layer 2: the whole clip removed.
     return {1: np.zeros_like(audio), 2: audio.copy()}
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from sonify_jax.analysis import common, gallery, topk
+from sonify_jax.analysis import common, evolution, gallery, topk
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.models.architecture import CNN12_TINY
 
@@ -29,18 +29,37 @@ def page(tmp_path_factory):
                         for n in (800, 800, 1200, 1200, 800)], [0] * 5, 1,
                        ids=[f"c {i}&x" for i in range(5)])  # needs escaping
   dirs = {}
-  for name, seed, figures in (("contrastive", 1, True),
-                              ("supervised run", 2, False)):
+  # The contrastive model has an untrained init (its control), the other
+  # not: 4 and 3 sonification WAVs per shown clip.
+  for name, seed, figures, untrained in (
+      ("contrastive", 1, True, common.random_params(ARCH, 11)),
+      ("supervised run", 2, False, None)):
     out = str(root / f"topk_{seed}")
     topk.run_topk(common.random_params(ARCH, seed), ARCH, source, out,
                   layers=[1, 2], k=2, max_maps=2, batch_size=4,
                   figure_maps=0, pair_figures=figures, model_name=name,
-                  progress=False)
+                  progress=False, untrained=untrained,
+                  shared_clips=SHARED_CLIPS)
     dirs[name] = out
+  evo = str(root / "evolution")
+  evolution.run_evolution([(0, common.random_params(ARCH, 11)),
+                           (5, common.random_params(ARCH, 1))], ARCH, source,
+                          evo, layers=(1,), maps_per_layer=1, batch_size=4,
+                          progress=False)
   figure = str(sorted((root / "topk_1").glob("layer01/*.png"))[0])
   path = gallery.write_gallery(str(root / "site"), dirs, max_ranks=2,
-                               figures={"a study figure": figure})
+                               figures={"a study figure": figure},
+                               evolution={"contrastive": evo})
   return path
+
+
+SHARED_CLIPS = (0, 3)
+# Per model: 2 layers x (2 maps x 2 ranks + 2 shared clips) shown clips,
+# each one image and input + sonification + controls; plus the study
+# figure, and the evolution figure with its input and 2 steps.
+SHOWN = 2 * (2 * 2 + len(SHARED_CLIPS))
+NUM_IMAGES = 2 * SHOWN + 1 + 1
+NUM_WAVS = SHOWN * 4 + SHOWN * 3 + 3
 
 
 def test_page_is_self_contained(page):
@@ -49,10 +68,19 @@ def test_page_is_self_contained(page):
   assert not re.search(r"(?:src|href)=\"(?:https?:)?//", text)
   assert "<script src" not in text and "stylesheet" not in text
   srcs = re.findall(r'src="([^"]+)"', text)
-  # 2 models x 2 layers x 2 maps x 2 ranks, each an image and two audios,
-  # plus one study figure.
-  assert len([s for s in srcs if s.endswith(".png")]) == 17
-  assert len([s for s in srcs if s.endswith(".wav")]) == 32
+  assert len([s for s in srcs if s.endswith(".png")]) == NUM_IMAGES
+  assert len([s for s in srcs if s.endswith(".wav")]) == NUM_WAVS
+  # Every claim has its controls beside it, and the page says what to
+  # compare; figures open full size.
+  assert "untrained init (step 0) [control]" in text
+  assert "random live map [control]" in text
+  assert "What to compare." in text
+  assert text.count('target="_blank"') == NUM_IMAGES
+  # Same-clip rows hold the same clip in every model's cell.
+  for layer in (1, 2):
+    section = text.split(f'id="layer{layer}"')[1].split("Strongest maps")[0]
+    for ci in SHARED_CLIPS:
+      assert section.count(f"clip c {ci}&amp;x ") == 2
   for s in srcs:
     assert os.path.isfile(os.path.join(site, s.replace("%20", " ")))
   assert "c 0&amp;x" in text or "c 1&amp;x" in text
@@ -101,7 +129,8 @@ def test_page_in_headless_chromium(page):
         break
       time.sleep(0.3)
     site = os.path.dirname(page)
-    assert len(state["audio"]) == 32 and len(state["images"]) == 17
+    assert len(state["audio"]) == NUM_WAVS
+    assert len(state["images"]) == NUM_IMAGES
     for a in state["audio"]:
       assert a["error"] is None and a["canplay"] != "", a
       assert a["ready"] >= 1, a  # HAVE_METADATA: the source is playable

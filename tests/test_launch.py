@@ -202,6 +202,7 @@ def get_config(arg=None):
   c.aug = items.get("aug", "all")
   c.model = items.get("model", "cnn12")
   c.batch_size = 256
+  c.seed = 0
   c.augment = ml_collections.ConfigDict(dict(use_mix=True))
   return c
 '''
@@ -239,6 +240,29 @@ def test_sweep_dry_run_prints_one_command_per_setting(config_dir):
   # The ' x ' form of the task statement gives the same jobs.
   axes = sweep.parse_sweep_axes(["'tau=0.1,0.2' x 'aug=all,no_mix'"])
   assert axes == [("tau", ["0.1", "0.2"]), ("aug", ["all", "no_mix"])]
+
+
+def test_sweep_seeds_dry_run(config_dir):
+  cfg = config_dir / "simclr.py"
+  # No settings: seed0..2 directly under the workdir.
+  res = _cli("sweep", f"--config={cfg}", "--workdir=/w", "--seeds=3",
+             "--local_python=python", "--dry_run")
+  assert res.returncode == 0, res.stderr
+  assert res.stdout.strip().splitlines() == [shlex.join([
+      "python", "-m", "sonify_jax.main", f"--config={cfg}",
+      f"--workdir=/w/seed{i}", f"--config.seed={i}"]) for i in range(3)]
+  # With a sweep axis: every setting times every seed, seeds innermost.
+  res = _cli("sweep", f"--config={cfg}", "--workdir=/w", "--seeds=2",
+             "--sweep=tau=0.1,0.2", "--local_python=python", "--dry_run")
+  assert res.returncode == 0, res.stderr
+  assert res.stdout.strip().splitlines() == [shlex.join([
+      "python", "-m", "sonify_jax.main", f"--config={cfg}:tau={tau}",
+      f"--workdir=/w/tau={tau}/seed{i}", f"--config.seed={i}"])
+      for tau in ("0.1", "0.2") for i in range(2)]
+  jobs = sweep.make_jobs(str(cfg), "/w", None, seeds=2)
+  assert [j.name for j in jobs] == ["seed0", "seed1"]
+  with pytest.raises(ValueError, match="seeds"):
+    sweep.make_jobs(str(cfg), "/w", None, seeds=-1)
 
 
 def test_sweep_from_config_get_sweep(config_dir):

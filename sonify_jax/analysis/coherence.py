@@ -20,7 +20,7 @@ import numpy as np
 import scipy.signal
 
 from sonify_jax import outputs
-from sonify_jax.analysis import common
+from sonify_jax.analysis import common, controls
 from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
 
 Params = Any
@@ -56,10 +56,26 @@ def most_active_sonifications(params: Params, arch: Architecture,
                               audio: np.ndarray, layers: Tuple[int, ...],
                               batch_size: int) -> Dict[int, np.ndarray]:
   """``{layer: [B, T]}`` sonification of each clip's most active map."""
+  return condition_sonifications(controls.TRAINED, params, arch, audio,
+                                 layers, batch_size)
+
+
+def condition_sonifications(condition: str, params: Params,
+                            arch: Architecture, audio: np.ndarray,
+                            layers: Tuple[int, ...], batch_size: int,
+                            clip_indices: Optional[Sequence[int]] = None,
+                            seed: int = controls.DEFAULT_SEED
+                            ) -> Dict[int, np.ndarray]:
+  """``{layer: [B, T]}``: each clip's map for ``condition`` (see
+  ``controls.choose_maps``), sonified with ``params`` (the condition's
+  encoder: the untrained one for ``untrained``)."""
   acts = common.layer_activations(params, audio, layers, arch)
+  if clip_indices is None:
+    clip_indices = np.arange(audio.shape[0])
   out = {}
   for layer, a in zip(layers, acts):
-    maps = np.asarray(a).argmax(axis=1)
+    maps = controls.choose_maps(condition, np.asarray(a), clip_indices, layer,
+                                seed)
     out[layer] = common.sonify_pairs(params, audio, maps, layer, arch,
                                      batch_size)
   return out
@@ -69,18 +85,26 @@ def stream_coherence(params: Params, arch: Architecture, source,
                      layers: Optional[Sequence[int]] = None,
                      batch_size: int = 16, clip_samples: Optional[int] = None,
                      max_clips: Optional[int] = None, top: int = 5,
-                     nperseg: int = 256, progress: bool = True
-                     ) -> Dict[str, Any]:
-  """One model, one pass over ``source``.
+                     nperseg: int = 256, progress: bool = True,
+                     untrained: Optional[Params] = None,
+                     seed: int = controls.DEFAULT_SEED) -> Dict[str, Any]:
+  """One model, one pass over ``source``, with its controls.
 
+  Args:
+    untrained: the run's untrained encoder (the ``untrained`` control);
+      None leaves that control out.
+    seed: of the random-live-map control.
   Returns:
-    ``{'layers': [L...], 'mean': {layer: float}, 'clips': N,
-    'seconds': wall time incl. compiling, 'clips_per_s': N / seconds,
-    'clips_per_s_warm': clips/s after the first batch}``.
+    ``{'layers': [L...], 'mean': {layer: float} (trained), 'conditions':
+    {condition: {layer: float}}, 'clips': N, 'seconds': wall time incl.
+    compiling, 'clips_per_s': N / seconds, 'clips_per_s_warm': clips/s after
+    the first batch}``.
   """
   layers = common.check_layers(layers, arch)
   min_samples = arch.min_input_length(max(layers))
-  sums = {l: 0.0 for l in layers}
+  run = controls.RunParams(params, untrained, arch)
+  conditions = controls.conditions_of(run)
+  sums = {c: {l: 0.0 for l in layers} for c in conditions}
   count = 0
   total = len(source) if max_clips is None else min(len(source), max_clips)
   bar = common.Progress("coherence", total, enabled=progress)
@@ -89,12 +113,14 @@ def stream_coherence(params: Params, arch: Architecture, source,
   for batch in common.iter_clip_batches(source, batch_size, min_samples,
                                         clip_samples, max_clips):
     valid = batch["valid"]
-    sonifs = most_active_sonifications(params, arch, batch["audio"], layers,
-                                       batch_size)
-    for layer in layers:
-      scores = top_coherence(batch["audio"][valid], sonifs[layer][valid],
-                             top, nperseg)
-      sums[layer] += float(scores.sum())
+    for condition in conditions:
+      sonifs = condition_sonifications(
+          condition, controls.condition_params(condition, run), arch,
+          batch["audio"], layers, batch_size, batch["index"], seed)
+      for layer in layers:
+        scores = top_coherence(batch["audio"][valid], sonifs[layer][valid],
+                               top, nperseg)
+        sums[condition][layer] += float(scores.sum())
     count += int(valid.sum())
     if warm_start is None:
       warm_start = time.perf_counter()
@@ -106,8 +132,9 @@ def stream_coherence(params: Params, arch: Architecture, source,
   bar.close()
   if count == 0:
     raise ValueError("the source holds no clips")
-  return {"layers": list(layers),
-          "mean": {l: sums[l] / count for l in layers},
+  means = {c: {l: sums[c][l] / count for l in layers} for c in conditions}
+  return {"layers": list(layers), "mean": means[controls.TRAINED],
+          "conditions": means,
           "clips": count, "seconds": seconds,
           "clips_per_s": count / max(seconds, 1e-9),
           # Throughput once compiled (NaN with a single batch).
@@ -117,34 +144,59 @@ def stream_coherence(params: Params, arch: Architecture, source,
 
 def summarize_runs(per_run: Sequence[Dict[str, Any]], confidence: float = 0.95
                    ) -> Dict[str, Any]:
-  """Mean and t-interval half-width over runs, per layer."""
+  """Mean and t-interval half-width over runs, per layer and condition.
+
+  The top-level ``mean``/``ci_half_width``/``runs`` are the trained
+  model's; ``conditions`` holds the same for every condition; ``per_layer``
+  is ``{layer: {condition: mean}}`` (what ``analysis.aggregate`` reads).
+  """
   layers = per_run[0]["layers"]
-  means, halves = [], []
-  for layer in layers:
-    m, h = common.t_interval([r["mean"][layer] for r in per_run], confidence)
-    means.append(m)
-    halves.append(h)
-  return {"layers": list(layers), "mean": means, "ci_half_width": halves,
-          "runs": [[r["mean"][l] for l in layers] for r in per_run],
+  conditions = [c for c in controls.CONDITIONS
+                if all(c in r.get("conditions", {controls.TRAINED: 0})
+                       for r in per_run)]
+  table = {}
+  for condition in conditions:
+    runs = [[_condition_mean(r, condition)[l] for l in layers]
+            for r in per_run]
+    stats = [common.t_interval([r[i] for r in runs], confidence)
+             for i in range(len(layers))]
+    table[condition] = {"mean": [m for m, _ in stats],
+                        "ci_half_width": [h for _, h in stats],
+                        "runs": runs}
+  trained = table[controls.TRAINED]
+  return {"layers": list(layers), "mean": trained["mean"],
+          "ci_half_width": trained["ci_half_width"], "runs": trained["runs"],
+          "conditions": table,
+          "per_layer": {str(l): {c: table[c]["mean"][i] for c in conditions}
+                        for i, l in enumerate(layers)},
           "confidence": confidence}
 
 
-def run_coherence(models: Dict[str, Sequence[Tuple[Params, Architecture]]],
+def _condition_mean(run: Dict[str, Any], condition: str) -> Dict[int, float]:
+  if "conditions" in run:
+    return run["conditions"][condition]
+  return run["mean"]  # a trained-only result
+
+
+def run_coherence(models: Dict[str, Sequence[Any]],
                   source, out_dir: str,
                   layers: Optional[Sequence[int]] = None,
                   batch_size: int = 16, clip_samples: Optional[int] = None,
                   max_clips: Optional[int] = None, top: int = 5,
-                  nperseg: int = 256, progress: bool = True
-                  ) -> Dict[str, Any]:
+                  nperseg: int = 256, progress: bool = True,
+                  seed: int = controls.DEFAULT_SEED) -> Dict[str, Any]:
   """Coherence study for several model kinds, several runs each.
 
   Args:
-    models: ``{'contrastive': [(params, arch), ...], 'supervised': [...]}``
-      -- each list holds the runs (seeds) of one kind.
+    models: ``{'contrastive': [run, ...], 'supervised': [...]}`` -- each
+      list holds the runs (seeds) of one kind; a run is a
+      ``controls.RunParams`` (trained + untrained encoder) or a
+      ``(params, arch)`` pair (no untrained control).
     source: ClipSource of eval clips.
     out_dir: writes ``coherence.json`` and ``coherence.png``.
+    seed: of the random-live-map control.
   Returns:
-    ``{kind: summarize_runs(...) plus 'clips_per_s'}``.
+    ``{kind: summarize_runs(...) plus 'clips_per_s', 'num_runs'}``.
   """
   from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
   os.makedirs(out_dir, exist_ok=True)
@@ -153,11 +205,13 @@ def run_coherence(models: Dict[str, Sequence[Tuple[Params, Architecture]]],
     if not runs:
       raise ValueError(f"model kind {kind!r} has no runs")
     per_run = []
-    for i, (params, arch) in enumerate(runs):
+    for i, run in enumerate(runs):
+      run = controls.as_run(run)
       common.log(f"coherence: {kind} run {i + 1}/{len(runs)}")
-      per_run.append(stream_coherence(params, arch, source, layers,
+      per_run.append(stream_coherence(run.trained, run.arch, source, layers,
                                       batch_size, clip_samples, max_clips,
-                                      top, nperseg, progress))
+                                      top, nperseg, progress,
+                                      untrained=run.untrained, seed=seed))
     summary[kind] = summarize_runs(per_run)
     clips = sum(r["clips"] for r in per_run)
     seconds = sum(r["seconds"] for r in per_run)
@@ -168,13 +222,16 @@ def run_coherence(models: Dict[str, Sequence[Tuple[Params, Architecture]]],
                                          else float("nan"))
     summary[kind]["num_runs"] = len(per_run)
   first = next(iter(summary.values()))
-  summary_layers = first["layers"]
-  figures.layer_curves(
-      os.path.join(out_dir, "coherence.png"), summary_layers,
-      {f"{k} (n={v['num_runs']} run{'s' if v['num_runs'] > 1 else ''})":
-       (v["mean"], v["ci_half_width"]) for k, v in summary.items()},
+  figures.condition_curves(
+      os.path.join(out_dir, "coherence.png"), first["layers"],
+      {k: ({c: (t["mean"], t["ci_half_width"])
+            for c, t in v["conditions"].items()}, v["num_runs"])
+       for k, v in summary.items()},
       ylabel=f"mean top-{top} coherence",
-      title="Input vs most-active-map sonification (95% t-interval over runs)")
+      title="Input vs its most active map's sonification")
   outputs.write_json(os.path.join(out_dir, "coherence.json"),
-                  {"top": top, "nperseg": nperseg, "models": summary})
+                     {"top": top, "nperseg": nperseg, "seed": seed,
+                      "metric": f"top{top}_coherence",
+                      "conditions": list(controls.CONDITIONS),
+                      "models": summary})
   return summary

@@ -317,3 +317,4 @@ def random_params(arch: Architecture, seed: int = 0) -> Params:
     return (rng.standard_normal(leaf.shape) / np.sqrt(fan_in)
             ).astype(np.float32)
   return jax.tree_util.tree_map_with_path(fill, shapes)
+

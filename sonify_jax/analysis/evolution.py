@@ -55,7 +55,9 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
     maps_per_layer: strongest maps (top-1 activation, final checkpoint).
   Returns:
     ``{'steps': [...], 'layers': {str(layer): [{'map', 'clip_index',
-    'clip_id', 'activation', 'wavs': {str(step): path}}]}, 'figures': {...}}``.
+    'clip_id', 'activation', 'wavs': {str(step): path}, 'dead': {str(step):
+    all-zero sonification}}]}, 'figures': {...}}``. Step 0 (the untrained
+    init, which the trainer always keeps) is the control.
   """
   from sonify_jax.analysis import figures, topk  # pylint: disable=g-import-not-at-top
   if not checkpoints:
@@ -96,7 +98,9 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
     for r, m in enumerate(maps):
       entry = {"map": int(m), "clip_index": int(clip_ids[r]),
                "clip_id": str(source[int(clip_ids[r])].get("id", "")),
-               "activation": float(tops[layer].values[m, 0]), "wavs": {}}
+               "activation": float(tops[layer].values[m, 0]), "wavs": {},
+               "dead": {str(step): not bool(np.any(s))
+                        for step, s in zip(steps, rows[r])}}
       if write_wavs:
         entry["input_wav"] = os.path.relpath(audio_io.write_wav(
             os.path.join(layer_dir, f"map{m:04d}_input.wav"), clips[r],

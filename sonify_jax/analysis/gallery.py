@@ -6,11 +6,17 @@ topk_dir_b})`` copies each model's WAVs and spectrogram PNGs next to the page
 JS inline, no network access, every path relative, so the folder can be
 zipped, copied or opened from a file manager.
 
-Layout: one section per layer; inside, one column per model (side by side),
-each listing that model's reported feature maps; per map, its top clips with
-the input and the sonification playable, and the input|sonification
-spectrogram pair. Map ``m`` of one model has no relation to map ``m`` of
-another, so rows pair the models' maps by rank of strength, not by index.
+Layout: a two-sentence guide to what a listener should compare; the study
+figures (with their controls as dashed lines; click to enlarge); then one
+section per layer. In a section, first the *same clips* through every model
+(each model's most active map on that clip, with the top-k study's
+``shared_clips``), then the models' strongest maps side by side, row i
+pairing each model's i-th strongest map (map ``m`` of one model has no
+relation to map ``m`` of another). Every sonification is shown and playable
+next to its controls: the same map of the run's untrained init, and a random
+live map of the trained model on the same clip. Dead (all-zero)
+sonifications are labelled as such. Feature-evolution figures, if given,
+come last, full width, with every step's audio.
 """
 import html
 import json
@@ -21,8 +27,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from sonify_jax import audio_io
-from sonify_jax.analysis import common
+from sonify_jax import atomic_io, audio_io, plotting
+from sonify_jax.analysis import common, controls
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1em 2em;background:#fafafa;
@@ -36,6 +42,9 @@ gap:1em}
 .map{border-top:1px dashed #ddd;padding:.4em 0}
 .map h4{margin:.2em 0;font-size:.9em}
 .clip{margin:.4em 0}.clip img{width:100%;height:auto;display:block}
+figure.study img{max-width:48em;width:100%}figure.wide img{width:100%}
+figure{margin:1em 0}.guide{background:#eef4ff;padding:.6em;border-radius:6px}
+.dead{color:#b00;font-weight:bold}
 .players{display:flex;gap:.5em;flex-wrap:wrap;font-size:.8em}
 .players label{display:flex;flex-direction:column}
 audio{width:16em;max-width:100%}
@@ -71,15 +80,54 @@ def _slug(name: str) -> str:
 
 
 def _copy(src: str, dst: str) -> None:
-  os.makedirs(os.path.dirname(dst), exist_ok=True)
-  tmp = dst + ".tmp"
-  shutil.copyfile(src, tmp)
-  os.replace(tmp, dst)
+  with atomic_io.atomic_path(dst) as tmp:
+    shutil.copyfile(src, tmp)
+
+
+def _asset(topk_dir: str, out_dir: str, asset_root: str, rel: str) -> str:
+  """Copies ``topk_dir/rel`` beside the page; returns its page path."""
+  dst = os.path.join(asset_root, rel)
+  _copy(os.path.join(topk_dir, rel), os.path.join(out_dir, dst))
+  return dst
+
+
+def _load_entry(name: str, layer: str, e: Dict[str, Any], topk_dir: str,
+                out_dir: str, asset_root: str) -> Dict[str, Any]:
+  """One index entry with its WAVs/PNG copied (the PNG drawn if missing)."""
+  item = dict(e)
+  for key in ("input_wav", "sonification_wav"):
+    item[key] = _asset(topk_dir, out_dir, asset_root, e[key])
+  item["controls"] = {}
+  for condition, view in (e.get("controls") or {}).items():
+    item["controls"][condition] = dict(
+        view, sonification_wav=_asset(topk_dir, out_dir, asset_root,
+                                      view["sonification_wav"]))
+  if e.get("figure"):
+    item["figure"] = _asset(topk_dir, out_dir, asset_root, e["figure"])
+  else:  # top-k run without pair figures: draw them now
+    from sonify_jax import plotting  # pylint: disable=g-import-not-at-top
+    rel = os.path.join(asset_root, os.path.splitext(e["sonification_wav"])[0]
+                       + ".png")
+    panels = [("input", audio_io.load_audio(
+        os.path.join(out_dir, item["input_wav"]))),
+              ("sonification", audio_io.load_audio(
+                  os.path.join(out_dir, item["sonification_wav"])))]
+    for condition, view in item["controls"].items():
+      panels.append((controls.LABELS.get(condition, condition),
+                     audio_io.load_audio(os.path.join(
+                         out_dir, view["sonification_wav"]))))
+    plotting.save_panels_figure(
+        os.path.join(out_dir, rel), panels,
+        title=f"{name} layer {layer} map {e.get('map', '?')} rank "
+        f"{e['rank'] + 1}")
+    item["figure"] = rel
+  return item
 
 
 def _load_model(name: str, topk_dir: str, out_dir: str, max_ranks: int
                 ) -> Dict[str, Any]:
-  """Copies one model's assets; returns ``{layer: [(map, [clip...])]}``."""
+  """Copies one model's assets; returns its layers (maps strongest first),
+  its same-clip entries and its per-layer control numbers."""
   with open(os.path.join(topk_dir, "topk.json")) as f:
     index = json.load(f)
   asset_root = os.path.join("assets", _slug(name))
@@ -87,37 +135,22 @@ def _load_model(name: str, topk_dir: str, out_dir: str, max_ranks: int
   for layer, maps in index["layers"].items():
     entries = []
     for m, clips in maps.items():
-      kept = []
-      for e in clips[:max_ranks]:
-        item = dict(e)
-        for key in ("input_wav", "sonification_wav"):
-          rel = os.path.join(asset_root, e[key])
-          _copy(os.path.join(topk_dir, e[key]), os.path.join(out_dir, rel))
-          item[key] = rel
-        rel_png = os.path.join(asset_root,
-                               e["figure"] or
-                               os.path.splitext(e["sonification_wav"])[0]
-                               + ".png")
-        if e.get("figure"):
-          _copy(os.path.join(topk_dir, e["figure"]),
-                os.path.join(out_dir, rel_png))
-        else:  # top-k run without pair figures: draw them now
-          from sonify_jax import plotting  # pylint: disable=g-import-not-at-top
-          plotting.save_pair_figure(
-              os.path.join(out_dir, rel_png),
-              audio_io.load_audio(os.path.join(out_dir, item["input_wav"])),
-              audio_io.load_audio(os.path.join(out_dir,
-                                               item["sonification_wav"])),
-              title=f"{name} layer {layer} map {m} rank {e['rank'] + 1}")
-        item["figure"] = rel_png
-        kept.append(item)
+      kept = [_load_entry(name, layer, dict(e, map=int(m)), topk_dir,
+                          out_dir, asset_root) for e in clips[:max_ranks]]
       top = max((c["activation"] for c in kept), default=-np.inf)
       entries.append((int(m), kept, top))
     # Strongest maps first, so row i pairs each model's i-th strongest map.
     entries.sort(key=lambda t: (-t[2], t[0]))
     layers[int(layer)] = [(m, kept) for m, kept, _ in entries]
+  same_clip = {int(l): {e["clip_index"]: _load_entry(name, l, e, topk_dir,
+                                                     out_dir, asset_root)
+                        for e in entries}
+               for l, entries in (index.get("same_clip") or {}).items()}
   return {"name": name, "arch": index.get("arch", "?"),
-          "source": index.get("source", "?"), "layers": layers}
+          "source": index.get("source", "?"), "layers": layers,
+          "same_clip": same_clip,
+          "per_layer": {int(l): v for l, v in
+                        (index.get("per_layer") or {}).items()}}
 
 
 def _url(path: str) -> str:
@@ -126,26 +159,105 @@ def _url(path: str) -> str:
   return quote(path.replace(os.sep, "/"))
 
 
-def _clip_html(model: str, layer: int, m: int, e: Dict[str, Any]) -> str:
+def _player(label: str, src: str, dead: bool = False, extra: str = "") -> str:
   esc = html.escape
-  alt = f"{model} layer {layer} map {m} rank {e['rank'] + 1} spectrograms"
+  dead_note = (f' <span class="dead">{esc(plotting.DEAD_LABEL)}</span>'
+               if dead else "")
+  return (f'<label>{esc(label)}{esc(extra)}{dead_note}<audio controls '
+          f'preload="metadata" src="{_url(src)}"></audio></label>')
+
+
+def _clip_html(model: str, layer: int, m: int, e: Dict[str, Any],
+               heading: str = "") -> str:
+  esc = html.escape
+  alt = (f"{model} layer {layer} map {m} rank {e['rank'] + 1}: input, "
+         "sonification and controls")
+  coh = e.get("coherence")
+  players = [_player("input", e["input_wav"]),
+             _player(f"trained: map {m}", e["sonification_wav"],
+                     e.get("dead", False),
+                     f" (coh {coh:.2f})" if coh is not None else "")]
+  for condition, view in e.get("controls", {}).items():
+    players.append(_player(
+        f"{controls.LABELS.get(condition, condition)}: map {view['map']}",
+        view["sonification_wav"], view.get("dead", False),
+        f" (coh {view['coherence']:.2f})"
+        if view.get("coherence") is not None else ""))
   return (
       '<div class="clip">'
-      f'<div class="meta">rank {e["rank"] + 1}: clip '
-      f'{esc(str(e["clip_id"]))} (activation {e["activation"]:.3g})</div>'
-      f'<img src="{_url(e["figure"])}" alt="{esc(alt)}" loading="eager">'
-      '<div class="players">'
-      f'<label>input<audio controls preload="metadata" '
-      f'src="{_url(e["input_wav"])}"></audio></label>'
-      f'<label>sonification<audio controls preload="metadata" '
-      f'src="{_url(e["sonification_wav"])}"></audio></label>'
-      '</div></div>')
+      f'<div class="meta">{esc(heading)}clip {esc(str(e["clip_id"]))} '
+      f'(activation {e["activation"]:.3g})</div>'
+      f'<a href="{_url(e["figure"])}" target="_blank">'
+      f'<img src="{_url(e["figure"])}" alt="{esc(alt)}" loading="eager"></a>'
+      f'<div class="players">{"".join(players)}</div></div>')
+
+
+def _controls_line(model: Dict[str, Any], layer: int) -> str:
+  """The per-layer numbers a listener's impression is checked against."""
+  numbers = model["per_layer"].get(layer)
+  if not numbers:
+    return ""
+  text = "; ".join(f"{controls.LABELS.get(c, c)} {numbers[c]:.3f}"
+                   for c in controls.CONDITIONS if c in numbers)
+  return (f'<p class="meta">Mean top-5 coherence of these sonifications '
+          f"with their clips: {html.escape(text)}.</p>")
+
+
+_GUIDE = (
+    "Play each input, then the trained map's sonification, then its two "
+    "controls on the same clip: the same map in the untrained init of the "
+    "run, and a random live map of the trained model. A map has learned "
+    "something only where its sonification keeps more of the input's "
+    "character (pitch, rhythm, timbre) than both controls do; compare the "
+    "models on the same clip at the same layer and activation rank.")
+
+
+def _figure_html(rel: str, caption: str, wide: bool) -> str:
+  esc = html.escape
+  return (f'<figure class="{"wide" if wide else "study"}"><a href="{_url(rel)}"'
+          f' target="_blank" title="open full size"><img src="{_url(rel)}" '
+          f'alt="{esc(caption)}"></a><figcaption class="meta">{esc(caption)}'
+          " (click to enlarge)</figcaption></figure>")
+
+
+def _evolution_html(name: str, evo_dir: str, out_dir: str) -> List[str]:
+  """Full-width evolution figures and, per (map, clip), its audio at every
+  kept step."""
+  with open(os.path.join(evo_dir, "evolution.json")) as f:
+    evo = json.load(f)
+  root = os.path.join("assets", "evolution_" + _slug(name))
+  parts = [f"<h2>Feature evolution over training: {html.escape(name)}</h2>",
+           '<p class="meta">The final model\'s strongest maps, each on its '
+           "top clip, sonified at every kept checkpoint (step 0 is the "
+           "untrained init: the control).</p>"]
+  for layer, entries in sorted(evo["layers"].items(), key=lambda t: int(t[0])):
+    fig = evo["figures"].get(layer)
+    if fig:
+      parts.append(_figure_html(
+          _asset(evo_dir, out_dir, root, fig),
+          f"{name}, layer {layer}: the same (map, clip) pairs sonified at "
+          f"steps {evo['steps']}", wide=True))
+    rows = []
+    for e in entries:
+      cells = [_player("input", _asset(evo_dir, out_dir, root,
+                                       e["input_wav"]))] if e.get(
+                                           "input_wav") else []
+      cells += [_player(f"step {step}", _asset(evo_dir, out_dir, root, wav),
+                        bool(e.get("dead", {}).get(step, False)))
+                for step, wav in sorted(e.get("wavs", {}).items(),
+                                        key=lambda t: int(t[0]))]
+      rows.append(f'<div class="map"><h4>layer {html.escape(layer)} map '
+                  f'{e["map"]}, clip {html.escape(str(e["clip_id"]))}</h4>'
+                  f'<div class="players">{"".join(cells)}</div></div>')
+    parts.extend(rows)
+  return parts
 
 
 def write_gallery(out_dir: str, models: Dict[str, str],
                   title: str = "sonify_jax listening gallery",
                   max_ranks: int = 3, notes: Optional[str] = None,
-                  figures: Optional[Dict[str, str]] = None) -> str:
+                  figures: Optional[Dict[str, str]] = None,
+                  evolution: Optional[Dict[str, str]] = None) -> str:
   """Writes ``out_dir/index.html`` and its assets; returns the page's path.
 
   Args:
@@ -155,7 +267,10 @@ def write_gallery(out_dir: str, models: Dict[str, str],
     max_ranks: top clips shown per map.
     notes: optional paragraph of plain text under the title.
     figures: optional ``{caption: png path}`` study figures (e.g. the
-      coherence plot) copied beside the page and shown above the layers.
+      coherence plot, with its controls) copied beside the page and shown
+      above the layers, click to enlarge.
+    evolution: optional ``{model name: folder of a run_evolution output}``:
+      full-width figures and every step's audio.
   """
   if not models:
     raise ValueError("no models to show")
@@ -175,16 +290,14 @@ def write_gallery(out_dir: str, models: Dict[str, str],
       f"<h1>{esc(title)}</h1>"]
   if notes:
     parts.append(f"<p>{esc(notes)}</p>")
+  parts.append(f'<p class="guide"><b>What to compare.</b> {esc(_GUIDE)}</p>')
   parts.append("<p class=\"meta\">" + "; ".join(
       f"{esc(m['name'])}: {esc(m['arch'])} on {esc(m['source'])}"
-      for m in loaded) + ". Each map shows its top clips: the input, and the "
-      "deconvnet sonification of that map alone.</p>")
+      for m in loaded) + ".</p>")
   for i, (caption, png) in enumerate((figures or {}).items()):
     rel = os.path.join("assets", "figures", f"{i:02d}_{os.path.basename(png)}")
     _copy(png, os.path.join(out_dir, rel))
-    parts.append(f'<figure><img src="{_url(rel)}" alt="{esc(caption)}" '
-                 f'style="max-width:40em;width:100%"><figcaption class="meta">'
-                 f'{esc(caption)}</figcaption></figure>')
+    parts.append(_figure_html(rel, caption, wide=False))
   parts.append('<p><label>Layer: <select id="layer-select">'
                '<option value="all">all</option>' +
                "".join(f'<option value="{l}">{l}</option>' for l in layers) +
@@ -193,24 +306,57 @@ def write_gallery(out_dir: str, models: Dict[str, str],
                "</nav></p>")
   for layer in layers:
     parts.append(f'<section class="layer" id="layer{layer}" '
-                 f'data-layer="{layer}"><h2>Layer {layer}</h2>'
-                 f'<div class="models" style="--n:{len(loaded)}">')
-    for model in loaded:
-      parts.append(f'<div class="model"><h3>{esc(model["name"])}</h3>')
-      maps = model["layers"].get(layer)
-      if not maps:
-        parts.append('<p class="meta">not studied for this model</p>')
-      for m, clips in maps or []:
-        parts.append(f'<div class="map"><h4>map {m}</h4>')
-        parts.extend(_clip_html(model["name"], layer, m, e) for e in clips)
+                 f'data-layer="{layer}"><h2>Layer {layer}</h2>')
+    parts.extend(_same_clip_html(loaded, layer))
+    parts.append(f"<h3>Strongest maps, paired by activation rank</h3>"
+                 f'<div class="models" style="--n:{len(loaded)}">' +
+                 "".join(f'<div class="model"><h3>{esc(m["name"])}</h3>'
+                         f"{_controls_line(m, layer)}</div>"
+                         for m in loaded) + "</div>")
+    ranks = max(len(m["layers"].get(layer, [])) for m in loaded)
+    for rank in range(ranks):
+      parts.append(f'<div class="models" style="--n:{len(loaded)}">')
+      for model in loaded:
+        maps = model["layers"].get(layer, [])
+        parts.append('<div class="model">')
+        if rank >= len(maps):
+          parts.append('<p class="meta">not studied for this model</p>')
+        else:
+          m, clips = maps[rank]
+          parts.append(f'<div class="map"><h4>{esc(model["name"])}: '
+                       f"strongest map #{rank + 1} (map {m})</h4>")
+          parts.extend(_clip_html(model["name"], layer, m, e,
+                                  f"rank {e['rank'] + 1}: ") for e in clips)
+          parts.append("</div>")
         parts.append("</div>")
       parts.append("</div>")
-    parts.append("</div></section>")
+    parts.append("</section>")
+  for name, evo_dir in (evolution or {}).items():
+    parts.extend(_evolution_html(name, evo_dir, out_dir))
   parts.append(f"<script>{_JS}</script></body></html>")
   path = os.path.join(out_dir, "index.html")
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write("\n".join(parts))
-  os.replace(tmp, path)
+  atomic_io.write_text(path, "\n".join(parts))
   common.log(f"gallery: {path}")
   return path
+
+
+def _same_clip_html(loaded: List[Dict[str, Any]], layer: int) -> List[str]:
+  """Rows: a clip every model saw; cells: each model's most active map on
+  it at this layer, with the controls."""
+  clips = None
+  for model in loaded:
+    ids = set(model["same_clip"].get(layer, {}))
+    clips = ids if clips is None else clips & ids
+  if not clips:
+    return []
+  parts = ["<h3>Same clip through each model (its most active map at this "
+           "layer)</h3>"]
+  for ci in sorted(clips):
+    parts.append(f'<div class="models" style="--n:{len(loaded)}">')
+    for model in loaded:
+      e = model["same_clip"][layer][ci]
+      parts.append(f'<div class="model"><h4>{html.escape(model["name"])}'
+                   "</h4>" + _clip_html(model["name"], layer, e["map"], e) +
+                   "</div>")
+    parts.append("</div>")
+  return parts

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from sonify_jax import outputs
-from sonify_jax.analysis import common
+from sonify_jax.analysis import common, controls
 from sonify_jax.models.architecture import Architecture
 from sonify_jax.models.cnn12 import CNN12
 
@@ -205,31 +205,14 @@ class _Reordered:
     return self.source[int(self.order[i])]
 
 
-def run_layer_importance(params: Params, arch: Architecture, train_source,
-                         test_source, out_dir: str,
-                         layers: Optional[Sequence[int]] = None,
-                         modes: Sequence[str] = ("fconly", "full"),
-                         probe_steps: int = 300, full_steps: int = 100,
-                         full_learning_rate: float = 1e-3,
-                         batch_size: int = 16,
-                         clip_samples: Optional[int] = None,
-                         max_clips: Optional[int] = None,
-                         metric: str = "mAP", progress: bool = True
-                         ) -> Dict[str, Dict[int, Dict[str, float]]]:
-  """Scores per truncation depth; writes layer_importance.{json,png}.
-
-  ``clip_samples`` must be at least the receptive field of the deepest layer
-  for fixed-length crops; by default clips are used whole.
-  """
-  from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
-  layers = common.check_layers(layers, arch)
-  for mode in modes:
-    if mode not in ("fconly", "full"):
-      raise ValueError(f"mode must be 'fconly' or 'full', got {mode!r}")
+def _probe_layers(params, arch, train_source, test_source, layers, modes,
+                  probe_steps, full_steps, full_learning_rate, batch_size,
+                  clip_samples, max_clips, progress, label):
+  """``{mode: {layer: metrics}}`` of one encoder."""
   multilabel = bool(train_source.multilabel)
   results: Dict[str, Dict[int, Dict[str, float]]] = {m: {} for m in modes}
   for layer in layers:
-    common.log(f"layer importance: layer {layer}")
+    common.log(f"layer importance ({label}): layer {layer}")
     x_tr, y_tr = extract_features(params, arch, train_source, layer,
                                   batch_size, clip_samples, max_clips,
                                   progress)
@@ -251,13 +234,79 @@ def run_layer_importance(params: Params, arch: Architecture, train_source,
                                   progress)
       results["full"][layer] = _metrics(tuned.scores(x_te2), y_te,
                                         multilabel)
+  return results
+
+
+def prior_baseline(train_source, test_source,
+                   max_clips: Optional[int] = None) -> Dict[str, float]:
+  """Metrics of the trivial classifier that scores every test clip with the
+  train set's class frequencies (what a probe must beat)."""
+  def labels(source):
+    n = len(source) if max_clips is None else min(len(source), max_clips)
+    return np.stack([np.asarray(source[i]["label"]) for i in range(n)])
+  multilabel = bool(train_source.multilabel)
+  y_tr, y_te = labels(train_source), labels(test_source)
+  hot = y_tr if multilabel else np.eye(train_source.num_classes)[y_tr]
+  prior = hot.astype(np.float64).mean(0)
+  return _metrics(np.tile(prior, (len(y_te), 1)), y_te, multilabel)
+
+
+def run_layer_importance(params: Params, arch: Architecture, train_source,
+                         test_source, out_dir: str,
+                         layers: Optional[Sequence[int]] = None,
+                         modes: Sequence[str] = ("fconly", "full"),
+                         probe_steps: int = 300, full_steps: int = 100,
+                         full_learning_rate: float = 1e-3,
+                         batch_size: int = 16,
+                         clip_samples: Optional[int] = None,
+                         max_clips: Optional[int] = None,
+                         metric: str = "mAP", progress: bool = True,
+                         untrained: Optional[Params] = None
+                         ) -> Dict[str, Dict[int, Dict[str, float]]]:
+  """Scores per truncation depth; writes layer_importance.{json,png}.
+
+  With ``untrained`` (the run's untrained init), the same probes are fit on
+  it as the control; the class-prior classifier is the trivial baseline.
+  There is no random-map control here: a probe reads every map of a layer
+  (``per_layer``'s ``random_map`` is null).
+
+  ``clip_samples`` must be at least the receptive field of the deepest layer
+  for fixed-length crops; by default clips are used whole.
+
+  Returns:
+    ``{mode: {layer: metrics}}`` of the trained encoder, plus
+    ``'untrained'`` (same shape, if given) and ``'prior'`` (metrics).
+  """
+  from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
+  layers = common.check_layers(layers, arch)
+  for mode in modes:
+    if mode not in ("fconly", "full"):
+      raise ValueError(f"mode must be 'fconly' or 'full', got {mode!r}")
+  args = (arch, train_source, test_source, layers, modes, probe_steps,
+          full_steps, full_learning_rate, batch_size, clip_samples, max_clips,
+          progress)
+  conditions = {controls.TRAINED: _probe_layers(params, *args, "trained")}
+  if untrained is not None:
+    conditions[controls.UNTRAINED] = _probe_layers(untrained, *args,
+                                                   "untrained")
+  prior = prior_baseline(train_source, test_source, max_clips)
+  results: Dict[str, Any] = dict(conditions[controls.TRAINED])
   os.makedirs(out_dir, exist_ok=True)
-  figures.layer_curves(
+  figures.condition_curves(
       os.path.join(out_dir, "layer_importance.png"), layers,
-      {m: ([results[m][l][metric] for l in layers], None) for m in modes},
-      ylabel=metric, title="Truncated encoder (blocks 1..L) + linear head")
-  outputs.write_json(os.path.join(out_dir, "layer_importance.json"),
-                  {"metric": metric, "layers": list(layers),
-                   "results": {m: {str(l): v for l, v in r.items()}
-                               for m, r in results.items()}})
+      {m: ({c: ([r[m][l][metric] for l in layers], None)
+            for c, r in conditions.items()}, 1) for m in modes},
+      ylabel=metric, title="Truncated encoder (blocks 1..L) + linear head",
+      baselines={f"class prior {prior[metric]:.3f}": prior[metric]})
+  outputs.write_json(os.path.join(out_dir, "layer_importance.json"), {
+      "metric": metric, "layers": list(layers),
+      "results": {m: {str(l): v for l, v in r.items()}
+                  for m, r in results.items()},
+      "per_layer": {str(l): {
+          **{c: {m: r[m][l] for m in modes} for c, r in conditions.items()},
+          controls.RANDOM_MAP: None} for l in layers},
+      "prior_baseline": prior})
+  if untrained is not None:
+    results[controls.UNTRAINED] = conditions[controls.UNTRAINED]
+  results["prior"] = prior
   return results

@@ -4,7 +4,9 @@ For each layer L, every eval clip ``x`` is replaced by the residual
 ``x - s_L(x)``, where ``s_L(x)`` is the (peak-scaled) sonification of the
 clip's most active map of layer L, and the classifier is re-evaluated. If a
 layer's top map captures what the classifier relies on, removing it costs
-mAP; the plot shows mAP per layer against the baseline on the intact clips.
+mAP; the plot shows mAP per layer against the baseline on the intact clips,
+next to the controls (``analysis.controls``): the untrained init's most
+active map, and a random live map, subtracted instead.
 
 The classifier is a ``ClassifierModel``'s (encoder params, head params);
 :func:`make_classifier_fn` turns them into a jit-compiled scoring function,
@@ -12,19 +14,20 @@ and :func:`evaluate_residuals` takes any scoring function and any
 sonification function, so each is testable on its own.
 """
 import os
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax import outputs
-from sonify_jax.analysis import common
+from sonify_jax.analysis import common, controls
 from sonify_jax.models.architecture import Architecture
 
 Params = Any
 ScoreFn = Callable[[np.ndarray], np.ndarray]          # [B, T] -> [B, C]
-SonifyFn = Callable[[np.ndarray, Tuple[int, ...]], Dict[int, np.ndarray]]
+# (audio [B, T], layers, clip indices [B]) -> {layer: [B, T]}
+SonifyFn = Callable[..., Dict[int, np.ndarray]]
 
 
 def make_classifier_fn(encoder_params: Params, head_params: Params,
@@ -47,15 +50,28 @@ def make_classifier_fn(encoder_params: Params, head_params: Params,
   return lambda audio: np.asarray(scores(jnp.asarray(audio, jnp.float32)))
 
 
+def condition_sonify_fn(condition: str, run: controls.RunParams,
+                        batch_size: int,
+                        seed: int = controls.DEFAULT_SEED) -> SonifyFn:
+  """What a condition subtracts: the trained model's most active map, the
+  untrained init's most active map, or a random live map of the trained
+  model (``controls.choose_maps``), each sonified by its own encoder."""
+  from sonify_jax.analysis import coherence  # pylint: disable=g-import-not-at-top
+  params = controls.condition_params(condition, run)
+
+  def fn(audio, layers, indices=None):
+    return coherence.condition_sonifications(condition, params, run.arch,
+                                             audio, tuple(layers), batch_size,
+                                             indices, seed)
+  return fn
+
+
 def most_active_sonify_fn(params: Params, arch: Architecture,
                           batch_size: int) -> SonifyFn:
   """The study's default: each clip's most active map per layer."""
-  from sonify_jax.analysis import coherence  # pylint: disable=g-import-not-at-top
-
-  def fn(audio, layers):
-    return coherence.most_active_sonifications(params, arch, audio, layers,
-                                               batch_size)
-  return fn
+  return condition_sonify_fn(controls.TRAINED,
+                             controls.RunParams(params, None, arch),
+                             batch_size)
 
 
 def _metrics(scores, labels, multilabel):
@@ -63,8 +79,9 @@ def _metrics(scores, labels, multilabel):
   return metrics.compute_metrics(scores, labels, multilabel)
 
 
-def evaluate_residuals(score_fn: ScoreFn, sonify_fn: SonifyFn, source,
-                       layers: Sequence[int], min_samples: int,
+def evaluate_residuals(score_fn: ScoreFn,
+                       sonify_fn: Union[SonifyFn, Dict[str, SonifyFn]],
+                       source, layers: Sequence[int], min_samples: int,
                        batch_size: int = 16,
                        clip_samples: Optional[int] = None,
                        max_clips: Optional[int] = None,
@@ -73,13 +90,19 @@ def evaluate_residuals(score_fn: ScoreFn, sonify_fn: SonifyFn, source,
 
   Only scores ``[N, C]`` and labels are kept, never the clips.
 
+  Args:
+    sonify_fn: what to subtract, ``(audio [B, T], layers, clip indices [B])
+      -> {layer: [B, T]}``; or ``{condition: such a function}``.
   Returns:
-    ``{'baseline': metrics, 'layers': {layer: metrics}, 'clips': N}`` with
-    metrics from ``sonify_jax.train.metrics.compute_metrics``.
+    ``{'baseline': metrics, 'layers': {layer: metrics} (the first
+    condition's), 'conditions': {condition: {layer: metrics}}, 'clips': N}``
+    with metrics from ``sonify_jax.train.metrics.compute_metrics``.
   """
   layers = tuple(layers)
-  base, per_layer = [], {l: [] for l in layers}
-  labels = []
+  fns = (dict(sonify_fn) if isinstance(sonify_fn, dict)
+         else {controls.TRAINED: sonify_fn})
+  base, labels = [], []
+  per = {c: {l: [] for l in layers} for c in fns}
   total = len(source) if max_clips is None else min(len(source), max_clips)
   bar = common.Progress("residual", total, enabled=progress)
   for batch in common.iter_clip_batches(source, batch_size, min_samples,
@@ -87,9 +110,10 @@ def evaluate_residuals(score_fn: ScoreFn, sonify_fn: SonifyFn, source,
     valid = batch["valid"]
     audio = batch["audio"]
     base.append(score_fn(audio)[valid])
-    sonifs = sonify_fn(audio, layers)
-    for layer in layers:
-      per_layer[layer].append(score_fn(audio - sonifs[layer])[valid])
+    for condition, fn in fns.items():
+      sonifs = fn(audio, layers, batch["index"])
+      for layer in layers:
+        per[condition][layer].append(score_fn(audio - sonifs[layer])[valid])
     labels.append(batch["label"][valid])
     bar.update(int(valid.sum()))
   bar.close()
@@ -97,9 +121,11 @@ def evaluate_residuals(score_fn: ScoreFn, sonify_fn: SonifyFn, source,
     raise ValueError("the source holds no clips")
   labels = np.concatenate(labels)
   multilabel = bool(getattr(source, "multilabel", labels.ndim == 2))
+  conditions = {c: {l: _metrics(np.concatenate(per[c][l]), labels,
+                                multilabel) for l in layers} for c in fns}
   return {"baseline": _metrics(np.concatenate(base), labels, multilabel),
-          "layers": {l: _metrics(np.concatenate(per_layer[l]), labels,
-                                 multilabel) for l in layers},
+          "layers": next(iter(conditions.values())),
+          "conditions": conditions,
           "clips": int(labels.shape[0])}
 
 
@@ -108,29 +134,42 @@ def run_residual(encoder_params: Params, head_params: Params,
                  layers: Optional[Sequence[int]] = None,
                  batch_size: int = 16, clip_samples: Optional[int] = None,
                  max_clips: Optional[int] = None,
-                 metric: str = "mAP", progress: bool = True
-                 ) -> Dict[str, Any]:
-  """Residual study of one classifier; writes residual.json/residual.png."""
+                 metric: str = "mAP", progress: bool = True,
+                 untrained: Optional[Params] = None,
+                 seed: int = controls.DEFAULT_SEED) -> Dict[str, Any]:
+  """Residual study of one classifier, with its controls.
+
+  The classifier (trained encoder + head) is fixed; what is subtracted
+  varies: its own most active map's sonification (``trained``), the
+  untrained init's most active map's (``untrained``, if ``untrained`` is
+  given), a random live map's (``random_map``). Writes residual.json
+  (``per_layer``: ``{layer: {condition: metrics}}``) and residual.png.
+  """
   from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
   layers = common.check_layers(layers, arch)
   score_fn = make_classifier_fn(encoder_params, head_params, arch,
                                 bool(source.multilabel))
+  run = controls.RunParams(encoder_params, untrained, arch)
   result = evaluate_residuals(
-      score_fn, most_active_sonify_fn(encoder_params, arch, batch_size),
+      score_fn, {c: condition_sonify_fn(c, run, batch_size, seed)
+                 for c in controls.conditions_of(run)},
       # The classifier needs the whole encoder's receptive field.
       source, layers, arch.min_input_length(arch.num_blocks), batch_size,
       clip_samples, max_clips, progress)
+  conditions = result["conditions"]
   os.makedirs(out_dir, exist_ok=True)
-  figures.layer_curves(
+  base = result["baseline"][metric]
+  figures.condition_curves(
       os.path.join(out_dir, "residual.png"), layers,
-      {"residual (x - top-map sonification)":
-       ([result["layers"][l][metric] for l in layers], None)},
+      {"residual x - s(x)": ({c: ([v[l][metric] for l in layers], None)
+                             for c, v in conditions.items()}, 1)},
       ylabel=metric, title="Classifier on residual signals per layer",
-      baselines={f"baseline {result['baseline'][metric]:.3f}":
-                 result["baseline"][metric]})
-  outputs.write_json(os.path.join(out_dir, "residual.json"),
-                  {"metric": metric, "layers": list(layers),
-                   "baseline": result["baseline"],
-                   "residual": {str(l): result["layers"][l] for l in layers},
-                   "clips": result["clips"]})
+      baselines={f"intact clips {base:.3f}": base})
+  outputs.write_json(os.path.join(out_dir, "residual.json"), {
+      "metric": metric, "layers": list(layers), "seed": seed,
+      "baseline": result["baseline"],
+      "residual": {str(l): result["layers"][l] for l in layers},
+      "per_layer": {str(l): {c: v[l] for c, v in conditions.items()}
+                    for l in layers},
+      "clips": result["clips"]})
   return result

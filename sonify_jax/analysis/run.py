@@ -19,14 +19,23 @@ r"""Command line for the analysis studies.
 ``--checkpoint`` takes training workdirs (or their ``checkpoints`` dirs), as
 ``path`` or ``name=path``, comma-separated and/or repeated; for the gallery
 it takes top-k output folders. Every study writes JSON + PNG into
-``--workdir``.
+``--workdir``, with the controls (``analysis.controls``: the run's untrained
+step-0 init and a random live map) next to the trained model.
+
+Data: by default the run's own dataset (``checkpoints/run.json``), its
+``validation`` split where it has one (``analysis.run_data``);
+``--dataset``/``--split``/``--data_dir`` override that, and a classifier
+whose head predicts another number of classes is refused.
 """
-from typing import Dict, List, Tuple
+import os
+from typing import Dict, List, Optional, Tuple
 
 from absl import app
 from absl import flags
+import numpy as np
 
 from sonify_jax import cli
+from sonify_jax.errors import UserError
 
 STUDIES = ("topk", "residual", "layer_importance", "coherence", "evolution",
            "gallery", "atlas")
@@ -37,11 +46,17 @@ _CHECKPOINT = flags.DEFINE_multi_string(
     "checkpoint", [], "Training workdir(s) as path or name=path; "
     "comma-separated and/or repeated.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default latest).")
-_DATASET = flags.DEFINE_string("dataset", "embedded", "catalog source name.")
-_SPLIT = flags.DEFINE_string("split", "test", "Split studied.")
-_TRAIN_SPLIT = flags.DEFINE_string("train_split", "train",
-                                   "Train split (layer_importance).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder, if needed.")
+_DATASET = flags.DEFINE_string(
+    "dataset", None, "catalog source name (default: the run's own, from "
+    "its checkpoints/run.json).")
+_SPLIT = flags.DEFINE_string(
+    "split", None, "Split studied (default: 'validation' where the dataset "
+    "has one, else the run's eval_split).")
+_TRAIN_SPLIT = flags.DEFINE_string(
+    "train_split", None, "Probe train split (layer_importance; default the "
+    "run's train_split).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder (default: the "
+                                "run's config.data_dir).")
 _LAYERS = flags.DEFINE_list("layers", None, "Blocks, or 'all' (default).")
 _K = flags.DEFINE_integer("k", 5, "Top clips per map (topk).")
 _MAX_MAPS = flags.DEFINE_integer("max_maps", None,
@@ -79,16 +94,9 @@ def parse_checkpoints(values: List[str]) -> List[Tuple[str, str]]:
 
 def load_classifier(path: str, step=None):
   """(encoder params, head params, arch) of a supervised run."""
-  from sonify_jax.models.architecture import get_architecture  # pylint: disable=g-import-not-at-top
-  from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
-  encoder, arch_name = checkpoints.load_encoder(path, step)
-  raw = checkpoints.load_state(path, step=step)
-  try:
-    head = raw["params"]["head"]
-  except (KeyError, TypeError):
-    raise ValueError(f"{path} is not a classifier run (no params['head'])"
-                     ) from None
-  return encoder, head, get_architecture(arch_name)
+  from sonify_jax.analysis import controls  # pylint: disable=g-import-not-at-top
+  run = controls.load_run(path, step, with_head=True)
+  return run.trained, run.head, run.arch
 
 
 def load_encoder(path: str, step=None):
@@ -98,7 +106,26 @@ def load_encoder(path: str, step=None):
   return params, get_architecture(arch_name)
 
 
+def _head_classes(run) -> Optional[int]:
+  if run.head is None:
+    return None
+  return int(np.shape(run.head["logits"]["kernel"])[-1])
+
+
+def _source(run, split=None, what="eval"):
+  """The study's data: the run's own unless --dataset/--split say."""
+  from sonify_jax.analysis import run_data  # pylint: disable=g-import-not-at-top
+  return run_data.study_source(run.info, _DATASET.value, split or _SPLIT.value,
+                               _DATA_DIR.value, _head_classes(run), what)[0]
+
+
+def _print_metrics(label: str, metrics: Dict[str, float]) -> str:
+  return f"{label}: " + ", ".join(f"{k} {v:.4f}"
+                                  for k, v in sorted(metrics.items()))
+
+
 def main(argv):
+  from sonify_jax.analysis import controls  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _STUDY.value or not _WORKDIR.value:
@@ -120,18 +147,19 @@ def main(argv):
     print(f"gallery: {path}")
     return
 
-  from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
-  source = catalog.get_source(_DATASET.value, _SPLIT.value, _DATA_DIR.value)
+  runs = [(name, controls.load_run(path, _STEP.value)) for name, path in ckpts]
+  source = _source(runs[0][1])
+  for name, run in runs[1:]:
+    _source(run)  # every run must fit the data studied (class count)
 
   if study == "topk":
     from sonify_jax.analysis import topk  # pylint: disable=g-import-not-at-top
-    import os  # pylint: disable=g-import-not-at-top
-    for name, path in ckpts:
-      params, arch = load_encoder(path, _STEP.value)
-      out = workdir if len(ckpts) == 1 else os.path.join(workdir, name)
-      topk.run_topk(params, arch, source, out, layers=layers, k=_K.value,
-                    max_maps=_MAX_MAPS.value, model_name=name,
-                    pair_figures=_PAIR_FIGURES.value, **common_kw)
+    for name, run in runs:
+      out = workdir if len(runs) == 1 else os.path.join(workdir, name)
+      topk.run_topk(run.trained, run.arch, source, out, layers=layers,
+                    k=_K.value, max_maps=_MAX_MAPS.value, model_name=name,
+                    pair_figures=_PAIR_FIGURES.value,
+                    untrained=run.untrained, **common_kw)
       print(f"topk ({name}): {out}/topk.json")
   elif study == "atlas":
     from sonify_jax.analysis import atlas  # pylint: disable=g-import-not-at-top
@@ -149,30 +177,40 @@ def main(argv):
   elif study == "coherence":
     from sonify_jax.analysis import coherence  # pylint: disable=g-import-not-at-top
     models: Dict[str, list] = {}
-    for name, path in ckpts:
-      models.setdefault(name, []).append(load_encoder(path, _STEP.value))
+    for name, run in runs:
+      models.setdefault(name, []).append(run)
     summary = coherence.run_coherence(models, source, workdir, layers=layers,
                                       **common_kw)
     for name, s in summary.items():
       print(f"{name}: {s['clips_per_s']:.2f} clips/s; mean top-5 coherence "
-            "per layer " + ", ".join(f"{m:.3f}" for m in s["mean"]))
+            f"per layer {s['layers']}:")
+      for condition, table in s["conditions"].items():
+        print(f"  {controls.LABELS[condition]}: " +
+              ", ".join(f"{m:.3f}" for m in table["mean"]))
     print(f"coherence: {workdir}/coherence.png")
   elif study == "residual":
     from sonify_jax.analysis import residual  # pylint: disable=g-import-not-at-top
-    encoder, head, arch = load_classifier(ckpts[0][1], _STEP.value)
-    result = residual.run_residual(encoder, head, arch, source, workdir,
-                                   layers=layers, **common_kw)
-    print(f"baseline mAP {result['baseline']['mAP']:.4f}; residual: " +
-          ", ".join(f"L{l} {m['mAP']:.4f}"
-                    for l, m in result["layers"].items()))
+    name, run = runs[0]
+    if run.head is None:
+      raise UserError(f"{ckpts[0][1]} is not a classifier run (no "
+                      "classifier head): the residual study needs one")
+    result = residual.run_residual(run.trained, run.head, run.arch, source,
+                                   workdir, layers=layers,
+                                   untrained=run.untrained, **common_kw)
+    print(_print_metrics("intact clips", result["baseline"]))
+    for condition, per_layer in result["conditions"].items():
+      print(f"residual x - s(x), s = {controls.LABELS[condition]}:")
+      for layer, metrics in per_layer.items():
+        print("  " + _print_metrics(f"L{layer}", metrics))
+    print(f"residual: {workdir}/residual.json, {workdir}/residual.png")
   elif study == "layer_importance":
     from sonify_jax.analysis import layer_importance  # pylint: disable=g-import-not-at-top
-    params, arch = load_encoder(ckpts[0][1], _STEP.value)
-    train = catalog.get_source(_DATASET.value, _TRAIN_SPLIT.value,
-                               _DATA_DIR.value)
+    name, run = runs[0]
+    train = _source(run, _TRAIN_SPLIT.value or (run.info or {}).get(
+        "config", {}).get("train_split", "train"), what="probe train")
     layer_importance.run_layer_importance(
-        params, arch, train, source, workdir, layers=layers,
-        modes=_MODES.value, **common_kw)
+        run.trained, run.arch, train, source, workdir, layers=layers,
+        modes=_MODES.value, untrained=run.untrained, **common_kw)
     print(f"layer importance: {workdir}/layer_importance.png")
   elif study == "evolution":
     from sonify_jax.analysis import evolution  # pylint: disable=g-import-not-at-top

@@ -3,9 +3,11 @@
 ``run_story(workdir)``:
   1. trains a small contrastive (configs/demo_simclr.py) and a small
      supervised (configs/demo_supervised.py) model with the trainer;
-  2. runs the coherence study (all layers) on both, on the embedded test
-     split;
-  3. runs the top-k study on both (a few layers, strongest maps);
+  2. runs the coherence study (all layers) on both, on the runs' own data
+     (the validation split where there is one), with its controls: the
+     untrained step-0 init of each run, and a random live map;
+  3. runs the top-k study on both (a few layers, strongest maps, a few
+     clips shared by both models), each sonification next to its controls;
   4. sonifies the contrastive model's strongest maps at each of its kept
      checkpoints (feature evolution);
   5. writes the listening gallery comparing them (with the coherence and
@@ -25,6 +27,24 @@ from sonify_jax.analysis import common
 CLIP_SAMPLES = 8000
 TOPK_LAYERS = (2, 5, 8, 11)
 EVOLUTION_LAYERS = (2, 11)
+SHARED_CLIPS = 3  # clips heard through both models at every top-k layer
+
+
+def shared_clips(source, max_clips: Optional[int], count: int):
+  """``count`` clip indices of distinct classes where possible (the first
+  clip of each class in source order), for the same-clip comparison."""
+  n = len(source) if max_clips is None else min(len(source), max_clips)
+  chosen, seen = [], set()
+  for i in range(n):
+    label = source[i]["label"]
+    key = int(label) if getattr(label, "ndim", 0) == 0 else tuple(
+        int(v) for v in label)
+    if key not in seen:
+      seen.add(key)
+      chosen.append(i)
+    if len(chosen) == count:
+      break
+  return chosen or list(range(min(n, count)))
 
 
 def _config(name: str, arg: Optional[str]):
@@ -54,10 +74,8 @@ def run_story(workdir: str, quick: bool = False,
     steps: training steps per model (default 800, quick 4).
     max_clips: clips of the test split per study (default all, quick 6).
   """
-  from sonify_jax.analysis import coherence, evolution, gallery, topk  # pylint: disable=g-import-not-at-top
-  from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
-  from sonify_jax.models.architecture import get_architecture  # pylint: disable=g-import-not-at-top
-  from sonify_jax.train import checkpoints, trainer  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis import coherence, controls, evolution, gallery, run_data, topk  # pylint: disable=g-import-not-at-top
+  from sonify_jax.train import trainer  # pylint: disable=g-import-not-at-top
 
   start = time.time()
   workdir = os.path.abspath(workdir)
@@ -82,26 +100,30 @@ def run_story(workdir: str, quick: bool = False,
     common.log(f"[story] training the {name} model ({steps} steps) in "
                f"{run_dir} ({time.time() - start:.0f} s so far)")
     final = trainer.train_and_evaluate(config, run_dir)
-    params, arch_name = checkpoints.load_encoder(run_dir)
-    models[name] = (params, get_architecture(arch_name))
+    # Trained encoder and its untrained step-0 init (the control).
+    models[name] = controls.load_run(run_dir)
     common.log(f"[story] {name}: " + ", ".join(
         f"{k}={v:.4f}" for k, v in sorted(final.items())))
 
-  source = catalog.get_source("embedded", "test")
-  common.log(f"[story] coherence study on {len(source)} test clips "
-             f"({time.time() - start:.0f} s so far)")
+  # The runs' own data: validation split where the dataset has one.
+  source, data = run_data.study_source(models["supervised"].info)
+  common.log(f"[story] coherence study on {len(source)} {data['split']} "
+             f"clips ({time.time() - start:.0f} s so far)")
   coh = coherence.run_coherence(
-      {k: [v] for k, v in models.items()}, source,
+      {k: [run] for k, run in models.items()}, source,
       os.path.join(workdir, "coherence"), layers=layers,
       clip_samples=CLIP_SAMPLES, max_clips=max_clips)
   topk_dirs = {}
-  for name, (params, arch) in models.items():
+  shared = shared_clips(source, max_clips, 2 if quick else SHARED_CLIPS)
+  for name, run in models.items():
     common.log(f"[story] top-k study, {name} ({time.time() - start:.0f} s "
                "so far)")
     out = os.path.join(workdir, f"topk_{name}")
-    topk.run_topk(params, arch, source, out, layers=topk_layers, k=3,
-                  max_maps=2 if quick else 4, clip_samples=CLIP_SAMPLES,
-                  max_clips=max_clips, model_name=name, figure_maps=4)
+    topk.run_topk(run.trained, run.arch, source, out, layers=topk_layers,
+                  k=3, max_maps=2 if quick else 3,
+                  clip_samples=CLIP_SAMPLES, max_clips=max_clips,
+                  model_name=name, figure_maps=4, untrained=run.untrained,
+                  shared_clips=shared)
     topk_dirs[name] = out
   # Feature evolution of the contrastive model over its kept checkpoints.
   common.log(f"[story] feature evolution, contrastive "
@@ -113,19 +135,19 @@ def run_story(workdir: str, quick: bool = False,
       ckpts, evo_arch, source, evo_dir, layers=EVOLUTION_LAYERS,
       maps_per_layer=2 if quick else 3, clip_samples=CLIP_SAMPLES,
       max_clips=max_clips, progress=True)
-  figures = {"Mean top-5 coherence between each test clip and the "
-             "sonification of its most active map, per layer":
+  del evo
+  figures = {f"Mean top-5 coherence between each {data['split']} clip and "
+             "the sonification of its most active map, per layer (solid), "
+             "next to its controls (dashed): the untrained init of the same "
+             "run, and a random live map of the trained model":
              os.path.join(workdir, "coherence", "coherence.png")}
-  for layer, fig in evo["figures"].items():
-    figures[f"Contrastive model, layer {layer}: the same (map, clip) pairs "
-            f"sonified at training steps {evo['steps']}"] = os.path.join(
-                evo_dir, fig)
   page = gallery.write_gallery(
       os.path.join(workdir, "gallery"), topk_dirs,
       title="sonify_jax: contrastive vs supervised CNN12 (embedded data)",
-      notes="Top clips of the strongest feature maps of each model, and "
-      "what each map responds to, as sound.",
-      figures=figures)
+      notes="What the feature maps of each model respond to, as sound: the "
+      "same clips through both models, then the top clips of each model's "
+      "strongest maps, each next to its controls.",
+      figures=figures, evolution={"contrastive": evo_dir})
   seconds = time.time() - start
   print(f"Listening gallery: file://{page}")
   rates = ", ".join(f"{k} {v['clips_per_s']:.1f} clips/s"

@@ -10,8 +10,16 @@ per row), and written out:
   out_dir/topk.json                       the index (see ``run_topk``)
   out_dir/layerLL/mapMMMM_rR_input.wav    the clip
   out_dir/layerLL/mapMMMM_rR_sonif.wav    its sonification for that map
-  out_dir/layerLL/mapMMMM_rR.png          input | sonification spectrograms
+  out_dir/layerLL/mapMMMM_rR_untrained.wav  control: same map, same clip,
+                                          the run's untrained init
+  out_dir/layerLL/mapMMMM_rR_random_map.wav control: a random live map of
+                                          the trained model on the clip
+  out_dir/layerLL/mapMMMM_rR.png          input | sonification | controls
   out_dir/figure_layerLL.png              Figure A.1 layout for the layer
+
+With ``shared_clips``, the same given clips are also sonified through each
+layer's most active map (``layerLL/clipCCCCCC_top*``), so two models can be
+compared on the same clip.
 
 Clip lengths follow ``analysis.common`` (equal-length runs, optional fixed
 crop; clips shorter than the deepest layer's receptive field zero-padded).
@@ -22,7 +30,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 
 from sonify_jax import audio_io, outputs
-from sonify_jax.analysis import common
+from sonify_jax.analysis import common, controls
 from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
 
 Params = Any
@@ -82,8 +90,10 @@ def run_topk(params: Params, arch: Architecture, source, out_dir: str,
              clip_samples: Optional[int] = None,
              max_clips: Optional[int] = None, figure_clips: int = 3,
              figure_maps: int = 16, pair_figures: bool = True,
-             model_name: str = "model", progress: bool = True
-             ) -> Dict[str, Any]:
+             model_name: str = "model", progress: bool = True,
+             untrained: Optional[Params] = None,
+             shared_clips: Sequence[int] = (),
+             seed: int = controls.DEFAULT_SEED) -> Dict[str, Any]:
   """Top-k study: stream, sonify the kept clips, write WAVs/figures/JSON.
 
   Args:
@@ -100,29 +110,42 @@ def run_topk(params: Params, arch: Architecture, source, out_dir: str,
     max_clips: only stream the first clips of the source.
     figure_clips: top clips per map in the layer figure (Figure A.1: 3).
     figure_maps: maps (rows) in the layer figure.
-    pair_figures: write one input|sonification PNG per (map, rank).
+    pair_figures: write one input|sonification|controls PNG per (map, rank).
     model_name: recorded in the index (the gallery's column title).
+    untrained: the run's untrained init: its sonification of the same map
+      on the same clip is the ``untrained`` control.
+    shared_clips: source indices sonified through this model's most active
+      map at every layer (``same_clip``): two models run with the same
+      list can be compared on the same clip, layer and activation rank.
+    seed: of the random-live-map control.
   Returns:
     the index written to ``out_dir/topk.json``: ``{'model', 'source',
     'sample_rate', 'k', 'layers': {str(layer): {str(map): [entry, ...]}}}``,
     one entry per rank: ``{'rank', 'clip_index', 'clip_id', 'activation',
-    'input_wav', 'sonification_wav', 'figure'}`` (paths relative to
-    ``out_dir``; 'figure' None without pair figures), plus
-    ``'figures': {str(layer): path}``.
+    'dead', 'input_wav', 'sonification_wav', 'figure', 'controls':
+    {condition: {'map', 'sonification_wav', 'dead', 'coherence'}},
+    'coherence'}`` (paths relative to ``out_dir``; 'figure' None without
+    pair figures), ``'figures': {str(layer): path}``, ``'same_clip':
+    {str(layer): [entry, ...]}`` and ``'per_layer': {str(layer): {condition:
+    mean top-5 coherence of the reported sonifications with their clips}}``.
   """
   layers = common.check_layers(layers, arch)
   min_samples = arch.min_input_length(max(layers))
   os.makedirs(out_dir, exist_ok=True)
   tops = stream_topk(params, arch, source, layers, k, batch_size,
                      clip_samples, max_clips, progress)
+  run = controls.RunParams(params, untrained, arch)
   index: Dict[str, Any] = {
       "model": model_name, "arch": arch.name,
       "source": getattr(source, "name", "source"),
-      "sample_rate": SAMPLE_RATE, "k": k, "layers": {}, "figures": {}}
+      "sample_rate": SAMPLE_RATE, "k": k, "seed": seed,
+      "metric": "top5_coherence", "layers": {}, "figures": {},
+      "same_clip": {}, "per_layer": {}}
   todo = sum(len(select_maps(tops[l], _maps_for(maps, l), max_maps))
              for l in layers)
   bar = common.Progress("topk: sonify + write", todo, unit="maps",
                         enabled=progress)
+  shared_clips = [int(i) for i in shared_clips]
   for layer in layers:
     top = tops[layer]
     chosen = select_maps(top, _maps_for(maps, layer), max_maps)
@@ -131,41 +154,34 @@ def run_topk(params: Params, arch: Architecture, source, out_dir: str,
     pairs = [(int(m), r, int(top.indices[m, r]), float(top.values[m, r]))
              for m in chosen for r in range(k) if top.indices[m, r] >= 0]
     clips = {i: common.load_clip(source, i, min_samples, clip_samples)
-             for i in sorted({p[2] for p in pairs})}
-    sonifs = _sonify_grouped(params, arch, layer, pairs, clips, batch_size)
+             for i in sorted({p[2] for p in pairs} | set(shared_clips))}
+    views = _sonify_with_controls(run, layer, pairs, clips, batch_size, seed)
+    writer = _EntryWriter(out_dir, layer_dir, source, clips, model_name,
+                          layer, pair_figures)
     layer_index: Dict[str, Any] = {}
     rows = []
+    scores: Dict[str, list] = {}
     for m in chosen:
       entries = []
-      for (mm, r, ci, value), sonif in zip(pairs, sonifs):
+      for (mm, r, ci, value), view in zip(pairs, views):
         if mm != m:
           continue
-        stem = f"map{m:04d}_r{r}"
-        in_wav = os.path.join(layer_dir, stem + "_input.wav")
-        son_wav = os.path.join(layer_dir, stem + "_sonif.wav")
-        audio_io.write_wav(in_wav, clips[ci], SAMPLE_RATE)
-        audio_io.write_wav(son_wav, sonif, SAMPLE_RATE)
-        fig = None
-        if pair_figures:
-          from sonify_jax import plotting  # pylint: disable=g-import-not-at-top
-          fig = os.path.join(layer_dir, stem + ".png")
-          plotting.save_pair_figure(
-              fig, clips[ci], sonif, SAMPLE_RATE,
-              title=f"{model_name} layer {layer} map {m} rank {r + 1}")
-        entries.append({
-            "rank": r, "clip_index": ci,
-            "clip_id": str(source[ci].get("id", ci)),
-            "activation": value, "dead": bool(value <= 0.0),
-            "input_wav": os.path.relpath(in_wav, out_dir),
-            "sonification_wav": os.path.relpath(son_wav, out_dir),
-            "figure": os.path.relpath(fig, out_dir) if fig else None})
+        entry = writer.write(f"map{m:04d}_r{r}", m, r, ci, value, view)
+        for condition, score in _scores(entry).items():
+          scores.setdefault(condition, []).append(score)
+        entries.append(entry)
       layer_index[str(int(m))] = entries
       if len(rows) < figure_maps:
-        rows.append((f"map {m}", [(clips[ci], s) for (mm, r, ci, _), s
-                                  in zip(pairs, sonifs)
+        rows.append((f"map {m}", [(clips[ci], v[controls.TRAINED][1])
+                                  for (mm, r, ci, _), v in zip(pairs, views)
                                   if mm == m and r < figure_clips]))
       bar.update(1)
     index["layers"][str(layer)] = layer_index
+    index["per_layer"][str(layer)] = {c: float(np.mean(v))
+                                      for c, v in scores.items()}
+    if shared_clips:
+      index["same_clip"][str(layer)] = _same_clip_entries(
+          run, layer, shared_clips, clips, batch_size, seed, writer)
     if figure_maps > 0 and rows:
       from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
       path = os.path.join(out_dir, f"figure_layer{layer:02d}.png")
@@ -177,6 +193,113 @@ def run_topk(params: Params, arch: Architecture, source, out_dir: str,
   return index
 
 
+def _scores(entry: Dict[str, Any]) -> Dict[str, float]:
+  out = {controls.TRAINED: entry["coherence"]}
+  for condition, view in entry["controls"].items():
+    out[condition] = view["coherence"]
+  return out
+
+
+def _sonify_with_controls(run: controls.RunParams, layer: int, pairs,
+                          clips, batch_size: int, seed: int):
+  """Per (map, rank, clip, activation) pair: ``{condition: (map,
+  sonification)}`` -- the map itself (trained), the same map of the
+  untrained init, and a random live map of the trained model on that
+  clip."""
+  trained = [(m, ci) for m, _, ci, _ in pairs]
+  views = [{controls.TRAINED: (m, s)} for (m, _), s in zip(
+      trained, _sonify_grouped(run.trained, run.arch, layer, trained, clips,
+                               batch_size))]
+  if run.untrained is not None:
+    for view, (m, _), s in zip(views, trained, _sonify_grouped(
+        run.untrained, run.arch, layer, trained, clips, batch_size)):
+      view[controls.UNTRAINED] = (m, s)
+  random = _random_live(run, layer, [ci for _, ci in trained], clips, seed)
+  for view, pair, s in zip(views, random, _sonify_grouped(
+      run.trained, run.arch, layer, random, clips, batch_size)):
+    view[controls.RANDOM_MAP] = (pair[0], s)
+  return views
+
+
+def _activations(params, arch, layer, clip_indices, clips):
+  """``{clip index: [C] max-over-time activations at layer}``."""
+  out = {}
+  by_length: Dict[int, list] = {}
+  for ci in sorted(set(clip_indices)):
+    by_length.setdefault(clips[ci].shape[0], []).append(ci)
+  for group in by_length.values():
+    (acts,) = common.layer_activations(
+        params, np.stack([clips[ci] for ci in group]), (layer,), arch)
+    out.update(zip(group, np.asarray(acts)))
+  return out
+
+
+def _random_live(run, layer, clip_indices, clips, seed):
+  acts = _activations(run.trained, run.arch, layer, clip_indices, clips)
+  return [(int(controls.random_live_maps(acts[ci][None], [ci], layer,
+                                         seed)[0]), ci)
+          for ci in clip_indices]
+
+
+def _same_clip_entries(run, layer, shared_clips, clips, batch_size, seed,
+                       writer):
+  """Each shared clip through this model's most active map at ``layer``."""
+  acts = _activations(run.trained, run.arch, layer, shared_clips, clips)
+  pairs = [(int(np.argmax(acts[ci])), 0, ci, float(np.max(acts[ci])))
+           for ci in shared_clips]
+  views = _sonify_with_controls(run, layer, pairs, clips, batch_size, seed)
+  return [writer.write(f"clip{ci:06d}_top", m, 0, ci, value, view)
+          for (m, _, ci, value), view in zip(pairs, views)]
+
+
+class _EntryWriter:
+  """Writes one (map, clip) entry: WAVs of the input, the sonification and
+  its controls, the panels figure, and the index entry."""
+
+  def __init__(self, out_dir, layer_dir, source, clips, model_name, layer,
+               pair_figures):
+    self.out_dir, self.layer_dir, self.source = out_dir, layer_dir, source
+    self.clips, self.model_name, self.layer = clips, model_name, layer
+    self.pair_figures = pair_figures
+
+  def _wav(self, name, audio):
+    path = os.path.join(self.layer_dir, name)
+    audio_io.write_wav(path, audio, SAMPLE_RATE)
+    return os.path.relpath(path, self.out_dir)
+
+  def write(self, stem, m, r, ci, value, view):
+    from sonify_jax.analysis import coherence  # pylint: disable=g-import-not-at-top
+    clip = self.clips[ci]
+    sonif = view[controls.TRAINED][1]
+    entry = {
+        "rank": r, "map": int(m), "clip_index": int(ci),
+        "clip_id": str(self.source[ci].get("id", ci)),
+        "activation": value, "dead": bool(value <= 0.0),
+        "input_wav": self._wav(stem + "_input.wav", clip),
+        "sonification_wav": self._wav(stem + "_sonif.wav", sonif),
+        "coherence": float(coherence.top_coherence(clip, sonif)),
+        "controls": {}, "figure": None}
+    panels = [("input", clip), (f"trained: map {m}", sonif)]
+    for condition in (controls.UNTRAINED, controls.RANDOM_MAP):
+      if condition not in view:
+        continue
+      cm, cs = view[condition]
+      entry["controls"][condition] = {
+          "map": int(cm), "dead": not bool(np.any(cs)),
+          "sonification_wav": self._wav(f"{stem}_{condition}.wav", cs),
+          "coherence": float(coherence.top_coherence(clip, cs))}
+      panels.append((f"{controls.LABELS[condition]}: map {cm}", cs))
+    if self.pair_figures:
+      from sonify_jax import plotting  # pylint: disable=g-import-not-at-top
+      fig = os.path.join(self.layer_dir, stem + ".png")
+      plotting.save_panels_figure(
+          fig, panels, SAMPLE_RATE,
+          title=f"{self.model_name} layer {self.layer}, clip "
+          f"{entry['clip_id']}: map {m} (rank {r + 1}) vs its controls")
+      entry["figure"] = os.path.relpath(fig, self.out_dir)
+    return entry
+
+
 def _maps_for(maps, layer):
   if isinstance(maps, dict):
     return maps.get(layer, maps.get(str(layer)))
@@ -184,13 +307,13 @@ def _maps_for(maps, layer):
 
 
 def _sonify_grouped(params, arch, layer, pairs, clips, batch_size):
-  """Sonifies (map, clip) pairs, grouping clips of equal length."""
+  """Sonifies (map, clip index) pairs, grouping clips of equal length."""
   out = [None] * len(pairs)
   by_length: Dict[int, list] = {}
-  for p, (m, _, ci, _) in enumerate(pairs):
+  for p, (_, ci) in enumerate(pairs):
     by_length.setdefault(clips[ci].shape[0], []).append(p)
   for positions in by_length.values():
-    wave = np.stack([clips[pairs[p][2]] for p in positions])
+    wave = np.stack([clips[pairs[p][1]] for p in positions])
     maps = np.array([pairs[p][0] for p in positions])
     result = common.sonify_pairs(params, wave, maps, layer, arch, batch_size)
     for p, s in zip(positions, result):

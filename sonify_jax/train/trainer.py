@@ -214,8 +214,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       clip_norm=config.get("clip_norm") or None)
   augment_config = _augment_config(config)
 
+  # Step 0 (the untrained init) is always kept: it is the analyses' control.
+  keep_steps = {0} | {int(s) for s in config.keep_steps}
   ckpt = checkpoints.Checkpointer(
-      workdir, keep_last=config.keep_last, keep_steps=config.keep_steps,
+      workdir, keep_last=config.keep_last, keep_steps=keep_steps,
       best_metric=config.best_metric, best_mode=config.best_mode)
   latest = ckpt.latest_step()
   if latest is not None:
@@ -239,8 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     state = ckpt.restore(state, latest)
     logging.info("resumed from checkpoint step %d", latest)
   start_step = int(jax.device_get(state.step))
-  keep_steps = {int(s) for s in config.keep_steps}
-  if start_step == 0 and 0 in keep_steps and latest is None:
+  if start_step == 0 and latest is None:
     ckpt.save(0, state)
 
   if config.task == "simclr":

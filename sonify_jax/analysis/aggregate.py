@@ -1,0 +1,226 @@
+r"""Combine one study's results over runs (seeds): mean and 95 % t-interval.
+
+  python -m sonify_jax.analysis.aggregate --study=coherence \
+      --runs=/tmp/coh/seed0,/tmp/coh/seed1,/tmp/coh/seed2 --out=/tmp/coh/all
+  python -m sonify_jax.analysis.aggregate --study=residual \
+      --runs='/tmp/res/seed*' --out=/tmp/res/all
+
+Each run dir holds the study's JSON (``coherence.json``, ``residual.json``,
+...) written for one run. Every study JSON has ``per_layer`` tables,
+``{layer: {condition: number or {name: number, ...}}}`` with the conditions
+of ``analysis.controls`` (trained / untrained / random_map), possibly nested
+under a path (coherence: ``models/<kind>/per_layer``). Each numeric leaf is
+one observation per run; this module reports, per table, layer and leaf,
+``{'mean', 'ci_half_width', 'n', 'values'}`` with the half-width of the
+Student-t interval (``scipy.stats.t``) -- null when n < 2 -- in one strict
+JSON (``aggregate_<study>.json``) and one figure (``aggregate_<study>.png``,
+the study's headline metric; error bars only where n >= 2).
+"""
+import glob
+import json
+import os
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
+
+import numpy as np
+
+from sonify_jax import atomic_io
+from sonify_jax.analysis import common, controls
+from sonify_jax.errors import UserError
+
+STUDY_FILES = {"coherence": "coherence.json", "residual": "residual.json",
+               "layer_importance": "layer_importance.json",
+               "topk": "topk.json", "activity": "activity.json",
+               "time_invariance": "time_invariance.json"}
+
+
+def expand_runs(spec: Sequence[str]) -> List[str]:
+  """Comma-separated dirs and/or globs -> sorted, de-duplicated dirs."""
+  out: List[str] = []
+  for item in spec:
+    for part in str(item).split(","):
+      part = part.strip()
+      if not part:
+        continue
+      matches = sorted(glob.glob(part)) if glob.has_magic(part) else [part]
+      if not matches:
+        raise UserError(f"--runs pattern {part!r} matches nothing")
+      out.extend(m for m in matches if m not in out)
+  if not out:
+    raise UserError("no runs given (--runs=DIR1,DIR2,... or a glob)")
+  return out
+
+
+def _strict_load(path: str) -> Dict[str, Any]:
+  def refuse(name):
+    raise UserError(f"{path} holds {name}: not strict JSON")
+  with open(path) as f:
+    return json.load(f, parse_constant=refuse)
+
+
+def load_results(study: str, runs: Sequence[str]) -> List[Dict[str, Any]]:
+  """The study JSON of every run dir (a path to the JSON itself works too)."""
+  if study not in STUDY_FILES:
+    raise UserError(f"unknown study {study!r}; known: {sorted(STUDY_FILES)}")
+  results = []
+  for run in runs:
+    path = run if run.endswith(".json") else os.path.join(
+        run, STUDY_FILES[study])
+    if not os.path.isfile(path):
+      raise UserError(f"{path} not found (run the {study} study on {run} "
+                      "first)")
+    results.append(_strict_load(path))
+  return results
+
+
+def find_tables(result: Any, prefix: str = "") -> Iterator[
+    Tuple[str, Dict[str, Any]]]:
+  """``(path, per_layer table)`` for every ``per_layer`` key in a result."""
+  if isinstance(result, dict):
+    for key, value in result.items():
+      if key == "per_layer" and isinstance(value, dict):
+        yield prefix, value
+      elif isinstance(value, dict):
+        yield from find_tables(value, f"{prefix}/{key}" if prefix else key)
+
+
+def flatten(cell: Any, prefix: str = "") -> Dict[str, float]:
+  """Numeric leaves of a nested dict as ``{'a/b': value}`` (null -> NaN;
+  booleans and strings are not measurements and are skipped)."""
+  if isinstance(cell, dict):
+    out = {}
+    for key, value in cell.items():
+      out.update(flatten(value, f"{prefix}/{key}" if prefix else str(key)))
+    return out
+  if cell is None:
+    return {prefix: float("nan")}
+  if isinstance(cell, (int, float)) and not isinstance(cell, bool):
+    return {prefix: float(cell)}
+  return {}
+
+
+def combine(results: Sequence[Dict[str, Any]], confidence: float = 0.95
+            ) -> Dict[str, Dict[str, Any]]:
+  """``{table path: {'layers': [...], 'cells': {layer: {leaf: stats}}}}``.
+
+  ``stats`` is ``{'mean', 'ci_half_width', 'n', 'values'}`` over the runs
+  with a finite value for that leaf (``ci_half_width`` NaN, i.e. null in
+  JSON, for n < 2).
+  """
+  tables: Dict[str, Dict[str, List[Dict[str, float]]]] = {}
+  for result in results:
+    for path, table in find_tables(result):
+      for layer, cell in table.items():
+        tables.setdefault(path, {}).setdefault(str(layer), []).append(
+            flatten(cell))
+  if not tables:
+    raise UserError("the results hold no per_layer tables (written by an "
+                    "older version of the study? rerun it)")
+  out = {}
+  for path, layers in tables.items():
+    cells = {}
+    for layer, observations in layers.items():
+      leaves = sorted({k for o in observations for k in o})
+      cells[layer] = {}
+      for leaf in leaves:
+        values = [o[leaf] for o in observations
+                  if leaf in o and np.isfinite(o[leaf])]
+        mean, half = common.t_interval(values, confidence)
+        cells[layer][leaf] = {"mean": mean, "ci_half_width": half,
+                              "n": len(values), "values": values}
+    order = sorted(cells, key=lambda l: (not l.isdigit(), int(l)
+                                         if l.isdigit() else 0, l))
+    out[path] = {"layers": order, "cells": cells}
+  return out
+
+
+def _panels(combined: Dict[str, Dict[str, Any]], metric: str,
+            ylabel: str) -> List[Dict[str, Any]]:
+  """One figure panel per table: series per (sub-path), style per condition.
+
+  A leaf ``condition`` or ``condition/.../metric`` is plotted; other leaves
+  (secondary metrics) stay in the JSON only.
+  """
+  panels = []
+  for path, table in combined.items():
+    layers = [l for l in table["layers"] if l.isdigit()]
+    series: Dict[str, Dict[str, Tuple[List[float], List[float]]]] = {}
+    ns: Dict[str, int] = {}
+    for leaf in sorted({k for c in table["cells"].values() for k in c}):
+      parts = leaf.split("/")
+      if parts[0] not in controls.CONDITIONS:
+        continue
+      if len(parts) > 1 and parts[-1] != metric:
+        continue
+      name = "/".join(parts[1:-1]) or path or "model"
+      cells = [table["cells"][l].get(leaf) for l in layers]
+      means = [c["mean"] if c else float("nan") for c in cells]
+      halves = [c["ci_half_width"] if c else float("nan") for c in cells]
+      series.setdefault(name, {})[parts[0]] = (means, halves)
+      n = min((c["n"] for c in cells if c), default=0)
+      ns[name] = min(ns.get(name, n), n)
+    if series:
+      panels.append(dict(layers=[int(l) for l in layers], ylabel=ylabel,
+                         title=path, models={k: (v, ns[k])
+                                             for k, v in series.items()}))
+  return panels
+
+
+def aggregate(study: str, runs: Sequence[str], out_dir: str,
+              confidence: float = 0.95) -> Dict[str, Any]:
+  """Combines ``study`` over ``runs``; writes ``aggregate_<study>.json`` and
+  ``aggregate_<study>.png`` into ``out_dir``; returns the JSON payload."""
+  from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
+  results = load_results(study, runs)
+  combined = combine(results, confidence)
+  metric = str(results[0].get("metric", ""))
+  payload = {"study": study, "runs": [os.path.abspath(r) for r in runs],
+             "num_runs": len(runs), "confidence": confidence,
+             "metric": metric, "conditions": list(controls.CONDITIONS),
+             "tables": combined}
+  os.makedirs(out_dir, exist_ok=True)
+  json_path = os.path.join(out_dir, f"aggregate_{study}.json")
+  atomic_io.write_json(json_path, payload)
+  panels = _panels(combined, metric, metric or study)
+  if panels:
+    payload["figure"] = figures.condition_panels(
+        os.path.join(out_dir, f"aggregate_{study}.png"), panels)
+  payload["json"] = json_path
+  return payload
+
+
+def main(argv):
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  if not f.study or not f.runs or not f.out:
+    raise app.UsageError("--study, --runs and --out are required")
+  result = aggregate(f.study, expand_runs(f.runs), f.out, f.confidence)
+  print(f"{f.study} over {result['num_runs']} runs: {result['json']}"
+        + (f", {result['figure']}" if "figure" in result else ""))
+  for path, table in result["tables"].items():
+    for layer in table["layers"]:
+      cells = table["cells"][layer]
+      text = ", ".join(
+          f"{leaf} {c['mean']:.4f}" + (f"±{c['ci_half_width']:.4f}"
+                                       if c["n"] >= 2 else " (n=1)")
+          for leaf, c in cells.items()
+          if leaf.split("/")[0] in controls.CONDITIONS and (
+              "/" not in leaf or leaf.endswith("/" + result["metric"])))
+      print(f"  {path or '.'} L{layer}: {text}")
+
+
+def _define_flags():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum("study", None, sorted(STUDY_FILES), "Which study.")
+  flags.DEFINE_list("runs", None, "Study output dirs of the runs (comma-"
+                    "separated; globs allowed).")
+  flags.DEFINE_string("out", None, "Output folder.")
+  flags.DEFINE_float("confidence", 0.95, "Interval confidence.")
+
+
+if __name__ == "__main__":
+  from sonify_jax import cli  # pylint: disable=g-import-not-at-top
+  _define_flags()
+  cli.run(main)
