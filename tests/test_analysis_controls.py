@@ -241,6 +241,7 @@ def test_run_data_defaults_and_class_mismatch(runs):
   info = checkpoints.load_run_info(runs[0])
   source, chosen = run_data.study_source(info, head_classes=6)
   assert chosen["dataset"] == DATASET and chosen["chosen_by"] == "run config"
+  assert chosen["split"] == "validation"  # never the test split by default
   assert source.num_classes == 6
   with pytest.raises(UserError, match="16 classes but the classifier "
                      "predicts 6"):

@@ -9,7 +9,9 @@ Each run dir holds the study's JSON (``coherence.json``, ``residual.json``,
 ...) written for one run. Every study JSON has ``per_layer`` tables,
 ``{layer: {condition: number or {name: number, ...}}}`` with the conditions
 of ``analysis.controls`` (trained / untrained / random_map), possibly nested
-under a path (coherence: ``models/<kind>/per_layer``). Each numeric leaf is
+under a path (coherence: ``models/<kind>/per_layer``); a dict keyed by layer
+numbers whose entries have a ``trained`` key counts too (activity:
+``models/<name>``). Each numeric leaf is
 one observation per run; this module reports, per table, layer and leaf,
 ``{'mean', 'ci_half_width', 'n', 'values'}`` with the half-width of the
 Student-t interval (``scipy.stats.t``) -- null when n < 2 -- in one strict
@@ -72,9 +74,20 @@ def load_results(study: str, runs: Sequence[str]) -> List[Dict[str, Any]]:
   return results
 
 
+def _is_layer_table(value: Any) -> bool:
+  """``{'1': {'trained': ...}, '3': {...}}``: layers to conditions."""
+  return (isinstance(value, dict) and bool(value) and
+          all(str(k).isdigit() and isinstance(v, dict) and
+              controls.TRAINED in v for k, v in value.items()))
+
+
 def find_tables(result: Any, prefix: str = "") -> Iterator[
     Tuple[str, Dict[str, Any]]]:
-  """``(path, per_layer table)`` for every ``per_layer`` key in a result."""
+  """``(path, table)`` for every ``per_layer`` key in a result, and every
+  dict keyed by layer numbers whose entries hold a ``trained`` condition."""
+  if _is_layer_table(result):
+    yield prefix, result
+    return
   if isinstance(result, dict):
     for key, value in result.items():
       if key == "per_layer" and isinstance(value, dict):
