@@ -235,6 +235,8 @@ def test_tiny_training_run_through_configs_folder(grouped, tmp_path):
   c.total_steps = 2
   c.warmup_steps = 1
   c.progress = False
+  c.mixup_alpha = 0.0
+  c.eval_max_seconds = 0.5  # one padded eval shape: one compilation
   for name in ("gain", "noise", "masks", "mix"):
     c.augment[f"use_{name}"] = False
   workdir = str(tmp_path / "run")
