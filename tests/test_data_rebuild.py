@@ -61,6 +61,8 @@ def test_same_source_is_reused_other_sources_are_refused(two_sources,
   assert builders.build("folder", a, data_dir) is not None  # a no-op
   with pytest.raises(UserError, match=f"built from {a}, not {b}.*--overwrite"):
     builders.build("folder", b, data_dir)
+  with pytest.raises(UserError, match="inside manual_dir"):
+    builders.build("folder", a, os.path.join(a, "tfds"))
   with pytest.raises(UserError, match="not a directory"):
     builders.build("folder", str(tmp_path / "gone" / "set"), data_dir)
   with pytest.raises(UserError, match="other options: split_percent"):

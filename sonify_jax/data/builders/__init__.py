@@ -94,6 +94,11 @@ def build(name: str, manual_dir: str, data_dir: str, num_workers: int = 1,
   if not manual_dir or not os.path.isdir(manual_dir):
     raise UserError(f"manual_dir {manual_dir!r} is not a directory (the "
                     f"dataset's root folder)")
+  source, target = (os.path.realpath(d) for d in (manual_dir, data_dir))
+  if os.path.commonpath([source, target]) == source:
+    raise UserError(f"data_dir {data_dir} lies inside manual_dir "
+                    f"{manual_dir}: the build would become part of its own "
+                    f"source; put it elsewhere")
   builder = get_builder(name, data_dir, manual_dir, num_workers, **options)
   if not is_prepared(builder):
     builder.download_and_prepare()
