@@ -195,6 +195,11 @@ class Folder8khz(base.AudioClipBuilder):
     else:
       splits, how = self._grouped_splits(manual_dir, files)
     logging.info("%s: %s", self.name, how)
+    for split, items in splits.items():
+      missing = sorted(set(classes) - {classes[i.label] for i in items})
+      if items and missing:
+        logging.warning("%s: split %s has no clips of %s", self.name, split,
+                        ", ".join(missing))
     return splits, classes, {"split_method": how}
 
   def _item(self, manual_dir, rel, label):
