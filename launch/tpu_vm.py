@@ -416,7 +416,10 @@ def execute(commands: Sequence[Sequence[str]], dry_run: bool,
 
 
 def define_flags():
-  """The launcher's flags (sweep.py defines the same ones for TPU targets)."""
+  """The launcher's flags (sweep.py defines the same ones for TPU targets);
+  a second call (an entry point run again in one process) defines nothing."""
+  if "accelerator_type" in flags.FLAGS:
+    return
   flags.DEFINE_string("name", None, "TPU VM name.")
   flags.DEFINE_string("zone", None, "GCP zone, e.g. europe-west4-a.")
   flags.DEFINE_string("project", None, "GCP project (default: gcloud's).")

@@ -18,6 +18,15 @@ from typing import Any, Iterator
 import numpy as np
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+_UMASK = _umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
   """Yields a temporary path beside ``path``; renames it onto ``path`` when
@@ -36,6 +45,7 @@ def atomic_path(path: str) -> Iterator[str]:
   os.close(fd)
   try:
     yield tmp
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 is not what users expect
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -63,6 +73,7 @@ def atomic_dir(path: str) -> Iterator[str]:
                     ) from error
   try:
     yield tmp
+    os.chmod(tmp, 0o777 & ~_UMASK)
     old = None
     if os.path.isdir(path):
       old = tempfile.mkdtemp(dir=parent, prefix=f".old_{base}.")

@@ -17,19 +17,67 @@ devices. A save is *finished* when orbax has renamed it into place; the
 Checkpointer notices that before the next save, before a restore, in
 ``wait()`` and at ``close()``, and then calls :meth:`Checkpointer._finished`
 once per step: the one place for work that needs the step complete on disk.
+
+Corruption: once a step is on disk, process 0 writes
+``<step>/checksums.json`` (sha256 and size of every file of the step; orbax
+keeps no checksums of its own). Every load verifies them first and names the
+file that changed; a step without the file (older runs) loads with a warning.
+
+Where a run is expected, a step folder is accepted too:
+``RUN/checkpoints/800`` means RUN at step 800. Bad paths, steps and files
+raise ``UserError`` (one ``error:`` line at the entry points).
 """
+import hashlib
+import io
 import json
 import os
-import tempfile
+import re
+import sys
+import time
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
+from sonify_jax import atomic_io
+from sonify_jax.errors import UserError
+
 CHECKPOINT_SUBDIR = "checkpoints"
 RUN_INFO_FILE = "run.json"
+CHECKSUMS_FILE = "checksums.json"
+
+
+class NotARunError(UserError, FileNotFoundError):
+  """A path that holds no sonify_jax run (also a FileNotFoundError)."""
+
+
+class CorruptCheckpointError(UserError):
+  """A checkpoint file differs from the checksum recorded when it was saved."""
 
 _policies = ocp.checkpoint_managers
+
+
+def split_step_dir(path: str, step: Optional[int] = None
+                   ) -> Tuple[str, Optional[int]]:
+  """``(run path, step)``: a step folder ``RUN/checkpoints/800`` becomes
+  ``(RUN/checkpoints, 800)``; any other path is returned with ``step``.
+
+  Raises:
+    NotARunError: ``path`` does not exist.
+    UserError: a step folder and a different ``step`` were both given.
+  """
+  path = os.path.abspath(os.fspath(path))
+  if not os.path.exists(path):
+    raise NotARunError(f"{path} does not exist")
+  parent, name = os.path.split(path)
+  if name.isdigit() and (os.path.basename(parent) == CHECKPOINT_SUBDIR or
+                         os.path.exists(os.path.join(parent, RUN_INFO_FILE))):
+    if step is not None and int(step) != int(name):
+      raise UserError(f"{path} is the folder of step {name} but step {step} "
+                      "was asked for")
+    return parent, int(name)
+  return path, step
 
 
 def checkpoint_dir(path: str) -> str:
@@ -45,21 +93,62 @@ def checkpoint_dir(path: str) -> str:
   return sub
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-  directory = os.path.dirname(path)
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_",
-                             suffix=os.path.basename(path))
+def _sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _step_files(step_dir: str) -> Dict[str, str]:
+  """Relative path -> absolute path of every file of a step but the
+  checksums file itself."""
+  files = {}
+  for root, _, names in os.walk(step_dir):
+    for name in names:
+      full = os.path.join(root, name)
+      rel = os.path.relpath(full, step_dir)
+      if rel != CHECKSUMS_FILE:
+        files[rel] = full
+  return files
+
+
+def write_checksums(step_dir: str) -> str:
+  """Records sha256 and size of every file of a finished step."""
+  files = {rel: {"sha256": _sha256(full), "bytes": os.path.getsize(full)}
+           for rel, full in sorted(_step_files(step_dir).items())}
+  return atomic_io.write_json(os.path.join(step_dir, CHECKSUMS_FILE),
+                              {"algorithm": "sha256", "files": files})
+
+
+def verify_checksums(step_dir: str) -> bool:
+  """Checks a step's files against its checksums; False (with a warning)
+  when the step has none (saved before checksums were recorded).
+
+  Raises:
+    CorruptCheckpointError: naming the first file that is missing or changed.
+  """
+  path = os.path.join(step_dir, CHECKSUMS_FILE)
+  if not os.path.exists(path):
+    logging.warning("%s has no %s (saved by an older version): loading it "
+                    "unverified", step_dir, CHECKSUMS_FILE)
+    return False
   try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+    with open(path) as f:
+      recorded = json.load(f)["files"]
+  except (ValueError, KeyError, TypeError) as error:
+    raise CorruptCheckpointError(f"{path} is unreadable ({error})") from None
+  for rel, want in sorted(recorded.items()):
+    full = os.path.join(step_dir, rel)
+    if not os.path.isfile(full):
+      raise CorruptCheckpointError(f"checkpoint file {full} is missing")
+    if (os.path.getsize(full) != want["bytes"] or
+        _sha256(full) != want["sha256"]):
+      raise CorruptCheckpointError(
+          f"checkpoint file {full} is corrupt: its sha256 differs from the "
+          f"one recorded when step {os.path.basename(step_dir)} was saved")
+  return True
 
 
 def save_run_info(workdir: str, config: Any, **extra) -> str:
@@ -78,20 +167,25 @@ def save_run_info(workdir: str, config: Any, **extra) -> str:
     return path
   config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
   info = {"config": config_dict, **extra}
-  _atomic_write_text(path, json.dumps(info, indent=2, sort_keys=True,
-                                      default=repr))
+  atomic_io.write_text(path, json.dumps(info, indent=2, sort_keys=True,
+                                        default=repr))
   return path
 
 
 def load_run_info(path: str) -> Dict[str, Any]:
-  """The run.json of a workdir or checkpoint dir."""
+  """The run.json of a workdir, checkpoint dir or step folder."""
+  path, _ = split_step_dir(path)
   info_path = os.path.join(checkpoint_dir(path), RUN_INFO_FILE)
   if not os.path.exists(info_path):
-    raise FileNotFoundError(
-        f"{info_path} not found: {path!r} is not a sonify_jax run/checkpoint "
-        "directory")
-  with open(info_path) as f:
-    return json.load(f)
+    raise NotARunError(
+        f"{path} is not a sonify_jax run: no {CHECKPOINT_SUBDIR}/"
+        f"{RUN_INFO_FILE} (pass a training --workdir, its {CHECKPOINT_SUBDIR}"
+        " folder or one step folder in it)")
+  try:
+    with open(info_path) as f:
+      return json.load(f)
+  except ValueError as error:
+    raise UserError(f"{info_path} is not valid JSON ({error})") from None
 
 
 class Checkpointer:
@@ -169,8 +263,13 @@ class Checkpointer:
 
   def _finished(self, step: int) -> None:
     """Runs once per saved step, after its checkpoint is complete on disk
-    (renamed into place by orbax), on every process."""
-    del step
+    (renamed into place by orbax), on every process: process 0 records the
+    step's checksums."""
+    if jax.process_index() == 0 and os.path.isdir(self.step_dir(step)):
+      write_checksums(self.step_dir(step))  # unless retention removed it
+
+  def step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(int(step)))
 
   def restore(self, state_template: Any, step: Optional[int] = None) -> Any:
     """The TrainState at ``step`` (latest if None), shaped like the template.
@@ -180,18 +279,69 @@ class Checkpointer:
     self.wait()
     step = self.latest_step() if step is None else int(step)
     if step is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+      raise NotARunError(f"no checkpoint in {self.directory}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
-    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    return _verified_restore(self.manager, self.directory, step, abstract)
 
   def close(self) -> None:
     self.wait()
     self.manager.close()
 
 
+def _verified_restore(manager: ocp.CheckpointManager, directory: str,
+                      step: int, target: Any,
+                      verified: Optional[bool] = None) -> Any:
+  """Restores ``step`` after checking its checksums (unless ``verified``
+  says it was done); a file orbax cannot decode becomes a
+  ``CorruptCheckpointError`` naming the step."""
+  if verified is None:
+    verified = verify_checksums(os.path.join(directory, str(step)))
+  return _read_or_explain(
+      lambda: manager.restore(step, args=ocp.args.StandardRestore(target)),
+      f"cannot read step {step} of {directory}", verified)
+
+
+def _read_or_explain(read, what: str, verified: bool) -> Any:
+  """``read()``; an exception becomes a ``CorruptCheckpointError``.
+
+  Only an unverified (pre-checksum) step can fail this way. When one read of
+  orbax's parallel reads fails, orbax closes its event loop and the others'
+  callbacks print "Event loop is closed" tracebacks on stderr, during and
+  just after the call: for such steps stderr is held back meanwhile and
+  given back only when the read succeeds.
+  """
+  if verified:
+    return read()
+  held, saved = io.StringIO(), sys.stderr
+  sys.stderr = held
+  try:
+    result = read()
+  except Exception as error:  # pylint: disable=broad-except
+    time.sleep(0.5)  # let the orphaned reads finish into ``held``
+    raise CorruptCheckpointError(f"{what}: {_describe_read_error(error)}"
+                                 ) from error
+  finally:
+    sys.stderr = saved
+  saved.write(held.getvalue())
+  return result
+
+
+def _describe_read_error(error: BaseException) -> str:
+  """One line from orbax/tensorstore's nested, spec-laden read errors."""
+  while error.__cause__ is not None or error.__context__ is not None:
+    error = error.__cause__ or error.__context__
+  text = str(error).split(" [tensorstore_spec=")[0].strip()
+  detail = text.splitlines()[0] if text else type(error).__name__
+  files = re.findall(r'local file "([^"]+)"', text)
+  if len(detail) > 200:
+    detail = "..." + detail[-200:]
+  return (f"{files[-1]} is unreadable ({detail})" if files
+          else f"{type(error).__name__}: {detail}")
+
+
 def _read_only_manager(directory: str) -> ocp.CheckpointManager:
   if not os.path.isdir(directory):
-    raise FileNotFoundError(f"checkpoint directory {directory} does not exist")
+    raise NotARunError(f"checkpoint directory {directory} does not exist")
   return ocp.CheckpointManager(
       directory, options=ocp.CheckpointManagerOptions(read_only=True),
       item_handlers=ocp.StandardCheckpointHandler())
@@ -199,6 +349,7 @@ def _read_only_manager(directory: str) -> ocp.CheckpointManager:
 
 def available_steps(path: str) -> Sequence[int]:
   """Steps with a complete checkpoint under a workdir or checkpoint dir."""
+  path, _ = split_step_dir(path)
   manager = _read_only_manager(checkpoint_dir(path))
   try:
     return sorted(manager.all_steps())
@@ -217,23 +368,33 @@ def _local_target(metadata: Any) -> Any:
       metadata)
 
 
+def _pick_step(manager: ocp.CheckpointManager, directory: str,
+               step: Optional[int]) -> int:
+  steps = sorted(manager.all_steps())
+  if not steps:
+    raise NotARunError(f"no checkpoint in {directory}")
+  if step is None:
+    return steps[-1]
+  if int(step) not in steps:
+    raise UserError(
+        f"no checkpoint for step {step} in {directory}; have {steps}")
+  return int(step)
+
+
 def _restore_raw(path: str, step: Optional[int]) -> Tuple[Dict[str, Any], int]:
+  path, step = split_step_dir(path, step)
   directory = checkpoint_dir(path)
   manager = _read_only_manager(directory)
   try:
-    steps = sorted(manager.all_steps())
-    if not steps:
-      raise FileNotFoundError(f"no checkpoint in {directory}")
-    if step is None:
-      step = steps[-1]
-    elif int(step) not in steps:
-      raise ValueError(
-          f"no checkpoint for step {step} in {directory}; have {steps}")
-    raw = manager.restore(int(step), args=ocp.args.StandardRestore(
-        _local_target(manager.item_metadata(int(step)))))
+    step = _pick_step(manager, directory, step)
+    verified = verify_checksums(os.path.join(directory, str(step)))
+    target = _local_target(_read_or_explain(
+        lambda: manager.item_metadata(step),
+        f"cannot read the metadata of step {step} of {directory}", verified))
+    raw = _verified_restore(manager, directory, step, target, verified)
   finally:
     manager.close()
-  return raw, int(step)
+  return raw, step
 
 
 def load_encoder(path: str, step: Optional[int] = None
@@ -241,8 +402,8 @@ def load_encoder(path: str, step: Optional[int] = None
   """CNN12 params of a run's encoder, and the arch name they belong to.
 
   Args:
-    path: a run's workdir, or its ``checkpoints`` directory.
-    step: checkpoint step; the latest if None.
+    path: a run's workdir, its ``checkpoints`` directory, or a step folder.
+    step: checkpoint step; the latest (or the step folder's) if None.
 
   Returns:
     (encoder params ``{'block1': {'kernel', 'bias'}, ..., 'embedding': ...}``
@@ -253,7 +414,7 @@ def load_encoder(path: str, step: Optional[int] = None
   try:
     encoder = raw["params"]["encoder"]
   except (KeyError, TypeError):
-    raise ValueError(
+    raise UserError(
         f"checkpoint under {path!r} has no params['encoder']") from None
   arch = info.get("arch") or info["config"]["model"]
   return encoder, arch
@@ -271,12 +432,12 @@ def load_state(path: str, state_template: Any = None,
   """
   if state_template is None:
     return _restore_raw(path, step)[0]
-  manager = _read_only_manager(checkpoint_dir(path))
+  path, step = split_step_dir(path, step)
+  directory = checkpoint_dir(path)
+  manager = _read_only_manager(directory)
   try:
-    step = manager.latest_step() if step is None else int(step)
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint under {path}")
+    step = _pick_step(manager, directory, step)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    return _verified_restore(manager, directory, step, abstract)
   finally:
     manager.close()

@@ -1,0 +1,345 @@
+"""Bad input never gets a traceback (issue 12): one table per entry point.
+
+Each row runs the entry point as ``python -m`` would (in-process, in one
+worker per entry point: tests/cli_harness.py) and checks the exit status,
+that stderr holds exactly one ``error:`` line with the expected words and no
+traceback, and that no output (or partial output) was left behind. Rows that
+must work (step folders, stereo/24-bit/96 kHz files) check the output instead.
+"""
+import glob
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+import soundfile
+
+from cli_harness import CliWorker
+from sonify_jax import deconvnet
+from sonify_jax.errors import UserError
+from sonify_jax.models.architecture import CNN12_TINY
+from sonify_jax.train import checkpoints, optim
+from sonify_jax.train import state as state_lib
+
+RATE = 8000
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+def _make_run(workdir, arch="cnn12_tiny", steps=(0, 2)):
+  """A run on disk as the trainer writes it (TrainState checkpoints +
+  run.json), built without training: these tests are about the files."""
+  model = state_lib.SimCLRModel(arch_name=arch, dropout_rate=0.1,
+                                proj_hidden=32, proj_out=16)
+  state = state_lib.create_train_state(
+      model, optim.make_optimizer(1e-3, 0.0, 1, 10), jax.random.PRNGKey(0))
+  ckpt = checkpoints.Checkpointer(workdir, keep_last=len(steps))
+  for step in steps:
+    ckpt.save(step, state.replace(step=state.step + step))
+  ckpt.close()
+  checkpoints.save_run_info(workdir, {"model": arch, "task": "simclr"},
+                            arch=arch, task="simclr", num_classes=16)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  return _make_run(str(tmp_path_factory.mktemp("tiny") / "run"))
+
+
+@pytest.fixture(scope="module")
+def sonify_cli():
+  worker = CliWorker("sonify_jax.sonify")
+  yield worker
+  worker.close()
+
+
+def _tone(seconds, rate=RATE, channels=1, freq=440.0):
+  t = np.arange(int(round(seconds * rate))) / rate
+  tone = 0.3 * np.sin(2 * np.pi * freq * t).astype(np.float32)
+  return tone if channels == 1 else np.stack([tone] * channels, axis=1)
+
+
+def _wav(path, audio, rate=RATE, subtype="PCM_16"):
+  soundfile.write(str(path), audio, rate, subtype=subtype)
+  return str(path)
+
+
+def _data_files(run, step):
+  """Orbax's array data files of a step, largest first."""
+  files = [f for f in glob.glob(f"{run}/checkpoints/{step}/**/d/*",
+                                recursive=True) if os.path.isfile(f)]
+  return sorted(files, key=os.path.getsize, reverse=True)
+
+
+def _garble(path, count, seed=0):
+  data = bytearray(open(path, "rb").read())
+  rng = np.random.default_rng(seed)
+  start = len(data) // 3
+  count = min(count, len(data) - start)
+  data[start:start + count] = rng.integers(0, 256, count, np.uint8).tobytes()
+  with open(path, "wb") as f:
+    f.write(bytes(data))
+
+
+def _assert_one_error(result, *words):
+  assert result.code == 2, (result.code, result.stderr[-3000:])
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  lines = result.error_lines()
+  assert len(lines) == 1, result.stderr[-3000:]
+  for word in words:
+    assert word in lines[0], lines[0]
+  return lines[0]
+
+
+def _assert_nothing_left(path):
+  """Neither ``path`` nor a temporary sibling of it exists."""
+  assert not os.path.exists(path), path
+  parent, base = os.path.split(os.path.abspath(path))
+  leftovers = [n for n in os.listdir(parent)
+               if n.startswith((f".tmp_{base}", f".old_{base}"))]
+  assert not leftovers, leftovers
+
+
+# ------------------------------------------------------------ sonify table
+
+
+def _setup_sonify(case, tmp, run):
+  """(argv, out dir, expected words or None for success) of one row."""
+  out = str(tmp / "out")
+  clip = lambda: _wav(tmp / "clip.wav", _tone(0.5))  # pylint: disable=unnecessary-lambda-assignment
+  args = ["--layer", "3", "--maps", "0,1", "--out", out]
+  tiny = ["--model", "cnn12_tiny"]
+  if case == "nan_wav":
+    audio = _tone(0.5, 16000)
+    audio[100:200] = np.nan
+    return ["--audio", _wav(tmp / "nan.wav", audio, 16000, "FLOAT"), *args,
+            *tiny], out, ["NaN"]
+  if case == "missing_checkpoint_dir":
+    return ["--audio", clip(), *args, "--checkpoint", str(tmp / "nope")
+            ], out, ["does not exist", "nope"]
+  if case == "not_a_run_dir":
+    os.makedirs(tmp / "empty")
+    return ["--audio", clip(), *args, "--checkpoint", str(tmp / "empty")
+            ], out, ["not a sonify_jax run"]
+  if case == "step_folder_works":
+    return ["--audio", clip(), *args, "--checkpoint",
+            os.path.join(run, "checkpoints", "0")], out, None
+  if case == "step_folder_and_other_step":
+    return ["--audio", clip(), *args, "--checkpoint",
+            os.path.join(run, "checkpoints", "0"), "--step", "2"
+            ], out, ["step 0", "step 2"]
+  if case == "out_is_a_file":
+    with open(out, "w") as f:
+      f.write("mine")
+    return ["--audio", clip(), *args, *tiny], out, ["not a folder"]
+  if case == "out_holds_other_files":
+    os.makedirs(out)
+    with open(os.path.join(out, "notes.txt"), "w") as f:
+      f.write("mine")
+    return ["--audio", clip(), *args, *tiny], out, ["holds other files"]
+  if case in ("garbled_array_files", "garbled_2000_bytes",
+              "garbled_no_checksums"):
+    copy = str(tmp / "run")
+    shutil.copytree(run, copy)
+    files = _data_files(copy, 2)
+    for path in files if case == "garbled_array_files" else files[:1]:
+      _garble(path, 2000 if case == "garbled_2000_bytes" else 10 ** 9)
+    if case == "garbled_no_checksums":
+      os.remove(os.path.join(copy, "checkpoints", "2",
+                             checkpoints.CHECKSUMS_FILE))
+      return ["--audio", clip(), *args, "--checkpoint", copy
+              ], out, ["step 2", "is unreadable", "/checkpoints/2/"]
+    return ["--audio", clip(), *args, "--checkpoint", copy
+            ], out, ["corrupt", files[0] if case != "garbled_array_files"
+                     else "checkpoints/2/"]
+  if case == "negative_step":
+    return ["--audio", clip(), *args, "--checkpoint", run, "--step=-1"
+            ], out, ["no checkpoint for step -1", "have [0, 2]"]
+  if case == "clip_0.1s_layer6_works":
+    return ["--audio", _wav(tmp / "short.wav", _tone(0.1)), "--layer", "6",
+            "--maps", "0", "--out", out, *tiny], out, None
+  if case == "clip_0.1s_layer9_refused":
+    return ["--audio", _wav(tmp / "short.wav", _tone(0.1)), "--layer", "9",
+            "--maps", "0", "--out", out, *tiny
+            ], out, ["800 samples", "receptive field of layer 9"]
+  if case == "empty_file":
+    open(tmp / "empty.wav", "wb").close()
+    return ["--audio", str(tmp / "empty.wav"), *args, *tiny], out, ["empty"]
+  if case == "text_named_wav":
+    (tmp / "text.wav").write_text("hello, I am not audio\n" * 50)
+    return ["--audio", str(tmp / "text.wav"), *args, *tiny
+            ], out, ["cannot decode"]
+  if case == "wav_0_samples":
+    return ["--audio", _wav(tmp / "zero.wav", np.zeros(0, np.float32)),
+            *args, *tiny], out, ["no samples"]
+  if case == "wav_1_sample":
+    return ["--audio", _wav(tmp / "one.wav", np.zeros(1, np.float32)),
+            *args, *tiny], out, ["1 samples", "receptive field of layer 3"]
+  if case == "missing_audio_file":
+    return ["--audio", str(tmp / "none.wav"), *args, *tiny
+            ], out, ["no such audio file"]
+  if case == "stereo_works":
+    return ["--audio", _wav(tmp / "st.wav", _tone(0.5, channels=2)), *args,
+            *tiny], out, None
+  if case == "24bit_works":
+    return ["--audio", _wav(tmp / "b24.wav", _tone(0.5), subtype="PCM_24"),
+            *args, *tiny], out, None
+  if case == "96khz_works":
+    return ["--audio", _wav(tmp / "hi.wav", _tone(0.5, 96000), 96000),
+            *args, *tiny], out, None
+  if case == "ten_minute_clip":
+    return ["--audio", _wav(tmp / "long.wav", np.zeros(600 * RATE,
+                                                       np.float32)),
+            *args, *tiny], out, ["600.0 s", "--max_seconds"]
+  if case == "layer_out_of_range":
+    return ["--audio", clip(), "--layer", "12", "--maps", "0", "--out", out,
+            *tiny], out, ["layer 12 is outside 1..11"]
+  if case == "map_out_of_range":
+    return ["--audio", clip(), "--layer", "3", "--maps", "0,8", "--out", out,
+            *tiny], out, ["[8] out of range", "0..7"]
+  if case == "maps_not_ints":
+    return ["--audio", clip(), "--layer", "3", "--maps", "a,b", "--out", out,
+            *tiny], out, ["--maps must be ints"]
+  if case == "top_0":
+    return ["--audio", clip(), "--layer", "3", "--maps", "top:0", "--out",
+            out, *tiny], out, ["top:0 is outside top:1..top:8"]
+  if case == "unwritable_out_dir":
+    if os.geteuid() == 0:  # root writes anywhere but in sysfs
+      parent = "/sys"
+    else:
+      parent = str(tmp / "readonly")
+      os.makedirs(parent)
+      os.chmod(parent, 0o555)
+    out = os.path.join(parent, "sonify_out")
+    return ["--audio", clip(), *args[:-1], out, *tiny
+            ], out, ["cannot write", out]
+  if case == "missing_required_flag":
+    return ["--layer", "3", "--out", out, *tiny], out, ["--audio is required"]
+  if case == "unknown_flag":
+    return ["--audio", clip(), *args, "--layers=3"], out, ["layers"]
+  raise ValueError(case)
+
+
+SONIFY_CASES = [
+    "nan_wav", "missing_checkpoint_dir", "not_a_run_dir", "step_folder_works",
+    "step_folder_and_other_step", "out_is_a_file", "out_holds_other_files",
+    "garbled_array_files", "garbled_2000_bytes", "garbled_no_checksums",
+    "negative_step", "clip_0.1s_layer6_works", "clip_0.1s_layer9_refused",
+    "empty_file", "text_named_wav", "wav_0_samples", "wav_1_sample",
+    "missing_audio_file", "stereo_works", "24bit_works", "96khz_works",
+    "ten_minute_clip", "layer_out_of_range", "map_out_of_range",
+    "maps_not_ints", "top_0", "unwritable_out_dir", "missing_required_flag",
+    "unknown_flag"]
+
+
+@pytest.mark.parametrize("case", SONIFY_CASES)
+def test_sonify_cli(case, tmp_path, run_dir, sonify_cli):
+  argv, out, words = _setup_sonify(case, tmp_path, run_dir)
+  before = open(out).read() if os.path.isfile(out) else None
+  result = sonify_cli.run(*argv)
+  if words is None:
+    assert result.code == 0, result.stderr[-3000:]
+    index = json.load(open(os.path.join(out, "index.json")))
+    wav, rate = soundfile.read(os.path.join(
+        out, index["sonifications"][0]["wav"]))
+    assert rate == RATE and wav.ndim == 1
+    # Every input is resampled to 8 kHz mono: the output has its length.
+    seconds = 0.1 if "0.1s" in case else 0.5
+    assert wav.shape == (int(seconds * RATE),)
+    return
+  line = _assert_one_error(result, *words)
+  print(f"{case}: {line}")
+  if before is not None:  # --out named the user's file: left as it was
+    assert open(out).read() == before
+  elif case == "out_holds_other_files":
+    assert os.listdir(out) == ["notes.txt"]
+  else:
+    _assert_nothing_left(out)
+
+
+def test_sonify_help_exits_0(sonify_cli):
+  result = sonify_cli.run("--help")
+  assert result.code == 0 and "--audio" in result.stdout
+  assert not result.error_lines()
+
+
+def test_sonify_replaces_an_earlier_output_whole(tmp_path, sonify_cli):
+  """A second run into the same --out replaces the folder: no file of the
+  first run that the second did not write survives."""
+  clip = _wav(tmp_path / "clip.wav", _tone(0.5))
+  out = str(tmp_path / "out")
+  base = ["--audio", clip, "--layer", "3", "--out", out, "--model",
+          "cnn12_tiny"]
+  assert sonify_cli.run(*base, "--maps", "0,1").code == 0
+  assert sonify_cli.run(*base, "--maps", "2").code == 0
+  assert sorted(os.listdir(out)) == ["index.json", "input.wav",
+                                     "layer3_map2.png", "layer3_map2.wav"]
+  _assert_nothing_left(str(tmp_path / "elsewhere"))  # no temp folders left
+  assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+# ---------------------------------------------- the one short-clip rule
+
+
+def test_short_clip_rule_is_the_same_in_api_and_cli(tmp_path, sonify_cli):
+  """API and CLI refuse a clip shorter than the layer's receptive field with
+  the same message (no padding anywhere)."""
+  layer = 9
+  samples = CNN12_TINY.min_input_length(layer) - 1
+  with pytest.raises(UserError) as api_error:
+    deconvnet.validate_request(np.zeros((1, samples), np.float32), layer,
+                               [0], CNN12_TINY)
+  path = _wav(tmp_path / "short.wav", _tone(samples / RATE))
+  result = sonify_cli.run("--audio", path, "--layer", str(layer), "--maps",
+                          "0", "--out", str(tmp_path / "out"), "--model",
+                          "cnn12_tiny")
+  line = _assert_one_error(result)
+  assert line == f"error: {api_error.value}"
+  # One sample more is enough for both.
+  ok = _wav(tmp_path / "ok.wav", np.full(samples + 1, 0.1, np.float32))
+  assert sonify_cli.run("--audio", ok, "--layer", str(layer), "--maps", "0",
+                        "--out", str(tmp_path / "out2"), "--model",
+                        "cnn12_tiny").code == 0
+
+
+# ------------------------------------------------ checkpoint checksums
+
+
+def test_checksums_catch_a_flipped_byte_and_old_runs_still_load(
+    tmp_path, run_dir, caplog):
+  run = str(tmp_path / "run")
+  shutil.copytree(run_dir, run)
+  intact, _ = checkpoints.load_encoder(run)
+  victim = _data_files(run, 2)[-1]  # the smallest data file
+  data = bytearray(open(victim, "rb").read())
+  data[len(data) // 2] ^= 0x01  # one bit
+  open(victim, "wb").write(bytes(data))
+  with pytest.raises(checkpoints.CorruptCheckpointError, match=victim):
+    checkpoints.load_encoder(run)
+  with pytest.raises(checkpoints.CorruptCheckpointError, match=victim):
+    checkpoints.load_state(run, step=2)
+  # Step 0 is intact and still loads, also by its step folder.
+  checkpoints.load_encoder(os.path.join(run, "checkpoints", "0"))
+  # A run saved before checksums existed loads, with a warning.
+  data[len(data) // 2] ^= 0x01
+  open(victim, "wb").write(bytes(data))
+  os.remove(os.path.join(run, "checkpoints", "2", checkpoints.CHECKSUMS_FILE))
+  with caplog.at_level("WARNING"):
+    loaded, arch = checkpoints.load_encoder(run)
+  assert arch == "cnn12_tiny"
+  assert "unverified" in caplog.text
+  jax.tree.map(np.testing.assert_array_equal, loaded, intact)
+
+
+def test_checksums_record_every_file_of_the_step(run_dir):
+  step_dir = os.path.join(run_dir, "checkpoints", "2")
+  recorded = json.load(open(os.path.join(step_dir,
+                                         checkpoints.CHECKSUMS_FILE)))
+  on_disk = {os.path.relpath(os.path.join(r, n), step_dir)
+             for r, _, names in os.walk(step_dir) for n in names}
+  assert set(recorded["files"]) == on_disk - {checkpoints.CHECKSUMS_FILE}
+  assert checkpoints.verify_checksums(step_dir)
