@@ -28,3 +28,6 @@ def test_quick_story(tmp_path, capsys):
   evo = json.loads((tmp_path / "evolution_contrastive" / "evolution.json"
                     ).read_text())
   assert evo["steps"][0] == 0 and len(evo["steps"]) >= 2
+  for study in ("activity", "time_invariance"):
+    result = json.loads((tmp_path / study / f"{study}.json").read_text())
+    assert set(result["models"]) == {"contrastive", "supervised"}

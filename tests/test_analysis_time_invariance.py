@@ -3,14 +3,16 @@ it measures -- exact for shifts that are multiples of the pooling stride,
 not for others -- on a random-init CNN12."""
 import json
 import os
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sonify_jax.analysis import time_invariance as ti
+from sonify_jax.analysis import studies_cli, time_invariance as ti
 from sonify_jax.data.sources import ArraySource
+from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import CNN12_TINY
 from sonify_jax.models.cnn12 import CNN12
 
@@ -70,20 +72,23 @@ def test_exact_for_multiples_of_the_stride_not_for_others():
     assert e["multiple"]["lag_found_equals_k"] == 1.0
 
 
-def test_run_writes_strict_json_figure_and_statement(tmp_path):
-  result = ti.run_time_invariance(
-      {"m": {"trained": (_he_init(0), ARCH), "untrained": (_he_init(1), ARCH)}},
-      _source(n=2), str(tmp_path), layers=(2, 9), length=LENGTH,
-      max_shift=MAX_SHIFT)
+def test_cli_glue_writes_strict_json_figure_and_statement(tmp_path, capsys):
+  run = types.SimpleNamespace(trained=_he_init(0), untrained=_he_init(1),
+                              arch=ARCH)
+  result = studies_cli.run_study("time_invariance", [("m", run)], _source(n=2),
+                                 str(tmp_path), layers=(2, 7),
+                                 clip_samples=LENGTH)
   with open(os.path.join(tmp_path, "time_invariance.json")) as f:
     loaded = json.loads(f.read(), parse_constant=lambda c: pytest.fail(c))
   assert os.path.getsize(os.path.join(tmp_path, "time_invariance.png")) > 0
+  assert loaded["max_shift"] == LENGTH // 4 and loaded["clips"] == 2
   for entry in loaded["models"]["m"].values():
     assert set(entry) == {"trained", "untrained"}
   assert "multiple" in result["statement"]
   assert "untrained" in result["statement"]
   assert result["statement"].replace("\n", " ") in result["caption"]
-  with pytest.raises(ValueError, match="no interior"):
+  assert result["statement"] in capsys.readouterr().out
+  with pytest.raises(UserError, match="no interior"):
     ti.run_time_invariance({"m": {"trained": (_he_init(0), ARCH)}},
                            _source(n=1), str(tmp_path), layers=(11,),
                            length=4000, max_shift=700)

@@ -39,6 +39,7 @@ import scipy.signal
 
 from sonify_jax import atomic_io
 from sonify_jax.analysis import common
+from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
 
 Params = Any
@@ -97,7 +98,7 @@ class ActivityCounter:
 
   def summary(self) -> Dict[str, Any]:
     if self.clips == 0:
-      raise ValueError("no clips counted")
+      raise UserError("the source holds no clips")
     rate = self.live / self.clips
     hist, _ = np.histogram(rate, RATE_BINS)
     return {
@@ -259,7 +260,8 @@ def headline(result: Dict[str, Any]) -> str:
   lines = []
   for name, per_layer in result["models"].items():
     parts = []
-    for layer, entry in per_layer.items():
+    for layer in sorted(per_layer, key=int):  # JSON keys sort as strings
+      entry = per_layer[layer]
       t, u = entry["trained"], entry.get("untrained")
       live = f"{t['live_fraction']:.2f}"
       if u:
@@ -293,7 +295,8 @@ def run_activity(models: Dict[str, Dict[str, Tuple[Params, Architecture]]],
   from sonify_jax.analysis import activity_figure  # pylint: disable=g-import-not-at-top
   k = measure_kw.setdefault("k", 3)
   max_maps = measure_kw.setdefault("max_maps", 32)
-  result: Dict[str, Any] = {"study": "activity", "k": k, "max_maps": max_maps,
+  result: Dict[str, Any] = {"study": "activity", "metric": "live_fraction",
+                            "k": k, "max_maps": max_maps,
                             "dataset": getattr(source, "name", None),
                             "models": {}}
   for name, variants in models.items():

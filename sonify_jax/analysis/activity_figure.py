@@ -1,7 +1,7 @@
 """The activity study's figure: live maps and band features per layer.
 
 Trained models are solid lines, their untrained init dashed in the same
-colour (the control); input centroids are dotted grey.
+colour (the control); the same measure of the inputs is dotted.
 """
 from typing import Any, Dict, List
 
@@ -13,8 +13,14 @@ _PANELS = (
     ("live_fraction", "fraction of maps live on >= 1 clip"),
     ("mean_activation_rate", "mean activation rate (clips live / clips)"),
     ("band.mean_sonification_centroid", "spectral centroid (Hz)"),
+    ("band.spread_sonification_centroid",
+     "centroid spread over maps (std, Hz)"),
     ("band.mean_bandwidth_ratio", "bandwidth: sonification / input"),
 )
+# Panels that also draw the same measure of the inputs (dotted).
+_INPUT_KEYS = {"band.mean_sonification_centroid": "band.mean_input_centroid",
+               "band.spread_sonification_centroid":
+                   "band.spread_input_centroid"}
 
 
 def _get(entry: Dict[str, Any], key: str) -> float:
@@ -24,7 +30,8 @@ def _get(entry: Dict[str, Any], key: str) -> float:
 
 
 def _series(per_layer: Dict[str, Any], variant: str, key: str) -> List[float]:
-  return [_get(per_layer[l].get(variant), key) for l in per_layer]
+  return [_get(per_layer[l].get(variant), key)
+          for l in sorted(per_layer, key=int)]
 
 
 def caption(result: Dict[str, Any]) -> str:
@@ -34,9 +41,11 @@ def caption(result: Dict[str, Any]) -> str:
            "block output is non-zero anywhere. Solid: trained; dashed: the "
            "untrained init of the same run (control). Centroids: "
            f"sonifications of each studied map's top-{result['k']} clips; "
-           "dotted grey: the same clips' input centroid."]
+           "dotted: the same clips' inputs. A band-selective layer has "
+           "sonification centroids that spread over maps (each map its own "
+           "band) whatever the inputs."]
   for name, per_layer in result["models"].items():
-    layers = list(per_layer)
+    layers = sorted(per_layer, key=int)  # JSON keys sort as strings
     first, last = layers[0], layers[-1]
     t = lambda l, k, v="trained": _get(per_layer[l].get(v), k)  # pylint: disable=cell-var-from-loop
     parts.append(
@@ -55,20 +64,19 @@ def caption(result: Dict[str, Any]) -> str:
 
 def draw(path: str, result: Dict[str, Any]) -> str:
   """Writes the 4-panel figure to ``path``; returns its caption."""
-  fig, axes = plotting.new_figure(1, len(_PANELS), (4.0 * len(_PANELS), 3.6))
+  fig, axes = plotting.new_figure(1, len(_PANELS), (3.6 * len(_PANELS), 3.6))
   colors = ["C0", "C1", "C2", "C3", "C4", "C5"]
   for (key, label), ax in zip(_PANELS, axes[0]):
     for color, (name, per_layer) in zip(colors, result["models"].items()):
-      layers = [int(l) for l in per_layer]
+      layers = sorted(int(l) for l in per_layer)
       ax.plot(layers, _series(per_layer, "trained", key), "o-", color=color,
               label=f"{name} trained")
       if any("untrained" in e for e in per_layer.values()):
         ax.plot(layers, _series(per_layer, "untrained", key), "s--",
                 color=color, alpha=0.7, label=f"{name} untrained (control)")
-      if key == "band.mean_sonification_centroid":
-        ax.plot(layers, _series(per_layer, "trained",
-                                "band.mean_input_centroid"), ":",
-                color="gray", label=f"{name} inputs")
+      if key in _INPUT_KEYS:
+        ax.plot(layers, _series(per_layer, "trained", _INPUT_KEYS[key]), ":",
+                color=color, alpha=0.6, label=f"{name} inputs")
     ax.set_xlabel("layer (block)")
     ax.set_title(label, fontsize=9)
     ax.set_xticks(layers)
@@ -77,6 +85,7 @@ def draw(path: str, result: Dict[str, Any]) -> str:
   axes[0, 1].set_ylim(-0.03, 1.03)
   axes[0, -1].axhline(1.0, color="gray", linewidth=0.8)
   axes[0, 0].legend(fontsize=7)
+  axes[0, 2].legend(fontsize=7)
   text = caption(result)
   fig.tight_layout()
   plotting.save_figure(fig, path)

@@ -13,6 +13,10 @@ r"""Command line for the analysis studies.
       --checkpoint=/tmp/simclr_run
   python -m sonify_jax.analysis.run --study=atlas --workdir=/tmp/atlas \
       --checkpoint=/tmp/simclr_run --layers=all --k=5
+  python -m sonify_jax.analysis.run --study=activity --workdir=/tmp/act \
+      --checkpoint=contrastive=/tmp/simclr_run,supervised=/tmp/sup_run
+  python -m sonify_jax.analysis.run --study=time_invariance \
+      --workdir=/tmp/ti --checkpoint=/tmp/simclr_run
   python -m sonify_jax.analysis.run --study=gallery --workdir=/tmp/site \
       --checkpoint=contrastive=/tmp/topk_a,supervised=/tmp/topk_b
 
@@ -38,7 +42,7 @@ from sonify_jax import cli
 from sonify_jax.errors import UserError
 
 STUDIES = ("topk", "residual", "layer_importance", "coherence", "evolution",
-           "gallery", "atlas")
+           "gallery", "atlas", "activity", "time_invariance")
 
 _STUDY = flags.DEFINE_enum("study", None, STUDIES, "Which study to run.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.")
@@ -151,6 +155,11 @@ def main(argv):
   source = _source(runs[0][1])
   for name, run in runs[1:]:
     _source(run)  # every run must fit the data studied (class count)
+
+  if study in ("activity", "time_invariance"):
+    from sonify_jax.analysis import studies_cli  # pylint: disable=g-import-not-at-top
+    studies_cli.run_study(study, runs, source, workdir, layers, k=_K.value,
+                          max_maps=_MAX_MAPS.value, **common_kw)
 
   if study == "topk":
     from sonify_jax.analysis import topk  # pylint: disable=g-import-not-at-top

@@ -141,6 +141,9 @@ def run_story(workdir: str, quick: bool = False,
              "next to its controls (dashed): the untrained init of the same "
              "run, and a random live map of the trained model":
              os.path.join(workdir, "coherence", "coherence.png")}
+  from sonify_jax.analysis import studies_cli  # pylint: disable=g-import-not-at-top
+  figures.update(studies_cli.story_figures(list(models.items()), source,
+                                           workdir, quick, max_clips))
   page = gallery.write_gallery(
       os.path.join(workdir, "gallery"), topk_dirs,
       title="sonify_jax: contrastive vs supervised CNN12 (embedded data)",

@@ -38,6 +38,7 @@ import scipy.signal
 
 from sonify_jax import atomic_io
 from sonify_jax.analysis import common
+from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import Architecture
 
 Params = Any
@@ -92,7 +93,7 @@ def pick_shifts(stride: int, max_shift: int, rng: np.random.Generator
   """A random multiple of ``stride`` and a random non-multiple, both in
   ``[1, max_shift]``."""
   if max_shift < stride:
-    raise ValueError(f"max_shift {max_shift} is below the stride {stride}")
+    raise UserError(f"max_shift {max_shift} is below the stride {stride}")
   multiple = stride * int(rng.integers(1, max_shift // stride + 1))
   while True:
     other = int(rng.integers(1, max_shift + 1))
@@ -182,7 +183,8 @@ def statement(result: Dict[str, Any]) -> str:
       lines.append(
           f"{name} ({variant}): k a multiple of the layer's pooling stride "
           f"2^p: max relative error {max(mult):.1e} over layers "
-          f"{', '.join(per_layer)} (exact up to float32 rounding, eps "
+          f"{', '.join(sorted(per_layer, key=int))} (exact up to float32 "
+          "rounding, eps "
           f"{FLOAT32_EPS:.1e}, away from {result['edges']}); k not a "
           f"multiple (pool phase changes the switches): median relative "
           f"error {min(non):.2f} to {max(non):.2f} across layers.")
@@ -196,7 +198,7 @@ def load_clips(source, count: Optional[int], samples: int) -> np.ndarray:
   """The first ``count`` clips of ``source``, cropped/zero-padded."""
   n = len(source) if count is None else min(len(source), count)
   if n == 0:
-    raise ValueError("the source holds no clips")
+    raise UserError("the source holds no clips")
   return np.stack([common.load_clip(source, i, samples, samples)
                    for i in range(n)])
 
@@ -222,13 +224,14 @@ def run_time_invariance(
   layers = common.check_layers(layers, arch0)
   deepest = max(layers)
   if length - max_shift <= 2 * edge_margin(arch0, deepest):
-    raise ValueError(
+    raise UserError(
         f"length {length} - max_shift {max_shift} leaves no interior at "
         f"layer {deepest} (edge margin {edge_margin(arch0, deepest)} samples "
         "each side)")
   clips = load_clips(source, max_clips, length + max_shift)
   result: Dict[str, Any] = {
-      "study": "time_invariance", "dataset": getattr(source, "name", None),
+      "study": "time_invariance", "metric": "median",
+      "dataset": getattr(source, "name", None),
       "clips": int(clips.shape[0]), "length": length, "max_shift": max_shift,
       "seed": seed, "scale": False,
       "edges": "the clip edges (receptive field + stride of each layer)",

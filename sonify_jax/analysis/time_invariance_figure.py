@@ -38,7 +38,7 @@ def draw(path: str, result: Dict[str, Any],
          overlays: Dict[Tuple[str, str], Dict[str, Any]]) -> str:
   """Writes the figure; returns its caption."""
   first = next(iter(result["models"]))
-  layers = list(result["models"][first])
+  layers = sorted(result["models"][first], key=int)
   shown = _overlay_layers(layers)
   rows = len(shown) + 1
   fig, axes = plotting.new_figure(rows, 2, (11, 2.2 * rows + 0.5))
@@ -66,10 +66,12 @@ def draw(path: str, result: Dict[str, Any],
   for col, (kind, label) in enumerate(_KINDS):
     ax = axes[-1, col]
     for i, (name, per_layer) in enumerate(result["models"].items()):
-      xs = [int(l) for l in per_layer]
+      keys = sorted(per_layer, key=int)  # JSON keys sort as strings
+      xs = [int(l) for l in keys]
       for variant, style in (("trained", "o-"), ("untrained", "s--")):
         ys = [(e.get(variant) or {}).get(kind, {}).get(
-            "relative_error", {}).get("median") for e in per_layer.values()]
+            "relative_error", {}).get("median")
+              for e in (per_layer[l] for l in keys)]
         if any(y is not None for y in ys):
           ys = [np.nan if y is None else max(y, 1e-9) for y in ys]
           ax.semilogy(xs, ys, style, color=f"C{i}",

@@ -1,0 +1,85 @@
+"""Command-line glue of the activity and time-invariance studies.
+
+``analysis/run.py`` loads the runs and the data and hands them here; this
+module turns them into the studies' ``{name: {'trained': (params, arch),
+'untrained': (params, arch)}}`` input, runs the study and prints its
+headline (with the untrained control next to every number).
+"""
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+from sonify_jax.analysis import controls
+from sonify_jax.models.architecture import SAMPLE_RATE
+
+STUDIES = ("activity", "time_invariance")
+DEFAULT_MAX_MAPS = 32       # activity: live maps per layer with band features
+DEFAULT_TI_CLIPS = 8        # time invariance: clips compared
+DEFAULT_TI_SECONDS = 1.0    # time invariance: compared length
+
+
+def models_of(runs: Sequence[Tuple[str, Any]]) -> Dict[str, Dict[str, Any]]:
+  """``[(name, run)]`` -> the studies' model dict; ``run`` is a
+  ``controls.RunParams`` or a ``(params, arch[, untrained])`` tuple."""
+  models = {}
+  for name, run in runs:
+    run = controls.as_run(run)
+    variants = {"trained": (run.trained, run.arch)}
+    if run.untrained is not None:
+      variants["untrained"] = (run.untrained, run.arch)
+    models[name] = variants
+  return models
+
+
+def run_study(study: str, runs: Sequence[Tuple[str, Any]], source,
+              workdir: str, layers: Optional[Sequence[int]] = None,
+              k: int = 5, max_maps: Optional[int] = None,
+              batch_size: int = 16, clip_samples: Optional[int] = None,
+              max_clips: Optional[int] = None) -> Dict[str, Any]:
+  """Runs ``study`` on ``runs`` and prints where it wrote what."""
+  models = models_of(runs)
+  for name, variants in models.items():
+    if "untrained" not in variants:
+      print(f"note: {name} has no untrained control")
+  if study == "activity":
+    from sonify_jax.analysis import activity  # pylint: disable=g-import-not-at-top
+    result = activity.run_activity(
+        models, source, workdir, layers=layers, k=k,
+        max_maps=DEFAULT_MAX_MAPS if max_maps is None else max_maps,
+        batch_size=batch_size, clip_samples=clip_samples,
+        max_clips=max_clips)
+    print(activity.headline(result))
+    print(f"activity: {workdir}/activity.json, {workdir}/activity.png")
+    return result
+  if study == "time_invariance":
+    from sonify_jax.analysis import time_invariance  # pylint: disable=g-import-not-at-top
+    length = clip_samples or int(DEFAULT_TI_SECONDS * SAMPLE_RATE)
+    result = time_invariance.run_time_invariance(
+        models, source, workdir, layers=layers, length=length,
+        max_shift=length // 4,
+        max_clips=DEFAULT_TI_CLIPS if max_clips is None else max_clips,
+        batch_size=batch_size)
+    print(result["statement"])
+    print(f"time invariance: {workdir}/time_invariance.json, "
+          f"{workdir}/time_invariance.png")
+    return result
+  raise ValueError(f"unknown study {study!r}; known: {STUDIES}")
+
+
+STORY_LAYERS = (1, 4, 8, 11)
+
+
+def story_figures(runs: Sequence[Tuple[str, Any]], source, workdir: str,
+                  quick: bool = False, max_clips: Optional[int] = None
+                  ) -> Dict[str, str]:
+  """Both studies on the demo's models, cheaply (a few layers, few maps and
+  clips); returns ``{caption: png}`` for the gallery."""
+  import os  # pylint: disable=g-import-not-at-top
+  layers = (1, 11) if quick else STORY_LAYERS
+  figures = {}
+  for study, kw in (("activity", dict(k=2, max_maps=2 if quick else 4,
+                                      clip_samples=8000,
+                                      max_clips=max_clips)),
+                    ("time_invariance", dict(max_clips=2))):
+    out = os.path.join(workdir, study)
+    result = run_study(study, runs, source, out, layers, **kw)
+    figures[result["caption"]] = os.path.join(out, result["figure"])
+  return figures
