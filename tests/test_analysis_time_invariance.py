@@ -3,14 +3,13 @@ it measures -- exact for shifts that are multiples of the pooling stride,
 not for others -- on a random-init CNN12."""
 import json
 import os
-import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sonify_jax.analysis import studies_cli, time_invariance as ti
+from sonify_jax.analysis import controls, studies_cli, time_invariance as ti
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import CNN12_TINY
@@ -73,8 +72,7 @@ def test_exact_for_multiples_of_the_stride_not_for_others():
 
 
 def test_cli_glue_writes_strict_json_figure_and_statement(tmp_path, capsys):
-  run = types.SimpleNamespace(trained=_he_init(0), untrained=_he_init(1),
-                              arch=ARCH)
+  run = controls.RunParams(_he_init(0), _he_init(1), ARCH)
   result = studies_cli.run_study("time_invariance", [("m", run)], _source(n=2),
                                  str(tmp_path), layers=(2, 7),
                                  clip_samples=LENGTH)
