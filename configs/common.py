@@ -146,6 +146,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.weight_decay = WEIGHT_DECAY
   c.decoupled_weight_decay = False
   c.clip_norm = 0.0               # global-norm gradient clipping; 0 = off
+  # Convolutions and matmuls in this dtype ('bfloat16' on TPU); params,
+  # optimiser state and losses stay float32; sonify() is always float32.
+  c.compute_dtype = "float32"
 
   # SimCLR.
   c.temperature = TEMPERATURE

@@ -537,6 +537,8 @@ def sonify(params: Params, waveforms, layer: int,
   if impl not in IMPLEMENTATIONS:
     raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
   validate_request(waveforms, layer, feature_maps, arch)
+  # Always float32, whatever precision the params were trained or stored in.
+  params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
   return sonify_unchecked(params, jnp.asarray(waveforms, jnp.float32), layer,
                           jnp.asarray(feature_maps, jnp.int32), arch=arch,
                           scale=scale, impl=impl)

@@ -1,5 +1,5 @@
 """CNN12 and CNN12_x2: raw-waveform 1-D CNN encoders (Flax linen)."""
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -36,13 +36,17 @@ class Conv1DValid(nn.Module):
   """
   features: int
   kernel_size: int
+  dtype: Any = jnp.float32         # compute dtype; params stay float32
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param("kernel", nn.initializers.he_normal(),
-                        (self.kernel_size, x.shape[-1], self.features))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
-    return ops.conv1d_valid(x, kernel) + bias
+                        (self.kernel_size, x.shape[-1], self.features),
+                        jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,),
+                      jnp.float32)
+    return (ops.conv1d_valid(x.astype(self.dtype), kernel.astype(self.dtype))
+            + bias.astype(self.dtype))
 
 
 class CNN12(nn.Module):
@@ -51,14 +55,22 @@ class CNN12(nn.Module):
 
   Params are named ``block1`` .. ``block11`` and ``embedding``.
   Input: waveforms ``[batch, time]`` at 8 kHz.
+
+  ``dtype`` is the compute dtype of the convolutions and the Dense (e.g.
+  ``jnp.bfloat16`` on TPU); params are float32 whatever it is, the temporal
+  mean is taken in float32 and the embedding is returned as float32, so
+  losses and optimiser state stay float32 (mixed precision).
   """
   arch: Architecture = CNN12_ARCH
   dropout_rate: float = 0.4
+  dtype: Any = jnp.float32
 
   def setup(self):
     for i, (k, c) in enumerate(zip(self.arch.kernels, self.arch.channels)):
-      setattr(self, f"block{i + 1}", Conv1DValid(features=c, kernel_size=k))
-    self.embedding = nn.Dense(self.arch.embed_dim)
+      setattr(self, f"block{i + 1}",
+              Conv1DValid(features=c, kernel_size=k, dtype=self.dtype))
+    self.embedding = nn.Dense(self.arch.embed_dim, dtype=self.dtype,
+                              param_dtype=jnp.float32)
     self.dropout = nn.Dropout(self.dropout_rate)
 
   def trace(self, waveforms: jax.Array, upto_block: Optional[int] = None
@@ -98,7 +110,7 @@ class CNN12(nn.Module):
     clips of different lengths give their own whole-clip mean.
     """
     upto_block = self.arch.num_blocks if upto_block is None else upto_block
-    h = self.block_features(waveforms, upto_block)
+    h = self.block_features(waveforms, upto_block).astype(jnp.float32)
     if mask is None:
       return h.mean(axis=1)
     stride = self.arch.total_stride(upto_block)
@@ -119,7 +131,7 @@ class CNN12(nn.Module):
     exactly zero, SimCLR stuck at the chance loss).
     """
     h = self.dropout(pooled, deterministic=not train)
-    return self.embedding(h)
+    return self.embedding(h).astype(jnp.float32)
 
   def __call__(self, waveforms: jax.Array, train: bool = False,
                mask: Optional[jax.Array] = None) -> jax.Array:

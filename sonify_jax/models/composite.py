@@ -12,9 +12,21 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import get_architecture
 from sonify_jax.models.cnn12 import CNN12
 from sonify_jax.models.heads import LinearClassifier, ProjectionMLP
+
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+  """The jnp dtype of ``config.compute_dtype``."""
+  if name not in COMPUTE_DTYPES:
+    raise UserError(f"compute_dtype={name!r}; choose from "
+                     f"{sorted(COMPUTE_DTYPES)}")
+  return COMPUTE_DTYPES[name]
 
 
 class SimCLRModel(nn.Module):
@@ -25,17 +37,21 @@ class SimCLRModel(nn.Module):
     dropout_rate: dropout on the pooled features inside the encoder.
     proj_hidden: hidden width of the projection MLP.
     proj_out: output width of the projection (the NT-Xent space).
+    compute_dtype: 'float32' or 'bfloat16' for the convolutions and matmuls
+      (params and outputs stay float32; see ``CNN12``).
   """
   arch_name: str = "cnn12"
   dropout_rate: float = 0.4
   proj_hidden: int = 512
   proj_out: int = 512
+  compute_dtype: str = "float32"
 
   def setup(self):
+    dtype = compute_dtype(self.compute_dtype)
     self.encoder = CNN12(arch=get_architecture(self.arch_name),
-                         dropout_rate=self.dropout_rate)
+                         dropout_rate=self.dropout_rate, dtype=dtype)
     self.projection = ProjectionMLP(hidden_dim=self.proj_hidden,
-                                    out_dim=self.proj_out)
+                                    out_dim=self.proj_out, dtype=dtype)
 
   def __call__(self, waveforms: jax.Array, train: bool = False,
                mask: Optional[jax.Array] = None
@@ -54,16 +70,19 @@ class ClassifierModel(nn.Module):
     dropout_rate: dropout on the pooled features inside the encoder.
     multilabel: whether the classes are independent (sigmoid scores) or
       exclusive (softmax); :func:`scores` and the eval step use it.
+    compute_dtype: as for ``SimCLRModel``.
   """
   arch_name: str = "cnn12"
   num_classes: int = 527
   dropout_rate: float = 0.4
   multilabel: bool = False
+  compute_dtype: str = "float32"
 
   def setup(self):
+    dtype = compute_dtype(self.compute_dtype)
     self.encoder = CNN12(arch=get_architecture(self.arch_name),
-                         dropout_rate=self.dropout_rate)
-    self.head = LinearClassifier(self.num_classes)
+                         dropout_rate=self.dropout_rate, dtype=dtype)
+    self.head = LinearClassifier(self.num_classes, dtype=dtype)
 
   def encode(self, waveforms: jax.Array, train: bool = False,
              mask: Optional[jax.Array] = None) -> jax.Array:

@@ -11,10 +11,11 @@ import jax.numpy as jnp
 import optax
 
 from sonify_jax.models.composite import (ClassifierModel, SimCLRModel,
-                                         init_params, replace_encoder)
+                                         compute_dtype, init_params,
+                                         replace_encoder)
 
-__all__ = ["TrainState", "SimCLRModel", "ClassifierModel", "init_params",
-           "replace_encoder", "create_train_state"]
+__all__ = ["TrainState", "SimCLRModel", "ClassifierModel", "compute_dtype",
+           "init_params", "replace_encoder", "create_train_state"]
 
 
 @flax.struct.dataclass

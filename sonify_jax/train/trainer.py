@@ -63,6 +63,7 @@ def validate_config(config: ml_collections.ConfigDict,
   if config.task not in TASKS:
     raise UserError(f"config.task={config.task!r}; choose from {TASKS}")
   arch = get_architecture(config.model)
+  state_lib.compute_dtype(config.compute_dtype)  # raises for an unknown one
   if config.batch_size < 1:
     raise UserError(f"config.batch_size must be >= 1, got "
                      f"{config.batch_size}")
@@ -132,11 +133,13 @@ def build_model(config, num_classes: int = 0, multilabel: bool = False):
     return state_lib.SimCLRModel(arch_name=config.model,
                                  dropout_rate=config.dropout,
                                  proj_hidden=config.proj_hidden,
-                                 proj_out=config.proj_out)
+                                 proj_out=config.proj_out,
+                                 compute_dtype=config.compute_dtype)
   return state_lib.ClassifierModel(arch_name=config.model,
                                    num_classes=num_classes,
                                    dropout_rate=config.dropout,
-                                   multilabel=multilabel)
+                                   multilabel=multilabel,
+                                   compute_dtype=config.compute_dtype)
 
 
 def _load_init_encoder(config):
