@@ -32,6 +32,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from sonify_jax import atomic_io
 from sonify_jax import cli
 
 FLAGS = flags.FLAGS
@@ -249,9 +250,9 @@ def flatten_params(tree) -> Dict[str, np.ndarray]:
 
 
 def atomic_savez(path: str, arrays: Dict[str, np.ndarray]) -> None:
-  tmp = f"{path}.tmp.{os.getpid()}.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
+  with atomic_io.atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:  # a file object: savez adds no .npz suffix
+      np.savez(f, **arrays)
 
 
 def checkpoint_roundtrip(state: Any, workdir: str, step: int) -> bool:

@@ -48,6 +48,7 @@ from absl import flags
 from absl import logging
 
 from launch import tpu_vm
+from sonify_jax import atomic_io
 from sonify_jax import cli
 
 OVERRIDE_PREFIX = "config."
@@ -373,11 +374,7 @@ def write_manifest(path: Optional[str], manifest: Dict[str, Any]) -> None:
   """Atomic write, so an interrupted sweep never leaves a torn file."""
   if not path:
     return
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(manifest, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  atomic_io.write_json(path, manifest)
 
 
 def run_local(jobs: Sequence[Job], python: str, workdir: str,

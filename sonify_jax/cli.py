@@ -141,7 +141,17 @@ def _check_config_files_loaded() -> None:
            f"{lines[-1]}")
 
 
+def _forget_config_overrides() -> None:
+  # ml_collections defines one flag per --config.FIELD override while it
+  # parses; a second run in the same process would define them again.
+  for flag in list(_config_flags()):
+    for name in list(flags.FLAGS):
+      if name.startswith(f"{flag.name}."):
+        delattr(flags.FLAGS, name)
+
+
 def _parse_flags(argv: List[str]) -> List[str]:
+  _forget_config_overrides()
   try:
     remaining = flags.FLAGS(argv)
   except SystemExit as exit_:

@@ -343,3 +343,147 @@ def test_checksums_record_every_file_of_the_step(run_dir):
              for r, _, names in os.walk(step_dir) for n in names}
   assert set(recorded["files"]) == on_disk - {checkpoints.CHECKSUMS_FILE}
   assert checkpoints.verify_checksums(step_dir)
+
+
+# ------------------------------------- the other entry points, one table
+
+
+@pytest.fixture(scope="module")
+def workers():
+  started = {}
+  def get(module):
+    if module not in started:
+      started[module] = CliWorker(module)
+    return started[module]
+  yield get
+  for worker in started.values():
+    worker.close()
+
+
+def _setup_other(module, case, tmp, run):
+  """(argv, output path that must not appear or None, expected words or
+  None for success) of one row."""
+  out = str(tmp / "out")
+  simclr = "configs/demo_simclr.py"
+  if module == "sonify_jax.main":
+    if case == "unknown_config_field":
+      return [f"--config={simclr}", f"--workdir={out}",
+              "--config.nonexistent=1"], out, [
+                  "unknown config field 'nonexistent'",
+                  "the closest valid field is"]
+    if case == "misspelt_config_field":
+      return [f"--config={simclr}", f"--workdir={out}",
+              "--config.batchsize=8"], out, [
+                  "'batchsize'", "closest valid field is 'batch_size'"]
+    if case == "config_arg_model_resnet":
+      return [f"--config={simclr}:model=resnet", f"--workdir={out}"], out, [
+          "model='resnet'", "cnn12_tiny"]
+    if case == "batch_size_0":
+      return [f"--config={simclr}", f"--workdir={out}",
+              "--config.batch_size=0"], out, ["batch_size must be >= 1"]
+    if case == "batch_size_not_int":
+      return [f"--config={simclr}", f"--workdir={out}",
+              "--config.batch_size=abc"], out, ["--config.batch_size=abc"]
+    if case == "missing_config_file":
+      return ["--config=configs/nope.py", f"--workdir={out}"], out, [
+          "configs/nope.py", "No such file"]
+    if case == "missing_workdir_flag":
+      return [f"--config={simclr}"], None, ["--workdir"]
+    if case == "run_dir_of_another_architecture":
+      copy = str(tmp / "run")
+      shutil.copytree(run, copy)
+      return [f"--config={simclr}:model=cnn12_small", f"--workdir={copy}",
+              "--config.progress=False"], None, [
+                  "cnn12_tiny", "cnn12_small", "fresh --workdir"]
+    if case == "init_from_missing_run":
+      return ["--config=configs/demo_supervised.py:init=contrastive",
+              f"--workdir={out}", f"--config.init_from={tmp}/nope",
+              "--config.progress=False"], None, ["nope", "does not exist"]
+  if module == "sonify_jax.analysis.run":
+    base = ["--study=topk", f"--workdir={out}"]
+    if case == "missing_checkpoint_dir":
+      return [*base, f"--checkpoint={tmp}/nope"], out, ["nope",
+                                                        "does not exist"]
+    if case == "unknown_study":
+      return ["--study=bogus", f"--workdir={out}", f"--checkpoint={run}"
+              ], out, ["--study"]
+    if case == "layers_not_ints":
+      return [*base, f"--checkpoint={run}", "--layers=three"], out, [
+          "--layers must be block numbers"]
+    if case == "corrupt_run":
+      copy = str(tmp / "run")
+      shutil.copytree(run, copy)
+      victim = _data_files(copy, 2)[0]
+      _garble(victim, 2000)
+      return [*base, f"--checkpoint={copy}"], out, ["corrupt", victim]
+    if case == "negative_step":
+      return [*base, f"--checkpoint={run}", "--step=-1"], out, [
+          "step -1", "have [0, 2]"]
+    if case == "step_folder_of_another_step":
+      return [*base, f"--checkpoint={run}/checkpoints/2", "--step=0"], out, [
+          "step 2", "step 0"]
+  if module == "sonify_jax.data.builders":
+    if case == "missing_manual_dir":
+      return ["--dataset=fsd50k", f"--manual_dir={tmp}/nope",
+              f"--data_dir={out}"], out, ["nope", "not a directory"]
+    if case == "unknown_dataset":
+      os.makedirs(tmp / "src")
+      return ["--dataset=imagenet", f"--manual_dir={tmp}/src",
+              f"--data_dir={out}"], out, ["imagenet"]
+    if case == "missing_required_flags":
+      return ["--dataset=fsd50k"], None, ["--manual_dir"]
+  if module == "sonify_jax.demo":
+    if case == "workdir_is_a_file":
+      with open(out, "w") as f:
+        f.write("mine")
+      return [f"--workdir={out}", "--quick"], None, [out]
+    if case == "unknown_flag":
+      return [f"--workdir={out}", "--fast"], out, ["fast"]
+  if module == "launch.tpu_vm":
+    if case == "unknown_action":
+      return ["launch", "--name=vm", "--zone=z", "--dry_run"], None, [
+          "ACTION is one of"]
+    if case == "missing_name":
+      return ["up", "--zone=z", "--dry_run"], None, ["--name"]
+  if module == "launch.sweep":
+    if case == "missing_config":
+      return [f"--workdir={out}", "--dry_run"], out, ["--config is required"]
+    if case == "bad_sweep_axis":
+      return [f"--config={simclr}", f"--workdir={out}", "--sweep=tau",
+              "--dry_run"], out, ["sweep axis 'tau'"]
+  raise ValueError((module, case))
+
+
+OTHER_CASES = [
+    ("sonify_jax.main", c) for c in (
+        "unknown_config_field", "misspelt_config_field",
+        "config_arg_model_resnet", "batch_size_0", "batch_size_not_int",
+        "missing_config_file", "missing_workdir_flag",
+        "run_dir_of_another_architecture", "init_from_missing_run")] + [
+    ("sonify_jax.analysis.run", c) for c in (
+        "missing_checkpoint_dir", "unknown_study", "layers_not_ints",
+        "corrupt_run", "negative_step", "step_folder_of_another_step")] + [
+    ("sonify_jax.data.builders", c) for c in (
+        "missing_manual_dir", "unknown_dataset", "missing_required_flags")] + [
+    ("sonify_jax.demo", c) for c in ("workdir_is_a_file", "unknown_flag")] + [
+    ("launch.tpu_vm", c) for c in ("unknown_action", "missing_name")] + [
+    ("launch.sweep", c) for c in ("missing_config", "bad_sweep_axis")]
+
+
+@pytest.mark.parametrize("module,case", OTHER_CASES)
+def test_entry_point_bad_input(module, case, tmp_path, run_dir, workers):
+  argv, out, words = _setup_other(module, case, tmp_path, run_dir)
+  result = workers(module).run(*argv)
+  line = _assert_one_error(result, *words)
+  print(f"{module} {case}: {line}")
+  if out is not None:
+    _assert_nothing_left(out)
+
+
+@pytest.mark.parametrize("module", [
+    "sonify_jax.main", "sonify_jax.analysis.run", "sonify_jax.data.builders",
+    "sonify_jax.demo", "launch.tpu_vm", "launch.sweep"])
+def test_entry_point_help_exits_0(module, workers):
+  result = workers(module).run("--help")
+  assert result.code == 0, result.stderr[-2000:]
+  assert "--" in result.stdout and not result.error_lines()

@@ -88,6 +88,8 @@ def load_run(run_dir: str, step: Optional[int] = None,
   from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
   if not os.path.isdir(run_dir):
     raise UserError(f"run directory {run_dir} does not exist")
+  # A step folder (RUN/checkpoints/800) is that run at that step.
+  run_dir, step = checkpoints.split_step_dir(run_dir, step)
   try:
     info = checkpoints.load_run_info(run_dir)
     steps = checkpoints.available_steps(run_dir)

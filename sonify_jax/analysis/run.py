@@ -128,6 +128,17 @@ def _print_metrics(label: str, metrics: Dict[str, float]) -> str:
                                   for k, v in sorted(metrics.items()))
 
 
+def _parse_layers(values: Optional[List[str]]) -> Optional[List[int]]:
+  """``--layers`` as block numbers; None for all."""
+  if not values or values == ["all"]:
+    return None
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    raise UserError(f"--layers must be block numbers like 3,6,9 or 'all', "
+                    f"got {','.join(values)!r}") from None
+
+
 def main(argv):
   from sonify_jax.analysis import controls  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
@@ -138,8 +149,7 @@ def main(argv):
   if not ckpts:
     raise app.UsageError("--checkpoint is required")
   study, workdir = _STUDY.value, _WORKDIR.value
-  layers = ([int(l) for l in _LAYERS.value]
-            if _LAYERS.value and _LAYERS.value != ["all"] else None)
+  layers = _parse_layers(_LAYERS.value)
   clip_samples = (int(round(_CLIP_SECONDS.value * 8000))
                   if _CLIP_SECONDS.value else None)
   common_kw = dict(batch_size=_BATCH.value, clip_samples=clip_samples,

@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import py_utils as tfds_py_utils
 
-from sonify_jax import audio_io
+from sonify_jax import atomic_io, audio_io
 from sonify_jax.data.builders import provenance
 from sonify_jax.errors import UserError
 from sonify_jax.data.sources import check_index
@@ -282,13 +282,11 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
 def write_skip_report(dataset_dir: str, skipped: Dict[str, list]) -> str:
   """Writes ``dataset_dir/skipped_clips.tsv`` atomically; returns its path."""
   path = os.path.join(dataset_dir, REPORT_NAME)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write("split\tid\tpath\treason\n")
-    for split in sorted(skipped):
-      for key, clip_path, reason in skipped[split]:
-        f.write(f"{split}\t{key}\t{clip_path}\t{reason}\n")
-  os.replace(tmp, path)
+  lines = ["split\tid\tpath\treason\n"]
+  for split in sorted(skipped):
+    for key, clip_path, reason in skipped[split]:
+      lines.append(f"{split}\t{key}\t{clip_path}\t{reason}\n")
+  atomic_io.write_text(path, "".join(lines))
   total = sum(len(v) for v in skipped.values())
   if total:
     logging.warning("%d clips skipped; listed in %s", total, path)
