@@ -102,6 +102,12 @@ def test_planted_band_pass_dead_and_always_live_maps(planted_params):
     assert c == pytest.approx(2000, abs=100)
   # Narrow bands: far narrower than the white-noise input.
   assert band["mean_bandwidth_ratio"] < 0.3
+  # The same bands read from the weights alone.
+  kernel = l1["kernel_band"]
+  for c, b, (lo, hi) in zip(kernel["centroid"], kernel["bandwidth"], BANDS):
+    assert c == pytest.approx((lo + hi) / 2, abs=50)
+    assert b < 200 < kernel["flat_bandwidth"]
+  assert np.isnan(kernel["centroid"][DEAD])  # an all-zero kernel has none
 
 
 def test_run_writes_strict_json_with_controls(tmp_path):

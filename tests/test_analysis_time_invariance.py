@@ -40,6 +40,11 @@ def test_alignment_on_a_planted_shift():
   # Off by one sample, white noise is uncorrelated with itself: error ~sqrt 2.
   assert ti.aligned_error(s_a, s_b, k + 1, margin=20) > 1.0
   assert ti.best_lag(s_a, s_b, max_lag=300) == k
+  # Magnitudes ignore a one-sample misalignment, not another signal.
+  assert ti.aligned_spectral_error(s_a, s_b, k, margin=20) == 0.0
+  assert ti.aligned_spectral_error(s_a, s_b, k + 1, margin=20) < 0.1
+  other = np.random.default_rng(1).standard_normal(1000)
+  assert ti.aligned_spectral_error(s_a, other, k, margin=20) > 0.4
   # Nothing to compare: NaN, not 0.
   assert np.isnan(ti.aligned_error(np.zeros(1000), s_b, k, margin=20))
   assert np.isnan(ti.aligned_error(s_a, s_b, k, margin=500))

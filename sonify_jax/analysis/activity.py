@@ -15,7 +15,9 @@ and the mean activation (time-mean of the block output, averaged over clips
 and maps). One streamed forward pass serves every layer; memory is
 ``[maps]`` counters per layer plus a running top-k per map.
 
-**Band selectivity.** For each studied map (every map live on >= 1 clip, or
+**Band selectivity.** Block 1's filters are measured from their weights
+(:func:`kernel_band`: centroid and bandwidth of each kernel's power
+response). For each studied map (every map live on >= 1 clip, or
 a seeded random sample of ``max_maps`` of them) we sonify the map on its
 ``k`` strongest clips and compute the spectral centroid and bandwidth of the
 sonification and of the input. A band-selective map has sonifications whose
@@ -79,6 +81,35 @@ def spectral_centroid_bandwidth(signals: np.ndarray,
   silent = ~(np.abs(signals).max(-1) > 0)
   return (np.where(silent, np.nan, centroid),
           np.where(silent, np.nan, bandwidth))
+
+
+FLAT_BANDWIDTH_HZ = SAMPLE_RATE / 2 / np.sqrt(12)  # of a flat 0..4 kHz response
+
+
+def kernel_band(kernel: np.ndarray, sample_rate: int = SAMPLE_RATE,
+                n_fft: int = 512) -> Dict[str, Any]:
+  """Band of each block-1 filter from its weights alone.
+
+  Centroid and bandwidth (Hz) of the power response ``|H(f)|^2`` of every
+  ``[k, 1, C]`` kernel column: a band-selective filter has a bandwidth well
+  below :data:`FLAT_BANDWIDTH_HZ` (the flat response's), and a bank of them
+  spreads its centroids. Unlike the sonifications' spectra, this does not
+  see the images that max-unpooling (zero-interleaving) adds around
+  ``sample_rate / 4``, which a short kernel cannot remove.
+  """
+  taps = np.asarray(kernel, np.float64)[:, 0, :]  # [k, C]
+  power = np.abs(np.fft.rfft(taps, n_fft, axis=0)) ** 2  # [F, C]
+  f = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)[:, None]
+  total = power.sum(0)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    centroid = (f * power).sum(0) / total
+    bandwidth = np.sqrt((power * (f - centroid) ** 2).sum(0) / total)
+  ok = total > 0
+  return {"centroid": np.where(ok, centroid, np.nan).tolist(),
+          "bandwidth": np.where(ok, bandwidth, np.nan).tolist(),
+          "mean_bandwidth": float(bandwidth[ok].mean()) if ok.any() else None,
+          "spread_centroid": float(centroid[ok].std()) if ok.any() else None,
+          "flat_bandwidth": float(FLAT_BANDWIDTH_HZ)}
 
 
 class ActivityCounter:
@@ -247,6 +278,8 @@ def measure_activity(params: Params, arch: Architecture, source,
     summary["band"] = _band_selectivity(
         params, arch, source, layer, tops[layer], counters[layer].live > 0,
         max_maps, seed, batch_size, min_samples, clip_samples)
+    if layer == 1:
+      summary["kernel_band"] = kernel_band(params["block1"]["kernel"])
     out[str(layer)] = summary
   out["clips"] = counters[layers[0]].clips
   return out
@@ -270,6 +303,12 @@ def headline(result: Dict[str, Any]) -> str:
       cen_in = t["band"]["mean_input_centroid"]
       parts.append(f"L{layer} live {live}, centroid "
                    f"{_hz(cen)} vs input {_hz(cen_in)}")
+      if "kernel_band" in t:
+        parts[-1] += (", filter bandwidth "
+                      f"{_hz(t['kernel_band']['mean_bandwidth'])}"
+                      + (f" (untrained "
+                         f"{_hz(u['kernel_band']['mean_bandwidth'])})"
+                         if u else "") + f" of {FLAT_BANDWIDTH_HZ:.0f} flat")
     lines.append(f"{name}: " + "; ".join(parts))
   return "\n".join(lines)
 

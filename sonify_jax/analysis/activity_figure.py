@@ -59,6 +59,12 @@ def caption(result: Dict[str, Any]) -> str:
         f"{t(first, 'band.spread_sonification_centroid', 'untrained'):.0f} "
         f"Hz; inputs "
         f"{t(first, 'band.spread_input_centroid'):.0f} Hz).")
+    if "kernel_band" in per_layer[first]["trained"]:
+      parts.append(
+          f"{name}: block-1 filters' mean bandwidth "
+          f"{t(first, 'kernel_band.mean_bandwidth'):.0f} Hz (untrained "
+          f"{t(first, 'kernel_band.mean_bandwidth', 'untrained'):.0f} Hz; a "
+          f"flat response {t(first, 'kernel_band.flat_bandwidth'):.0f} Hz).")
   return " ".join(parts).replace("nan", "n/a")
 
 

@@ -26,6 +26,10 @@ Sonifications are compared unscaled (``scale=False``): the thesis' scaling
 (unit peak times ``max|x|``) divides by the peak of the whole clip, which
 may lie in the part only one of the two clips holds.
 
+Next to the waveform error, the same relative error of STFT magnitudes
+(:func:`aligned_spectral_error`) says how different the sonifications
+*sound* where the waveforms differ.
+
 The alignment is checked independently per clip: the lag that maximises the
 cross-correlation of the two sonifications (``scipy.signal.correlate``) is
 reported next to ``k``.
@@ -76,6 +80,27 @@ def aligned_error(s_a: np.ndarray, s_b: np.ndarray, k: int, margin: int
   norm = np.sqrt((ref ** 2).sum(-1))
   with np.errstate(invalid="ignore", divide="ignore"):
     return np.where(norm > 0, np.sqrt((diff ** 2).sum(-1)) / norm, np.nan)
+
+
+def aligned_spectral_error(s_a: np.ndarray, s_b: np.ndarray, k: int,
+                           margin: int, n_fft: int = 256) -> np.ndarray:
+  """As :func:`aligned_error` on STFT magnitudes (Hann, ``n_fft``, hop
+  ``n_fft // 4``) of the aligned interiors: blind to the phase of the fine
+  structure, so it says whether the shifted sonification still *sounds*
+  like the shifted original where the waveforms differ."""
+  s_a = np.asarray(s_a, np.float64)
+  s_b = np.asarray(s_b, np.float64)
+  lo, hi = margin, s_a.shape[-1] - k - margin
+  if hi - lo < n_fft:
+    return np.full(s_a.shape[:-1], np.nan)
+  mag = lambda x: np.abs(scipy.signal.stft(
+      x, nperseg=n_fft, noverlap=n_fft - n_fft // 4, axis=-1)[2])
+  ref = mag(s_a[..., lo + k:hi + k])
+  diff = mag(s_b[..., lo:hi]) - ref
+  norm = np.sqrt((ref ** 2).sum((-2, -1)))
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(norm > 0, np.sqrt((diff ** 2).sum((-2, -1))) / norm,
+                    np.nan)
 
 
 def best_lag(s_a: np.ndarray, s_b: np.ndarray, max_lag: int) -> int:
@@ -136,11 +161,13 @@ def measure_layer(params: Params, arch: Architecture, clips: np.ndarray,
     s_b = common.sonify_pairs(params, b, maps, layer, arch, batch_size,
                               scale=False)
     err = aligned_error(s_a, s_b, k, margin)
+    spectral = aligned_spectral_error(s_a, s_b, k, margin)
     lags = [best_lag(sa, sb, max(shifts)) if np.any(sa) and np.any(sb)
             else None for sa, sb in zip(s_a, s_b)]
     found = [l for l in lags if l is not None]
     out[kind] = {"k": int(k), "k_mod_stride": int(k % stride),
                  "relative_error": _stats(err),
+                 "spectrogram_relative_error": _stats(spectral),
                  "per_clip": err.tolist(),
                  "lag_found_equals_k": (float(np.mean(np.equal(found, k)))
                                         if found else None)}
@@ -174,8 +201,11 @@ def statement(result: Dict[str, Any]) -> str:
         continue
       mult = [e["multiple"]["relative_error"]["max"] for e in entries]
       non = [e["non_multiple"]["relative_error"]["median"] for e in entries]
+      spec = [e["non_multiple"]["spectrogram_relative_error"]["median"]
+              for e in entries]
       mult = [m for m in mult if m is not None]
       non = [n for n in non if n is not None]
+      spec = [n for n in spec if n is not None] or [float("nan")]
       if not mult or not non:
         lines.append(f"{name} ({variant}): no clip had a non-zero "
                      "sonification to compare")
@@ -187,7 +217,8 @@ def statement(result: Dict[str, Any]) -> str:
           "rounding, eps "
           f"{FLOAT32_EPS:.1e}, away from {result['edges']}); k not a "
           f"multiple (pool phase changes the switches): median relative "
-          f"error {min(non):.2f} to {max(non):.2f} across layers.")
+          f"error {min(non):.2f} to {max(non):.2f} across layers "
+          f"(spectrogram magnitudes: {min(spec):.2f} to {max(spec):.2f}).")
   return "\n".join(lines)
 
 
