@@ -419,6 +419,14 @@ def _setup_other(module, case, tmp, run):
     if case == "negative_step":
       return [*base, f"--checkpoint={run}", "--step=-1"], out, [
           "step -1", "have [0, 2]"]
+    if case in ("k_0", "max_clips_0", "batch_size_0"):
+      flag = {"k_0": "k", "max_clips_0": "max_clips",
+              "batch_size_0": "batch_size"}[case]
+      return [*base, f"--checkpoint={run}", f"--{flag}=0"], out, [
+          f"--{flag}=0", "not a positive integer"]
+    if case == "layer_out_of_range":
+      return [*base, f"--checkpoint={run}", "--layers=12"], out, [
+          "layer 12 is outside 1..11"]
     if case == "step_folder_of_another_step":
       return [*base, f"--checkpoint={run}/checkpoints/2", "--step=0"], out, [
           "step 2", "step 0"]
@@ -462,7 +470,8 @@ OTHER_CASES = [
         "run_dir_of_another_architecture", "init_from_missing_run")] + [
     ("sonify_jax.analysis.run", c) for c in (
         "missing_checkpoint_dir", "unknown_study", "layers_not_ints",
-        "corrupt_run", "negative_step", "step_folder_of_another_step")] + [
+        "corrupt_run", "negative_step", "step_folder_of_another_step",
+        "k_0", "max_clips_0", "batch_size_0", "layer_out_of_range")] + [
     ("sonify_jax.data.builders", c) for c in (
         "missing_manual_dir", "unknown_dataset", "missing_required_flags")] + [
     ("sonify_jax.demo", c) for c in ("workdir_is_a_file", "unknown_flag")] + [

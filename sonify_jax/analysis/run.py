@@ -62,19 +62,25 @@ _TRAIN_SPLIT = flags.DEFINE_string(
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder (default: the "
                                 "run's config.data_dir).")
 _LAYERS = flags.DEFINE_list("layers", None, "Blocks, or 'all' (default).")
-_K = flags.DEFINE_integer("k", 5, "Top clips per map (topk).")
+_K = flags.DEFINE_integer("k", 5, "Top clips per map (topk).",
+                          lower_bound=1)
 _MAX_MAPS = flags.DEFINE_integer("max_maps", None,
-                                 "Strongest maps per layer (topk, gallery).")
+                                 "Strongest maps per layer (topk, gallery).",
+                                 lower_bound=1)
 _MAPS_PER_LAYER = flags.DEFINE_integer("maps_per_layer", 4,
-                                       "Maps per layer (evolution).")
+                                       "Maps per layer (evolution).",
+                                       lower_bound=1)
 _MODES = flags.DEFINE_list("modes", ["fconly", "full"],
                            "layer_importance modes.")
-_BATCH = flags.DEFINE_integer("batch_size", 16, "Clips per batch.")
+_BATCH = flags.DEFINE_integer("batch_size", 16, "Clips per batch.",
+                              lower_bound=1)
 _CLIP_SECONDS = flags.DEFINE_float(
     "clip_seconds", None, "Crop/zero-pad every clip to this length (one "
-    "compiled shape); default: whole clips grouped by length.")
+    "compiled shape); default: whole clips grouped by length.",
+    lower_bound=1e-3)
 _MAX_CLIPS = flags.DEFINE_integer("max_clips", None,
-                                  "Only the first clips of the split.")
+                                  "Only the first clips of the split.",
+                                  lower_bound=1)
 _PAIR_FIGURES = flags.DEFINE_bool("pair_figures", True,
                                   "topk: one spectrogram PNG per clip.")
 
@@ -182,7 +188,6 @@ def main(argv):
       print(f"topk ({name}): {out}/topk.json")
   elif study == "atlas":
     from sonify_jax.analysis import atlas  # pylint: disable=g-import-not-at-top
-    import os  # pylint: disable=g-import-not-at-top
     from sonify_jax.analysis import atlas_page  # pylint: disable=g-import-not-at-top
     outs = {}
     for name, path in ckpts:
