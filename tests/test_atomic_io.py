@@ -42,3 +42,42 @@ def test_temp_name_keeps_extension(tmp_path):
     assert tmp.endswith(".png")
     open(tmp, "w").close()
   assert os.listdir(tmp_path) == ["fig.png"]
+
+
+def test_written_files_get_the_umask_mode_not_mkstemps(tmp_path):
+  mask = os.umask(0o022)
+  try:
+    path = atomic_io.write_text(str(tmp_path / "a.txt"), "x")
+  finally:
+    os.umask(mask)
+  assert os.stat(path).st_mode & 0o777 == 0o666 & ~atomic_io._UMASK  # pylint: disable=protected-access
+
+
+def test_atomic_dir_replaces_the_folder_whole(tmp_path):
+  out = str(tmp_path / "out")
+  with atomic_io.atomic_dir(out) as tmp:
+    atomic_io.write_text(os.path.join(tmp, "a.txt"), "first")
+    atomic_io.write_text(os.path.join(tmp, "b.txt"), "first")
+  with atomic_io.atomic_dir(out) as tmp:
+    assert not os.path.exists(os.path.join(tmp, "a.txt"))  # starts empty
+    atomic_io.write_text(os.path.join(tmp, "a.txt"), "second")
+  assert os.listdir(out) == ["a.txt"]
+  assert open(os.path.join(out, "a.txt")).read() == "second"
+  assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_atomic_dir_interrupted_leaves_the_old_folder(tmp_path):
+  out = str(tmp_path / "out")
+  with atomic_io.atomic_dir(out) as tmp:
+    atomic_io.write_text(os.path.join(tmp, "a.txt"), "old")
+  with pytest.raises(KeyboardInterrupt):
+    with atomic_io.atomic_dir(out) as tmp:
+      atomic_io.write_text(os.path.join(tmp, "a.txt"), "new")
+      raise KeyboardInterrupt
+  assert os.listdir(out) == ["a.txt"]
+  assert open(os.path.join(out, "a.txt")).read() == "old"
+  assert sorted(os.listdir(tmp_path)) == ["out"]
+  with pytest.raises(RuntimeError):  # a first run that fails leaves nothing
+    with atomic_io.atomic_dir(str(tmp_path / "new")):
+      raise RuntimeError("failed")
+  assert sorted(os.listdir(tmp_path)) == ["out"]
