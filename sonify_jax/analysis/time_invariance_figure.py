@@ -4,8 +4,9 @@ Top rows: for a few layers of the first model, the sonification of ``x``
 and the sonification of ``x`` shifted by ``k`` then shifted back, overlaid
 (left: ``k`` a multiple of the pooling stride; right: not a multiple); the
 excluded edge margins are shaded. Bottom row: relative error per layer,
-trained solid, untrained init dashed, float32 epsilon dotted; an exact 0
-is drawn at 1e-9 (log axis).
+trained solid, untrained init dashed, the trained model's spectrogram-
+magnitude error dotted with triangles, float32 epsilon dotted grey; an
+exact 0 is drawn at 1e-9 (log axis).
 """
 from typing import Any, Dict, Tuple
 
@@ -68,15 +69,19 @@ def draw(path: str, result: Dict[str, Any],
     for i, (name, per_layer) in enumerate(result["models"].items()):
       keys = sorted(per_layer, key=int)  # JSON keys sort as strings
       xs = [int(l) for l in keys]
-      for variant, style in (("trained", "o-"), ("untrained", "s--")):
-        ys = [(e.get(variant) or {}).get(kind, {}).get(
-            "relative_error", {}).get("median")
-              for e in (per_layer[l] for l in keys)]
+      for variant, style, measure in (
+          ("trained", "o-", "relative_error"),
+          ("untrained", "s--", "relative_error"),
+          ("trained", "^:", "spectrogram_relative_error")):
+        ys = [(e.get(variant) or {}).get(kind, {}).get(measure, {}).get(
+            "median") for e in (per_layer[l] for l in keys)]
         if any(y is not None for y in ys):
           ys = [np.nan if y is None else max(y, 1e-9) for y in ys]
           ax.semilogy(xs, ys, style, color=f"C{i}",
                       label=f"{name} {variant}"
-                      + (" (control)" if variant == "untrained" else ""))
+                      + (" (control)" if variant == "untrained" else "")
+                      + (", spectrogram" if "spectrogram" in measure
+                         else ""))
     ax.axhline(FLOAT32_EPS, linestyle=":", color="gray", linewidth=1)
     ax.set_xlabel("layer (block)")
     ax.set_ylabel("median relative error (0 drawn at 1e-9)")
