@@ -14,7 +14,6 @@ import shutil
 import sys
 import time
 
-from absl import app
 from absl import flags
 import numpy as np
 
@@ -66,4 +65,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from sonify_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)  # --help exits 0, quiet library logs, 'error:' lines

@@ -8,7 +8,6 @@ batch), all 11 layers, clips cropped/padded to 1 s as in the demo story.
 Uses a trained run's encoder with --workdir, else seeded random params
 (throughput does not depend on the weights).
 """
-from absl import app
 from absl import flags
 
 _MODEL = flags.DEFINE_string("model", "cnn12_tiny", "Architecture name.")
@@ -41,4 +40,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from sonify_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)  # --help exits 0, quiet library logs, 'error:' lines

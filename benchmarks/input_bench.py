@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
@@ -193,4 +192,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from sonify_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)  # --help exits 0, quiet library logs, 'error:' lines

@@ -30,7 +30,6 @@ Usage::
 import os
 import time
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
@@ -281,4 +280,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from sonify_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)  # --help exits 0, quiet library logs, 'error:' lines

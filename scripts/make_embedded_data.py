@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 
-from absl import app
 from absl import flags
 import numpy as np
 
@@ -258,4 +257,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from sonify_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)  # --help exits 0, quiet library logs, 'error:' lines

@@ -26,6 +26,7 @@ from absl import app
 from absl import flags
 from ml_collections.config_flags import config_flags
 
+from sonify_jax import logs
 from sonify_jax.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -175,6 +176,7 @@ def guarded(main: Callable[[List[str]], object]
             ) -> Callable[[List[str]], object]:
   """``main`` with expected failures turned into ``error:`` + exit 2."""
   def wrapper(argv):
+    logs.setup()
     try:
       return main(argv)
     except Exception as error:  # pylint: disable=broad-except

@@ -4,11 +4,11 @@ r"""Entry point: train one experiment from a config file.
       --workdir=/path/to/workdir [--config.batch_size=128 ...]
 
 Any config field can be overridden on the command line
-(``--config.FIELD=VALUE``). Restarting the same command resumes from the
+(``--config.FIELD=VALUE``); ``--print_config`` prints the resolved config and
+exits. ``--verbosity=1`` also shows the libraries' INFO logs. Restarting the same command resumes from the
 workdir's latest checkpoint.
 """
 import json
-import logging as py_logging
 
 from absl import app
 from absl import flags
@@ -23,20 +23,23 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for checkpoints, metrics and TensorBoard "
     "events; an existing run there is resumed.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def _quiet_orbax(record) -> bool:
-  # Orbax logs several INFO lines per checkpoint through absl; keep its
-  # warnings and errors, drop the chatter that buries the progress bar.
-  return record.levelno >= py_logging.WARNING or (
-      "/orbax/" not in record.pathname.replace("\\", "/"))
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config", False, "Print the resolved config (the config file with "
+    "its arg and every --config.FIELD override applied) as JSON and exit.")
+flags.mark_flags_as_required(["config"])
+flags.register_multi_flags_validator(
+    ["workdir", "print_config"],
+    lambda f: bool(f["workdir"]) or f["print_config"],
+    message="--workdir is required (unless --print_config)")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.get_absl_logger().addFilter(_quiet_orbax)
+  if _PRINT_CONFIG.value:
+    print(_CONFIG.value.to_json_best_effort(indent=2, sort_keys=True),
+          flush=True)
+    return
   # Imported after flag parsing so that --helpfull stays fast and JAX sees
   # XLA_FLAGS/JAX_PLATFORMS set by the caller.
   import jax  # pylint: disable=g-import-not-at-top

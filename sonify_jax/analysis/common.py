@@ -49,6 +49,7 @@ class Progress:
     self.done = 0
     self.start = time.perf_counter()
     self._last = self.start
+    self._printed = None   # the count last printed: each state prints once
 
   def update(self, n: int) -> None:
     self.done += n
@@ -58,9 +59,10 @@ class Progress:
       self._print(now)
 
   def close(self) -> float:
-    """Prints the final line; returns the elapsed seconds."""
+    """Prints the final line (unless already shown); returns the elapsed
+    seconds."""
     now = time.perf_counter()
-    if self.enabled:
+    if self.enabled and self._printed != self.done:
       self._print(now)
     return now - self.start
 
@@ -74,6 +76,7 @@ class Progress:
     print(f"[{self.label}] {self.done}{total} {self.unit} "
           f"({rate:.1f} {self.unit}/s, {elapsed:.0f} s{eta})",
           file=sys.stderr, flush=True)
+    self._printed = self.done
 
 
 def check_layers(layers: Optional[Sequence[int]], arch: Architecture
@@ -293,8 +296,9 @@ def t_interval(values: Sequence[float], confidence: float = 0.95
 
 
 def log(msg: str) -> None:
+  """A progress line for the person running the command (printed once; not
+  also sent to absl, which prints INFO on stderr too)."""
   print(msg, file=sys.stderr, flush=True)
-  logging.info(msg)
 
 
 def random_params(arch: Architecture, seed: int = 0) -> Params:

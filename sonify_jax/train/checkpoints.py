@@ -40,6 +40,8 @@ from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
+from sonify_jax import logs
+
 from sonify_jax import atomic_io
 from sonify_jax.errors import UserError
 
@@ -250,8 +252,11 @@ class Checkpointer:
     else:
       metrics = None
     self.wait()
-    self.manager.save(int(step), args=ocp.args.StandardSave(state),
-                      metrics=metrics, force=True)
+    # Orbax warns when a run that tracks a metric saves a step without one
+    # (step 0, preemption saves); such steps are simply not ranked.
+    with logs.quiet_message("Requested `tracked_metric`"):
+      self.manager.save(int(step), args=ocp.args.StandardSave(state),
+                        metrics=metrics, force=True)
     self._unfinished.append(int(step))
 
   def wait(self) -> None:
@@ -342,9 +347,13 @@ def _describe_read_error(error: BaseException) -> str:
 def _read_only_manager(directory: str) -> ocp.CheckpointManager:
   if not os.path.isdir(directory):
     raise NotARunError(f"checkpoint directory {directory} does not exist")
-  return ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(read_only=True),
-      item_handlers=ocp.StandardCheckpointHandler())
+  # Orbax warns "Given directory is read only" for every read-only manager:
+  # reading is what we asked for, so the warning is false here.
+  with logs.quiet_message("Given directory is read only",
+                          "CheckpointManagerOptions.read_only=True"):
+    return ocp.CheckpointManager(
+        directory, options=ocp.CheckpointManagerOptions(read_only=True),
+        item_handlers=ocp.StandardCheckpointHandler())
 
 
 def available_steps(path: str) -> Sequence[int]:

@@ -1,0 +1,132 @@
+"""Logs a person can read: --help and --print_config exit 0, library INFO is
+hidden by default, known-false orbax warnings are gone, progress lines print
+each state once."""
+import json
+import logging as py_logging
+import os
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import pytest
+
+from sonify_jax import logs
+from sonify_jax.analysis import common
+from sonify_jax.train import checkpoints
+
+from test_configs import load
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Every command-line entry point: modules run with -m, scripts by path.
+ENTRY_POINTS = [
+    ["-m", "sonify_jax.main"], ["-m", "sonify_jax.demo"],
+    ["-m", "sonify_jax.sonify"], ["-m", "sonify_jax.analysis.run"],
+    ["-m", "sonify_jax.analysis.aggregate"], ["-m", "sonify_jax.data.builders"],
+    ["-m", "launch.tpu_vm"], ["-m", "launch.sweep"],
+    ["-m", "launch.multihost_check"],
+    ["benchmarks/coherence_bench.py"], ["benchmarks/sonify_bench.py"],
+    ["benchmarks/array_record_bench.py"], ["benchmarks/input_bench.py"],
+    ["scripts/make_embedded_data.py"],
+]
+
+
+def _env():
+  env = dict(os.environ)
+  env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+  return env
+
+
+def test_every_entry_point_lists_them_all():
+  """The table above is every file that runs a main through cli.run."""
+  found = set()
+  for top in ("sonify_jax", "launch", "benchmarks", "scripts"):
+    for root, _, files in os.walk(os.path.join(REPO, top)):
+      for name in files:
+        path = os.path.join(root, name)
+        if name.endswith(".py") and path != os.path.join(REPO, "sonify_jax",
+                                                         "cli.py"):
+          if "cli.run(main" in open(path).read():
+            found.add(os.path.relpath(path, REPO))
+  listed = set()
+  for args in ENTRY_POINTS:
+    if args[0] == "-m":
+      rel = args[1].replace(".", "/")
+      listed.add(rel + "/__main__.py" if os.path.isdir(os.path.join(REPO, rel))
+                 else rel + ".py")
+    else:
+      listed.add(args[0])
+  assert found == listed
+
+
+def test_help_exits_0_for_every_entry_point():
+  procs = [(args, subprocess.Popen(
+      [sys.executable, *args, "--help"], cwd=REPO, env=_env(),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+           for args in ENTRY_POINTS]
+  for args, proc in procs:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, (args, err[-2000:])
+    assert "--helpfull" in out, (args, out[-500:])
+
+
+def test_print_config_prints_the_resolved_config_and_exits_0():
+  result = subprocess.run(
+      [sys.executable, "-m", "sonify_jax.main",
+       "--config=configs/demo_simclr.py:steps=7",
+       "--config.batch_size=16", "--print_config"],
+      cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  printed = json.loads(result.stdout)
+  # The config file's own fields, with its arg and the override applied.
+  expected = json.loads(load("demo_simclr.py", "steps=7")
+                        .to_json_best_effort())
+  expected["batch_size"] = 16
+  assert printed == expected
+  assert printed["total_steps"] == 7
+
+
+def _record(pathname, level):
+  return py_logging.LogRecord("x", level, pathname, 1, "msg", (), None)
+
+
+def test_library_info_is_hidden_but_own_info_and_warnings_are_not():
+  site = os.path.dirname(os.path.dirname(py_logging.__file__))
+  library = os.path.join(site, "site-packages", "orbax", "checkpoint",
+                         "checkpoint_manager.py")
+  own = os.path.join(REPO, "sonify_jax", "train", "trainer.py")
+  keep = logs.LibraryInfoFilter().filter
+  assert not keep(_record(library, py_logging.INFO))
+  assert not keep(_record(library, py_logging.DEBUG))
+  assert keep(_record(library, py_logging.WARNING))
+  assert keep(_record(own, py_logging.INFO))
+  assert keep(_record(os.path.join(REPO, "launch", "tpu_vm.py"),
+                      py_logging.INFO))
+
+
+def test_reading_a_checkpoint_gives_no_false_warnings(tmp_path, caplog):
+  ckpt = checkpoints.Checkpointer(str(tmp_path), keep_last=1,
+                                  best_metric="eval/mAP")
+  with caplog.at_level(py_logging.WARNING):
+    ckpt.save(0, {"w": jnp.ones(3)})   # no metric at step 0
+    ckpt.close()
+    assert checkpoints.available_steps(str(tmp_path)) == [0]
+  messages = [r.getMessage() for r in caplog.records]
+  assert not [m for m in messages if "read only" in m or "read_only" in m
+              or "tracked_metric" in m], messages
+  # The filter is scoped: outside the block orbax's warnings still show.
+  with caplog.at_level(py_logging.WARNING):
+    checkpoints.ocp.CheckpointManager(
+        str(tmp_path / "checkpoints"),
+        options=checkpoints.ocp.CheckpointManagerOptions(read_only=True))
+  assert any("read only" in r.getMessage() for r in caplog.records)
+
+
+def test_progress_prints_each_state_once(capsys):
+  bar = common.Progress("study", total=4, every=0.0)
+  bar.update(2)
+  bar.update(2)
+  bar.close()
+  lines = capsys.readouterr().err.splitlines()
+  assert [l.split(" (")[0] for l in lines] == ["[study] 2/4 clips",
+                                               "[study] 4/4 clips"]
