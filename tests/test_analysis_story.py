@@ -25,6 +25,12 @@ def test_quick_story(tmp_path, capsys):
   for name in ("contrastive", "supervised"):
     index = json.loads((tmp_path / f"topk_{name}" / "topk.json").read_text())
     assert set(index["layers"]) == {"2", "11"}
+  page = (tmp_path / "gallery" / "atlas.html")
+  assert page.is_file() and "atlas.html" in open(result["gallery"]).read()
+  for name in ("contrastive", "supervised"):
+    index = json.loads((tmp_path / "gallery" / "atlas" / name /
+                        "atlas.json").read_text())
+    assert [l["layer"] for l in index["layers"]] == [2, 11]
   evo = json.loads((tmp_path / "evolution_contrastive" / "evolution.json"
                     ).read_text())
   assert evo["steps"][0] == 0 and len(evo["steps"]) >= 2

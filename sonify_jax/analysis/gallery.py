@@ -257,7 +257,8 @@ def write_gallery(out_dir: str, models: Dict[str, str],
                   title: str = "sonify_jax listening gallery",
                   max_ranks: int = 3, notes: Optional[str] = None,
                   figures: Optional[Dict[str, str]] = None,
-                  evolution: Optional[Dict[str, str]] = None) -> str:
+                  evolution: Optional[Dict[str, str]] = None,
+                  links: Optional[Dict[str, str]] = None) -> str:
   """Writes ``out_dir/index.html`` and its assets; returns the page's path.
 
   Args:
@@ -271,6 +272,8 @@ def write_gallery(out_dir: str, models: Dict[str, str],
       above the layers, click to enlarge.
     evolution: optional ``{model name: folder of a run_evolution output}``:
       full-width figures and every step's audio.
+    links: optional ``{text: path relative to out_dir}`` of related pages
+      (e.g. the atlas page, ``atlas_page.write_atlas_page``).
   """
   if not models:
     raise ValueError("no models to show")
@@ -294,6 +297,8 @@ def write_gallery(out_dir: str, models: Dict[str, str],
   parts.append("<p class=\"meta\">" + "; ".join(
       f"{esc(m['name'])}: {esc(m['arch'])} on {esc(m['source'])}"
       for m in loaded) + ".</p>")
+  for text, href in (links or {}).items():
+    parts.append(f'<p><a href="{_url(href)}">{esc(text)}</a></p>')
   for i, (caption, png) in enumerate((figures or {}).items()):
     rel = os.path.join("assets", "figures", f"{i:02d}_{os.path.basename(png)}")
     _copy(png, os.path.join(out_dir, rel))

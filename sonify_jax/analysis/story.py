@@ -10,7 +10,10 @@
      clips shared by both models), each sonification next to its controls;
   4. sonifies the contrastive model's strongest maps at each of its kept
      checkpoints (feature evolution);
-  5. writes the listening gallery comparing them (with the coherence and
+  5. builds the atlas of both models (every map of every layer on its top
+     clips) inside the gallery folder, with its page (``atlas.html``),
+     linked from the gallery;
+  6. writes the listening gallery comparing them (with the coherence and
      evolution figures), and prints where it is.
 
 Clips are cropped / zero-padded to 1 s (``CLIP_SAMPLES``) so every study
@@ -74,7 +77,7 @@ def run_story(workdir: str, quick: bool = False,
     steps: training steps per model (default 800, quick 4).
     max_clips: clips of the test split per study (default all, quick 6).
   """
-  from sonify_jax.analysis import coherence, controls, evolution, gallery, run_data, topk  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis import atlas, atlas_page, coherence, controls, evolution, gallery, run_data, topk  # pylint: disable=g-import-not-at-top
   from sonify_jax.train import trainer  # pylint: disable=g-import-not-at-top
 
   start = time.time()
@@ -144,8 +147,23 @@ def run_story(workdir: str, quick: bool = False,
   from sonify_jax.analysis import studies_cli  # pylint: disable=g-import-not-at-top
   figures.update(studies_cli.story_figures(list(models.items()), source,
                                            workdir, quick, max_clips))
+  # The atlas: every map of every layer of both models, inside the gallery.
+  gallery_dir = os.path.join(workdir, "gallery")
+  atlas_dirs = {}
+  for name, run in models.items():
+    common.log(f"[story] atlas, {name} ({time.time() - start:.0f} s so far)")
+    atlas_dirs[name] = os.path.join(gallery_dir, "atlas", name)
+    atlas.run_atlas(run.trained, run.arch, source, atlas_dirs[name],
+                    layers=layers, k=2 if quick else 5,
+                    clip_samples=CLIP_SAMPLES, max_clips=max_clips,
+                    model_name=name)
+  atlas_page.write_atlas_page(
+      gallery_dir, atlas_dirs,
+      title="sonify_jax atlas: every feature map of both models")
   page = gallery.write_gallery(
-      os.path.join(workdir, "gallery"), topk_dirs,
+      gallery_dir, topk_dirs, links={
+          "The atlas: every feature map of every layer of both models, "
+          "each on its top clips": "atlas.html"},
       title="sonify_jax: contrastive vs supervised CNN12 (embedded data)",
       notes="What the feature maps of each model respond to, as sound: the "
       "same clips through both models, then the top clips of each model's "
