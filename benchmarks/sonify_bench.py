@@ -41,10 +41,11 @@ from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
 
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Clip length in seconds.")
 _ARCH = flags.DEFINE_string("arch", "cnn12", "Architecture name.")
-_LAYERS = flags.DEFINE_list("layers", ["2", "4", "6"],
+_LAYERS = flags.DEFINE_list("layers", ["2", "3", "4"],
                             "Layers whose every map is sonified.")
-_SAMPLE_LAYERS = flags.DEFINE_list("sample_layers", ["8", "9", "10", "11"],
-                                   "Layers of which a sample of maps is run.")
+_SAMPLE_LAYERS = flags.DEFINE_list(
+    "sample_layers", ["5", "6", "7", "8", "9", "10", "11"],
+    "Layers of which a sample of maps is run.")
 _SAMPLE_MAPS = flags.DEFINE_integer("sample_maps", 16,
                                     "Maps per sampled layer.")
 _MAX_MAPS = flags.DEFINE_integer("max_maps", 0,
@@ -238,7 +239,7 @@ def main(argv):
             f"{'compile s':>9} "
             f"{'fast maps/s':>11} {'fast GF/s':>9} {'loop maps/s':>11} "
             f"{'loop GF/s':>9} {'speed-up':>8}")
-  rows = []
+  rows, summary = [], []
   for layer, sample in plans:
     width = arch.channels[layer - 1]
     if sample is None:
@@ -273,9 +274,23 @@ def main(argv):
         torch_rate, error = torch_result
         row += (f"   torch loop {torch_rate:6.2f} maps/s (fast = "
                 f"{fast / torch_rate:.2f}x; relative L2 diff {error:.1e})")
+        summary.append((layer, fast, fast * flops / 1e9, torch_rate))
     rows.append(row)
     print(header if len(rows) == 1 else "", end="\n" if len(rows) == 1 else "")
     print(row, f"  [{_load()}]", flush=True)
+  if summary:
+    print("\nsummary: sonify() vs the plain PyTorch one-map loop "
+          "(targets: >= 2x at every layer, >= 140 useful GFLOP/s at 10-11)")
+    print("| layer | " + " | ".join(str(s[0]) for s in summary) + " |")
+    print("|---|" + "---|" * len(summary))
+    print("| sonify() maps/s | " + " | ".join(f"{s[1]:.1f}" for s in summary)
+          + " |")
+    print("| useful GFLOP/s | " + " | ".join(f"{s[2]:.0f}" for s in summary)
+          + " |")
+    print("| torch loop maps/s | " + " | ".join(f"{s[3]:.1f}"
+                                               for s in summary) + " |")
+    print("| vs PyTorch loop | " + " | ".join(f"{s[1] / s[3]:.2f}x"
+                                             for s in summary) + " |")
   print(f"done. {_load()}")
 
 

@@ -167,15 +167,17 @@ def _unpool_transpose_to_waveform(h: jax.Array, switches: jax.Array,
   """Block 1's max-unpool + transposed conv (``C -> 1`` channel), polyphase.
 
   The unpooled signal is zero at half its positions, and a conv with one
-  output channel is a poor fit for XLA's conv. So the pooled values are split
-  by switch parity into ``2C`` channels at the pooled length, contracted with
-  every tap in one matmul (``[N, 2C] @ [2C, 2Q]``), and the few resulting
-  columns are overlap-added at the pooled rate and interleaved into even and
-  odd output samples. The half-zero unpooled signal is never built.
+  output channel is a poor fit for XLA's conv. So every pooled value is
+  contracted at the pooled length with the taps it reaches, which depend on
+  its switch: ``h @ W0 + (h * s) @ (W1 - W0)`` (``[N, C] @ [C, 2q]``, s the
+  0/1 switch), and the few resulting columns are overlap-added at the pooled
+  rate and interleaved into even and odd output samples. Neither the
+  half-zero unpooled signal nor a ``2C``-channel parity split is built (the
+  split, ``[N, 2C] @ [2C, 2q]``, ran at half this speed on CPU).
 
   Args:
     h: ``[M, N, C]`` pooled-domain signal, already ReLU'd.
-    switches: ``[1, N, C]`` int8 in {0, 1}.
+    switches: ``[1, N, C]`` or ``[M, N, C]`` int8 in {0, 1}.
     kernel: ``[k, 1, C]``.
     input_length: ``T_conv + k - 1`` with ``T_conv`` in {2N, 2N + 1}.
   Returns:
@@ -188,16 +190,13 @@ def _unpool_transpose_to_waveform(h: jax.Array, switches: jax.Array,
   taps = jnp.pad(kernel[:, 0, :], ((1, 2 * q + 1 - k), (0, 0)))  # [2q+2, C]
   tap = lambda j: taps[j + 1]
   # A value at pooled n with switch s sits at 2n + s and reaches output
-  # 2(n + o) + e through tap 2o + e - s.
-  columns = []
-  for o in range(q):
-    columns.append(jnp.concatenate([tap(2 * o), tap(2 * o - 1)]))  # even
-    columns.append(jnp.concatenate([tap(2 * o + 1), tap(2 * o)]))  # odd
-  weights = jnp.stack(columns, axis=1)  # [2C, 2q], columns (o, e)
-  first = switches == 0
-  split = jnp.concatenate(
-      [jnp.where(first, h, 0.0), jnp.where(first, 0.0, h)], axis=-1)
-  y = (split @ weights).reshape(m, n, q, 2)
+  # 2(n + o) + e through tap 2o + e - s. Columns (o, e):
+  first = jnp.stack([tap(2 * o + e) for o in range(q) for e in (0, 1)],
+                    axis=1)  # [C, 2q], switch 0
+  second = jnp.stack([tap(2 * o + e - 1) for o in range(q) for e in (0, 1)],
+                     axis=1)  # [C, 2q], switch 1
+  odd = switches.astype(h.dtype)
+  y = (h @ first + (h * odd) @ (second - first)).reshape(m, n, q, 2)
   rows = -(-input_length // 2)
   phases = sum(jnp.pad(y[:, :, o], ((0, 0), (o, rows - n - o), (0, 0)))
                for o in range(q))  # [M, rows, 2]

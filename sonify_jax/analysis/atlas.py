@@ -119,8 +119,12 @@ def _topk_pass(params, arch, source, out_dir, layers, k, batch_size,
     saved = {"fingerprint": stamp, "layers": {}}
   missing = [l for l in layers if str(l) not in saved["layers"]]
   if missing:
+    start = time.perf_counter()
     tops = topk.stream_topk(params, arch, source, missing, k, batch_size,
                             clip_samples, max_clips, progress)
+    saved["seconds"] = saved.get("seconds", 0.0) + time.perf_counter() - start
+    saved["clips"] = (len(source) if max_clips is None
+                      else min(len(source), max_clips))
     min_samples = arch.min_input_length(max(missing))  # as stream_topk pads
     for layer, top in tops.items():
       saved["layers"][str(layer)] = {"values": top.values,
@@ -297,7 +301,8 @@ def run_atlas(params: Params, arch: Architecture, source, out_dir: str,
     model_name: recorded in the index.
   Returns:
     the index written to ``out_dir/atlas.json``: ``{'model', 'arch',
-    'source', 'sample_rate', 'k', 'fingerprint', 'clips': {str(index):
+    'source', 'sample_rate', 'k', 'fingerprint', 'topk_pass': {'clips',
+    'seconds'} (the streaming pass), 'clips': {str(index):
     {'id', 'seconds', 'wav', 'png'}}, 'layers': [{'layer', 'seconds',
     'pairs', 'maps': [{'map', 'dead', 'activation' (top-1), 'centroid_hz'
     (median over ranks), 'top': [{'rank', 'clip', 'activation', 'wav',
@@ -370,9 +375,12 @@ def write_index(out_dir: str, model_name: str, arch: Architecture, source,
     part.pop("fingerprint")
     layers.append(part)
   layers.sort(key=lambda p: p["layer"])
+  saved = _read_json(os.path.join(out_dir, TOPK_PASS)) or {}
   index = {"model": model_name, "arch": arch.name,
            "source": getattr(source, "name", "source"),
            "sample_rate": SAMPLE_RATE, "k": k, "fingerprint": stamp,
+           "topk_pass": {"clips": saved.get("clips"),
+                         "seconds": saved.get("seconds")},
            "clips": clips, "layers": layers}
   outputs.write_json(os.path.join(out_dir, INDEX), index)
   return index

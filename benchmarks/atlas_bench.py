@@ -1,0 +1,158 @@
+r"""Atlas budget: how long the full atlas takes, and how it scales.
+
+Prints, for a seeded random init of ``--arch`` (default full CNN12):
+
+1. the whole atlas (``analysis.atlas.run_atlas``: all ``--layers``, top
+   ``--k``) over ``--dataset``/``--split`` (default the embedded test
+   split): clips/s of the streaming top-k pass, sonifications/s per layer
+   (compile, compute and file writing included), total time and peak RSS;
+2. how the two phases grow with clip length (``--scale_seconds``, default
+   1, 10, 60 s) and number of clips (``--scale_clips``): the top-k pass on
+   synthetic clips, and ``deconvnet.sonify_clip_pairs`` on a fixed batch of
+   pairs of ``--scale_layers`` (compile excluded), with the atlas time these
+   rates imply for ``6016 * k`` pairs (CNN12's maps).
+
+Usage::
+
+  python benchmarks/atlas_bench.py                        # full CNN12 atlas
+  python benchmarks/atlas_bench.py --arch=cnn12_tiny --scale_seconds=1,10
+  python benchmarks/atlas_bench.py --skip_atlas --scale_layers=11
+"""
+import os
+import resource
+import shutil
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sonify_jax import deconvnet
+from sonify_jax.analysis import atlas, topk
+from sonify_jax.data import catalog
+from sonify_jax.data.sources import ArraySource
+from sonify_jax.models import build_encoder
+from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
+
+_ARCH = flags.DEFINE_string("arch", "cnn12", "Architecture name.")
+_DATASET = flags.DEFINE_string("dataset", "embedded", "catalog source.")
+_SPLIT = flags.DEFINE_string("split", "test", "Split.")
+_LAYERS = flags.DEFINE_list("layers", None, "Layers (default all).")
+_K = flags.DEFINE_integer("k", 5, "Top clips per map.")
+_MAX_CLIPS = flags.DEFINE_integer("max_clips", None, "First clips only.")
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Atlas folder (default a temp dir, removed).")
+_SKIP_ATLAS = flags.DEFINE_bool("skip_atlas", False, "Only the scaling part.")
+_SCALE_SECONDS = flags.DEFINE_list("scale_seconds", ["1", "10", "60"],
+                                   "Clip lengths of the scaling part.")
+_SCALE_CLIPS = flags.DEFINE_list("scale_clips", ["8", "32"],
+                                 "Clip counts of the top-k scaling part.")
+_SCALE_LAYERS = flags.DEFINE_list("scale_layers", ["6", "11"],
+                                  "Layers of the sonify scaling part.")
+_SCALE_PAIRS = flags.DEFINE_integer("scale_pairs", 16,
+                                    "Pairs per timed sonify batch.")
+
+
+def _peak_rss_gib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def _load() -> str:
+  return "load average %.1f %.1f %.1f" % os.getloadavg()
+
+
+def _full_atlas(params, arch, layers):
+  source = catalog.get_source(_DATASET.value, _SPLIT.value)
+  out = _WORKDIR.value or tempfile.mkdtemp(prefix="atlas_bench_")
+  start = time.perf_counter()
+  index = atlas.run_atlas(params, arch, source, out, layers=layers,
+                          k=_K.value, max_clips=_MAX_CLIPS.value,
+                          model_name="random init")
+  total = time.perf_counter() - start
+  seconds = sum(c["seconds"] for c in index["clips"].values())
+  print(f"\n== atlas of {arch.name} ({len(index['layers'])} layers, k="
+        f"{_K.value}) over {_DATASET.value}/{_SPLIT.value}: "
+        f"{len(index['clips'])} distinct top clips ({seconds:.0f} s of audio)")
+  tp = index["topk_pass"]
+  if tp["seconds"]:
+    print(f"top-k pass: {tp['clips']} clips in {tp['seconds']:.1f} s = "
+          f"{tp['clips'] / tp['seconds']:.1f} clips/s")
+  print(f"{'layer':>5} {'maps':>5} {'dead':>5} {'pairs':>6} {'s':>7} "
+        f"{'sonif/s':>8}")
+  for part in index["layers"]:
+    dead = sum(m["dead"] for m in part["maps"])
+    rate = part["pairs"] / part["seconds"] if part["seconds"] else 0.0
+    print(f"{part['layer']:5d} {len(part['maps']):5d} {dead:5d} "
+          f"{part['pairs']:6d} {part['seconds']:7.1f} {rate:8.1f}")
+  pairs = sum(p["pairs"] for p in index["layers"])
+  print(f"total {total:.0f} s ({total / 60:.1f} min) for {pairs} "
+        f"sonifications; peak RSS {_peak_rss_gib():.2f} GiB; {_load()}")
+  if not _WORKDIR.value:
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def _scaling(params, arch):
+  rng = np.random.default_rng(0)
+  lengths = [int(float(s) * SAMPLE_RATE) for s in _SCALE_SECONDS.value]
+  counts = [int(c) for c in _SCALE_CLIPS.value]
+  layers = tuple(range(1, arch.num_blocks + 1))
+  print(f"\n== scaling ({_load()})")
+  print("top-k pass, all layers (clips/s, compile excluded):")
+  for length in lengths:
+    row = []
+    for count in counts:
+      clips = [0.3 * rng.standard_normal(length).astype(np.float32)
+               for _ in range(count)]
+      source = ArraySource(clips, [0] * count, 1)
+      batch = min(8, count)
+      topk.stream_topk(params, arch, source, layers, _K.value, batch,
+                       max_clips=batch, progress=False)  # compile
+      start = time.perf_counter()
+      topk.stream_topk(params, arch, source, layers, _K.value, batch,
+                       progress=False)
+      row.append(f"{count} clips {count / (time.perf_counter() - start):7.2f}")
+    print(f"  {length / SAMPLE_RATE:5.0f} s clips: " + ", ".join(row),
+          flush=True)
+  print(f"sonify_clip_pairs, {_SCALE_PAIRS.value} pairs from 2 clips "
+        "(pairs/s, compile excluded; atlas = 6016 * k pairs at this rate):")
+  for layer in (int(l) for l in _SCALE_LAYERS.value):
+    row = []
+    for length in lengths:
+      pairs, clips_per_call = atlas.batch_shape(arch, layer, length,
+                                                _SCALE_PAIRS.value / 2)
+      pairs = min(pairs, _SCALE_PAIRS.value)
+      x = jnp.asarray(0.3 * rng.standard_normal((clips_per_call, length)),
+                      jnp.float32)
+      valid = jnp.full((clips_per_call,), length, jnp.int32)
+      slots = jnp.arange(pairs, dtype=jnp.int32) % clips_per_call
+      maps = jnp.arange(pairs, dtype=jnp.int32) % arch.channels[layer - 1]
+      run = lambda: deconvnet.sonify_clip_pairs(params, x, valid, slots,
+                                                maps, layer, arch)
+      jax.block_until_ready(run())
+      start = time.perf_counter()
+      jax.block_until_ready(run())
+      rate = pairs / (time.perf_counter() - start)
+      row.append(f"{length / SAMPLE_RATE:.0f} s {rate:7.2f}")
+    print(f"  layer {layer:2d}: " + ", ".join(row), flush=True)
+  print(f"peak RSS {_peak_rss_gib():.2f} GiB")
+
+
+def main(argv):
+  del argv
+  arch = get_architecture(_ARCH.value)
+  layers = ([int(l) for l in _LAYERS.value]
+            if _LAYERS.value and _LAYERS.value != ["all"] else None)
+  print(f"devices: {jax.devices()}  cpus: {os.cpu_count()}  {_load()}")
+  # The model's own (He) init, as training starts: its deep maps are live.
+  params = jax.jit(build_encoder(arch.name).init)(
+      jax.random.PRNGKey(0), jnp.zeros((1, 4096)))["params"]
+  if not _SKIP_ATLAS.value:
+    _full_atlas(params, arch, layers)
+  _scaling(params, arch)
+
+
+if __name__ == "__main__":
+  app.run(main)
