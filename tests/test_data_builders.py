@@ -292,12 +292,14 @@ def test_get_source_errors(tmp_path):
 
 
 def test_missing_metadata_is_a_clear_error(tmp_path):
-  (tmp_path / "FSD50K.ground_truth").mkdir()
+  # data_dir beside manual_dir: a data_dir inside it is refused on its own.
+  source = tmp_path / "source"
+  (source / "FSD50K.ground_truth").mkdir(parents=True)
   with pytest.raises(FileNotFoundError, match="vocabulary.csv"):
-    builders.build("fsd50k", str(tmp_path), str(tmp_path / "tfds"))
+    builders.build("fsd50k", str(source), str(tmp_path / "tfds"))
   with pytest.raises(UserError, match="testing_list.*--dataset=folder"):
-    (tmp_path / "validation_list.txt").write_text("")
-    builders.build("speech_commands", str(tmp_path), str(tmp_path / "t2"))
+    (source / "validation_list.txt").write_text("")
+    builders.build("speech_commands", str(source), str(tmp_path / "t2"))
 
 
 def test_decode_clip_rejects_nan(tmp_path):
