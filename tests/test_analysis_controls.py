@@ -93,6 +93,12 @@ def test_step0_is_kept_and_is_the_seeded_init(runs):
   for name in run.untrained:
     np.testing.assert_array_equal(np.asarray(run.untrained[name]["kernel"]),
                                   np.asarray(redrawn[name]["kernel"]))
+  # A run.json saved before compute_dtype existed redraws the same init.
+  older = dict(run.info, config={k: v for k, v in run.info["config"].items()
+                                 if k != "compute_dtype"})
+  redrawn = controls._reinitialised_encoder(older)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(np.asarray(run.untrained["block1"]["kernel"]),
+                                np.asarray(redrawn["block1"]["kernel"]))
   assert not np.allclose(run.trained["block1"]["kernel"],
                          run.untrained["block1"]["kernel"])
   with pytest.raises(UserError, match="does not exist"):

@@ -70,6 +70,10 @@ def _reinitialised_encoder(info: Dict[str, Any]) -> Params:
   import ml_collections  # pylint: disable=g-import-not-at-top
   from sonify_jax.train import state as state_lib, trainer  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(info["config"])
+  # A run saved before compute_dtype existed lacks it; the init does not
+  # depend on it (params are float32 whatever the compute dtype).
+  if "compute_dtype" not in config:
+    config.compute_dtype = "float32"
   model = trainer.build_model(config, int(info.get("num_classes") or 0),
                               bool(info.get("multilabel", False)))
   init_key, _ = jax.random.split(jax.random.PRNGKey(config.seed))
