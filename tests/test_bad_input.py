@@ -395,6 +395,14 @@ def _setup_other(module, case, tmp, run):
       return [f"--config={simclr}:model=cnn12_small", f"--workdir={copy}",
               "--config.progress=False"], None, [
                   "cnn12_tiny", "cnn12_small", "fresh --workdir"]
+    if case == "unknown_dataset":
+      return [f"--config={simclr}", f"--workdir={out}",
+              "--config.dataset=bogus"], out, ["unknown dataset 'bogus'"]
+    if case == "workdir_is_a_file":
+      with open(out, "w") as f:
+        f.write("mine")
+      return [f"--config={simclr}", f"--workdir={out}"], None, [
+          "Not a directory", out]
     if case == "init_from_missing_run":
       return ["--config=configs/demo_supervised.py:init=contrastive",
               f"--workdir={out}", f"--config.init_from={tmp}/nope",
@@ -467,7 +475,8 @@ OTHER_CASES = [
         "unknown_config_field", "misspelt_config_field",
         "config_arg_model_resnet", "batch_size_0", "batch_size_not_int",
         "missing_config_file", "missing_workdir_flag",
-        "run_dir_of_another_architecture", "init_from_missing_run")] + [
+        "run_dir_of_another_architecture", "init_from_missing_run",
+        "unknown_dataset", "workdir_is_a_file")] + [
     ("sonify_jax.analysis.run", c) for c in (
         "missing_checkpoint_dir", "unknown_study", "layers_not_ints",
         "corrupt_run", "negative_step", "step_folder_of_another_step",

@@ -29,6 +29,7 @@ from typing import Optional
 from sonify_jax.data import embedded
 from sonify_jax.data import holdout
 from sonify_jax.data.sources import ClipSource
+from sonify_jax.errors import UserError
 
 EMBEDDED_NAMES = tuple(embedded.GROUPS)
 BUILT_NAMES = ("audioset", "fsd50k", "speech_commands", "speech_commands12",
@@ -71,20 +72,20 @@ def get_source(name: str, split: str,
       (required); for embedded ones, an optional regenerated copy.
 
   Raises:
-    ValueError: unknown name or split, or data_dir missing where needed.
+    UserError: unknown name or split, or data_dir missing where needed.
     FileNotFoundError: data_dir or the prepared dataset does not exist.
   """
   if not is_known(name):
-    raise ValueError(f"unknown dataset {name!r}; known: {list(NAMES)} "
+    raise UserError(f"unknown dataset {name!r}; known: {list(NAMES)} "
                      f"and 'folder:<name>'")
   if not isinstance(split, str) or not split:
-    raise ValueError(f"split must be a non-empty string, got {split!r}")
+    raise UserError(f"split must be a non-empty string, got {split!r}")
   if data_dir is not None and not os.path.isdir(data_dir):
     raise FileNotFoundError(f"data_dir {data_dir} does not exist")
   if name in EMBEDDED_NAMES:
     return embedded.EmbeddedSource(name, split, root=data_dir)
   if data_dir is None:
-    raise ValueError(
+    raise UserError(
         f"dataset {name!r} is read from a prepared TFDS data_dir; pass "
         f"data_dir= (build it first: python -m sonify_jax.data.builders "
         f"--dataset={name} --manual_dir=<official layout> --data_dir=DIR)")
@@ -126,16 +127,16 @@ def _resolve_split(name: str, split: str, available) -> str:
     part = part.strip()
     match = _BASE_SPLIT.match(part)
     if not match:
-      raise ValueError(f"bad split expression {split!r}")
+      raise UserError(f"bad split expression {split!r}")
     base_split, slicing = match.group(1), match.group(2) or ""
     resolved = aliases.get(base_split, base_split)
     for piece in resolved.split("+"):
       if piece not in available:
-        raise ValueError(f"unknown split {base_split!r} for {name}; "
+        raise UserError(f"unknown split {base_split!r} for {name}; "
                          f"available: {sorted(available)} (aliases "
                          f"{sorted(aliases)})")
     if slicing and "+" in resolved:
-      raise ValueError(f"cannot slice the alias {base_split!r}; slice "
+      raise UserError(f"cannot slice the alias {base_split!r}; slice "
                        f"{resolved} explicitly")
     parts.append(resolved + slicing)
   return "+".join(parts)
