@@ -28,6 +28,7 @@ setuptools.setup(
     ],
     extras_require={
         "test": ["pytest>=8", "scikit-learn>=1.4", "selenium>=4.20",
-                 "tensorboard>=2.16"],
+                 "tensorboard>=2.16", "nbclient>=0.10", "nbformat>=5.10",
+                 "ipykernel>=6.29"],
     },
 )
