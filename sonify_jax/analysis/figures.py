@@ -139,8 +139,7 @@ def _condition_curve_set(models: ConditionModels):
   for i, (name, (conditions, n)) in enumerate(models.items()):
     ns.add(int(n))
     for condition, (values, errs) in conditions.items():
-      label = (f"{name}: {controls.LABELS.get(condition, condition)}"
-               if len(models) > 1 or condition != "trained" else name)
+      label = f"{name}: {controls.LABELS.get(condition, condition)}"
       curves[f"{label} (n={n})"] = (
           values, errs if n >= 2 else None,
           dict(color=f"C{i}", **_CONDITION_STYLE.get(condition, {})))

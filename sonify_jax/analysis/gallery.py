@@ -205,11 +205,12 @@ def _controls_line(model: Dict[str, Any], layer: int) -> str:
 
 _GUIDE = (
     "Play each input, then the trained map's sonification, then its two "
-    "controls on the same clip: the same map in the untrained init of the "
-    "run, and a random live map of the trained model. A map has learned "
-    "something only where its sonification keeps more of the input's "
-    "character (pitch, rhythm, timbre) than both controls do; compare the "
-    "models on the same clip at the same layer and activation rank.")
+    "controls on the same clip (the same map in the run's untrained init, "
+    "and a random live map of the trained model): a map has learned "
+    "something only where its sonification keeps more of the input's pitch, "
+    "rhythm and timbre than both controls do. Compare the models on the same "
+    "clip at the same layer and activation rank, and trust a difference only "
+    "where the study figures' intervals (n >= 2 runs) do not overlap.")
 
 
 def _figure_html(rel: str, caption: str, wide: bool) -> str:
