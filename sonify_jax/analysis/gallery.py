@@ -177,7 +177,9 @@ def _clip_html(model: str, layer: int, m: int, e: Dict[str, Any],
              _player(f"trained: map {m}", e["sonification_wav"],
                      e.get("dead", False),
                      f" (coh {coh:.2f})" if coh is not None else "")]
-  for condition, view in e.get("controls", {}).items():
+  views = e.get("controls", {})
+  for condition in [c for c in controls.CONDITIONS if c in views]:
+    view = views[condition]
     players.append(_player(
         f"{controls.LABELS.get(condition, condition)}: map {view['map']}",
         view["sonification_wav"], view.get("dead", False),
