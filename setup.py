@@ -25,9 +25,10 @@ setuptools.setup(
         "numpy>=1.26",
         "tensorboardX>=2.6",
         "tqdm>=4.66",
+        "scikit-learn>=1.4",   # sonify_jax.train.probe (the demo prints it)
     ],
     extras_require={
-        "test": ["pytest>=8", "scikit-learn>=1.4", "selenium>=4.20",
+        "test": ["pytest>=8", "selenium>=4.20",
                  "tensorboard>=2.16", "nbclient>=0.10", "nbformat>=5.10",
                  "ipykernel>=6.29"],
     },

@@ -135,6 +135,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.test_split = "test"           # once, at the end, on the best checkpoint
   c.crop_seconds = 2.5
   c.num_crops = 1                 # 2 for SimCLR: two non-overlapping crops
+  c.disjoint_crops = True         # SimCLR crops never overlap (thesis)
 
   # Optimisation.
   c.batch_size = 256              # global

@@ -114,6 +114,30 @@ def test_crop_offsets_are_uniform_over_valid_positions():
   assert pairs == {(0, 4), (0, 5), (1, 5), (4, 0), (5, 0), (5, 1)}
 
 
+def test_independent_crops_cover_every_pair_of_positions():
+  # disjoint=False: each crop's start uniform over 0..length-crop on its own,
+  # so overlapping (even equal) pairs occur; a short clip goes in whole.
+  rng = np.random.default_rng(1)
+  pairs = [tuple(s for s, _, _ in pipeline.crop_offsets(rng, 6, 4, 2, False))
+           for _ in range(2000)]
+  assert set(pairs) == {(a, b) for a in range(3) for b in range(3)}
+  counts = np.bincount([3 * a + b for a, b in pairs], minlength=9) / 2000
+  np.testing.assert_allclose(counts, 1 / 9, atol=5 * np.sqrt(8 / 81 / 2000))
+  for clip_start, at, size in pipeline.crop_offsets(rng, 3, 5, 2, False):
+    assert (clip_start, size) == (0, 3) and 0 <= at <= 2
+  source = _tagged_source([30000, 7001])
+  batches = _take(pipeline.train_batches(
+      source, global_batch_size=2, crop_samples=20000, num_crops=2, seed=0,
+      include_index=True, disjoint_crops=False), 2)
+  for batch in batches:
+    for row, index in enumerate(batch["index"]):
+      for crop in batch["audio"][row]:
+        clip, pos = _decode(crop)
+        assert clip == index
+        assert len(pos) == (20000 if index == 0 else 7001)
+        np.testing.assert_array_equal(np.diff(pos), 1)
+
+
 def test_epochs_cover_every_clip_once_in_fresh_orders():
   source = _tagged_source([2000] * 12)
   batches = _take(pipeline.train_batches(

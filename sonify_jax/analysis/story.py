@@ -78,7 +78,8 @@ def run_story(workdir: str, quick: bool = False,
     max_clips: clips of the test split per study (default all, quick 6).
   """
   from sonify_jax.analysis import atlas, atlas_page, coherence, controls, evolution, gallery, run_data, topk  # pylint: disable=g-import-not-at-top
-  from sonify_jax.train import trainer  # pylint: disable=g-import-not-at-top
+  from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
+  from sonify_jax.train import probe, trainer  # pylint: disable=g-import-not-at-top
 
   start = time.time()
   workdir = os.path.abspath(workdir)
@@ -108,6 +109,12 @@ def run_story(workdir: str, quick: bool = False,
     common.log(f"[story] {name}: " + ", ".join(
         f"{k}={v:.4f}" for k, v in sorted(final.items())))
 
+  common.log(f"[story] linear probe of the contrastive encoder and its "
+             f"untrained init ({time.time() - start:.0f} s so far)")
+  probed = probe.probe_run(
+      os.path.join(workdir, "simclr"), catalog.get_source("embedded", "train"),
+      catalog.get_source("embedded", "test"),
+      val_source=catalog.get_source("embedded", "validation"))
   # The runs' own data: validation split where the dataset has one.
   source, data = run_data.study_source(models["supervised"].info)
   common.log(f"[story] coherence study on {len(source)} {data['split']} "
@@ -175,6 +182,12 @@ def run_story(workdir: str, quick: bool = False,
                     for k, v in coh.items())
   print(f"Coherence figure: "
         f"{os.path.join(workdir, 'coherence', 'coherence.png')} ({rates})")
+  trained, init = probed["trained"], probed["init"]
+  print("Linear probe, contrastive encoder (block-11 whole-clip means, "
+        f"embedded train+validation -> test): trained {trained.accuracy:.3f}"
+        f", its untrained init {init.accuracy:.3f}, majority class "
+        f"{trained.majority:.3f}")
   print(f"Done in {seconds / 60:.1f} min; everything is under {workdir}")
   return {"gallery": page, "coherence": coh, "topk": topk_dirs,
+          "probe": {k: v.to_dict() for k, v in probed.items()},
           "seconds": seconds}

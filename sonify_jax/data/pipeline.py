@@ -24,6 +24,10 @@ order). A shorter clip is cut into ``num_crops`` consecutive pieces of
 samples are dropped) and each piece is placed at a random offset inside an
 otherwise zero crop -- zero-padding, at a random place so that the padding is
 not always at the end.
+With ``disjoint=False`` each crop is placed independently (uniform over the
+clip, so two crops may overlap; a clip shorter than a crop is placed whole at
+a random offset in a zero crop): two views of the same moment, as image
+SimCLR takes two random crops of one picture.
 
 Bad input. Non-finite samples (NaN/Inf) are replaced by zeros, counted in
 ``stats.nonfinite_clips`` and logged (a few times). Silent clips pass
@@ -263,14 +267,20 @@ class BatchIterator(Iterator[Batch]):
 
 # ---------------------------------------------------------------------- crops
 def crop_offsets(rng: np.random.Generator, length: int, crop_samples: int,
-                 num_crops: int) -> List[tuple]:
-  """Where to cut ``num_crops`` disjoint crops from a clip of ``length``.
+                 num_crops: int, disjoint: bool = True) -> List[tuple]:
+  """Where to cut ``num_crops`` crops from a clip of ``length``.
 
   Returns one ``(clip_start, crop_start, size)`` per crop: samples
   ``clip[clip_start:clip_start + size]`` go to
   ``crop[crop_start:crop_start + size]`` (the rest of the crop is zero).
-  See the module docstring for the rule.
+  The crops are disjoint unless ``disjoint=False`` (then each is drawn
+  independently). See the module docstring for the rule.
   """
+  if not disjoint:
+    size = min(length, crop_samples)
+    starts = rng.integers(0, length - size + 1, size=num_crops)
+    ats = rng.integers(0, crop_samples - size + 1, size=num_crops)
+    return [(int(s), int(a), size) for s, a in zip(starts, ats)]
   needed = num_crops * crop_samples
   if length >= needed:
     # Sorted uniform draws in [0, slack] plus j * crop_samples give a uniform
@@ -336,7 +346,8 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
                   start_step: int = 0, process_index: int = 0,
                   process_count: int = 1, prefetch: int = 2,
                   num_workers: int = 0, worker_type: str = "thread",
-                  include_index: bool = False) -> BatchIterator:
+                  include_index: bool = False,
+                  disjoint_crops: bool = True) -> BatchIterator:
   """Endless training batches of random crops; see the module docstring.
 
   Args:
@@ -356,6 +367,8 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
       cores, costs a few seconds of start-up). Batches are identical either
       way.
     include_index: also yield ``'index'`` int32 [B_local] (source indices).
+    disjoint_crops: crops of one clip never overlap (the thesis); False
+      draws each crop's position independently (see ``crop_offsets``).
 
   Returns:
     A BatchIterator of ``{'audio': float32 [B_local, num_crops,
@@ -385,7 +398,8 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
   local = global_batch_size // process_count
   first_row = process_index * local
   stats = PipelineStats()
-  maker = _RowMaker(source, stats, seed, crop_samples, num_crops)
+  maker = _RowMaker(source, stats, seed, crop_samples, num_crops,
+                    disjoint_crops)
   pool = None
   if num_workers and worker_type == "thread":
     pool = futures.ThreadPoolExecutor(num_workers)
@@ -395,7 +409,7 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
     pool = futures.ProcessPoolExecutor(
         num_workers, mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(source, seed, crop_samples, num_crops))
+        initargs=(source, seed, crop_samples, num_crops, disjoint_crops))
   multilabel = bool(getattr(source, "multilabel", False))
 
   def produce(i: int) -> Batch:
@@ -425,20 +439,24 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
 class _RowMaker:
   """One training row: read a clip, cut its crops (see ``crop_offsets``)."""
 
-  def __init__(self, source, stats, seed, crop_samples, num_crops):
+  def __init__(self, source, stats, seed, crop_samples, num_crops,
+               disjoint=True):
     self.reader = _Reader(source, stats)
     self.stats = stats
     self.seed, self.crop_samples, self.num_crops = (seed, crop_samples,
                                                     num_crops)
+    self.disjoint = disjoint
 
   def row(self, step: int, row: int, index: int):
     example = self.reader.read(index)
     audio = example["audio"]
-    if len(audio) < self.num_crops * self.crop_samples:
+    if len(audio) < (self.num_crops if self.disjoint else 1) * \
+        self.crop_samples:
       with self.reader.lock:
         self.stats.short_clips += 1
     rng = np.random.default_rng([self.seed, _CROP_STREAM, step, row])
-    offsets = crop_offsets(rng, len(audio), self.crop_samples, self.num_crops)
+    offsets = crop_offsets(rng, len(audio), self.crop_samples, self.num_crops,
+                           self.disjoint)
     return (cut_crops(audio, offsets, self.crop_samples), example["label"],
             example["index"])
 
@@ -446,9 +464,9 @@ class _RowMaker:
 _WORKER = {}
 
 
-def _init_worker(source, seed, crop_samples, num_crops):
+def _init_worker(source, seed, crop_samples, num_crops, disjoint_crops):
   _WORKER["maker"] = _RowMaker(source, PipelineStats(), seed, crop_samples,
-                               num_crops)
+                               num_crops, disjoint_crops)
 
 
 def _worker_rows(args):

@@ -376,4 +376,5 @@ def pipeline_train_batches(source, config, crop_samples: int,
   return pipeline.train_batches(
       source, global_batch_size=config.batch_size, crop_samples=crop_samples,
       num_crops=config.num_crops, seed=config.seed, start_step=start_step,
-      process_index=jax.process_index(), process_count=jax.process_count())
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      disjoint_crops=config.get("disjoint_crops", True))
