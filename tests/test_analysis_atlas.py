@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import soundfile
 
+import helpers
+
 from sonify_jax import deconvnet
 from sonify_jax.analysis import activity, atlas, common, topk
 from sonify_jax.data.sources import ArraySource
@@ -15,13 +17,6 @@ from sonify_jax.models.architecture import CNN12_TINY
 
 ARCH = CNN12_TINY
 LAYERS = (2, 9)
-
-
-def _strict_load(path):
-  def bad(value):
-    raise ValueError(f"non-strict JSON constant {value}")
-  with open(path) as f:
-    return json.load(f, parse_constant=bad)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +48,7 @@ def built(params, source, tmp_path_factory):
 
 def test_index_is_strict_json_and_complete(built):
   out, index = built
-  assert _strict_load(os.path.join(out, atlas.INDEX)) == index
+  assert helpers.strict_load(os.path.join(out, atlas.INDEX)) == index
   assert [l["layer"] for l in index["layers"]] == list(LAYERS)
   for part in index["layers"]:
     assert len(part["maps"]) == ARCH.channels[part["layer"] - 1]

@@ -7,20 +7,18 @@ its audio and logs no error."""
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 
 import numpy as np
 import pytest
 import soundfile
 
+import helpers
+
 from sonify_jax import atomic_io, audio_io, plotting
 from sonify_jax.analysis import atlas, atlas_page
 from sonify_jax.models.architecture import CNN12
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 K = 5
 PAGE_ROWS = 40  # rows the page renders per step (atlas_page._JS PAGE)
 
@@ -106,26 +104,15 @@ def test_data_is_strict_json_with_every_map_and_existing_files(site):
   assert len(html_text) < 20000  # the rows are data, not HTML
 
 
-@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and
-                         os.path.exists(CHROMEDRIVER)),
-                    reason="chromium/chromium-driver not installed (apt-get "
-                    "install chromium chromium-driver); CI installs them")
+@helpers.needs_chromium
 def test_page_in_headless_chromium(site):
-  webdriver = pytest.importorskip("selenium.webdriver")
-  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
+  with helpers.headless_chromium("--window-size=1200,900") as driver:
+    _check_page(driver, site)
+
+
+def _check_page(driver, site):
   page, index = site
   site_dir = os.path.dirname(page)
-  profile = tempfile.mkdtemp(prefix="atlas-chromium-")
-  options = webdriver.ChromeOptions()
-  options.binary_location = CHROMIUM
-  for flag in ("--headless", "--no-sandbox", "--disable-gpu",
-               "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-               "--window-size=1200,900"):
-    options.add_argument(flag)
-  options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-  driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
   js = driver.execute_script
 
   def wait_for(condition, what, timeout=60):
@@ -155,77 +142,73 @@ def test_page_in_headless_chromium(site):
     return time.perf_counter() - start
 
   maps = _maps(index)
-  try:
-    start = time.perf_counter()
-    driver.get("file://" + os.path.abspath(page))
-    wait_for("return document.querySelectorAll('#maps .map').length > 0",
-             "the first rows")
-    loaded = time.perf_counter() - start
-    assert count() == "6016 of 6016 maps"
-    assert len(shown()) == PAGE_ROWS  # lazy: not 6,016 rows
-    # Nothing is fetched before it is played: every player is preload=none.
-    assert js("""return Array.from(document.querySelectorAll('audio'))
-        .every(function(a){ return a.getAttribute('preload') === 'none'
-                                   && a.readyState === 0; });""")
+  start = time.perf_counter()
+  driver.get("file://" + os.path.abspath(page))
+  wait_for("return document.querySelectorAll('#maps .map').length > 0",
+           "the first rows")
+  loaded = time.perf_counter() - start
+  assert count() == "6016 of 6016 maps"
+  assert len(shown()) == PAGE_ROWS  # lazy: not 6,016 rows
+  # Nothing is fetched before it is played: every player is preload=none.
+  assert js("""return Array.from(document.querySelectorAll('audio'))
+      .every(function(a){ return a.getAttribute('preload') === 'none'
+                                 && a.readyState === 0; });""")
 
-    timings = {}
-    timings["layer 11"] = set_filter(**{"f-layer": 11})
-    want = [(l, m["map"]) for l, m in maps if l == 11]
-    assert count() == f"{len(want)} of 6016 maps"
-    assert shown() == want[:PAGE_ROWS]
-    timings["dead"] = set_filter(**{"f-layer": "all", "f-status": "dead"})
-    want = [(l, m["map"]) for l, m in maps if m["dead"]]
-    assert count() == f"{len(want)} of 6016 maps" and 0 < len(want) < 6016
-    assert shown() == want[:PAGE_ROWS]
-    timings["activation"] = set_filter(
-        **{"f-status": "live", "f-act": 3.5})
-    want = [(l, m["map"]) for l, m in maps
-            if not m["dead"] and m["activation"] >= 3.5]
-    assert count() == f"{len(want)} of 6016 maps" and len(want) > PAGE_ROWS
-    assert shown() == want[:PAGE_ROWS]
-    timings["centroid"] = set_filter(
-        **{"f-act": "", "f-cmin": 1000, "f-cmax": 1200, "f-layer": 9})
-    want = [(l, m["map"]) for l, m in maps if l == 9 and not m["dead"]
-            and 1000 <= m["centroid_hz"] <= 1200]
-    assert count() == f"{len(want)} of 6016 maps" and want
-    assert shown() == want[:PAGE_ROWS]
-    set_filter(**{"f-cmin": "", "f-cmax": "", "f-layer": "all",
-                  "f-status": "all", "f-sort": "activation"})
-    acts = [index["layers"][l - 1]["maps"][m]["activation"]
-            for l, m in shown()]
-    assert acts == sorted(acts, reverse=True)
-    assert acts[0] == max(m["activation"] for _, m in maps)
+  timings = {}
+  timings["layer 11"] = set_filter(**{"f-layer": 11})
+  want = [(l, m["map"]) for l, m in maps if l == 11]
+  assert count() == f"{len(want)} of 6016 maps"
+  assert shown() == want[:PAGE_ROWS]
+  timings["dead"] = set_filter(**{"f-layer": "all", "f-status": "dead"})
+  want = [(l, m["map"]) for l, m in maps if m["dead"]]
+  assert count() == f"{len(want)} of 6016 maps" and 0 < len(want) < 6016
+  assert shown() == want[:PAGE_ROWS]
+  timings["activation"] = set_filter(
+      **{"f-status": "live", "f-act": 3.5})
+  want = [(l, m["map"]) for l, m in maps
+          if not m["dead"] and m["activation"] >= 3.5]
+  assert count() == f"{len(want)} of 6016 maps" and len(want) > PAGE_ROWS
+  assert shown() == want[:PAGE_ROWS]
+  timings["centroid"] = set_filter(
+      **{"f-act": "", "f-cmin": 1000, "f-cmax": 1200, "f-layer": 9})
+  want = [(l, m["map"]) for l, m in maps if l == 9 and not m["dead"]
+          and 1000 <= m["centroid_hz"] <= 1200]
+  assert count() == f"{len(want)} of 6016 maps" and want
+  assert shown() == want[:PAGE_ROWS]
+  set_filter(**{"f-cmin": "", "f-cmax": "", "f-layer": "all",
+                "f-status": "all", "f-sort": "activation"})
+  acts = [index["layers"][l - 1]["maps"][m]["activation"]
+          for l, m in shown()]
+  assert acts == sorted(acts, reverse=True)
+  assert acts[0] == max(m["activation"] for _, m in maps)
 
-    # Scrolling to the end appends the next rows (IntersectionObserver).
-    js("window.scrollTo(0, document.body.scrollHeight);")
-    wait_for(f"return document.querySelectorAll('#maps .map').length >= "
-             f"{2 * PAGE_ROWS}", "more rows on scroll")
+  # Scrolling to the end appends the next rows (IntersectionObserver).
+  js("window.scrollTo(0, document.body.scrollHeight);")
+  wait_for(f"return document.querySelectorAll('#maps .map').length >= "
+           f"{2 * PAGE_ROWS}", "more rows on scroll")
 
-    # The first row's players and spectrograms load from disk.
-    js("window.scrollTo(0, 0);")
-    js("""document.querySelectorAll('#maps .map')[0]
-          .querySelectorAll('audio').forEach(function(a){ a.load(); });""")
-    state = wait_for("""
-        var row = document.querySelectorAll('#maps .map')[0];
-        var a = Array.from(row.querySelectorAll('audio'));
-        var i = Array.from(row.querySelectorAll('img'));
-        if (!a.every(function(x){ return x.readyState >= 1; }) ||
-            !i.every(function(x){ return x.complete; })) { return null; }
-        return {audio: a.map(function(x){ return [x.getAttribute('src'),
-                                                  x.duration]; }),
-                images: i.map(function(x){ return x.naturalWidth; })};""",
-                     "the first row's media")
-    assert len(state["audio"]) == 2 * K and len(state["images"]) == 2 * K
-    from urllib.parse import unquote  # pylint: disable=g-import-not-at-top
-    for src, duration in state["audio"]:
-      info = soundfile.info(os.path.join(site_dir, unquote(src)))
-      assert duration == pytest.approx(info.frames / info.samplerate,
-                                       abs=2e-3)
-    assert all(w > 0 for w in state["images"])
-    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-    assert not errors, errors
-    print(f"atlas page: first rows after {loaded:.2f} s; filters " +
-          ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
-  finally:
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+  # The first row's players and spectrograms load from disk.
+  js("window.scrollTo(0, 0);")
+  js("""document.querySelectorAll('#maps .map')[0]
+        .querySelectorAll('audio').forEach(function(a){ a.load(); });""")
+  state = wait_for("""
+      var row = document.querySelectorAll('#maps .map')[0];
+      var a = Array.from(row.querySelectorAll('audio'));
+      var i = Array.from(row.querySelectorAll('img'));
+      if (!a.every(function(x){ return x.readyState >= 1; }) ||
+          !i.every(function(x){ return x.complete; })) { return null; }
+      return {audio: a.map(function(x){ return [x.getAttribute('src'),
+                                                x.duration]; }),
+              images: i.map(function(x){ return x.naturalWidth; })};""",
+                   "the first row's media")
+  assert len(state["audio"]) == 2 * K and len(state["images"]) == 2 * K
+  from urllib.parse import unquote  # pylint: disable=g-import-not-at-top
+  for src, duration in state["audio"]:
+    info = soundfile.info(os.path.join(site_dir, unquote(src)))
+    assert duration == pytest.approx(info.frames / info.samplerate,
+                                     abs=2e-3)
+  assert all(w > 0 for w in state["images"])
+  errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+  assert not errors, errors
+  print(f"atlas page: first rows after {loaded:.2f} s; filters " +
+        ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))

@@ -3,21 +3,18 @@
 ``selenium``) that loads the page and checks audio, images and console."""
 import os
 import re
-import shutil
-import tempfile
 import time
 
 import numpy as np
 import pytest
 import soundfile
 
+import helpers
 from sonify_jax.analysis import common, evolution, gallery, topk
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.models.architecture import CNN12_TINY
 
 ARCH = CNN12_TINY
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
@@ -88,26 +85,10 @@ def test_page_is_self_contained(page):
     gallery.write_gallery(os.path.join(site, "x"), {"a": site})
 
 
-@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and
-                         os.path.exists(CHROMEDRIVER)),
-                    reason="chromium/chromium-driver not installed (apt-get "
-                    "install chromium chromium-driver); CI installs them")
+@helpers.needs_chromium
 def test_page_in_headless_chromium(page):
-  webdriver = pytest.importorskip("selenium.webdriver")
-  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
-  profile = tempfile.mkdtemp(prefix="gallery-chromium-")
-  options = webdriver.ChromeOptions()
-  options.binary_location = CHROMIUM
-  for flag in ("--headless", "--no-sandbox", "--disable-gpu",
-               "--disable-quic", "--no-first-run",
-               "--disable-background-networking",
-               "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-               "--autoplay-policy=no-user-gesture-required"):
-    options.add_argument(flag)
-  options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-  driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-  try:
+  with helpers.headless_chromium(
+      "--autoplay-policy=no-user-gesture-required") as driver:
     driver.get("file://" + os.path.abspath(page))
     deadline = time.time() + 30
     state = None
@@ -148,6 +129,3 @@ def test_page_in_headless_chromium(page):
     assert hidden
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
-  finally:
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
