@@ -92,26 +92,35 @@ def _assert_same_final_state(reference, resumed):
   assert TOTAL_STEPS in steps
 
 
+def _interrupt(workdir, log_path, cache_dir, ready, sig):
+  """Starts a run, sends ``sig`` once ``ready()`` is true, returns its exit
+  status."""
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(_command(workdir), cwd=REPO, env=_env(cache_dir),
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+      deadline = time.time() + 240
+      while not ready():
+        assert proc.poll() is None, open(log_path).read()
+        assert time.time() < deadline, "the run did not get there in time"
+        time.sleep(0.05)
+      proc.send_signal(sig)
+      proc.wait(timeout=60)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+  return proc.returncode
+
+
 def test_sigkill_and_restart_matches_uninterrupted_run(reference_run,
                                                        tmp_path):
   reference, cache_dir = reference_run
   resumed = str(tmp_path / "resumed")
   ckpt_dir = os.path.join(resumed, "checkpoints")
-  with open(tmp_path / "killed.log", "w") as log:
-    proc = subprocess.Popen(_command(resumed), cwd=REPO, env=_env(cache_dir),
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-      deadline = time.time() + 240
-      while not _complete(ckpt_dir, FIRST_CHECKPOINT):
-        assert proc.poll() is None, open(tmp_path / "killed.log").read()
-        assert time.time() < deadline, "no first checkpoint in time"
-        time.sleep(0.05)
-      proc.send_signal(signal.SIGKILL)
-      proc.wait(timeout=30)
-    finally:
-      if proc.poll() is None:
-        proc.kill()
-  assert proc.returncode == -signal.SIGKILL
+  returncode = _interrupt(resumed, tmp_path / "killed.log", cache_dir,
+                          lambda: _complete(ckpt_dir, FIRST_CHECKPOINT),
+                          signal.SIGKILL)
+  assert returncode == -signal.SIGKILL
   # It really was killed mid-run.
   killed_at = checkpoints.available_steps(resumed)
   assert TOTAL_STEPS not in killed_at and FIRST_CHECKPOINT in killed_at
@@ -137,22 +146,11 @@ def test_sigterm_saves_the_current_step_exits_0_and_resumes(reference_run,
   reference, cache_dir = reference_run
   resumed = str(tmp_path / "preempted")
   first_log = 4   # --config.log_every_steps
-  with open(tmp_path / "preempted.log", "w") as log:
-    proc = subprocess.Popen(_command(resumed), cwd=REPO, env=_env(cache_dir),
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-      deadline = time.time() + 240
-      while first_log not in _logged_steps(resumed):
-        assert proc.poll() is None, open(tmp_path / "preempted.log").read()
-        assert time.time() < deadline, "no training progress in time"
-        time.sleep(0.05)
-      proc.send_signal(signal.SIGTERM)
-      proc.wait(timeout=60)
-    finally:
-      if proc.poll() is None:
-        proc.kill()
+  returncode = _interrupt(resumed, tmp_path / "preempted.log", cache_dir,
+                          lambda: first_log in _logged_steps(resumed),
+                          signal.SIGTERM)
   log = open(tmp_path / "preempted.log").read()
-  assert proc.returncode == 0, log
+  assert returncode == 0, log
   saved = checkpoints.available_steps(resumed)
   # The last checkpoint is the step the signal landed in (after the first
   # logged step, before the end); before it, at most the init (always
