@@ -455,6 +455,15 @@ def _setup_other(module, case, tmp, run):
       return [f"--workdir={out}", "--quick"], None, [out]
     if case == "unknown_flag":
       return [f"--workdir={out}", "--fast"], out, ["fast"]
+  if module == "sonify_jax.analysis.aggregate":
+    base = ["--study=coherence", f"--out={out}"]
+    if case == "runs_match_nothing":
+      return [*base, f"--runs={tmp}/nope*"], out, ["matches nothing"]
+    if case == "torn_study_json":
+      os.makedirs(tmp / "seed0")
+      (tmp / "seed0" / "coherence.json").write_text('{"layers": [1, 2')
+      return [*base, f"--runs={tmp}/seed*"], out, ["coherence.json",
+                                                  "not valid JSON"]
   if module == "launch.tpu_vm":
     if case == "unknown_action":
       return ["launch", "--name=vm", "--zone=z", "--dry_run"], None, [
@@ -484,6 +493,8 @@ OTHER_CASES = [
     ("sonify_jax.data.builders", c) for c in (
         "missing_manual_dir", "unknown_dataset", "missing_required_flags")] + [
     ("sonify_jax.demo", c) for c in ("workdir_is_a_file", "unknown_flag")] + [
+    ("sonify_jax.analysis.aggregate", c) for c in (
+        "runs_match_nothing", "torn_study_json")] + [
     ("launch.tpu_vm", c) for c in ("unknown_action", "missing_name")] + [
     ("launch.sweep", c) for c in ("missing_config", "bad_sweep_axis")]
 
@@ -500,7 +511,8 @@ def test_entry_point_bad_input(module, case, tmp_path, run_dir, workers):
 
 @pytest.mark.parametrize("module", [
     "sonify_jax.main", "sonify_jax.analysis.run", "sonify_jax.data.builders",
-    "sonify_jax.demo", "launch.tpu_vm", "launch.sweep"])
+    "sonify_jax.demo", "sonify_jax.analysis.aggregate", "launch.tpu_vm",
+    "launch.sweep"])
 def test_entry_point_help_exits_0(module, workers):
   result = workers(module).run("--help")
   assert result.code == 0, result.stderr[-2000:]

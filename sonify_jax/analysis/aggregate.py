@@ -56,7 +56,10 @@ def _strict_load(path: str) -> Dict[str, Any]:
   def refuse(name):
     raise UserError(f"{path} holds {name}: not strict JSON")
   with open(path) as f:
-    return json.load(f, parse_constant=refuse)
+    try:
+      return json.load(f, parse_constant=refuse)
+    except json.JSONDecodeError as error:  # a torn or hand-edited file
+      raise UserError(f"{path} is not valid JSON ({error})") from None
 
 
 def load_results(study: str, runs: Sequence[str]) -> List[Dict[str, Any]]:
