@@ -3,22 +3,25 @@
 One worker subprocess per entry point keeps the cases fast (JAX and the
 libraries are imported once, compiled functions stay cached) and keeps each
 module's absl flags away from the others' (several define ``--workdir``).
-Inside the worker every case runs the module as ``__main__`` with
-``runpy``, exactly as ``python -m`` does; ``cli.run`` resets the flags.
+Inside the worker every case runs the module's code as ``__main__``, as
+``python -m`` does, in a new module object each time (kept alive: absl tells
+a re-run module from a second definition by the module's ``id``, which a
+freed module could hand to the next one); ``cli.run`` resets the flags.
 
   worker = CliWorker("sonify_jax.sonify")
   result = worker.run("--audio", path, ...)   # .code .stdout .stderr
 """
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import json
 import os
-import runpy
 import subprocess
 import sys
 import threading
 import traceback
+import types
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,6 +69,27 @@ class CliWorker:
       self._proc.kill()
 
 
+_RUN_MODULES = []  # every run's __main__ module, never freed (see above)
+
+
+def _run_as_main(module: str) -> None:
+  spec = importlib.util.find_spec(module)
+  if spec.submodule_search_locations is not None:  # a package: its __main__
+    spec = importlib.util.find_spec(f"{module}.__main__")
+  main = types.ModuleType("__main__")
+  main.__file__, main.__spec__, main.__loader__ = (spec.origin, spec,
+                                                   spec.loader)
+  main.__package__ = spec.parent
+  _RUN_MODULES.append(main)
+  saved = sys.modules["__main__"]
+  sys.modules["__main__"] = main
+  sys.argv[0] = spec.origin
+  try:
+    exec(spec.loader.get_code(spec.name), main.__dict__)  # pylint: disable=exec-used
+  finally:
+    sys.modules["__main__"] = saved
+
+
 def _serve(module: str) -> None:
   # Replies go to the real stdout; anything written to fd 1 behind Python's
   # back (C++ logging) goes to stderr instead of into the protocol.
@@ -79,7 +103,7 @@ def _serve(module: str) -> None:
     sys.argv = [module, *args]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
       try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        _run_as_main(module)
       except SystemExit as exit_:
         code = exit_.code
       except BaseException:  # pylint: disable=broad-except
