@@ -184,6 +184,14 @@ def test_aggregate_matches_scipy_on_planted_numbers(tmp_path):
       assert cell["n"] == 3
       assert cell["mean"] == pytest.approx(v.mean())
       assert cell["ci_half_width"] == pytest.approx((hi - lo) / 2)
+      if c != "trained":
+        # Paired differences: scipy's paired t-test interval.
+        diff = values[:, l, 0] - v
+        res = scipy.stats.ttest_rel(values[:, l, 0], v)
+        lo, hi = res.confidence_interval(0.95)
+        cell = cells[str(l + 1)][f"trained-{c}/mAP"]
+        assert cell["mean"] == pytest.approx(diff.mean())
+        assert cell["ci_half_width"] == pytest.approx((hi - lo) / 2)
   assert os.path.getsize(out["figure"]) > 0
   # One run: no interval, and null (not NaN) in the JSON.
   one = aggregate.aggregate("residual", dirs[:1], str(tmp_path / "one"))

@@ -35,6 +35,10 @@ STUDY_FILES = {"coherence": "coherence.json", "residual": "residual.json",
                "time_invariance": "time_invariance.json"}
 
 
+DIFFERENCES = tuple(f"{controls.TRAINED}-{c}"
+                    for c in (controls.UNTRAINED, controls.RANDOM_MAP))
+
+
 def expand_runs(spec: Sequence[str]) -> List[str]:
   """Comma-separated dirs and/or globs -> sorted, de-duplicated dirs."""
   out: List[str] = []
@@ -100,18 +104,35 @@ def find_tables(result: Any, prefix: str = "") -> Iterator[
 
 
 def flatten(cell: Any, prefix: str = "") -> Dict[str, float]:
-  """Numeric leaves of a nested dict as ``{'a/b': value}`` (null -> NaN;
+  """Numeric leaves of a nested dict as ``{'a/b': value}`` (nulls,
   booleans and strings are not measurements and are skipped)."""
   if isinstance(cell, dict):
     out = {}
     for key, value in cell.items():
       out.update(flatten(value, f"{prefix}/{key}" if prefix else str(key)))
     return out
-  if cell is None:
-    return {prefix: float("nan")}
+  if cell is None:  # not measured / not applicable (a strict JSON NaN)
+    return {}
   if isinstance(cell, (int, float)) and not isinstance(cell, bool):
     return {prefix: float(cell)}
   return {}
+
+
+def paired_differences(observation: Dict[str, float]) -> Dict[str, float]:
+  """``trained - control`` of one run, per leaf: ``{'trained-untrained/mAP':
+  ...}``. Over runs these are paired differences, whose interval says
+  whether the trained model beats a control free of the seed-to-seed
+  spread both share."""
+  out = {}
+  for leaf, value in observation.items():
+    head, sep, rest = leaf.partition("/")
+    if head != controls.TRAINED:
+      continue
+    for control in (controls.UNTRAINED, controls.RANDOM_MAP):
+      other = observation.get(control + sep + rest)
+      if other is not None:
+        out[f"{controls.TRAINED}-{control}{sep}{rest}"] = value - other
+  return out
 
 
 def combine(results: Sequence[Dict[str, Any]], confidence: float = 0.95
@@ -120,7 +141,9 @@ def combine(results: Sequence[Dict[str, Any]], confidence: float = 0.95
 
   ``stats`` is ``{'mean', 'ci_half_width', 'n', 'values'}`` over the runs
   with a finite value for that leaf (``ci_half_width`` NaN, i.e. null in
-  JSON, for n < 2).
+  JSON, for n < 2). Leaves ``trained-untrained[/...]`` and
+  ``trained-random_map[/...]`` hold the paired differences
+  (:func:`paired_differences`).
   """
   tables: Dict[str, Dict[str, List[Dict[str, float]]]] = {}
   for result in results:
@@ -135,6 +158,7 @@ def combine(results: Sequence[Dict[str, Any]], confidence: float = 0.95
   for path, layers in tables.items():
     cells = {}
     for layer, observations in layers.items():
+      observations = [dict(o, **paired_differences(o)) for o in observations]
       leaves = sorted({k for o in observations for k in o})
       cells[layer] = {}
       for leaf in leaves:
@@ -220,9 +244,9 @@ def main(argv):
       cells = table["cells"][layer]
       text = ", ".join(
           f"{leaf} {c['mean']:.4f}" + (f"±{c['ci_half_width']:.4f}"
-                                       if c["n"] >= 2 else " (n=1)")
+                                       if c["n"] >= 2 else f" (n={c['n']})")
           for leaf, c in cells.items()
-          if leaf.split("/")[0] in controls.CONDITIONS and (
+          if leaf.split("/")[0] in controls.CONDITIONS + DIFFERENCES and (
               "/" not in leaf or leaf.endswith("/" + result["metric"])))
       print(f"  {path or '.'} L{layer}: {text}")
 
