@@ -3,7 +3,6 @@
 Three seeds of a tiny classifier (cnn12_tiny, 2 steps, embedded_events) are
 trained once for the module; the studies run on a few clips and layers.
 """
-import json
 import os
 import subprocess
 import sys
@@ -19,20 +18,13 @@ from sonify_jax.data import catalog
 from sonify_jax.errors import UserError
 from sonify_jax.train import checkpoints, trainer
 
+from helpers import strict_load
 from test_configs import load as load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEEDS = (0, 1, 2)
 LAYERS = (1, 3)
 DATASET = "embedded_events"
-
-
-def strict_load(path):
-  """json.load that refuses NaN/Infinity (what strict parsers do)."""
-  def refuse(name):
-    raise ValueError(f"{path}: non-strict constant {name}")
-  with open(path) as f:
-    return json.load(f, parse_constant=refuse)
 
 
 @pytest.fixture(scope="module")

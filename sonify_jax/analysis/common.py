@@ -19,7 +19,6 @@ zero-padded at the end up to it (a one-frame output); the padded clip is the
 one every study sees, sonifies and writes.
 """
 import functools
-import logging
 import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple

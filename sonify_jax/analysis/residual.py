@@ -14,7 +14,7 @@ and :func:`evaluate_residuals` takes any scoring function and any
 sonification function, so each is testable on its own.
 """
 import os
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
