@@ -149,7 +149,9 @@ def verify_checksums(step_dir: str) -> bool:
         _sha256(full) != want["sha256"]):
       raise CorruptCheckpointError(
           f"checkpoint file {full} is corrupt: its sha256 differs from the "
-          f"one recorded when step {os.path.basename(step_dir)} was saved")
+          f"one recorded when step {os.path.basename(step_dir)} was saved "
+          "(load another step, or delete this step's folder to resume from "
+          "an earlier one)")
   return True
 
 
