@@ -197,7 +197,7 @@ def main(argv):
                       model_name=name, **common_kw)
       print(f"atlas ({name}): {out}/{atlas.INDEX}")
       outs[name] = out
-    print(f"atlas page: {atlas_page.write_atlas_page(workdir, outs)}")
+    atlas_page.write_atlas_page(workdir, outs)  # logs where the page is
   elif study == "coherence":
     from sonify_jax.analysis import coherence  # pylint: disable=g-import-not-at-top
     models: Dict[str, list] = {}
