@@ -73,6 +73,9 @@ def get_config(arg=None):
   # independently (two views of mostly the same moment, as image SimCLR
   # crops one picture twice), the linear probe on block-11 means gains
   # (benchmarks/probe_bench.py; 300 steps, seed 0: +10 points over the
-  # untrained init with disjoint crops, +16 with independent ones).
+  # untrained init with disjoint crops, +16 with independent ones; with
+  # disjoint crops 800 steps stalled near the chance loss, +1 point). As the
+  # demo runs it (800 steps, seeds 0-2): trained 0.49 +- 0.06, untrained
+  # init 0.39 +- 0.09, difference +10.0 +- 3.1 points (95 % t-intervals).
   c.disjoint_crops = False
   return c

@@ -32,7 +32,7 @@ from sonify_jax.models.cnn12 import CNN12
 from sonify_jax.train import evaluate
 
 # Inverse L2 strengths tried on the validation holdout (log-spaced).
-DEFAULT_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
+DEFAULT_CS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 @dataclasses.dataclass(frozen=True)
