@@ -75,7 +75,8 @@ def fconly_run(simclr_run, tmp_path_factory):
   c.log_every_steps = 2
   final = trainer.train_and_evaluate(c, workdir,
                                      train_source=_clips(16, seed=1),
-                                     eval_source=_clips(10, seed=2))
+                                     eval_source=_clips(10, seed=2),
+                                     test_source=_clips(6, seed=4))
   return workdir, final
 
 

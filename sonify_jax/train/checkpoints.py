@@ -243,6 +243,12 @@ class Checkpointer:
   def all_steps(self) -> Sequence[int]:
     return list(self.manager.all_steps())
 
+  def best_step(self) -> Optional[int]:
+    """The step with the best ``best_metric`` so far (None: none ranked)."""
+    if not self.best_metric:
+      return None
+    return self.manager.best_step()
+
   def save(self, step: int, state: Any,
            metrics: Optional[Mapping[str, float]] = None) -> None:
     """Saves ``state`` as ``step``; ``metrics`` ranks it for 'best'."""

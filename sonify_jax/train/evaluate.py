@@ -79,8 +79,16 @@ def evaluate(eval_step: Callable[[Any, Dict], np.ndarray], params: Any,
   start = time.time()
   scores, labels = predict(eval_step, params, source, arch_name=arch_name,
                            batch_size=batch_size, max_samples=max_samples)
+  out = score_metrics(scores, labels, multilabel, prefix)
+  out[prefix + "seconds"] = time.time() - start
+  return out
+
+
+def score_metrics(scores: np.ndarray, labels: np.ndarray, multilabel: bool,
+                  prefix: str = "eval/") -> Dict[str, float]:
+  """``metrics.compute_metrics`` of :func:`predict`'s output, prefixed, with
+  ``prefix + 'num_clips'``."""
   results = metrics_lib.compute_metrics(scores, labels, multilabel)
   out = {prefix + k: float(v) for k, v in results.items()}
   out[prefix + "num_clips"] = float(len(scores))
-  out[prefix + "seconds"] = time.time() - start
   return out

@@ -19,10 +19,12 @@ import jax
 import ml_collections
 import numpy as np
 
+from sonify_jax import atomic_io
 from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
 from sonify_jax.train import checkpoints
 from sonify_jax.train import evaluate as evaluate_lib
+from sonify_jax.train import health
 from sonify_jax.train import listen
 from sonify_jax.train import logging_utils
 from sonify_jax.train import optim
@@ -31,6 +33,8 @@ from sonify_jax.train import state as state_lib
 from sonify_jax.train import steps as steps_lib
 
 TASKS = ("simclr", "supervised")
+# The test split's metrics of the selected checkpoint, written once at the end.
+FINAL_METRICS = "final_metrics.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +99,15 @@ def validate_config(config: ml_collections.ConfigDict,
       raise UserError(
           f"config.init={config.init!r} needs the source run: pass "
           "--config.init_from=WORKDIR (a workdir or checkpoint directory)")
+  test_split = config.get("test_split", "")
+  if config.task == "supervised" and test_split and (
+      test_split == config.eval_split):
+    raise UserError(
+        f"config.eval_split == config.test_split == {test_split!r}: models "
+        "are selected on a validation split and tested once on another")
+  if config.best_metric and not config.best_metric.startswith("eval/"):
+    raise UserError(f"config.best_metric={config.best_metric!r} must be an "
+                     "'eval/...' metric (of config.eval_split)")
   if config.keep_last < 1:
     raise UserError(f"config.keep_last must be >= 1, got {config.keep_last}")
   if config.checkpoint_every_steps < 1:
@@ -175,7 +188,7 @@ def _host_scalars(metrics: Dict[str, Any]) -> Dict[str, float]:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       train_source=None, eval_source=None
+                       train_source=None, eval_source=None, test_source=None
                        ) -> Dict[str, float]:
   """Trains per ``config`` in ``workdir`` (resuming if it has checkpoints).
 
@@ -183,13 +196,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     config: an experiment config (see configs/common.py for the fields).
     workdir: where checkpoints, run.json, TensorBoard events and
       metrics.jsonl go.
-    train_source, eval_source: ClipSources to use instead of
-      ``catalog.get_source(config.dataset, config.train_split / eval_split)``
-      (in-memory data, tests).
+    train_source, eval_source, test_source: ClipSources to use instead of
+      ``catalog.get_source(config.dataset, config.train_split / eval_split /
+      test_split)`` (in-memory data, tests).
 
   Returns:
     The final metrics: ``train/loss`` (mean of the last logging window) and,
-    for supervised runs, the final whole-clip ``eval/*`` metrics.
+    for supervised runs, the final whole-clip ``eval/*`` metrics (the
+    validation split, ``config.eval_split``) and ``test/*`` metrics of the
+    best checkpoint on ``config.test_split`` (also in
+    ``WORKDIR/final_metrics.json``; the test split is read only then).
   """
   workdir = os.path.abspath(workdir)
   mesh = steps_lib.make_mesh()
@@ -251,21 +267,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     train_step = steps_lib.make_simclr_train_step(
         model, optimizer, mesh, augment_config, config.temperature)
     eval_step = None
+    eval_source = None  # no labels: nothing to score or select on
   else:
     train_step = steps_lib.make_supervised_train_step(
         model, optimizer, mesh, multilabel, config.mixup_alpha,
         augment_config, config.freeze_encoder)
     eval_step = steps_lib.make_eval_step(model, mesh, multilabel)
-    if eval_source is None:
+    if eval_source is None and config.eval_split:
       eval_source = _get_source(config, config.eval_split)
 
-  def run_eval() -> Dict[str, float]:
+  def run_eval(params, source, prefix="eval/", with_scores=False):
     max_samples = (int(round(config.eval_max_seconds * SAMPLE_RATE))
                    if config.eval_max_seconds > 0 else None)
-    return evaluate_lib.evaluate(
-        eval_step, state.params, eval_source, arch_name=config.model,
-        batch_size=config.eval_batch_size, multilabel=multilabel,
-        max_samples=max_samples)
+    start = time.time()
+    scores, labels = evaluate_lib.predict(
+        eval_step, params, source, arch_name=config.model,
+        batch_size=config.eval_batch_size, max_samples=max_samples)
+    if not np.all(np.isfinite(scores)):
+      # Non-finite params: only the loss says so; the health check stops.
+      out = {prefix + "loss": float("nan")}
+      return (out, scores, labels) if with_scores else out
+    out = evaluate_lib.score_metrics(scores, labels, multilabel, prefix)
+    out[prefix + "loss"] = health.eval_loss(scores, labels, multilabel)
+    out[prefix + "seconds"] = time.time() - start
+    return (out, scores, labels) if with_scores else out
+
+  crop_samples = int(round(config.crop_seconds * SAMPLE_RATE))
+  monitor = health.HealthMonitor(
+      config.task, warmup_steps=schedule.warmup_steps,
+      patience=config.get("health_patience", health.PATIENCE),
+      stop_on_collapse=config.get("stop_on_collapse", False),
+      initial_param_norm=health.tree_norm(state.params)
+      if start_step == 0 else None)
+  probe = health.probe_clips(
+      eval_source if eval_source is not None else train_source,
+      num_clips=min(32, config.eval_batch_size), crop_samples=crop_samples)
+  pooled_fn = health.make_pooled_features_fn(config.model)
+  last_scalars: Dict[str, float] = {}
+
+  def check_health(done, loss, chance, scores=None, labels=None):
+    optimiser = {
+        "lr": config.learning_rate, "weight_decay": config.weight_decay,
+        "decoupled": bool(config.decoupled_weight_decay),
+        "param_norm": health.tree_norm(state.params),
+        "grad_norm": last_scalars.get("train/grad_norm", float("nan"))}
+    pooled = (None if probe is None or (loss is not None and
+                                        not np.isfinite(loss)) else
+              pooled_fn(state.params["encoder"], *probe))
+    events = monitor.check(done, loss=loss, chance=chance, scores=scores,
+                           labels=labels, pooled=pooled, optimiser=optimiser)
+    for event in events:
+      writer.write_scalars(done, health.event_scalars(event))
+    monitor.stop_if_fatal(events)
 
   writer = logging_utils.MetricWriter(workdir, enabled=is_main)
   listen_set = None
@@ -291,7 +344,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   progress = logging_utils.Progress(
       total_steps, start_step, enabled=is_main and config.progress,
       desc=f"{config.task} {config.model}")
-  crop_samples = int(round(config.crop_seconds * SAMPLE_RATE))
   batches = None
   final: Dict[str, float] = {}
   window_metrics, window_start, window_steps = [], time.time(), 0
@@ -322,29 +374,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         scalars["train/clips_per_sec"] = (
             window_steps * config.batch_size / elapsed)
         scalars["train/epoch"] = done / schedule.steps_per_epoch
-        if not np.isfinite(scalars["train/loss"]):
-          raise FloatingPointError(
-              f"train loss is {scalars['train/loss']} at step {done}")
+        # With coupled L2, weight_decay * param_norm vs grad_norm tells
+        # whether the decay or the loss drives Adam (see health.py).
+        scalars["train/param_norm"] = health.tree_norm(state.params)
         writer.write_scalars(done, scalars)
+        last_scalars = scalars
+        if not np.isfinite(scalars["train/loss"]):
+          check_health(done, scalars["train/loss"], None)  # raises
         final.update(scalars)
         progress.update(done, window_steps,
                         loss=scalars["train/loss"],
                         clips_s=scalars["train/clips_per_sec"])
         window_metrics, window_start, window_steps = [], time.time(), 0
       eval_metrics = {}
-      if eval_step is not None and (
+      if eval_source is not None and (
           done == total_steps or
           (config.eval_every_steps > 0 and
            done % config.eval_every_steps == 0)):
-        eval_metrics = run_eval()
+        eval_metrics, scores, labels = run_eval(state.params, eval_source,
+                                                with_scores=True)
         writer.write_scalars(done, eval_metrics)
+        if not np.isfinite(eval_metrics["eval/loss"]):
+          check_health(done, eval_metrics["eval/loss"], None)  # raises
         final.update(eval_metrics)
         progress.write(f"step {done}: " + ", ".join(
             f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())))
+        check_health(done, eval_metrics["eval/loss"],
+                     health.chance_loss(labels, num_classes, multilabel),
+                     scores, labels)
       if listen_due(done):
         write_listening(done)
       saved = (done % config.checkpoint_every_steps == 0 or
                done in keep_steps or done == total_steps)
+      if saved and eval_source is None and last_scalars:
+        # No validation: check the encoder and the train loss here.
+        check_health(done, last_scalars["train/loss"],
+                     health.chance_nt_xent(config.batch_size)
+                     if config.task == "simclr" else None)
       if saved:
         ckpt.save(done, state, metrics=eval_metrics or None)
       if watch.reached(done, ckpt.manager) and done < total_steps:
@@ -355,10 +421,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         raise preemption.Preempted(done)
       if config.step_delay_s > 0:
         time.sleep(config.step_delay_s)
-    if eval_step is not None and not any(k.startswith("eval/")
-                                         for k in final):
+    if eval_source is not None and not any(k.startswith("eval/")
+                                           for k in final):
       # Resumed after the last step: report the final checkpoint's metrics.
-      final.update(run_eval())
+      final.update(run_eval(state.params, eval_source))
+    if batches is not None:
+      batches.close()  # no training read may follow the test split's
+      batches = None
+    test_split = config.get("test_split", "")
+    if config.task == "supervised" and (test_source is not None or
+                                        test_split):
+      final.update(_test_best_checkpoint(config, workdir, ckpt, state,
+                                         run_eval, test_source, is_main))
   finally:
     watch.stop()
     progress.close()
@@ -367,6 +441,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     writer.close()
     ckpt.close()
   return final
+
+
+def _test_best_checkpoint(config, workdir: str, ckpt, state, run_eval,
+                          test_source, is_main: bool) -> Dict[str, float]:
+  """Scores the best checkpoint once on the test split; final_metrics.json.
+
+  The best checkpoint is the one with the best ``config.best_metric`` on the
+  validation split (the last one when nothing ranks checkpoints).
+  """
+  best = ckpt.best_step()
+  last = int(jax.device_get(state.step))
+  step = last if best is None else int(best)
+  params = state.params if step == last else ckpt.restore(state,
+                                                          step).params
+  name = config.get("test_split", "") or getattr(test_source, "split", "test")
+  if test_source is None:
+    test_source = _get_source(config, name)
+  metrics = run_eval(params, test_source, prefix="test/")
+  if is_main:
+    atomic_io.write_json(os.path.join(workdir, FINAL_METRICS), {
+        "dataset": config.dataset, "split": name, "step": step,
+        "selected_on": config.eval_split if best is not None else "",
+        "selected_by": config.best_metric if best is not None else "last",
+        "metrics": metrics})
+  logging.info("test split %r, checkpoint step %d: %s", name, step,
+               ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+  return metrics
 
 
 def pipeline_train_batches(source, config, crop_samples: int,
