@@ -145,7 +145,8 @@ def _health_records(workdir):
 
 
 def test_zeroed_encoder_run_collapses_and_stops(tmp_path, monkeypatch):
-  """All-zero encoder weights: every block-11 map dead, one prediction."""
+  """All-zero encoder weights: every block-11 map dead, one prediction,
+  the loss at chance."""
   original = trainer.state_lib.create_train_state
 
   def zeroed(model, optimizer, rng, encoder_params=None):
@@ -159,8 +160,11 @@ def test_zeroed_encoder_run_collapses_and_stops(tmp_path, monkeypatch):
   kwargs = dict(train_source=_clips(24, seed=1),
                 eval_source=_clips(12, seed=2), test_source=_clips(6, seed=3))
   final = trainer.train_and_evaluate(c, str(tmp_path / "warn"), **kwargs)
-  assert {health.CONSTANT_PREDICTIONS, health.COLLAPSED_ENCODER} <= (
-      _health_records(str(tmp_path / "warn")))
+  # Zero weights: dead maps, one class, and the loss of the label prior
+  # (ln 3 here) at every evaluation.
+  assert _health_records(str(tmp_path / "warn")) == {
+      health.CONSTANT_PREDICTIONS, health.COLLAPSED_ENCODER,
+      health.LOSS_AT_CHANCE}
   assert "test/accuracy" in final  # warnings only: the run finished
   c.stop_on_collapse = True
   with pytest.raises(health.TrainingCollapsed, match="stop_on_collapse"):
