@@ -6,6 +6,13 @@ we write goes through ``write_json``, which writes ``null`` for non-finite
 numbers instead. ``atomic_path`` is the one temp-name-then-rename helper
 for files; ``atomic_dir`` does the same for a folder of outputs built whole
 (a sonify run): the new folder is complete before it replaces the old one.
+
+A non-local ``path`` (``gs://``, ``s3://``, through ``etils.epath``) has no
+rename that is atomic (GCS "rename" is copy + delete), so ``atomic_path``
+gives a local temp file and uploads it whole when the block succeeds: an
+object store makes an uploaded object visible only once complete, so readers
+see the old object or the new one, never part of one, as with a rename.
+``atomic_dir`` is local only.
 """
 import contextlib
 import json
@@ -16,6 +23,8 @@ import tempfile
 from typing import Any, Iterator
 
 import numpy as np
+
+from sonify_jax import paths
 
 
 def _umask() -> int:
@@ -36,6 +45,10 @@ def atomic_path(path: str) -> Iterator[str]:
   it (matplotlib, soundfile) still do.
   """
   path = os.fspath(path)
+  if not paths.is_local(path):
+    with _uploaded_on_success(path) as tmp:
+      yield tmp
+    return
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   base = os.path.basename(path)
@@ -51,6 +64,23 @@ def atomic_path(path: str) -> Iterator[str]:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+@contextlib.contextmanager
+def _uploaded_on_success(url: str) -> Iterator[str]:
+  """A local temp file copied whole to the (non-local) ``url`` when the
+  block succeeds; removed either way."""
+  _, ext = os.path.splitext(url)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp_upload.", suffix=ext)
+  os.close(fd)
+  try:
+    yield tmp
+    target = paths.as_path(url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "rb") as src, target.open("wb") as dst:
+      shutil.copyfileobj(src, dst)
+  finally:
+    os.unlink(tmp)
 
 
 @contextlib.contextmanager

@@ -22,10 +22,10 @@ Names:
 TFDS split expressions ('train[:10%]', 'a+b') pass through for the built
 datasets.
 """
-import os
 import re
 from typing import Optional
 
+from sonify_jax import paths
 from sonify_jax.data import embedded
 from sonify_jax.data import holdout
 from sonify_jax.data.sources import ClipSource
@@ -80,7 +80,7 @@ def get_source(name: str, split: str,
                      f"and 'folder:<name>'")
   if not isinstance(split, str) or not split:
     raise UserError(f"split must be a non-empty string, got {split!r}")
-  if data_dir is not None and not os.path.isdir(data_dir):
+  if data_dir is not None and not paths.as_path(data_dir).is_dir():
     raise FileNotFoundError(f"data_dir {data_dir} does not exist")
   if name in EMBEDDED_NAMES:
     return embedded.EmbeddedSource(name, split, root=data_dir)
@@ -91,8 +91,8 @@ def get_source(name: str, split: str,
         f"--dataset={name} --manual_dir=<official layout> --data_dir=DIR)")
   from sonify_jax.data import builders  # pylint: disable=g-import-not-at-top
   builder = builders.get_builder(name, data_dir)
-  if not os.path.isdir(builder.data_dir) or not os.path.isfile(
-      os.path.join(builder.data_dir, "dataset_info.json")):
+  if not paths.as_path(builder.data_dir).is_dir() or not paths.as_path(
+      builder.data_dir, "dataset_info.json").is_file():
     kind = name.partition(":")[0]
     how = (f"--dataset=folder --name={builder.builder_config.name} "
            f"--manual_dir=<your folder>" if kind == "folder"

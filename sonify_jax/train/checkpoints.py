@@ -30,7 +30,6 @@ raise ``UserError`` (one ``error:`` line at the entry points).
 import hashlib
 import io
 import json
-import os
 import re
 import sys
 import time
@@ -43,6 +42,7 @@ import orbax.checkpoint as ocp
 from sonify_jax import logs
 
 from sonify_jax import atomic_io
+from sonify_jax import paths
 from sonify_jax.errors import UserError
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -69,12 +69,12 @@ def split_step_dir(path: str, step: Optional[int] = None
     NotARunError: ``path`` does not exist.
     UserError: a step folder and a different ``step`` were both given.
   """
-  path = os.path.abspath(os.fspath(path))
-  if not os.path.exists(path):
+  path = paths.resolve(path)
+  if not paths.as_path(path).exists():
     raise NotARunError(f"{path} does not exist")
-  parent, name = os.path.split(path)
-  if name.isdigit() and (os.path.basename(parent) == CHECKPOINT_SUBDIR or
-                         os.path.exists(os.path.join(parent, RUN_INFO_FILE))):
+  parent, name = paths.split(path)
+  if name.isdigit() and (paths.split(parent)[1] == CHECKPOINT_SUBDIR or
+                         paths.as_path(parent, RUN_INFO_FILE).exists()):
     if step is not None and int(step) != int(name):
       raise UserError(f"{path} is the folder of step {name} but step {step} "
                       "was asked for")
@@ -85,42 +85,50 @@ def split_step_dir(path: str, step: Optional[int] = None
 def checkpoint_dir(path: str) -> str:
   """The checkpoint directory of a workdir (``path/checkpoints``), or ``path``
   itself when it already is one."""
-  path = os.path.abspath(os.fspath(path))
-  if os.path.basename(path) == CHECKPOINT_SUBDIR:
+  path = paths.resolve(path)
+  if paths.split(path)[1] == CHECKPOINT_SUBDIR:
     return path
-  sub = os.path.join(path, CHECKPOINT_SUBDIR)
-  if not os.path.isdir(sub) and os.path.exists(
-      os.path.join(path, RUN_INFO_FILE)):
+  sub = paths.join(path, CHECKPOINT_SUBDIR)
+  if not paths.as_path(sub).is_dir() and paths.as_path(
+      path, RUN_INFO_FILE).exists():
     return path
   return sub
 
 
 def _sha256(path: str) -> str:
   digest = hashlib.sha256()
-  with open(path, "rb") as f:
+  with paths.as_path(path).open("rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
       digest.update(block)
   return digest.hexdigest()
+
+
+def _size(path: str) -> int:
+  return paths.as_path(path).stat().length
 
 
 def _step_files(step_dir: str) -> Dict[str, str]:
   """Relative path -> absolute path of every file of a step but the
   checksums file itself."""
   files = {}
-  for root, _, names in os.walk(step_dir):
-    for name in names:
-      full = os.path.join(root, name)
-      rel = os.path.relpath(full, step_dir)
-      if rel != CHECKSUMS_FILE:
-        files[rel] = full
+  def visit(folder: str, rel: str) -> None:
+    # iterdir/is_dir rather than walk: epath's fsspec walk yields roots
+    # without their gs:// prefix.
+    for child in sorted(paths.as_path(folder).iterdir()):
+      child_rel = f"{rel}/{child.name}" if rel else child.name
+      if child.is_dir():
+        visit(str(child), child_rel)
+      elif child_rel != CHECKSUMS_FILE:
+        files[child_rel] = str(child)
+  visit(step_dir, "")
   return files
 
 
 def write_checksums(step_dir: str) -> str:
   """Records sha256 and size of every file of a finished step."""
-  files = {rel: {"sha256": _sha256(full), "bytes": os.path.getsize(full)}
+  files = {rel: {"sha256": _sha256(full), "bytes": _size(full)}
            for rel, full in sorted(_step_files(step_dir).items())}
-  return atomic_io.write_json(os.path.join(step_dir, CHECKSUMS_FILE),
+  return atomic_io.write_json(paths.join(step_dir, CHECKSUMS_FILE),
                               {"algorithm": "sha256", "files": files})
 
 
@@ -131,25 +139,25 @@ def verify_checksums(step_dir: str) -> bool:
   Raises:
     CorruptCheckpointError: naming the first file that is missing or changed.
   """
-  path = os.path.join(step_dir, CHECKSUMS_FILE)
-  if not os.path.exists(path):
+  path = paths.join(step_dir, CHECKSUMS_FILE)
+  if not paths.as_path(path).exists():
     logging.warning("%s has no %s (saved by an older version): loading it "
                     "unverified", step_dir, CHECKSUMS_FILE)
     return False
   try:
-    with open(path) as f:
+    with paths.as_path(path).open("r") as f:
       recorded = json.load(f)["files"]
   except (ValueError, KeyError, TypeError) as error:
     raise CorruptCheckpointError(f"{path} is unreadable ({error})") from None
   for rel, want in sorted(recorded.items()):
-    full = os.path.join(step_dir, rel)
-    if not os.path.isfile(full):
+    full = paths.join(step_dir, rel)
+    if not paths.as_path(full).is_file():
       raise CorruptCheckpointError(f"checkpoint file {full} is missing")
-    if (os.path.getsize(full) != want["bytes"] or
+    if (_size(full) != want["bytes"] or
         _sha256(full) != want["sha256"]):
       raise CorruptCheckpointError(
           f"checkpoint file {full} is corrupt: its sha256 differs from the "
-          f"one recorded when step {os.path.basename(step_dir)} was saved "
+          f"one recorded when step {paths.split(step_dir)[1]} was saved "
           "(load another step, or delete this step's folder to resume from "
           "an earlier one)")
   return True
@@ -166,7 +174,7 @@ def save_run_info(workdir: str, config: Any, **extra) -> str:
   Returns:
     The path written. Only process 0 writes.
   """
-  path = os.path.join(checkpoint_dir(workdir), RUN_INFO_FILE)
+  path = paths.join(checkpoint_dir(workdir), RUN_INFO_FILE)
   if jax.process_index() != 0:
     return path
   config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
@@ -179,14 +187,14 @@ def save_run_info(workdir: str, config: Any, **extra) -> str:
 def load_run_info(path: str) -> Dict[str, Any]:
   """The run.json of a workdir, checkpoint dir or step folder."""
   path, _ = split_step_dir(path)
-  info_path = os.path.join(checkpoint_dir(path), RUN_INFO_FILE)
-  if not os.path.exists(info_path):
+  info_path = paths.join(checkpoint_dir(path), RUN_INFO_FILE)
+  if not paths.as_path(info_path).exists():
     raise NotARunError(
         f"{path} is not a sonify_jax run: no {CHECKPOINT_SUBDIR}/"
         f"{RUN_INFO_FILE} (pass a training --workdir, its {CHECKPOINT_SUBDIR}"
         " folder or one step folder in it)")
   try:
-    with open(info_path) as f:
+    with paths.as_path(info_path).open("r") as f:
       return json.load(f)
   except ValueError as error:
     raise UserError(f"{info_path} is not valid JSON ({error})") from None
@@ -278,11 +286,11 @@ class Checkpointer:
     """Runs once per saved step, after its checkpoint is complete on disk
     (renamed into place by orbax), on every process: process 0 records the
     step's checksums."""
-    if jax.process_index() == 0 and os.path.isdir(self.step_dir(step)):
+    if jax.process_index() == 0 and paths.as_path(self.step_dir(step)).is_dir():
       write_checksums(self.step_dir(step))  # unless retention removed it
 
   def step_dir(self, step: int) -> str:
-    return os.path.join(self.directory, str(int(step)))
+    return paths.join(self.directory, str(int(step)))
 
   def restore(self, state_template: Any, step: Optional[int] = None) -> Any:
     """The TrainState at ``step`` (latest if None), shaped like the template.
@@ -308,7 +316,7 @@ def _verified_restore(manager: ocp.CheckpointManager, directory: str,
   says it was done); a file orbax cannot decode becomes a
   ``CorruptCheckpointError`` naming the step."""
   if verified is None:
-    verified = verify_checksums(os.path.join(directory, str(step)))
+    verified = verify_checksums(paths.join(directory, str(step)))
   return _read_or_explain(
       lambda: manager.restore(step, args=ocp.args.StandardRestore(target)),
       f"cannot read step {step} of {directory}", verified)
@@ -353,7 +361,7 @@ def _describe_read_error(error: BaseException) -> str:
 
 
 def _read_only_manager(directory: str) -> ocp.CheckpointManager:
-  if not os.path.isdir(directory):
+  if not paths.as_path(directory).is_dir():
     raise NotARunError(f"checkpoint directory {directory} does not exist")
   # Orbax warns "Given directory is read only" for every read-only manager:
   # reading is what we asked for, so the warning is false here.
@@ -404,7 +412,7 @@ def _restore_raw(path: str, step: Optional[int]) -> Tuple[Dict[str, Any], int]:
   manager = _read_only_manager(directory)
   try:
     step = _pick_step(manager, directory, step)
-    verified = verify_checksums(os.path.join(directory, str(step)))
+    verified = verify_checksums(paths.join(directory, str(step)))
     target = _local_target(_read_or_explain(
         lambda: manager.item_metadata(step),
         f"cannot read the metadata of step {step} of {directory}", verified))

@@ -10,7 +10,6 @@ with the same params as an uninterrupted run: the pipeline is a function of
 into the one run key, so nothing but the TrainState needs saving.
 """
 import dataclasses
-import os
 import time
 from typing import Any, Dict, Optional
 
@@ -20,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from sonify_jax import atomic_io
+from sonify_jax import paths
 from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
 from sonify_jax.train import checkpoints
@@ -207,7 +207,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     best checkpoint on ``config.test_split`` (also in
     ``WORKDIR/final_metrics.json``; the test split is read only then).
   """
-  workdir = os.path.abspath(workdir)
+  workdir = paths.resolve(workdir)
   mesh = steps_lib.make_mesh()
   validate_config(config, mesh.size)
   is_main = jax.process_index() == 0
@@ -460,7 +460,7 @@ def _test_best_checkpoint(config, workdir: str, ckpt, state, run_eval,
     test_source = _get_source(config, name)
   metrics = run_eval(params, test_source, prefix="test/")
   if is_main:
-    atomic_io.write_json(os.path.join(workdir, FINAL_METRICS), {
+    atomic_io.write_json(paths.join(workdir, FINAL_METRICS), {
         "dataset": config.dataset, "split": name, "step": step,
         "selected_on": config.eval_split if best is not None else "",
         "selected_by": config.best_metric if best is not None else "last",
