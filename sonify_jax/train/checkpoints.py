@@ -27,6 +27,7 @@ Where a run is expected, a step folder is accepted too:
 ``RUN/checkpoints/800`` means RUN at step 800. Bad paths, steps and files
 raise ``UserError`` (one ``error:`` line at the entry points).
 """
+import gc
 import hashlib
 import io
 import json
@@ -338,6 +339,8 @@ def _read_or_explain(read, what: str, verified: bool) -> Any:
   try:
     result = read()
   except Exception as error:  # pylint: disable=broad-except
+    _drop_orphaned_read_reports()
+    gc.collect()     # most orphaned reads die now, into ``held``
     time.sleep(0.5)  # let the orphaned reads finish into ``held``
     raise CorruptCheckpointError(f"{what}: {_describe_read_error(error)}"
                                  ) from error
@@ -345,6 +348,33 @@ def _read_or_explain(read, what: str, verified: bool) -> Any:
     sys.stderr = saved
   saved.write(held.getvalue())
   return result
+
+
+_ORPHANED_READ = "_read_array_index_and_device_put"
+
+
+def _drop_orphaned_read_reports() -> None:
+  """Silences orbax's orphaned reads of a step that failed to read.
+
+  The other reads of that step die later, as coroutines garbage-collected
+  with an exception, and Python prints each through ``sys.unraisablehook``
+  ("Exception ignored in ... Traceback") whenever the collection happens:
+  after our one ``error:`` line, or in the middle of the next command of a
+  notebook. They are expected once a read failed, so this hook drops those
+  (orbax's coroutine, by name) and passes everything else on.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_orphaned_reads", False):
+    return
+
+  def hook(unraisable):
+    code = getattr(unraisable.object, "cr_code", None)
+    if getattr(code, "co_name", "") == _ORPHANED_READ:
+      return
+    previous(unraisable)
+
+  hook.drops_orphaned_reads = True
+  sys.unraisablehook = hook
 
 
 def _describe_read_error(error: BaseException) -> str:
