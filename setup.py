@@ -26,10 +26,12 @@ setuptools.setup(
         "tensorboardX>=2.6",
         "tqdm>=4.66",
         "scikit-learn>=1.4",   # sonify_jax.train.probe (the demo prints it)
+        "etils[epath]>=1.5",   # sonify_jax.paths (gs:// through epath)
+        "pillow>=10",          # plotting.save_spectrogram_png (atlas)
     ],
     extras_require={
         "test": ["pytest>=8", "selenium>=4.20",
                  "tensorboard>=2.16", "nbclient>=0.10", "nbformat>=5.10",
-                 "ipykernel>=6.29"],
+                 "ipykernel>=6.29", "fsspec>=2023.1"],
     },
 )
