@@ -1,7 +1,6 @@
 """Activity / band-selectivity study against planted facts: spectral features
 of known signals, a planted FIR band-pass in block 1 gives the centroid built
 into it, planted dead and always-live maps are counted as such."""
-import json
 import os
 
 import numpy as np
@@ -11,6 +10,7 @@ import scipy.signal
 from sonify_jax.analysis import activity, common
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.models.architecture import Architecture, CNN12_TINY
+import helpers
 
 SR = 8000
 # A tiny CNN12 whose block 1 is long enough (101 taps) to hold a narrow FIR
@@ -118,8 +118,7 @@ def test_run_writes_strict_json_with_controls(tmp_path):
              "untrained": (untrained, CNN12_TINY)}},
       _noise_source(n=4, length=2400), str(tmp_path), layers=(1, 11), k=2,
       max_maps=3, progress=False)
-  with open(os.path.join(tmp_path, "activity.json")) as f:
-    loaded = json.loads(f.read(), parse_constant=lambda c: pytest.fail(c))
+  loaded = helpers.strict_load(os.path.join(tmp_path, "activity.json"))
   assert os.path.getsize(os.path.join(tmp_path, "activity.png")) > 0
   assert set(loaded["models"]["m"]) == {"1", "11"}
   for entry in loaded["models"]["m"].values():

@@ -1,7 +1,6 @@
 """Time-invariance study: the alignment on planted shifts, and the property
 it measures -- exact for shifts that are multiples of the pooling stride,
 not for others -- on a random-init CNN12."""
-import json
 import os
 
 import jax
@@ -14,6 +13,7 @@ from sonify_jax.data.sources import ArraySource
 from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import CNN12_TINY
 from sonify_jax.models.cnn12 import CNN12
+import helpers
 
 ARCH = CNN12_TINY
 LAYERS = (1, 4, 9)
@@ -81,8 +81,7 @@ def test_cli_glue_writes_strict_json_figure_and_statement(tmp_path, capsys):
   result = studies_cli.run_study("time_invariance", [("m", run)], _source(n=2),
                                  str(tmp_path), layers=(2, 7),
                                  clip_samples=LENGTH)
-  with open(os.path.join(tmp_path, "time_invariance.json")) as f:
-    loaded = json.loads(f.read(), parse_constant=lambda c: pytest.fail(c))
+  loaded = helpers.strict_load(os.path.join(tmp_path, "time_invariance.json"))
   assert os.path.getsize(os.path.join(tmp_path, "time_invariance.png")) > 0
   assert loaded["max_shift"] == LENGTH // 4 and loaded["clips"] == 2
   for entry in loaded["models"]["m"].values():

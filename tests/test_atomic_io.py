@@ -1,19 +1,12 @@
 """atomic_io: strict JSON (parsed with a parser that rejects NaN) and
 temp-then-rename writes that leave nothing behind on failure."""
-import json
 import os
 
 import numpy as np
 import pytest
 
 from sonify_jax import atomic_io
-
-
-def _strict_load(path):
-  def reject(token):
-    raise ValueError(f"non-strict JSON constant {token}")
-  with open(path) as f:
-    return json.load(f, parse_constant=reject)
+import helpers
 
 
 def test_non_finite_numbers_become_null(tmp_path):
@@ -21,8 +14,8 @@ def test_non_finite_numbers_become_null(tmp_path):
       str(tmp_path / "r.json"),
       {"nan": np.float32("nan"), "inf": [np.inf, -np.inf, 2.5],
        "arr": np.arange(3), "flag": np.bool_(True)})
-  assert _strict_load(path) == {"nan": None, "inf": [None, None, 2.5],
-                                "arr": [0, 1, 2], "flag": True}
+  assert helpers.strict_load(path) == {
+      "nan": None, "inf": [None, None, 2.5], "arr": [0, 1, 2], "flag": True}
 
 
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
