@@ -4,7 +4,7 @@ from typing import Dict
 
 import numpy as np
 
-from sonify_jax import atomic_io, audio_io, plotting
+from sonify_jax import audio_io, plotting
 from sonify_jax.models.architecture import SAMPLE_RATE
 
 
@@ -19,8 +19,3 @@ def write_pair(out_dir: str, stem: str, audio: np.ndarray,
   plotting.save_pair_figure(os.path.join(out_dir, png), audio, sonification,
                             sample_rate, title=title)
   return {"wav": wav, "png": png}
-
-
-def write_json(path: str, payload) -> str:
-  """Atomic strict JSON write (see ``atomic_io.write_json``)."""
-  return atomic_io.write_json(path, payload)

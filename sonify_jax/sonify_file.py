@@ -112,7 +112,7 @@ def sonify_file(audio_path: str, layer: int, maps_spec: str, out_dir: str,
                                  title=f"layer {layer}, map {m}")
       entries.append({"layer": layer, "map": m, **paths})
       logging.info("wrote %s", os.path.join(out_dir, paths["wav"]))
-    outputs.write_json(
+    atomic_io.write_json(
         os.path.join(tmp_dir, INDEX_FILE),
         {"audio": os.path.abspath(audio_path), "input": "input.wav",
          "model": arch.name, "sonifications": entries})

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sonify_jax import audio_io, deconvnet, outputs, plotting
+from sonify_jax import atomic_io, audio_io, deconvnet, plotting
 from sonify_jax.analysis import activity, common, topk
 from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
@@ -130,7 +130,7 @@ def _topk_pass(params, arch, source, out_dir, layers, k, batch_size,
       saved["layers"][str(layer)] = {"values": top.values,
                                      "indices": top.indices,
                                      "min_samples": min_samples}
-    outputs.write_json(path, saved)
+    atomic_io.write_json(path, saved)
   result = {}
   for layer in layers:
     entry = saved["layers"][str(layer)]
@@ -353,7 +353,7 @@ def run_atlas(params: Params, arch: Architecture, source, out_dir: str,
                 "pairs": sum(r["wav"] is not None for m in maps
                              for r in m["top"]),
                 "clips": clips, "maps": maps}
-        outputs.write_json(  # ... before the layer's done marker.
+        atomic_io.write_json(  # ... before the layer's done marker.
             os.path.join(out_dir, f"layer{layer:02d}", LAYER_DONE), part)
         done[layer] = part
     finally:
@@ -382,5 +382,5 @@ def write_index(out_dir: str, model_name: str, arch: Architecture, source,
            "topk_pass": {"clips": saved.get("clips"),
                          "seconds": saved.get("seconds")},
            "clips": clips, "layers": layers}
-  outputs.write_json(os.path.join(out_dir, INDEX), index)
+  atomic_io.write_json(os.path.join(out_dir, INDEX), index)
   return index

@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 import scipy.signal
 
-from sonify_jax import outputs
+from sonify_jax import atomic_io
 from sonify_jax.analysis import common, controls
 from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
 
@@ -229,7 +229,7 @@ def run_coherence(models: Dict[str, Sequence[Any]],
        for k, v in summary.items()},
       ylabel=f"mean top-{top} coherence",
       title="Input vs its most active map's sonification")
-  outputs.write_json(os.path.join(out_dir, "coherence.json"),
+  atomic_io.write_json(os.path.join(out_dir, "coherence.json"),
                      {"top": top, "nperseg": nperseg, "seed": seed,
                       "metric": f"top{top}_coherence",
                       "conditions": list(controls.CONDITIONS),

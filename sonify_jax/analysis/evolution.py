@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from sonify_jax import audio_io, outputs
+from sonify_jax import atomic_io, audio_io
 from sonify_jax.analysis import common
 from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
 
@@ -120,6 +120,6 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
     result.setdefault("_arrays", {})[layer] = rows
   bar.close()
   arrays = result.pop("_arrays")
-  outputs.write_json(os.path.join(out_dir, "evolution.json"), result)
+  atomic_io.write_json(os.path.join(out_dir, "evolution.json"), result)
   result["sonifications"] = arrays  # {layer: [pair][step] waveforms}
   return result

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sonify_jax import outputs
+from sonify_jax import atomic_io
 from sonify_jax.analysis import common, controls
 from sonify_jax.models.architecture import Architecture
 from sonify_jax.models.cnn12 import CNN12
@@ -298,7 +298,7 @@ def run_layer_importance(params: Params, arch: Architecture, train_source,
             for c, r in conditions.items()}, 1) for m in modes},
       ylabel=metric, title="Truncated encoder (blocks 1..L) + linear head",
       baselines={f"class prior {prior[metric]:.3f}": prior[metric]})
-  outputs.write_json(os.path.join(out_dir, "layer_importance.json"), {
+  atomic_io.write_json(os.path.join(out_dir, "layer_importance.json"), {
       "metric": metric, "layers": list(layers),
       "results": {m: {str(l): v for l, v in r.items()}
                   for m, r in results.items()},

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sonify_jax import outputs
+from sonify_jax import atomic_io
 from sonify_jax.analysis import common, controls
 from sonify_jax.models.architecture import Architecture
 
@@ -165,7 +165,7 @@ def run_residual(encoder_params: Params, head_params: Params,
                              for c, v in conditions.items()}, 1)},
       ylabel=metric, title="Classifier on residual signals per layer",
       baselines={f"intact clips {base:.3f}": base})
-  outputs.write_json(os.path.join(out_dir, "residual.json"), {
+  atomic_io.write_json(os.path.join(out_dir, "residual.json"), {
       "metric": metric, "layers": list(layers), "seed": seed,
       "baseline": result["baseline"],
       "residual": {str(l): result["layers"][l] for l in layers},

@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
-from sonify_jax import audio_io, outputs
+from sonify_jax import atomic_io, audio_io
 from sonify_jax.analysis import common, controls
 from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
 
@@ -189,7 +189,7 @@ def run_topk(params: Params, arch: Architecture, source, out_dir: str,
                         f"top-{figure_clips} clips per map")
       index["figures"][str(layer)] = os.path.relpath(path, out_dir)
   bar.close()
-  outputs.write_json(os.path.join(out_dir, "topk.json"), index)
+  atomic_io.write_json(os.path.join(out_dir, "topk.json"), index)
   return index
 
 
