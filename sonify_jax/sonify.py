@@ -24,7 +24,9 @@ _OUT = flags.DEFINE_string("out", None, "Output directory.")
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Training workdir, its checkpoints dir, or one step "
     "folder (RUN/checkpoints/800); default: a seeded random init.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default last).")
+_STEP = flags.DEFINE_string(
+    "step", None, "Checkpoint step: N, 'latest', or (default) the step the "
+    "run selected on validation (its latest when it ranks none).")
 _MODEL = flags.DEFINE_string("model", "cnn12", "Architecture of a random init.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random init.")
 _MAX_SECONDS = flags.DEFINE_float(
@@ -38,7 +40,14 @@ def main(argv):
   for flag in (_AUDIO, _LAYER, _OUT):
     if flag.value is None:
       raise app.UsageError(f"--{flag.name} is required")
-  params, arch = load_model(_CHECKPOINT.value, _STEP.value, _MODEL.value,
+  step = None
+  if _CHECKPOINT.value is not None:
+    from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
+    choice = checkpoints.choose_step(_CHECKPOINT.value,
+                                     checkpoints.parse_step(_STEP.value))
+    print(f"checkpoint: {_CHECKPOINT.value} {choice.describe()}")
+    step = choice.step
+  params, arch = load_model(_CHECKPOINT.value, step, _MODEL.value,
                             _SEED.value)
   maps, index = sonify_file(_AUDIO.value, _LAYER.value, _MAPS.value,
                             _OUT.value, params, arch,

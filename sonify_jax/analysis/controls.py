@@ -43,13 +43,16 @@ class RunParams:
   """A run's encoder at the analysed step and at its untrained init.
 
   Attributes:
-    trained: encoder params at ``step`` (latest by default).
+    trained: encoder params at ``step`` (by default the step the run
+      selected on validation, else its latest: ``checkpoints.choose_step``).
     untrained: encoder params of the untrained init (None if unknown).
     arch: the architecture.
     step: the trained step loaded.
     untrained_source: how ``untrained`` was obtained.
     info: the run's run.json (config, num_classes, class_names, ...).
     head: classifier head params at ``step`` (None for encoder-only runs).
+    choice: which step was loaded and why (a ``checkpoints.StepChoice``;
+      None for params that came from no run).
   """
   trained: Params
   untrained: Optional[Params]
@@ -58,6 +61,7 @@ class RunParams:
   untrained_source: str = ""
   info: Optional[Dict[str, Any]] = None
   head: Optional[Params] = None
+  choice: Any = None
 
 
 def _reinitialised_encoder(info: Dict[str, Any]) -> Params:
@@ -80,9 +84,11 @@ def _reinitialised_encoder(info: Dict[str, Any]) -> Params:
   return state_lib.init_params(model, init_key)["encoder"]
 
 
-def load_run(run_dir: str, step: Optional[int] = None,
-             with_head: bool = False) -> RunParams:
-  """Trained (``step``, default latest) and untrained encoder of a run.
+def load_run(run_dir: str, step=None, with_head: bool = False) -> RunParams:
+  """Trained and untrained encoder of a run.
+
+  ``step``: None for the step the run selected on validation (its latest
+  when it ranks none), ``checkpoints.LATEST``, or a step number.
 
   Raises:
     UserError: ``run_dir`` is not a run, or ``with_head`` and it has no
@@ -92,16 +98,15 @@ def load_run(run_dir: str, step: Optional[int] = None,
   from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
   if not os.path.isdir(run_dir):
     raise UserError(f"run directory {run_dir} does not exist")
-  # A step folder (RUN/checkpoints/800) is that run at that step.
-  run_dir, step = checkpoints.split_step_dir(run_dir, step)
   try:
     info = checkpoints.load_run_info(run_dir)
+    # A step folder (RUN/checkpoints/800) is that run at that step.
+    choice = checkpoints.choose_step(run_dir, step)
+    run_dir = checkpoints.split_step_dir(run_dir)[0]
     steps = checkpoints.available_steps(run_dir)
   except FileNotFoundError as e:
     raise UserError(str(e).splitlines()[0]) from None
-  if not steps:
-    raise UserError(f"no checkpoint in {run_dir}")
-  step = steps[-1] if step is None else int(step)
+  step = choice.step
   raw = checkpoints.load_state(run_dir, step=step)
   trained = raw["params"]["encoder"]
   head = raw["params"].get("head")
@@ -114,7 +119,7 @@ def load_run(run_dir: str, step: Optional[int] = None,
   else:
     untrained = _reinitialised_encoder(info)
     how = "re-drawn from config.seed (no untrained step-0 checkpoint)"
-  return RunParams(trained, untrained, arch, step, how, info, head)
+  return RunParams(trained, untrained, arch, step, how, info, head, choice)
 
 
 def live_maps(activations: np.ndarray) -> np.ndarray:

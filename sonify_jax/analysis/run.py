@@ -26,11 +26,21 @@ it takes top-k output folders. Every study writes JSON + PNG into
 ``--workdir``, with the controls (``analysis.controls``: the run's untrained
 step-0 init and a random live map) next to the trained model.
 
+Checkpoint: by default each run's *selected* step: the best on validation by
+its ``best_metric`` (what ``final_metrics.json`` names, else what orbax ranks
+best), or its latest where the run ranks none (SimCLR without a validation
+metric); ``--step=N`` reads step N, ``--step=latest`` the last one. One line
+says which step and why, and each study's JSON records it
+(``checkpoints``: name, path and ``checkpoint_step``/``_selected_on``/
+``_selected_by``/``_why`` per run; the same fields at the top level when the
+study has one run).
+
 Data: by default the run's own dataset (``checkpoints/run.json``), its
 ``validation`` split where it has one (``analysis.run_data``);
 ``--dataset``/``--split``/``--data_dir`` override that, and a classifier
 whose head predicts another number of classes is refused.
 """
+import json
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -49,7 +59,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.")
 _CHECKPOINT = flags.DEFINE_multi_string(
     "checkpoint", [], "Training workdir(s) as path or name=path; "
     "comma-separated and/or repeated.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default latest).")
+_STEP = flags.DEFINE_string(
+    "step", None, "Checkpoint step: N, 'latest', or (default) the step the "
+    "run selected on validation (its latest when it ranks none).")
 _DATASET = flags.DEFINE_string(
     "dataset", None, "catalog source name (default: the run's own, from "
     "its checkpoints/run.json).")
@@ -102,18 +114,23 @@ def parse_checkpoints(values: List[str]) -> List[Tuple[str, str]]:
   return out
 
 
-def load_classifier(path: str, step=None):
-  """(encoder params, head params, arch) of a supervised run."""
-  from sonify_jax.analysis import controls  # pylint: disable=g-import-not-at-top
-  run = controls.load_run(path, step, with_head=True)
-  return run.trained, run.head, run.arch
+def record_checkpoints(json_path: str, entries) -> None:
+  """Adds to a study's JSON which checkpoint step each run read.
 
-
-def load_encoder(path: str, step=None):
-  from sonify_jax.models.architecture import get_architecture  # pylint: disable=g-import-not-at-top
-  from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
-  params, arch_name = checkpoints.load_encoder(path, step)
-  return params, get_architecture(arch_name)
+  Args:
+    json_path: the study's JSON (written by the study; rewritten here).
+    entries: ``[(name, path, checkpoints.StepChoice)]``.
+  """
+  from sonify_jax import atomic_io  # pylint: disable=g-import-not-at-top
+  with open(json_path) as f:
+    result = json.load(f)
+  runs = [dict(name=name, path=path, **choice.record())
+          for name, path, choice in entries]
+  result["checkpoints"] = runs
+  if len(runs) == 1:
+    result.update({k: v for k, v in runs[0].items()
+                   if k.startswith("checkpoint_")})
+  atomic_io.write_json(json_path, result)
 
 
 def _head_classes(run) -> Optional[int]:
@@ -147,6 +164,7 @@ def _parse_layers(values: Optional[List[str]]) -> Optional[List[int]]:
 
 def main(argv):
   from sonify_jax.analysis import controls  # pylint: disable=g-import-not-at-top
+  from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _STUDY.value or not _WORKDIR.value:
@@ -167,7 +185,15 @@ def main(argv):
     print(f"gallery: {path}")
     return
 
-  runs = [(name, controls.load_run(path, _STEP.value)) for name, path in ckpts]
+  runs = [(name, controls.load_run(path, checkpoints.parse_step(_STEP.value)))
+           for name, path in ckpts]
+  # [(name, path, StepChoice)] per run, in --checkpoint order.
+  chosen = [(name, path, run.choice)
+            for (name, path), (_, run) in zip(ckpts, runs)]
+  if study != "evolution":   # evolution reads every kept step
+    for entry in chosen:
+      name, path, choice = entry
+      print(f"checkpoint ({name}): {path} {choice.describe()}")
   source = _source(runs[0][1])
   for name, run in runs[1:]:
     _source(run)  # every run must fit the data studied (class count)
@@ -176,25 +202,27 @@ def main(argv):
     from sonify_jax.analysis import studies_cli  # pylint: disable=g-import-not-at-top
     studies_cli.run_study(study, runs, source, workdir, layers, k=_K.value,
                           max_maps=_MAX_MAPS.value, **common_kw)
+    record_checkpoints(os.path.join(workdir, f"{study}.json"), chosen)
 
   if study == "topk":
     from sonify_jax.analysis import topk  # pylint: disable=g-import-not-at-top
-    for name, run in runs:
+    for entry, (name, run) in zip(chosen, runs):
       out = workdir if len(runs) == 1 else os.path.join(workdir, name)
       topk.run_topk(run.trained, run.arch, source, out, layers=layers,
                     k=_K.value, max_maps=_MAX_MAPS.value, model_name=name,
                     pair_figures=_PAIR_FIGURES.value,
                     untrained=run.untrained, **common_kw)
+      record_checkpoints(os.path.join(out, "topk.json"), [entry])
       print(f"topk ({name}): {out}/topk.json")
   elif study == "atlas":
     from sonify_jax.analysis import atlas  # pylint: disable=g-import-not-at-top
     from sonify_jax.analysis import atlas_page  # pylint: disable=g-import-not-at-top
     outs = {}
-    for name, path in ckpts:
-      params, arch = load_encoder(path, _STEP.value)
-      out = workdir if len(ckpts) == 1 else os.path.join(workdir, name)
-      atlas.run_atlas(params, arch, source, out, layers=layers, k=_K.value,
-                      model_name=name, **common_kw)
+    for entry, (name, run) in zip(chosen, runs):
+      out = workdir if len(runs) == 1 else os.path.join(workdir, name)
+      atlas.run_atlas(run.trained, run.arch, source, out, layers=layers,
+                      k=_K.value, model_name=name, **common_kw)
+      record_checkpoints(os.path.join(out, atlas.INDEX), [entry])
       print(f"atlas ({name}): {out}/{atlas.INDEX}")
       outs[name] = out
     atlas_page.write_atlas_page(workdir, outs)  # logs where the page is
@@ -205,6 +233,7 @@ def main(argv):
       models.setdefault(name, []).append(run)
     summary = coherence.run_coherence(models, source, workdir, layers=layers,
                                       **common_kw)
+    record_checkpoints(os.path.join(workdir, "coherence.json"), chosen)
     for name, s in summary.items():
       print(f"{name}: {s['clips_per_s']:.2f} clips/s; mean top-5 coherence "
             f"per layer {s['layers']}:")
@@ -221,6 +250,7 @@ def main(argv):
     result = residual.run_residual(run.trained, run.head, run.arch, source,
                                    workdir, layers=layers,
                                    untrained=run.untrained, **common_kw)
+    record_checkpoints(os.path.join(workdir, "residual.json"), chosen[:1])
     print(_print_metrics("intact clips", result["baseline"]))
     for condition, per_layer in result["conditions"].items():
       print(f"residual x - s(x), s = {controls.LABELS[condition]}:")
@@ -235,6 +265,8 @@ def main(argv):
     layer_importance.run_layer_importance(
         run.trained, run.arch, train, source, workdir, layers=layers,
         modes=_MODES.value, untrained=run.untrained, **common_kw)
+    record_checkpoints(os.path.join(workdir, "layer_importance.json"),
+                       chosen[:1])
     print(f"layer importance: {workdir}/layer_importance.png")
   elif study == "evolution":
     from sonify_jax.analysis import evolution  # pylint: disable=g-import-not-at-top

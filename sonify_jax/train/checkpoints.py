@@ -26,7 +26,17 @@ file that changed; a step without the file (older runs) loads with a warning.
 Where a run is expected, a step folder is accepted too:
 ``RUN/checkpoints/800`` means RUN at step 800. Bad paths, steps and files
 raise ``UserError`` (one ``error:`` line at the entry points).
+
+Which step a loader reads (``choose_step``): without a step, the step the
+run *selected* on validation: the one ``WORKDIR/final_metrics.json`` names
+(the checkpoint training scored on the test split), else the step orbax
+ranks best by the run's ``best_metric``/``best_mode`` (the metrics training
+saved into each step); runs that rank nothing (SimCLR without a validation
+metric) give their latest step. ``LATEST`` asks for the last step, an int
+for that one. The retention above keeps the best step, so the selected step
+is on disk unless someone deleted it (then a ``UserError`` says so).
 """
+import dataclasses
 import gc
 import hashlib
 import io
@@ -34,7 +44,7 @@ import json
 import re
 import sys
 import time
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from absl import logging
 import jax
@@ -49,6 +59,8 @@ from sonify_jax.errors import UserError
 CHECKPOINT_SUBDIR = "checkpoints"
 RUN_INFO_FILE = "run.json"
 CHECKSUMS_FILE = "checksums.json"
+FINAL_METRICS = "final_metrics.json"   # next to checkpoints/, by the trainer
+LATEST = "latest"                      # a step request: the last step saved
 
 
 class NotARunError(UserError, FileNotFoundError):
@@ -59,6 +71,28 @@ class CorruptCheckpointError(UserError):
   """A checkpoint file differs from the checksum recorded when it was saved."""
 
 _policies = ocp.checkpoint_managers
+
+# A step request: None (the run's selected step), LATEST, or a step number.
+StepRequest = Union[None, str, int]
+
+
+def parse_step(text: Optional[str]) -> StepRequest:
+  """A ``--step`` flag value: '' / None / 'best' -> None (the run's selected
+  step), 'latest' -> ``LATEST``, digits -> that int."""
+  text = "" if text is None else str(text).strip().lower()
+  if text in ("", "best", "selected"):
+    return None
+  if text == LATEST:
+    return LATEST
+  if text.lstrip("-").isdigit():   # -1 too: refused as "no step -1"
+    return int(text)
+  raise UserError(f"--step must be a step number, 'best' or 'latest', got "
+                  f"{text!r}")
+
+
+def _metric_fn(metric: str):
+  """Orbax's ``best_fn``: a step's saved metrics -> the ranked value."""
+  return lambda metrics: float(metrics[metric])
 
 
 def split_step_dir(path: str, step: Optional[int] = None
@@ -228,7 +262,7 @@ class Checkpointer:
       policies.append(_policies.CustomSteps(sorted(self.keep_steps)))
     best_fn = None
     if best_metric:
-      best_fn = lambda m: float(m[best_metric])  # pylint: disable=unnecessary-lambda-assignment
+      best_fn = _metric_fn(best_metric)
       # BestN sorts ascending and keeps the tail: reverse for 'min'.
       policies.append(_policies.BestN(
           get_metric_fn=best_fn, reverse=best_mode == "min", n=1,
@@ -390,15 +424,21 @@ def _describe_read_error(error: BaseException) -> str:
           else f"{type(error).__name__}: {detail}")
 
 
-def _read_only_manager(directory: str) -> ocp.CheckpointManager:
+def _read_only_manager(directory: str, best_metric: str = "",
+                       best_mode: str = "max") -> ocp.CheckpointManager:
+  """A manager that only reads; with ``best_metric`` it also ranks the
+  steps by the metrics training saved into them (``best_step``)."""
   if not paths.as_path(directory).is_dir():
     raise NotARunError(f"checkpoint directory {directory} does not exist")
+  ranking = (dict(best_fn=_metric_fn(best_metric), best_mode=best_mode)
+             if best_metric else {})
   # Orbax warns "Given directory is read only" for every read-only manager:
   # reading is what we asked for, so the warning is false here.
   with logs.quiet_message("Given directory is read only",
                           "CheckpointManagerOptions.read_only=True"):
     return ocp.CheckpointManager(
-        directory, options=ocp.CheckpointManagerOptions(read_only=True),
+        directory,
+        options=ocp.CheckpointManagerOptions(read_only=True, **ranking),
         item_handlers=ocp.StandardCheckpointHandler())
 
 
@@ -423,25 +463,135 @@ def _local_target(metadata: Any) -> Any:
       metadata)
 
 
-def _pick_step(manager: ocp.CheckpointManager, directory: str,
-               step: Optional[int]) -> int:
+@dataclasses.dataclass(frozen=True)
+class StepChoice:
+  """Which checkpoint step a loader reads, and why.
+
+  Attributes:
+    step: the step.
+    why: one line for people, e.g. "best eval/mAP on validation".
+    selected_on: the split the step was selected on ('' when it was not
+      selected on a split: latest, or asked for).
+    selected_by: the metric that selected it, or 'latest' / 'asked'.
+    latest: the run's last step.
+  """
+  step: int
+  why: str
+  selected_on: str = ""
+  selected_by: str = LATEST
+  latest: int = -1
+
+  def describe(self) -> str:
+    """'step 40: best eval/mAP on validation ...; latest is 60'."""
+    latest = (f"; latest is {self.latest}" if self.step != self.latest
+              else "")
+    return f"step {self.step}: {self.why}{latest}"
+
+  def record(self) -> Dict[str, Any]:
+    """The fields a study's JSON records about its checkpoint."""
+    return {"checkpoint_step": self.step,
+            "checkpoint_selected_on": self.selected_on,
+            "checkpoint_selected_by": self.selected_by,
+            "checkpoint_latest_step": self.latest,
+            "checkpoint_why": self.why}
+
+
+def _read_final_metrics(directory: str) -> Dict[str, Any]:
+  """The trainer's final_metrics.json of the run whose checkpoint dir is
+  ``directory`` ({} when it wrote none)."""
+  parent, name = paths.split(directory)
+  path = paths.join(parent if name == CHECKPOINT_SUBDIR else directory,
+                    FINAL_METRICS)
+  if not paths.as_path(path).exists():
+    return {}
+  try:
+    with paths.as_path(path).open("r") as f:
+      return json.load(f)
+  except ValueError as error:
+    raise UserError(f"{path} is not valid JSON ({error})") from None
+
+
+def _choose(manager: ocp.CheckpointManager, directory: str,
+            step: StepRequest, config: Mapping[str, Any]) -> StepChoice:
   steps = sorted(manager.all_steps())
   if not steps:
     raise NotARunError(f"no checkpoint in {directory}")
-  if step is None:
-    return steps[-1]
-  if int(step) not in steps:
-    raise UserError(
-        f"no checkpoint for step {step} in {directory}; have {steps}")
-  return int(step)
+  latest = steps[-1]
+  if step == LATEST:
+    return StepChoice(latest, "the latest step (asked for)", latest=latest)
+  if step is not None:
+    if int(step) not in steps:
+      raise UserError(
+          f"no checkpoint for step {step} in {directory}; have {steps}")
+    return StepChoice(int(step), "asked for", selected_by="asked",
+                      latest=latest)
+  final = _read_final_metrics(directory)
+  if final.get("selected_on"):
+    chosen, metric, split = (int(final["step"]), final["selected_by"],
+                             final["selected_on"])
+    if chosen not in steps:
+      raise UserError(
+          f"step {chosen}, the best {metric} on {split} ({FINAL_METRICS}), "
+          f"is no longer in {directory} (have {steps}); pass --step=latest "
+          "or a step number")
+    return StepChoice(chosen, f"best {metric} on {split}, as {FINAL_METRICS}"
+                      " records", split, metric, latest)
+  metric = config.get("best_metric", "")
+  best = manager.best_step() if metric else None
+  if best is None:
+    why = (f"the latest step (no step has a saved {metric})" if metric else
+           "the latest step (the run ranks no checkpoint: no best_metric)")
+    return StepChoice(latest, why, latest=latest)
+  split = config.get("eval_split", "") or "validation"
+  return StepChoice(int(best), f"best {metric} on {split} among the "
+                    "saved steps", split, metric, latest)
 
 
-def _restore_raw(path: str, step: Optional[int]) -> Tuple[Dict[str, Any], int]:
-  path, step = split_step_dir(path, step)
+def _open_for_choice(path: str, step: StepRequest, need_run: bool = False
+                     ) -> Tuple[ocp.CheckpointManager, str, StepRequest,
+                                Mapping[str, Any]]:
+  """(read-only manager ranking by the run's best_metric, checkpoint dir,
+  step request, run config); without ``need_run``, checkpoints that have no
+  run.json (a bare TrainState, as ``load_state`` reads) rank nothing."""
+  path, folder_step = split_step_dir(path, None if step == LATEST else step)
+  if folder_step is not None:   # a step folder, or a step number asked for
+    step = folder_step
   directory = checkpoint_dir(path)
-  manager = _read_only_manager(directory)
   try:
-    step = _pick_step(manager, directory, step)
+    config = load_run_info(path).get("config", {})
+  except NotARunError:
+    if need_run:
+      raise
+    config = {}
+  manager = _read_only_manager(directory, config.get("best_metric", ""),
+                               config.get("best_mode", "max"))
+  return manager, directory, step, config
+
+
+def choose_step(path: str, step: StepRequest = None) -> StepChoice:
+  """The step a loader reads for ``step`` (see the module docstring).
+
+  Args:
+    path: a run's workdir, its ``checkpoints`` directory or a step folder
+      (which is that step).
+    step: None for the run's selected step, ``LATEST``, or a step number.
+
+  Raises:
+    UserError: the step asked for, or the selected one, is not on disk.
+  """
+  manager, directory, step, config = _open_for_choice(path, step,
+                                                      need_run=True)
+  try:
+    return _choose(manager, directory, step, config)
+  finally:
+    manager.close()
+
+
+def _restore_raw(path: str, step: StepRequest
+                 ) -> Tuple[Dict[str, Any], int]:
+  manager, directory, step, config = _open_for_choice(path, step)
+  try:
+    step = _choose(manager, directory, step, config).step
     verified = verify_checksums(paths.join(directory, str(step)))
     target = _local_target(_read_or_explain(
         lambda: manager.item_metadata(step),
@@ -452,13 +602,14 @@ def _restore_raw(path: str, step: Optional[int]) -> Tuple[Dict[str, Any], int]:
   return raw, step
 
 
-def load_encoder(path: str, step: Optional[int] = None
+def load_encoder(path: str, step: StepRequest = None
                  ) -> Tuple[Dict[str, Any], str]:
   """CNN12 params of a run's encoder, and the arch name they belong to.
 
   Args:
     path: a run's workdir, its ``checkpoints`` directory, or a step folder.
-    step: checkpoint step; the latest (or the step folder's) if None.
+    step: checkpoint step, ``LATEST``, or None: the step folder's, else the
+      run's selected step (``choose_step``).
 
   Returns:
     (encoder params ``{'block1': {'kernel', 'bias'}, ..., 'embedding': ...}``
@@ -476,22 +627,20 @@ def load_encoder(path: str, step: Optional[int] = None
 
 
 def load_state(path: str, state_template: Any = None,
-               step: Optional[int] = None) -> Any:
+               step: StepRequest = None) -> Any:
   """A run's whole TrainState.
 
   Args:
     path: workdir or checkpoint dir.
     state_template: a TrainState of the same structure (e.g. freshly
       initialised); None returns the raw nested dict of arrays.
-    step: checkpoint step; the latest if None.
+    step: as for :func:`load_encoder`.
   """
   if state_template is None:
     return _restore_raw(path, step)[0]
-  path, step = split_step_dir(path, step)
-  directory = checkpoint_dir(path)
-  manager = _read_only_manager(directory)
+  manager, directory, step, config = _open_for_choice(path, step)
   try:
-    step = _pick_step(manager, directory, step)
+    step = _choose(manager, directory, step, config).step
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
     return _verified_restore(manager, directory, step, abstract)
   finally:

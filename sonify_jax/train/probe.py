@@ -203,8 +203,8 @@ def probe_encoder(params: Any, arch_name: str, train_source: ClipSource,
 
 def probe_run(run_dir: str, train_source: ClipSource,
               test_source: ClipSource, **kwargs) -> Dict[str, ProbeResult]:
-  """Probes a run's latest encoder and its step-0 checkpoint (its untrained
-  init: same seed, same architecture).
+  """Probes a run's selected encoder (``checkpoints.choose_step``) and its
+  step-0 checkpoint (its untrained init: same seed, same architecture).
 
   Args:
     run_dir: a trainer workdir that kept step 0 (``config.keep_steps``).

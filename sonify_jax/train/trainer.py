@@ -34,7 +34,7 @@ from sonify_jax.train import steps as steps_lib
 
 TASKS = ("simclr", "supervised")
 # The test split's metrics of the selected checkpoint, written once at the end.
-FINAL_METRICS = "final_metrics.json"
+FINAL_METRICS = checkpoints.FINAL_METRICS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,14 +158,15 @@ def build_model(config, num_classes: int = 0, multilabel: bool = False):
 def _load_init_encoder(config):
   if not config.init_from:
     return None
-  step = None if config.init_step < 0 else int(config.init_step)
+  step = (checkpoints.LATEST if config.init_step < 0
+          else int(config.init_step))
   encoder, arch_name = checkpoints.load_encoder(config.init_from, step)
   if arch_name != config.model:
     raise UserError(
         f"config.init_from={config.init_from!r} holds a {arch_name} encoder "
         f"but config.model={config.model!r}")
   logging.info("encoder initialised from %s (step %s)", config.init_from,
-               "latest" if step is None else step)
+               step)
   return encoder
 
 
