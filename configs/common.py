@@ -19,9 +19,15 @@ mixup, and no background injection (that is SimCLR's only, ch. 4.3-4.4).
 Model selection: ``eval_split`` is evaluated during training and picks the
 best checkpoint (``best_metric``); ``test_split`` is evaluated once, at the
 end, on that checkpoint (``WORKDIR/final_metrics.json``).
+
+A config file loads this module with
+``common = config_files.sibling(__file__)`` (``sonify_jax.config_files``:
+config files are imported by path, not as a package) and builds on one
+function per idea: ``simclr_config`` / ``supervised_base`` (the task's
+fixed fields), ``model_selection`` (evaluation and best checkpoint),
+``supervised_config`` (the thesis' supervised experiments), ``demo_budget``
+(the demos' CPU-minutes setting).
 """
-import importlib.util
-import os
 from typing import Any, Dict
 
 import ml_collections
@@ -51,20 +57,6 @@ TEMPERATURE = 0.1
 # injection. The thesis does not give mixup's Beta(alpha, alpha); 0.5 here.
 SUPERVISED_AUGMENTATIONS = "no_mix"
 MIXUP_ALPHA = 0.5
-
-
-def load(path: str):
-  """Imports a sibling config module by file path.
-
-  Config files are loaded by path (config_flags), not as a package, so they
-  find each other this way.
-  """
-  full = os.path.join(os.path.dirname(os.path.abspath(__file__)), path)
-  name = "sonify_configs_" + os.path.splitext(os.path.basename(path))[0]
-  spec = importlib.util.spec_from_file_location(name, full)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def parse_arg(arg, **defaults) -> Dict[str, Any]:
@@ -209,11 +201,91 @@ def finetune_mode(c: ml_collections.ConfigDict, init: str, mode: str,
     c.learning_rate = fconly_lr if mode == "fconly" else full_lr
 
 
-def supervised_config(arg, *, dataset: str, eval_split: str,
-                      test_split: str, crop_seconds: float, batch_size: int,
-                      num_epochs: int, fconly_epochs: int,
-                      eval_every_steps: int, eval_batch_size: int,
-                      best_metric: str, eval_max_seconds: float = 0.0
+def simclr_config(*, model: str, dataset: str, crop_seconds: float,
+                  batch_size: int, tau: float, aug: str
+                  ) -> ml_collections.ConfigDict:
+  """SimCLR pre-training: two crops per clip, NT-Xent at ``tau``, the
+  ``aug`` augmentation set; no labelled split is read while training (no
+  model selection, no test)."""
+  c = base_config()
+  c.task = "simclr"
+  c.model = model
+  c.dataset = dataset
+  c.train_split = "train"
+  c.eval_split = ""     # no labels: nothing to select on during training
+  c.test_split = ""
+  c.crop_seconds = crop_seconds
+  c.num_crops = 2
+  c.batch_size = batch_size
+  c.temperature = tau
+  c.augment = augment_config(aug)
+  c.eval_every_steps = 0
+  c.best_metric = ""
+  return c
+
+
+def supervised_base(*, model: str, dataset: str, crop_seconds: float,
+                    batch_size: int, eval_split: str = "validation",
+                    test_split: str = "test") -> ml_collections.ConfigDict:
+  """A classifier on one crop per clip with the supervised augmentations
+  (gain, noise, time masks; no background injection)."""
+  c = base_config()
+  c.task = "supervised"
+  c.model = model
+  c.dataset = dataset
+  c.train_split = "train"
+  c.eval_split = eval_split
+  c.test_split = test_split
+  c.crop_seconds = crop_seconds
+  c.num_crops = 1
+  c.batch_size = batch_size
+  c.augment = augment_config(SUPERVISED_AUGMENTATIONS)
+  return c
+
+
+def model_selection(c: ml_collections.ConfigDict, *, every_steps: int,
+                    batch_size: int, metric: str, max_seconds: float = 0.0
+                    ) -> None:
+  """Evaluates ``eval_split`` and saves a checkpoint every ``every_steps``;
+  the best checkpoint is the one with the highest ``metric``."""
+  c.eval_every_steps = every_steps
+  c.eval_batch_size = batch_size
+  if max_seconds:
+    c.eval_max_seconds = max_seconds
+  c.checkpoint_every_steps = every_steps
+  c.best_metric = metric
+  c.best_mode = "max"
+
+
+def demo_budget(c: ml_collections.ConfigDict, steps: int, dropout: float
+                ) -> None:
+  """The demos' setting: learns on the embedded data in CPU minutes.
+
+  A step budget with 10 % warmup, a checkpoint every 100 steps (with 0.5 s
+  crops and global batch 32, set by the caller).
+  This narrow, normalisation-free encoder has tiny gradients, so coupled L2
+  (the thesis' Adam form) dominates Adam's normalised step and shrinks the
+  weights towards a constant output within a few hundred steps: the demos
+  use the decoupled (AdamW) form. Masks scale with the crop (500 ms masks
+  can blank a whole 0.5 s view), dropout is light or off (``dropout``) and
+  gradients are clipped to norm 1.
+  """
+  c.total_steps = steps
+  c.warmup_steps = max(1, steps // 10)
+  c.checkpoint_every_steps = 100
+  c.keep_last = 2
+  c.log_every_steps = 10
+  c.decoupled_weight_decay = True
+  c.augment.max_mask_seconds = 0.1
+  c.dropout = dropout
+  c.clip_norm = 1.0
+
+
+def supervised_config(arg, *, dataset: str, crop_seconds: float,
+                      batch_size: int, num_epochs: int, fconly_epochs: int,
+                      eval_batch_size: int, best_metric: str,
+                      eval_every_steps: int = 2000,
+                      eval_max_seconds: float = 0.0
                       ) -> ml_collections.ConfigDict:
   """The thesis' supervised setting (ch. 4.4), shared by every supervised config.
 
@@ -222,32 +294,19 @@ def supervised_config(arg, *, dataset: str, eval_split: str,
   full fine-tune; L2 1e-3; 10 warmup epochs then cosine, for every mode; gain,
   noise, time masks and mixup for every mode (linear eval included), no
   background injection. ``fconly_epochs`` sets the (shorter) linear-eval run.
+  Selection on 'validation', reported once on 'test'.
   """
   a = parse_arg(arg, init="scratch", mode="full", model="cnn12")
   check_choice("model", a["model"], ("cnn12", "cnn12_x2"))
-  c = base_config()
-  c.task = "supervised"
-  c.model = a["model"]
-  c.dataset = dataset
-  c.train_split = "train"
-  c.eval_split = eval_split
-  c.test_split = test_split
-  c.crop_seconds = crop_seconds
-  c.num_crops = 1
-  c.batch_size = batch_size
+  c = supervised_base(model=a["model"], dataset=dataset,
+                      crop_seconds=crop_seconds, batch_size=batch_size)
   c.num_epochs = num_epochs
   c.warmup_epochs = WARMUP_EPOCHS
   finetune_mode(c, a["init"], a["mode"], scratch_lr=LEARNING_RATE,
                 fconly_lr=LEARNING_RATE, full_lr=1e-4)
-  c.augment = augment_config(SUPERVISED_AUGMENTATIONS)
   c.mixup_alpha = MIXUP_ALPHA
   if c.freeze_encoder:
     c.num_epochs = fconly_epochs
-  c.eval_every_steps = eval_every_steps
-  c.eval_batch_size = eval_batch_size
-  if eval_max_seconds:
-    c.eval_max_seconds = eval_max_seconds
-  c.checkpoint_every_steps = eval_every_steps
-  c.best_metric = best_metric
-  c.best_mode = "max"
+  model_selection(c, every_steps=eval_every_steps, batch_size=eval_batch_size,
+                  metric=best_metric, max_seconds=eval_max_seconds)
   return c

@@ -18,54 +18,27 @@ against its own untrained init).
 Then train a classifier on its encoder with
 ``configs/demo_supervised.py:init=contrastive --config.init_from=WORKDIR``.
 """
-import importlib.util
-import os
+from sonify_jax import config_files
 
-_spec = importlib.util.spec_from_file_location(
-    "sonify_configs_common",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_files.sibling(__file__)
 
 
 def get_config(arg=None):
   a = common.parse_arg(arg, model="cnn12_tiny", tau=0.2, aug="all", steps=300)
   common.check_choice("model", a["model"], common.MODELS)
-  c = common.base_config()
-  c.task = "simclr"
-  c.model = a["model"]
-  c.dataset = "embedded"
-  c.train_split = "train"
-  c.eval_split = ""   # SimCLR selects nothing on labels and never reads test
-  c.test_split = ""
-  c.crop_seconds = 0.5   # 4000 samples: above the 2370-sample receptive field
-  c.num_crops = 2
-  c.temperature = a["tau"]
-  c.augment = common.augment_config(a["aug"])
+  c = common.simclr_config(model=a["model"], dataset="embedded",
+                           crop_seconds=0.5, batch_size=32, tau=a["tau"],
+                           aug=a["aug"])
+  # Measured on a fixed batch of the embedded data (cnn12_tiny): dropout 0.4
+  # on 128 pooled features drowns the clip-to-clip differences (the loss
+  # stays at chance), and 500 ms masks can blank a whole 0.5 s view (a zero
+  # embedding, whose normalisation gives a ~1e5 gradient that stalls Adam):
+  # demo_budget scales the masks; dropout is off.
+  common.demo_budget(c, a["steps"], dropout=0.0)
   c.proj_hidden = 128
   c.proj_out = 64
-  c.batch_size = 32
-  c.total_steps = a["steps"]
-  c.warmup_steps = max(1, a["steps"] // 10)
   c.learning_rate = 2e-3
-  c.eval_every_steps = 0
-  c.checkpoint_every_steps = 100
-  c.keep_last = 2
   c.keep_steps = (0, 100, 200, 400)   # for the feature-evolution figure
-  c.log_every_steps = 10
-  # This narrow, normalisation-free encoder has tiny gradients, so coupled L2
-  # (the thesis' Adam form) dominates Adam's normalised step and shrinks the
-  # weights towards a constant output within a few hundred steps; the demo
-  # uses the decoupled (AdamW) form.
-  c.decoupled_weight_decay = True
-  # Measured on a fixed batch of the embedded data (cnn12_tiny): with 0.5 s
-  # crops, 500 ms masks can blank a whole view (a zero embedding, whose
-  # normalisation gives a ~1e5 gradient that stalls Adam), and dropout 0.4 on
-  # 128 pooled features drowns the clip-to-clip differences (the loss stays at
-  # chance). Masks scale with the crop, dropout is off, gradients are clipped.
-  c.augment.max_mask_seconds = 0.1
-  c.dropout = 0.0
-  c.clip_norm = 1.0
   # The thesis cuts the two views from disjoint parts of 10 s AudioSet clips.
   # The embedded keywords are 1 s long, so two disjoint 0.5 s crops are the
   # two halves: often the word and the silence beside it, which share only

@@ -33,14 +33,11 @@ get_config), a smaller default batch for small sets; model selection on the
 'validation' split (accuracy, every ``eval_every`` steps); reported once on
 'test'.
 """
-import importlib.util
 import os
 
-_spec = importlib.util.spec_from_file_location(
-    "sonify_configs_common",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from sonify_jax import config_files
+
+common = config_files.sibling(__file__)
 
 
 def get_config(arg=None):
@@ -57,7 +54,7 @@ def get_config(arg=None):
   name = a["name"] or os.path.basename(os.path.normpath(path))
   c = common.supervised_config(
       f"init={a['init']},mode={a['mode']}", dataset=f"folder:{name}",
-      eval_split="validation", test_split="test", crop_seconds=a["crop"],
+      crop_seconds=a["crop"],
       batch_size=a["batch"], num_epochs=a["epochs"],
       fconly_epochs=max(1, 2 * a["epochs"] // 3),
       eval_every_steps=a["eval_every"], eval_batch_size=a["batch"],

@@ -15,19 +15,13 @@ warmup epochs then cosine; 100 epochs (30 fconly). Model selection on the
 official validation split; reported once on the eval ('test') split, whole
 clips up to 30 s: mAP, mAUC, d-prime.
 """
-import importlib.util
-import os
+from sonify_jax import config_files
 
-_spec = importlib.util.spec_from_file_location(
-    "sonify_configs_common",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_files.sibling(__file__)
 
 
 def get_config(arg=None):
   return common.supervised_config(
-      arg, dataset="fsd50k", eval_split="validation", test_split="test",
-      crop_seconds=2.5, batch_size=64, num_epochs=100, fconly_epochs=30,
-      eval_every_steps=2000, eval_batch_size=32, best_metric="eval/mAP",
+      arg, dataset="fsd50k", crop_seconds=2.5, batch_size=64, num_epochs=100,
+      fconly_epochs=30, eval_batch_size=32, best_metric="eval/mAP",
       eval_max_seconds=30.0)

@@ -18,36 +18,20 @@ the supervised runs select on). No labelled eval or test during
 pre-training: judge the encoder by linear eval,
 configs/supervised_audioset.py:init=contrastive,mode=fconly.
 """
-import importlib.util
-import os
+from sonify_jax import config_files
 
-_spec = importlib.util.spec_from_file_location(
-    "sonify_configs_common",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_files.sibling(__file__)
 
 
 def get_config(arg=None):
   a = common.parse_arg(arg, tau=0.1, aug="all", model="cnn12")
   common.check_choice("model", a["model"], ("cnn12", "cnn12_x2"))
-  c = common.base_config()
-  c.task = "simclr"
-  c.model = a["model"]
-  c.dataset = "audioset"
-  c.train_split = "train"
-  c.eval_split = ""     # no labels: nothing to select on during training
-  c.test_split = ""
-  c.crop_seconds = 2.5
-  c.num_crops = 2
-  c.temperature = a["tau"]
-  c.augment = common.augment_config(a["aug"])
-  c.batch_size = 2048
+  c = common.simclr_config(model=a["model"], dataset="audioset",
+                           crop_seconds=2.5, batch_size=2048, tau=a["tau"],
+                           aug=a["aug"])
   c.num_epochs = 100
-  c.eval_every_steps = 0
   c.checkpoint_every_steps = 2000
   c.keep_last = 3
   # Snapshots for the feature-evolution analysis (listened to in ch. 5).
   c.keep_steps = (0, 1000, 5000, 10000, 20000, 50000, 100000)
-  c.best_metric = ""
   return c

@@ -21,14 +21,9 @@ On a small labelled set the coupled L2 can win over the tiny gradients of
 this normalisation-free encoder (see sonify_jax.train.health, which says so
 when it happens); ``--config.decoupled_weight_decay=True`` is the knob.
 """
-import importlib.util
-import os
+from sonify_jax import config_files
 
-_spec = importlib.util.spec_from_file_location(
-    "sonify_configs_common",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_files.sibling(__file__)
 
 
 TASKS = {"35": "speech_commands", "12": "speech_commands12"}
@@ -43,7 +38,6 @@ def get_config(arg=None):
   common.check_choice("task", task, TASKS)
   rest = ",".join(i for i in items if not i.startswith("task="))
   return common.supervised_config(
-      rest or None, dataset=TASKS[task], eval_split="validation",
-      test_split="test", crop_seconds=1.0, batch_size=128, num_epochs=30,
-      fconly_epochs=20, eval_every_steps=2000, eval_batch_size=256,
+      rest or None, dataset=TASKS[task], crop_seconds=1.0, batch_size=128,
+      num_epochs=30, fconly_epochs=20, eval_batch_size=256,
       best_metric="eval/accuracy")

@@ -16,21 +16,16 @@ Model selection on 'validation', the deterministic 10 % holdout of the train
 clips (by clip-id hash; training uses the other 90 %, catalog 'train');
 reported once on the eval set ('test'): mAP, mAUC, d-prime of whole clips.
 """
-import importlib.util
-import os
+from sonify_jax import config_files
 
-_spec = importlib.util.spec_from_file_location(
-    "sonify_configs_common",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_files.sibling(__file__)
 
 
 def get_config(arg=None):
   c = common.supervised_config(
-      arg, dataset="audioset", eval_split="validation", test_split="test",
-      crop_seconds=5.0, batch_size=1024, num_epochs=50, fconly_epochs=20,
-      eval_every_steps=2000, eval_batch_size=64, best_metric="eval/mAP")
+      arg, dataset="audioset", crop_seconds=5.0, batch_size=1024,
+      num_epochs=50, fconly_epochs=20, eval_batch_size=64,
+      best_metric="eval/mAP")
   # Kept for the feature-evolution analysis (thesis 5.3.3).
   c.keep_steps = (0, 1000, 5000, 20000)
   return c

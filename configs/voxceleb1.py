@@ -14,19 +14,13 @@ every mode, no background injection; Adam lr 1e-3 (1e-4 full fine-tune) with
 L2 1e-3, 10 warmup epochs then cosine; 50 epochs (20 fconly). Model
 selection on the validation split (accuracy); reported once on the test split.
 """
-import importlib.util
-import os
+from sonify_jax import config_files
 
-_spec = importlib.util.spec_from_file_location(
-    "sonify_configs_common",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_files.sibling(__file__)
 
 
 def get_config(arg=None):
   return common.supervised_config(
-      arg, dataset="voxceleb1", eval_split="validation", test_split="test",
-      crop_seconds=2.5, batch_size=128, num_epochs=50, fconly_epochs=20,
-      eval_every_steps=2000, eval_batch_size=32, best_metric="eval/accuracy",
-      eval_max_seconds=20.0)
+      arg, dataset="voxceleb1", crop_seconds=2.5, batch_size=128,
+      num_epochs=50, fconly_epochs=20, eval_batch_size=32,
+      best_metric="eval/accuracy", eval_max_seconds=20.0)

@@ -20,11 +20,11 @@ Clips are cropped / zero-padded to 1 s (``CLIP_SAMPLES``) so every study
 compiles one shape per layer; the embedded clips are 1-4 s long.
 Re-running resumes training from the workdir's checkpoints.
 """
-import importlib.util
 import os
 import time
 from typing import Any, Dict, Optional
 
+from sonify_jax import config_files
 from sonify_jax.analysis import common
 
 CLIP_SAMPLES = 8000
@@ -56,11 +56,7 @@ def _config(name: str, arg: Optional[str]):
   if not os.path.isfile(path):
     raise FileNotFoundError(f"config {path} not found (run from a checkout "
                             "or an editable install)")
-  spec = importlib.util.spec_from_file_location(
-      "sonify_story_" + os.path.splitext(name)[0], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_files.load_module(path).get_config(arg)
 
 
 def run_story(workdir: str, quick: bool = False,
