@@ -5,7 +5,8 @@ A planted answer: a cnn12_tiny run (config demo_supervised.py, ranked by
 encoder params drawn from seed = step and validation accuracies 0.40, 0.90,
 0.55, 0.50 for steps 2..8, saved through the trainer's ``Checkpointer``
 with ``keep_last=1``. The best step (4) is not the last (8), so a study that
-read the latest would read other params; the params say which step it read.
+read the latest would read other params; the params say which step it read
+(the top-k study's activations, the sonify CLI's WAV, the gallery's label).
 """
 import os
 import shutil
@@ -13,10 +14,11 @@ import shutil
 import jax
 import numpy as np
 import pytest
+import soundfile
 
 from cli_harness import CliWorker
 from sonify_jax import atomic_io, deconvnet
-from sonify_jax.analysis import common, controls, run_data
+from sonify_jax.analysis import common, controls, gallery, run_data
 from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import get_architecture
 from sonify_jax.train import checkpoints
@@ -142,7 +144,15 @@ def test_study_reads_and_records_the_selected_step(run_dir, tmp_path):
   assert latest.code in (0, None), latest.stderr[-2000:]
   assert (f"step {BEST}: best eval/accuracy on validation" in best.stdout and
           f"latest is {LATEST}" in best.stdout), best.stdout
-  assert f"step {LATEST}: the latest step (asked for)" in latest.stdout
+  assert f"step {LATEST}: the latest step, asked for" in latest.stdout
+  # The gallery of both says which step each model is.
+  page = gallery.write_gallery(str(tmp_path / "site"), {
+      "best": str(tmp_path / "best"), "latest": str(tmp_path / "latest")})
+  with open(page) as f:
+    text = f.read()
+  assert (f", checkpoint step {BEST} (best eval/accuracy on validation"
+          in text)
+  assert f", checkpoint step {LATEST} (the latest step, asked for)" in text
   info = checkpoints.load_run_info(run_dir)
   source = run_data.study_source(info)[0]
   for folder, step in (("best", BEST), ("latest", LATEST)):
@@ -160,3 +170,28 @@ def test_study_reads_and_records_the_selected_step(run_dir, tmp_path):
                                                    ARCH)[0]
       assert entries[0]["activation"] == pytest.approx(
           float(strength[int(map_index)]), rel=1e-5)
+
+
+def test_sonify_cli_uses_the_selected_step(run_dir, tmp_path):
+  rate = 8000
+  t = np.arange(rate // 2) / rate
+  clip = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+  wav = str(tmp_path / "tone.wav")
+  soundfile.write(wav, clip, rate, subtype="FLOAT")
+  worker = CliWorker("sonify_jax.sonify")
+  try:
+    result = worker.run(f"--audio={wav}", "--layer=2", "--maps=0",
+                        f"--out={tmp_path / 'out'}",
+                        f"--checkpoint={run_dir}")
+  finally:
+    worker.close()
+  assert result.code in (0, None), result.stderr[-2000:]
+  assert f"step {BEST}: best eval/accuracy on validation" in result.stdout
+  written, _ = soundfile.read(str(tmp_path / "out" / "layer2_map0.wav"),
+                              dtype="float32")
+  for step in (BEST, LATEST):
+    expected = np.clip(np.asarray(deconvnet.sonify(
+        common.random_params(ARCH, seed=step), clip[None], 2, [0],
+        ARCH))[0, 0], -1, 1)
+    close = np.allclose(written, expected, atol=2 / 32768)
+    assert close == (step == BEST), step   # PCM-16 of step 4's, not 8's

@@ -146,8 +146,12 @@ def _load_model(name: str, topk_dir: str, out_dir: str, max_ranks: int
                                                      out_dir, asset_root)
                         for e in entries}
                for l, entries in (index.get("same_clip") or {}).items()}
+  step = index.get("checkpoint_step")   # recorded by analysis.run
+  checkpoint = ("" if step is None else
+                f", checkpoint step {step} ({index.get('checkpoint_why')})")
   return {"name": name, "arch": index.get("arch", "?"),
-          "source": index.get("source", "?"), "layers": layers,
+          "source": index.get("source", "?"), "checkpoint": checkpoint,
+          "layers": layers,
           "same_clip": same_clip,
           "per_layer": {int(l): v for l, v in
                         (index.get("per_layer") or {}).items()}}
@@ -299,7 +303,7 @@ def write_gallery(out_dir: str, models: Dict[str, str],
   parts.append(f'<p class="guide"><b>What to compare.</b> {esc(_GUIDE)}</p>')
   parts.append("<p class=\"meta\">" + "; ".join(
       f"{esc(m['name'])}: {esc(m['arch'])} on {esc(m['source'])}"
-      for m in loaded) + ".</p>")
+      f"{esc(m['checkpoint'])}" for m in loaded) + ".</p>")
   for text, href in (links or {}).items():
     parts.append(f'<p><a href="{_url(href)}">{esc(text)}</a></p>')
   for i, (caption, png) in enumerate((figures or {}).items()):

@@ -518,7 +518,7 @@ def _choose(manager: ocp.CheckpointManager, directory: str,
     raise NotARunError(f"no checkpoint in {directory}")
   latest = steps[-1]
   if step == LATEST:
-    return StepChoice(latest, "the latest step (asked for)", latest=latest)
+    return StepChoice(latest, "the latest step, asked for", latest=latest)
   if step is not None:
     if int(step) not in steps:
       raise UserError(
