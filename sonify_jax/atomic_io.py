@@ -12,7 +12,10 @@ rename that is atomic (GCS "rename" is copy + delete), so ``atomic_path``
 gives a local temp file and uploads it whole when the block succeeds: an
 object store makes an uploaded object visible only once complete, so readers
 see the old object or the new one, never part of one, as with a rename.
-``atomic_dir`` is local only.
+``atomic_dir`` on a non-local ``path`` builds the folder locally and, when
+the block succeeds, removes the old folder and uploads the new one file by
+file (``mirror``): each file is whole, but for the moments of the upload a
+reader can see part of the folder.
 """
 import contextlib
 import json
@@ -24,6 +27,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from sonify_jax import mirror
 from sonify_jax import paths
 
 
@@ -75,12 +79,20 @@ def _uploaded_on_success(url: str) -> Iterator[str]:
   os.close(fd)
   try:
     yield tmp
-    target = paths.as_path(url)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "rb") as src, target.open("wb") as dst:
-      shutil.copyfileobj(src, dst)
+    paths.upload(tmp, url)
   finally:
     os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _uploaded_dir_on_success(url: str) -> Iterator[str]:
+  """A local temp folder that replaces the (non-local) folder ``url`` when
+  the block succeeds; removed either way."""
+  with mirror.staged(url, pull=False) as staged:
+    yield staged.local
+    target = paths.as_path(url)
+    if target.exists():
+      target.rmtree()
 
 
 @contextlib.contextmanager
@@ -93,6 +105,10 @@ def atomic_dir(path: str) -> Iterator[str]:
     errors.UserError: ``path``'s parent cannot be written.
   """
   from sonify_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  if not paths.is_local(os.fspath(path)):
+    with _uploaded_dir_on_success(os.fspath(path)) as tmp:
+      yield tmp
+    return
   path = os.path.abspath(os.fspath(path))
   parent, base = os.path.split(path)
   try:

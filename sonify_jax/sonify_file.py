@@ -3,7 +3,8 @@
 Kept apart from the CLI module so that importing it defines no absl flags.
 The output folder is built under a temporary name and renamed into place
 (``atomic_io.atomic_dir``): a failed or interrupted run leaves the previous
-folder or none, never a mix.
+folder or none, never a mix. ``--out`` may be a ``gs://`` URL (built locally,
+then uploaded; see ``atomic_io``).
 """
 import os
 from typing import List, Optional, Tuple
@@ -13,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sonify_jax import atomic_io, audio_io, deconvnet, outputs
+from sonify_jax import atomic_io, audio_io, deconvnet, outputs, paths
 from sonify_jax.errors import UserError
 from sonify_jax.models import build_encoder, get_architecture
 from sonify_jax.models.architecture import SAMPLE_RATE
@@ -69,10 +70,11 @@ def parse_maps(spec: str, params, waveform: np.ndarray, layer: int,
 def check_output_dir(out_dir: str) -> None:
   """Refuses an ``out_dir`` that is a file, or a folder holding something
   other than an earlier sonify output (which a new run replaces whole)."""
-  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+  out = paths.as_path(out_dir)
+  if out.exists() and not out.is_dir():
     raise UserError(f"--out {out_dir} exists and is not a folder")
-  if (os.path.isdir(out_dir) and os.listdir(out_dir) and
-      not os.path.isfile(os.path.join(out_dir, INDEX_FILE))):
+  if (out.is_dir() and any(out.iterdir()) and
+      not (out / INDEX_FILE).is_file()):
     raise UserError(f"--out {out_dir} is a folder that holds other files "
                     f"(no {INDEX_FILE} of an earlier sonify run); pick a "
                     "new or empty folder")
@@ -108,10 +110,10 @@ def sonify_file(audio_path: str, layer: int, maps_spec: str, out_dir: str,
     audio_io.write_wav(os.path.join(tmp_dir, "input.wav"), waveform)
     entries = []
     for m, s in zip(maps, sonifications):
-      paths = outputs.write_pair(tmp_dir, f"layer{layer}_map{m}", waveform, s,
-                                 title=f"layer {layer}, map {m}")
-      entries.append({"layer": layer, "map": m, **paths})
-      logging.info("wrote %s", os.path.join(out_dir, paths["wav"]))
+      written = outputs.write_pair(tmp_dir, f"layer{layer}_map{m}", waveform,
+                                   s, title=f"layer {layer}, map {m}")
+      entries.append({"layer": layer, "map": m, **written})
+      logging.info("wrote %s", os.path.join(out_dir, written["wav"]))
     atomic_io.write_json(
         os.path.join(tmp_dir, INDEX_FILE),
         {"audio": os.path.abspath(audio_path), "input": "input.wav",

@@ -1,59 +1,45 @@
-"""gs:// paths through etils.epath: atomic writes, run.json, checksum
-manifests and the catalog's data_dir check on a non-local URL.
-
-etils.epath 1.15 routes only gs://, s3://, az://, hf:// to a non-os.path
-backend (its fsspec backend; ``memory://`` and ``file://`` are refused or
-taken as local), and gs:// needs gcsfs and a network. So the test registers
-an in-memory fsspec filesystem under the ``gs``/``gcs`` protocols: epath's
-own fsspec backend then serves every ``gs://`` call from memory, and an
-``os.path`` call on such a URL would find nothing (the test also checks that
-nothing is written to the local working directory).
+"""gs:// paths through etils.epath, on a fake bucket (``fake_gcs.py``: a
+local folder served under the gs protocol, outside the working directory):
+atomic writes, run.json, checksum manifests, the catalog's data_dir, a
+training run's whole workdir (metrics.jsonl, TensorBoard events, listening
+set, orbax checkpoints, resume) and an analysis study's --workdir. Every test
+also checks that nothing was written to the local working directory.
 """
-import importlib
+import glob
 import json
+import os
+import shutil
+import subprocess
+import sys
 
-from etils.epath import backend as epath_backend
-import fsspec
-from fsspec.implementations.memory import MemoryFileSystem
 import numpy as np
 import pytest
 
+import fake_gcs as fake_gcs_lib
 from sonify_jax import atomic_io
 from sonify_jax import paths
 from sonify_jax.data import catalog
 from sonify_jax.train import checkpoints
+from sonify_jax.train import logging_utils
 
-
-class _FakeGcs(MemoryFileSystem):
-  protocol = ("gs", "gcs")
-  store = {}
-  pseudo_dirs = [""]
-
-  def __init__(self, *args, finalize_on_close=None, **kwargs):
-    del finalize_on_close  # gcsfs's option, passed by epath
-    super().__init__(*args, **kwargs)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
 def fake_gcs(tmp_path, monkeypatch):
-  monkeypatch.chdir(tmp_path)  # a gs:// URL taken as local would land here
-  _FakeGcs.store.clear()
-  _FakeGcs.pseudo_dirs[:] = [""]
-  for protocol in ("gs", "gcs"):
-    fsspec.register_implementation(protocol, _FakeGcs, clobber=True)
-  epath_backend.fsspec_backend._get_filesystem.cache_clear()
-  yield _FakeGcs()
-  epath_backend.fsspec_backend._get_filesystem.cache_clear()
-  registered = importlib.import_module("fsspec.registry")._registry  # pylint: disable=protected-access
-  for protocol in ("gs", "gcs"):
-    registered.pop(protocol, None)
-  _FakeGcs.store.clear()
-  assert not list(tmp_path.iterdir()), "a gs:// path was written locally"
+  cwd = tmp_path / "cwd"
+  cwd.mkdir()
+  monkeypatch.chdir(cwd)  # a gs:// URL taken as local would land here
+  uninstall = fake_gcs_lib.install(str(tmp_path / "bucket_root"),
+                                   monkeypatch.setattr)
+  yield fake_gcs_lib.FakeGcs()
+  uninstall()
+  assert not list(cwd.iterdir()), "a gs:// path was written locally"
 
 
 def test_epath_routes_gs_through_fsspec(fake_gcs):
   path = paths.as_path("gs://bucket/x.txt")
-  assert path._backend is epath_backend.fsspec_backend  # pylint: disable=protected-access
+  assert type(path._backend).__name__ == "_FileSystemSpecBackend"  # pylint: disable=protected-access
   assert paths.resolve("gs://bucket/a/b") == "gs://bucket/a/b"
   assert paths.split("gs://bucket/a/b") == ("gs://bucket/a", "b")
 
@@ -74,8 +60,7 @@ def test_atomic_json_on_gs_is_strict_and_keeps_old_on_failure(fake_gcs):
   with fake_gcs.open(url, "r") as f:
     assert json.load(f) == {"loss": None, "acc": 0.5}
   stored = fake_gcs.find("gs://bucket")  # no temp object left behind
-  assert [name.rpartition("/bucket/")[2] for name in stored] == [
-      "runs/x/final_metrics.json"]
+  assert stored == ["bucket/runs/x/final_metrics.json"]
 
 
 def test_run_info_round_trip_on_gs(fake_gcs):
@@ -121,3 +106,178 @@ def test_checksum_manifest_on_gs_detects_a_changed_file(fake_gcs):
 def test_catalog_checks_a_gs_data_dir(fake_gcs):
   with pytest.raises(FileNotFoundError, match="gs://bucket/tfds"):
     catalog.get_source("fsd50k", "train", data_dir="gs://bucket/tfds")
+
+
+def test_catalog_reads_a_dataset_prepared_in_a_gs_data_dir(fake_gcs,
+                                                          tmp_path):
+  """TFDS reads dataset_info through epath; array_record's reader is handed
+  the gs:// shard URLs (read here from the fake bucket's bytes)."""
+  from sonify_jax.data import builders  # pylint: disable=g-import-not-at-top
+  from sonify_jax.data import embedded  # pylint: disable=g-import-not-at-top
+  rows = embedded.read_manifest()[:8]
+  tree = tmp_path / "words"
+  for k, row in enumerate(rows):
+    target = tree / ("yes" if k % 2 else "no") / f"s{k}_{row['file']}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(os.path.join(embedded.EMBEDDED_DIR, row["file"]), target)
+  local_dir = str(tmp_path / "tfds")
+  builders.build("folder", str(tree), local_dir, split_percent="50/25/25")
+  for folder, _, files in os.walk(local_dir):
+    for name in files:
+      full = os.path.join(folder, name)
+      fake_gcs.put_file(full, "gs://bucket/tfds/" + os.path.relpath(
+          full, local_dir))
+  local = catalog.get_source("folder:words", "train", local_dir)
+  remote = catalog.get_source("folder:words", "train", "gs://bucket/tfds")
+  assert len(remote) == len(local) > 0
+  for i in range(len(local)):
+    assert remote[i]["id"] == local[i]["id"]
+    np.testing.assert_array_equal(remote[i]["audio"], local[i]["audio"])
+    assert int(remote[i]["label"]) == int(local[i]["label"])
+  assert fake_gcs_lib.ARRAY_RECORD_URLS and all(
+      url.startswith("gs://bucket/tfds/")
+      for url in fake_gcs_lib.ARRAY_RECORD_URLS)
+  with pytest.raises(FileNotFoundError, match="not prepared"):
+    catalog.get_source("folder:other", "train", "gs://bucket/tfds")
+
+
+def test_sonify_out_on_gs_replaces_the_folder_whole(fake_gcs, tmp_path):
+  from sonify_jax import audio_io  # pylint: disable=g-import-not-at-top
+  from sonify_jax import sonify_file as sonify_lib  # pylint: disable=g-import-not-at-top
+  from sonify_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  clip = str(tmp_path / "clip.wav")
+  t = np.arange(4000) / 8000.0
+  audio_io.write_wav(clip, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(
+      np.float32))
+  params, arch = sonify_lib.load_model(None, None, "cnn12_tiny", 0)
+  out = "gs://bucket/sonify/clip"
+  sonify_lib.sonify_file(clip, 1, "0,1", out, params, arch)
+  maps, index = sonify_lib.sonify_file(clip, 1, "2", out, params, arch)
+  assert index == out + "/index.json"
+  with fake_gcs.open(index, "r") as f:
+    entries = json.load(f)["sonifications"]
+  assert [e["map"] for e in entries] == maps == [2]
+  stored = sorted(os.path.relpath(n, "bucket/sonify/clip")
+                  for n in fake_gcs.find(out))
+  # The second run replaced the first: no map 0 or 1 files are left.
+  assert stored == sorted(["index.json", "input.wav", entries[0]["wav"],
+                           entries[0]["png"]])
+  with fake_gcs.open(out + "/input.wav", "rb") as f, open(clip, "rb") as g:
+    assert f.read() == g.read()
+  fake_gcs.pipe_file("gs://bucket/sonify/other/mine.txt", b"keep")
+  with pytest.raises(UserError, match="holds other files"):
+    sonify_lib.sonify_file(clip, 1, "0", "gs://bucket/sonify/other", params,
+                           arch)
+
+
+def test_mirror_pushes_changed_files_and_pulls_a_tree(fake_gcs):
+  from sonify_jax import mirror  # pylint: disable=g-import-not-at-top
+  dest = "gs://bucket/m"
+  with mirror.staged(dest) as m:
+    assert m.remote and not os.path.commonpath([m.local, os.getcwd()]) == (
+        os.getcwd())
+    for rel, text in (("a.txt", "a"), ("sub/deep/b.txt", "b")):
+      os.makedirs(os.path.dirname(os.path.join(m.local, rel)), exist_ok=True)
+      with open(os.path.join(m.local, rel), "w") as f:
+        f.write(text)
+    assert m.push() == 2 and m.push() == 0  # nothing changed since
+    with open(os.path.join(m.local, "a.txt"), "a") as f:
+      f.write("+")
+    assert m.push() == 1
+  with mirror.staged(dest) as m:  # pulls what is there
+    with open(os.path.join(m.local, "sub", "deep", "b.txt")) as f:
+      assert f.read() == "b"
+    assert m.push() == 0  # pulled files are not pushed back unchanged
+  with pytest.raises(RuntimeError):
+    with mirror.staged(dest) as m:
+      with open(os.path.join(m.local, "c.txt"), "w") as f:
+        f.write("c")
+      raise RuntimeError("study failed")
+  assert sorted(fake_gcs.find(dest)) == ["bucket/m/a.txt",
+                                         "bucket/m/sub/deep/b.txt"]
+  assert fake_gcs.cat_file(dest + "/a.txt") == b"a+"
+  assert not os.path.exists(m.local)  # the stand-in is removed
+
+
+def _gs_run_config(steps):
+  from test_configs import load as load_config  # pylint: disable=g-import-not-at-top
+  c = load_config("demo_supervised.py", f"steps={steps}")
+  c.progress = False
+  for name in ("gain", "noise", "masks", "mix"):
+    c.augment[f"use_{name}"] = False  # not what this test is about
+  c.batch_size = 8
+  c.eval_batch_size = 8
+  c.eval_every_steps = c.checkpoint_every_steps = c.log_every_steps = 2
+  c.eval_max_seconds = 1.0
+  c.test_split = ""
+  c.listen_clips, c.listen_seconds, c.listen_layers = 1, 0.5, (1,)
+  return c
+
+
+def _bucket_copy(fake_gcs, url, local_dir):
+  """The objects under ``url`` copied to ``local_dir`` (for readers that
+  take a local folder, such as TensorBoard's)."""
+  for name in fake_gcs.find(url):
+    target = os.path.join(local_dir, os.path.relpath(name, url.split("://")[1]))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    fake_gcs.get_file(name, target)
+  return local_dir
+
+
+def test_training_workdir_on_gs_writes_everything_there_and_resumes(
+    fake_gcs, tmp_path):
+  from tensorboard.backend.event_processing import event_accumulator as ea  # pylint: disable=g-import-not-at-top
+  from sonify_jax.train import trainer  # pylint: disable=g-import-not-at-top
+  workdir = "gs://bucket/run"
+  trainer.train_and_evaluate(_gs_run_config(2), workdir)
+  assert checkpoints.available_steps(workdir)[-1] == 2
+  final = trainer.train_and_evaluate(_gs_run_config(4), workdir)  # resumes
+  assert checkpoints.available_steps(workdir)[-2:] == [2, 4]
+  assert int(checkpoints.load_state(workdir)["step"]) == 4
+  assert checkpoints.load_run_info(workdir)["config"]["model"] == "cnn12_tiny"
+
+  # metrics.jsonl: the first run's step 2, then the resumed run's step 4
+  # appended to it (a restart from 0 would log step 2 twice).
+  records = logging_utils.read_jsonl(workdir + "/metrics.jsonl")
+  assert [r["step"] for r in records if "train/loss" in r] == [2, 4]
+  assert final["eval/accuracy"] == [
+      r for r in records if "eval/accuracy" in r][-1]["eval/accuracy"]
+  assert fake_gcs.exists(workdir + "/" + "listen_set.json")
+
+  # One event file per run, readable by TensorBoard from a local copy.
+  local = _bucket_copy(fake_gcs, workdir, str(tmp_path / "events"))
+  assert len(glob.glob(os.path.join(local, "events.out.tfevents.*"))) == 2
+  acc = ea.EventAccumulator(local, size_guidance={
+      ea.SCALARS: 0, ea.AUDIO: 0, ea.IMAGES: 0})
+  acc.Reload()
+  losses = {e.step: e.value for e in acc.Scalars("train/loss")}
+  by_step = {r["step"]: r["train/loss"] for r in records if "train/loss" in r}
+  assert sorted(losses) == [2, 4]
+  np.testing.assert_allclose([losses[2], losses[4]],
+                             [by_step[2], by_step[4]], rtol=1e-6)
+  audio_tags = acc.Tags()["audio"]
+  assert "listen/clip0/input" in audio_tags
+  assert any(t.startswith("listen/clip0/layer1/map") for t in audio_tags)
+  assert acc.Tags()["images"]
+
+  # An analysis study reads the gs:// run and writes its WAV/PNG/JSON to a
+  # gs:// --workdir (a subprocess with the same fake bucket).
+  out = "gs://bucket/out"
+  env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.path.join(
+      REPO, "tests"), JAX_PLATFORMS="cpu")
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "tests", "fake_gcs.py"),
+       fake_gcs_lib.FakeGcs.root, "sonify_jax.analysis.run", "--study=topk",
+       f"--workdir={out}", f"--checkpoint={workdir}", "--layers=1",
+       "--max_maps=2", "--k=2", "--max_clips=8", "--batch_size=8",
+       "--clip_seconds=0.5"],
+      cwd=os.getcwd(), env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"{out}/topk.json" in result.stdout
+  with fake_gcs.open(out + "/topk.json", "r") as f:
+    index = json.load(f)
+  stored = [os.path.relpath(n, "bucket/out") for n in fake_gcs.find(out)]
+  assert "topk.json" in stored
+  assert any(n.endswith(".wav") for n in stored)
+  assert any(n.endswith(".png") for n in stored)
+  assert index

@@ -19,11 +19,11 @@ other layers are studied. Studies write per layer
 JSON), which ``analysis.aggregate`` combines over runs.
 """
 import dataclasses
-import os
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
+from sonify_jax import paths
 from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import Architecture
 
@@ -96,7 +96,7 @@ def load_run(run_dir: str, step=None, with_head: bool = False) -> RunParams:
   """
   from sonify_jax.models.architecture import get_architecture  # pylint: disable=g-import-not-at-top
   from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(run_dir):
+  if not paths.as_path(run_dir).is_dir():
     raise UserError(f"run directory {run_dir} does not exist")
   try:
     info = checkpoints.load_run_info(run_dir)

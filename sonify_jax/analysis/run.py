@@ -49,6 +49,7 @@ from absl import flags
 import numpy as np
 
 from sonify_jax import cli
+from sonify_jax import mirror
 from sonify_jax.errors import UserError
 
 STUDIES = ("topk", "residual", "layer_importance", "coherence", "evolution",
@@ -163,8 +164,6 @@ def _parse_layers(values: Optional[List[str]]) -> Optional[List[int]]:
 
 
 def main(argv):
-  from sonify_jax.analysis import controls  # pylint: disable=g-import-not-at-top
-  from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _STUDY.value or not _WORKDIR.value:
@@ -172,7 +171,22 @@ def main(argv):
   ckpts = parse_checkpoints(_CHECKPOINT.value)
   if not ckpts:
     raise app.UsageError("--checkpoint is required")
-  study, workdir = _STUDY.value, _WORKDIR.value
+  # A gs:// --workdir: the study writes into a local stand-in folder (with
+  # what is there already), uploaded when the study succeeds.
+  with mirror.staged(_WORKDIR.value) as out:
+    if not out.remote:
+      _run_study(_STUDY.value, ckpts, _WORKDIR.value, print)
+      return
+    _run_study(_STUDY.value, ckpts, out.local,
+               lambda text: print(text.replace(out.local, out.dest)))
+
+
+def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
+               say) -> None:
+  """Runs ``study`` into the local folder ``workdir``; ``say`` prints a
+  line (naming paths in ``workdir`` where the user will find them)."""
+  from sonify_jax.analysis import controls  # pylint: disable=g-import-not-at-top
+  from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
   layers = _parse_layers(_LAYERS.value)
   clip_samples = (int(round(_CLIP_SECONDS.value * 8000))
                   if _CLIP_SECONDS.value else None)
@@ -182,7 +196,7 @@ def main(argv):
   if study == "gallery":
     from sonify_jax.analysis import gallery  # pylint: disable=g-import-not-at-top
     path = gallery.write_gallery(workdir, dict(ckpts))
-    print(f"gallery: {path}")
+    say(f"gallery: {path}")
     return
 
   runs = [(name, controls.load_run(path, checkpoints.parse_step(_STEP.value)))
@@ -193,7 +207,7 @@ def main(argv):
   if study != "evolution":   # evolution reads every kept step
     for entry in chosen:
       name, path, choice = entry
-      print(f"checkpoint ({name}): {path} {choice.describe()}")
+      say(f"checkpoint ({name}): {path} {choice.describe()}")
   source = _source(runs[0][1])
   for name, run in runs[1:]:
     _source(run)  # every run must fit the data studied (class count)
@@ -201,7 +215,7 @@ def main(argv):
   if study in ("activity", "time_invariance"):
     from sonify_jax.analysis import studies_cli  # pylint: disable=g-import-not-at-top
     studies_cli.run_study(study, runs, source, workdir, layers, k=_K.value,
-                          max_maps=_MAX_MAPS.value, **common_kw)
+                          max_maps=_MAX_MAPS.value, say=say, **common_kw)
     record_checkpoints(os.path.join(workdir, f"{study}.json"), chosen)
 
   if study == "topk":
@@ -213,7 +227,7 @@ def main(argv):
                     pair_figures=_PAIR_FIGURES.value,
                     untrained=run.untrained, **common_kw)
       record_checkpoints(os.path.join(out, "topk.json"), [entry])
-      print(f"topk ({name}): {out}/topk.json")
+      say(f"topk ({name}): {out}/topk.json")
   elif study == "atlas":
     from sonify_jax.analysis import atlas  # pylint: disable=g-import-not-at-top
     from sonify_jax.analysis import atlas_page  # pylint: disable=g-import-not-at-top
@@ -223,7 +237,7 @@ def main(argv):
       atlas.run_atlas(run.trained, run.arch, source, out, layers=layers,
                       k=_K.value, model_name=name, **common_kw)
       record_checkpoints(os.path.join(out, atlas.INDEX), [entry])
-      print(f"atlas ({name}): {out}/{atlas.INDEX}")
+      say(f"atlas ({name}): {out}/{atlas.INDEX}")
       outs[name] = out
     atlas_page.write_atlas_page(workdir, outs)  # logs where the page is
   elif study == "coherence":
@@ -235,12 +249,12 @@ def main(argv):
                                       **common_kw)
     record_checkpoints(os.path.join(workdir, "coherence.json"), chosen)
     for name, s in summary.items():
-      print(f"{name}: {s['clips_per_s']:.2f} clips/s; mean top-5 coherence "
+      say(f"{name}: {s['clips_per_s']:.2f} clips/s; mean top-5 coherence "
             f"per layer {s['layers']}:")
       for condition, table in s["conditions"].items():
-        print(f"  {controls.LABELS[condition]}: " +
+        say(f"  {controls.LABELS[condition]}: " +
               ", ".join(f"{m:.3f}" for m in table["mean"]))
-    print(f"coherence: {workdir}/coherence.png")
+    say(f"coherence: {workdir}/coherence.png")
   elif study == "residual":
     from sonify_jax.analysis import residual  # pylint: disable=g-import-not-at-top
     name, run = runs[0]
@@ -251,12 +265,12 @@ def main(argv):
                                    workdir, layers=layers,
                                    untrained=run.untrained, **common_kw)
     record_checkpoints(os.path.join(workdir, "residual.json"), chosen[:1])
-    print(_print_metrics("intact clips", result["baseline"]))
+    say(_print_metrics("intact clips", result["baseline"]))
     for condition, per_layer in result["conditions"].items():
-      print(f"residual x - s(x), s = {controls.LABELS[condition]}:")
+      say(f"residual x - s(x), s = {controls.LABELS[condition]}:")
       for layer, metrics in per_layer.items():
-        print("  " + _print_metrics(f"L{layer}", metrics))
-    print(f"residual: {workdir}/residual.json, {workdir}/residual.png")
+        say("  " + _print_metrics(f"L{layer}", metrics))
+    say(f"residual: {workdir}/residual.json, {workdir}/residual.png")
   elif study == "layer_importance":
     from sonify_jax.analysis import layer_importance  # pylint: disable=g-import-not-at-top
     name, run = runs[0]
@@ -267,7 +281,7 @@ def main(argv):
         modes=_MODES.value, untrained=run.untrained, **common_kw)
     record_checkpoints(os.path.join(workdir, "layer_importance.json"),
                        chosen[:1])
-    print(f"layer importance: {workdir}/layer_importance.png")
+    say(f"layer importance: {workdir}/layer_importance.png")
   elif study == "evolution":
     from sonify_jax.analysis import evolution  # pylint: disable=g-import-not-at-top
     checkpoints, arch = evolution.load_checkpoints(ckpts[0][1])
@@ -275,7 +289,7 @@ def main(argv):
                             layers=layers or (2, 5, 8, 11),
                             maps_per_layer=_MAPS_PER_LAYER.value,
                             **common_kw)
-    print(f"evolution: {workdir}/evolution.json")
+    say(f"evolution: {workdir}/evolution.json")
 
 
 if __name__ == "__main__":

@@ -33,12 +33,13 @@ def run_study(study: str, runs: Sequence[Tuple[str, Any]], source,
               workdir: str, layers: Optional[Sequence[int]] = None,
               k: int = 5, max_maps: Optional[int] = None,
               batch_size: int = 16, clip_samples: Optional[int] = None,
-              max_clips: Optional[int] = None) -> Dict[str, Any]:
-  """Runs ``study`` on ``runs`` and prints where it wrote what."""
+              max_clips: Optional[int] = None,
+              say=print) -> Dict[str, Any]:
+  """Runs ``study`` on ``runs`` and prints (``say``) where it wrote what."""
   models = models_of(runs)
   for name, variants in models.items():
     if "untrained" not in variants:
-      print(f"note: {name} has no untrained control")
+      say(f"note: {name} has no untrained control")
   if study == "activity":
     from sonify_jax.analysis import activity  # pylint: disable=g-import-not-at-top
     result = activity.run_activity(
@@ -46,8 +47,8 @@ def run_study(study: str, runs: Sequence[Tuple[str, Any]], source,
         max_maps=DEFAULT_MAX_MAPS if max_maps is None else max_maps,
         batch_size=batch_size, clip_samples=clip_samples,
         max_clips=max_clips)
-    print(activity.headline(result))
-    print(f"activity: {workdir}/activity.json, {workdir}/activity.png")
+    say(activity.headline(result))
+    say(f"activity: {workdir}/activity.json, {workdir}/activity.png")
     return result
   if study == "time_invariance":
     from sonify_jax.analysis import time_invariance  # pylint: disable=g-import-not-at-top
@@ -57,8 +58,8 @@ def run_study(study: str, runs: Sequence[Tuple[str, Any]], source,
         max_shift=length // 4,
         max_clips=DEFAULT_TI_CLIPS if max_clips is None else max_clips,
         batch_size=batch_size)
-    print(result["statement"])
-    print(f"time invariance: {workdir}/time_invariance.json, "
+    say(result["statement"])
+    say(f"time invariance: {workdir}/time_invariance.json, "
           f"{workdir}/time_invariance.png")
     return result
   raise ValueError(f"unknown study {study!r}; known: {STUDIES}")

@@ -14,12 +14,12 @@ the scan runs once per build.
 """
 import hashlib
 import json
-import os
 from typing import List, Optional, Sequence
 
 from absl import logging
 
 from sonify_jax import atomic_io
+from sonify_jax import paths
 from sonify_jax.data.sources import check_index
 
 SIDES = ("train", "validation")
@@ -38,10 +38,10 @@ def is_held_out(clip_id: str, fraction: float) -> bool:
 def _fingerprint(dataset_dir: Optional[str]) -> Optional[str]:
   if not dataset_dir:
     return None
-  path = os.path.join(dataset_dir, "dataset_info.json")
-  if not os.path.isfile(path):
+  path = paths.as_path(dataset_dir, "dataset_info.json")
+  if not path.is_file():
     return None
-  with open(path, "rb") as f:
+  with path.open("rb") as f:
     return hashlib.sha256(f.read()).hexdigest()
 
 
@@ -51,9 +51,9 @@ def held_out_indices(source, fraction: float,
   """Indices of ``source``'s clips whose id is held out (cached if asked)."""
   key = {"fraction": fraction, "num_clips": len(source),
          "fingerprint": fingerprint}
-  if cache_path and fingerprint and os.path.isfile(cache_path):
+  if cache_path and fingerprint and paths.as_path(cache_path).is_file():
     try:
-      with open(cache_path) as f:
+      with paths.as_path(cache_path).open("r") as f:
         cached = json.load(f)
       if all(cached.get(k) == v for k, v in key.items()):
         return list(cached["indices"])
@@ -105,7 +105,7 @@ class HoldoutSource:
     fingerprint = _fingerprint(dataset_dir)
     base_split = str(getattr(source, "split", "train"))
     safe = "".join(ch if ch.isalnum() else "_" for ch in base_split)
-    cache = (os.path.join(dataset_dir, f"holdout_{safe}.json")
+    cache = (paths.join(dataset_dir, f"holdout_{safe}.json")
              if dataset_dir else None)
     held = held_out_indices(source, fraction, cache, fingerprint)
     if side == "validation":

@@ -145,18 +145,8 @@ def _size(path: str) -> int:
 def _step_files(step_dir: str) -> Dict[str, str]:
   """Relative path -> absolute path of every file of a step but the
   checksums file itself."""
-  files = {}
-  def visit(folder: str, rel: str) -> None:
-    # iterdir/is_dir rather than walk: epath's fsspec walk yields roots
-    # without their gs:// prefix.
-    for child in sorted(paths.as_path(folder).iterdir()):
-      child_rel = f"{rel}/{child.name}" if rel else child.name
-      if child.is_dir():
-        visit(str(child), child_rel)
-      elif child_rel != CHECKSUMS_FILE:
-        files[child_rel] = str(child)
-  visit(step_dir, "")
-  return files
+  return {rel: path for rel, path in paths.files_under(step_dir).items()
+          if rel != CHECKSUMS_FILE}
 
 
 def write_checksums(step_dir: str) -> str:

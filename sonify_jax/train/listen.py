@@ -24,7 +24,6 @@ summaries at different steps are comparable.
 """
 import dataclasses
 import json
-import os
 from typing import Any, List, Sequence
 
 from absl import logging
@@ -32,6 +31,7 @@ import numpy as np
 
 from sonify_jax import atomic_io
 from sonify_jax import deconvnet
+from sonify_jax import paths
 from sonify_jax import plotting
 from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
 
@@ -129,7 +129,7 @@ def save(path: str, listen_set: ListenSet) -> None:
 
 def load(path: str, source) -> ListenSet:
   """A saved set, its clips read again from ``source``."""
-  with open(path) as f:
+  with paths.as_path(path).open("r") as f:
     raw = json.load(f)
   _, ids, clips = _read_clips(source, raw["indices"], len(raw["indices"]),
                               raw["length"], raw["length"])
@@ -143,8 +143,8 @@ def load(path: str, source) -> ListenSet:
 def choose_or_load(workdir: str, encoder_params: Any, arch_name: str, source,
                    config) -> ListenSet:
   """The run's saved listening set, or a new one (saved) for a fresh run."""
-  path = os.path.join(workdir, LISTEN_SET_FILE)
-  if os.path.exists(path):
+  path = paths.join(workdir, LISTEN_SET_FILE)
+  if paths.as_path(path).exists():
     return load(path, source)
   listen_set = choose(
       encoder_params, arch_name, source, num_clips=config.listen_clips,

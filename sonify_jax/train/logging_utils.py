@@ -7,6 +7,13 @@ one JSON record per line, for scripts. The progress bar is tqdm.
 
 Only process 0 writes; :class:`MetricWriter` and :class:`Progress` are no-ops
 on other processes so call sites need not branch.
+
+A ``gs://`` workdir (any non-local ``etils.epath`` URL): both files are
+written in a local stand-in folder (``mirror.Mirror``; an existing
+metrics.jsonl is pulled first, so a resumed run appends) and uploaded whole
+through epath at most every ``push_secs`` while scalars arrive, on
+:meth:`MetricWriter.flush` and on close. A killed run's bucket copy lacks at
+most the last ``push_secs``.
 """
 import json
 import math
@@ -19,13 +26,17 @@ import numpy as np
 import tensorboardX
 import tqdm
 
+from sonify_jax import mirror
+from sonify_jax import paths
 from sonify_jax.models.architecture import SAMPLE_RATE
+
+METRICS_FILE = "metrics.jsonl"
 
 
 def read_jsonl(path: str) -> List[Dict[str, Any]]:
   """Records of a metrics.jsonl; a torn last line (killed run) is skipped."""
   records = []
-  with open(path) as f:
+  with paths.as_path(path).open("r") as f:
     for line in f:
       try:
         records.append(json.loads(line))
@@ -39,20 +50,28 @@ class MetricWriter:
   scalars also to ``workdir/metrics.jsonl``.
 
   A restarted run appends (a new event file; in metrics.jsonl later lines for
-  a step win). Writes only when ``enabled`` (process 0).
+  a step win). Writes only when ``enabled`` (process 0). ``workdir`` may be a
+  ``gs://`` URL (see the module docstring for ``push_secs``).
   """
 
-  def __init__(self, workdir: str, enabled: bool = True):
+  def __init__(self, workdir: str, enabled: bool = True,
+               push_secs: float = 60.0):
     self.enabled = enabled
     self._events = None
     self._jsonl = None
+    self._mirror = None
+    self._push_secs = push_secs
+    self._pushed_at = time.monotonic()
     if enabled:
-      os.makedirs(workdir, exist_ok=True)
+      self._mirror = mirror.Mirror(workdir)
+      os.makedirs(self._mirror.local, exist_ok=True)
+      self._mirror.pull([METRICS_FILE])
       # flush_secs: a run killed between flushes loses at most that much.
-      self._events = tensorboardX.SummaryWriter(logdir=workdir, flush_secs=10)
+      self._events = tensorboardX.SummaryWriter(logdir=self._mirror.local,
+                                                flush_secs=10)
       # An append-only log: each line is written whole and flushed; a torn
       # last line from a killed run is skipped by read_jsonl.
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      self._jsonl = open(os.path.join(self._mirror.local, METRICS_FILE), "a")
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     if not self.enabled or not scalars:
@@ -66,6 +85,9 @@ class MetricWriter:
                    for k, v in values.items()})
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
+    if (self._mirror.remote and
+        time.monotonic() - self._pushed_at >= self._push_secs):
+      self.flush()
 
   def write_audio(self, step: int, tag: str, audio: np.ndarray,
                   sample_rate: int = SAMPLE_RATE) -> None:
@@ -85,11 +107,17 @@ class MetricWriter:
   def flush(self) -> None:
     if self.enabled:
       self._events.flush()
+      self._mirror.push()
+      self._pushed_at = time.monotonic()
 
   def close(self) -> None:
     if self.enabled:
       self._events.close()
       self._jsonl.close()
+      try:
+        self._mirror.push()
+      finally:
+        self._mirror.close()
 
 
 class Progress:
