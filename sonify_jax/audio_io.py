@@ -5,12 +5,14 @@ samples) raises ``AudioReadError``, a ``UserError``: entry points show it as
 one ``error:`` line. WAVs are written through ``atomic_io.atomic_path``.
 """
 import os
+import tempfile
 from typing import Tuple
 import warnings
 
 import numpy as np
 
 from sonify_jax import atomic_io
+from sonify_jax import paths
 from sonify_jax.errors import UserError
 from sonify_jax.models.architecture import SAMPLE_RATE
 
@@ -53,7 +55,10 @@ def load_audio(path: str, sample_rate: int = SAMPLE_RATE
 
 
 def read_audio(path: str) -> Tuple[np.ndarray, int]:
-  """Decode to float32 mono at the file's own rate."""
+  """Decode to float32 mono at the file's own rate; ``path`` may be a
+  ``gs://`` URL (read through a local copy: the decoders take files)."""
+  if not paths.is_local(path):
+    return _read_remote_audio(path)
   if not os.path.isfile(path):
     raise AudioReadError(f"no such audio file: {path}")
   if os.path.getsize(path) == 0:
@@ -93,3 +98,15 @@ def write_wav(path: str, audio: np.ndarray,
   with atomic_io.atomic_path(path) as tmp:
     soundfile.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
   return path
+
+
+def _read_remote_audio(url: str) -> Tuple[np.ndarray, int]:
+  if not paths.as_path(url).is_file():
+    raise AudioReadError(f"no such audio file: {url}")
+  with tempfile.TemporaryDirectory(prefix="sonify_audio.") as folder:
+    local = os.path.join(folder, paths.as_path(url).name)
+    paths.download(url, local)
+    try:
+      return read_audio(local)
+    except AudioReadError as error:  # name the file the user gave
+      raise AudioReadError(str(error).replace(local, url)) from None

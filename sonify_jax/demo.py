@@ -12,7 +12,9 @@ from absl import app
 from absl import flags
 
 from sonify_jax import cli
+from sonify_jax import paths
 from sonify_jax.analysis import story
+from sonify_jax.errors import UserError
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/sonify_demo",
                                "Where everything is written.")
@@ -23,6 +25,9 @@ _STEPS = flags.DEFINE_integer("steps", None,
 
 def main(argv):
   del argv
+  if not paths.is_local(_WORKDIR.value):
+    raise UserError(f"--workdir {_WORKDIR.value}: the CPU demo runs in a "
+                    "local folder (copy it to a bucket afterwards if wanted)")
   story.run_story(_WORKDIR.value, quick=_QUICK.value, steps=_STEPS.value)
 
 

@@ -9,6 +9,8 @@ the files that are new or changed since the last push to the destination
 through ``etils.epath`` (``paths.upload``: each file whole, so a reader sees
 the old object or the new one). For a local destination ``local`` *is* the
 destination and pushing does nothing, so local runs are unchanged.
+:func:`pulled` is the reading side: a local copy of a remote folder for
+readers that take local paths (the gallery's topk folders).
 
 Hand-written because neither epath nor fsspec keeps a local folder in step
 with a remote one by changes (fsspec's ``put`` copies everything each time).
@@ -87,5 +89,27 @@ def staged(dest: str, pull: bool = True) -> Iterator[Mirror]:
       mirror.pull()
     yield mirror
     mirror.push()
+  finally:
+    mirror.close()
+
+
+@contextlib.contextmanager
+def pulled(src: str) -> Iterator[str]:
+  """A local folder holding the files of the folder ``src`` (``src`` itself
+  when local), for readers that take local paths; a copy is removed at the
+  end and never pushed back.
+
+  Raises:
+    FileNotFoundError: a non-local ``src`` that is not a folder.
+  """
+  mirror = Mirror(src)
+  if not mirror.remote:
+    yield src
+    return
+  try:
+    if not paths.as_path(mirror.dest).is_dir():
+      raise FileNotFoundError(f"{src} does not exist")
+    mirror.pull()
+    yield mirror.local
   finally:
     mirror.close()

@@ -116,6 +116,6 @@ def sonify_file(audio_path: str, layer: int, maps_spec: str, out_dir: str,
       logging.info("wrote %s", os.path.join(out_dir, written["wav"]))
     atomic_io.write_json(
         os.path.join(tmp_dir, INDEX_FILE),
-        {"audio": os.path.abspath(audio_path), "input": "input.wav",
+        {"audio": paths.resolve(audio_path), "input": "input.wav",
          "model": arch.name, "sonifications": entries})
   return maps, os.path.join(out_dir, INDEX_FILE)

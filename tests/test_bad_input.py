@@ -455,6 +455,9 @@ def _setup_other(module, case, tmp, run):
       return [f"--workdir={out}", "--quick"], None, [out]
     if case == "unknown_flag":
       return [f"--workdir={out}", "--fast"], out, ["fast"]
+    if case == "workdir_on_gs":
+      return ["--workdir=gs://bucket/demo", "--quick"], None, [
+          "gs://bucket/demo", "local folder"]
   if module == "sonify_jax.analysis.aggregate":
     base = ["--study=coherence", f"--out={out}"]
     if case == "runs_match_nothing":
@@ -492,7 +495,8 @@ OTHER_CASES = [
         "k_0", "max_clips_0", "batch_size_0", "layer_out_of_range")] + [
     ("sonify_jax.data.builders", c) for c in (
         "missing_manual_dir", "unknown_dataset", "missing_required_flags")] + [
-    ("sonify_jax.demo", c) for c in ("workdir_is_a_file", "unknown_flag")] + [
+    ("sonify_jax.demo", c) for c in ("workdir_is_a_file", "unknown_flag",
+                                     "workdir_on_gs")] + [
     ("sonify_jax.analysis.aggregate", c) for c in (
         "runs_match_nothing", "torn_study_json")] + [
     ("launch.tpu_vm", c) for c in ("unknown_action", "missing_name")] + [

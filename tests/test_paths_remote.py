@@ -19,6 +19,7 @@ import fake_gcs as fake_gcs_lib
 from sonify_jax import atomic_io
 from sonify_jax import paths
 from sonify_jax.data import catalog
+from sonify_jax.errors import UserError
 from sonify_jax.train import checkpoints
 from sonify_jax.train import logging_utils
 
@@ -139,12 +140,13 @@ def test_catalog_reads_a_dataset_prepared_in_a_gs_data_dir(fake_gcs,
       for url in fake_gcs_lib.ARRAY_RECORD_URLS)
   with pytest.raises(FileNotFoundError, match="not prepared"):
     catalog.get_source("folder:other", "train", "gs://bucket/tfds")
+  with pytest.raises(UserError, match="built into a local folder"):
+    builders.build("folder", str(tree), "gs://bucket/tfds2")
 
 
 def test_sonify_out_on_gs_replaces_the_folder_whole(fake_gcs, tmp_path):
   from sonify_jax import audio_io  # pylint: disable=g-import-not-at-top
   from sonify_jax import sonify_file as sonify_lib  # pylint: disable=g-import-not-at-top
-  from sonify_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   clip = str(tmp_path / "clip.wav")
   t = np.arange(4000) / 8000.0
   audio_io.write_wav(clip, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(
@@ -152,10 +154,14 @@ def test_sonify_out_on_gs_replaces_the_folder_whole(fake_gcs, tmp_path):
   params, arch = sonify_lib.load_model(None, None, "cnn12_tiny", 0)
   out = "gs://bucket/sonify/clip"
   sonify_lib.sonify_file(clip, 1, "0,1", out, params, arch)
-  maps, index = sonify_lib.sonify_file(clip, 1, "2", out, params, arch)
+  clip_url = "gs://bucket/clips/clip.wav"  # --audio on gs:// too
+  fake_gcs.put_file(clip, clip_url)
+  maps, index = sonify_lib.sonify_file(clip_url, 1, "2", out, params, arch)
   assert index == out + "/index.json"
   with fake_gcs.open(index, "r") as f:
-    entries = json.load(f)["sonifications"]
+    written = json.load(f)
+  entries = written["sonifications"]
+  assert written["audio"] == clip_url
   assert [e["map"] for e in entries] == maps == [2]
   stored = sorted(os.path.relpath(n, "bucket/sonify/clip")
                   for n in fake_gcs.find(out))
@@ -164,6 +170,15 @@ def test_sonify_out_on_gs_replaces_the_folder_whole(fake_gcs, tmp_path):
                            entries[0]["png"]])
   with fake_gcs.open(out + "/input.wav", "rb") as f, open(clip, "rb") as g:
     assert f.read() == g.read()
+  with pytest.raises(audio_io.AudioReadError,
+                     match="no such audio file: gs://bucket/clips/nope.wav"):
+    sonify_lib.sonify_file("gs://bucket/clips/nope.wav", 1, "0", out, params,
+                           arch)
+  fake_gcs.pipe_file("gs://bucket/clips/bad.wav", b"RIFF not audio")
+  with pytest.raises(audio_io.AudioReadError,
+                     match="cannot decode gs://bucket/clips/bad.wav"):
+    sonify_lib.sonify_file("gs://bucket/clips/bad.wav", 1, "0", out, params,
+                           arch)
   fake_gcs.pipe_file("gs://bucket/sonify/other/mine.txt", b"keep")
   with pytest.raises(UserError, match="holds other files"):
     sonify_lib.sonify_file(clip, 1, "0", "gs://bucket/sonify/other", params,
@@ -197,6 +212,34 @@ def test_mirror_pushes_changed_files_and_pulls_a_tree(fake_gcs):
                                          "bucket/m/sub/deep/b.txt"]
   assert fake_gcs.cat_file(dest + "/a.txt") == b"a+"
   assert not os.path.exists(m.local)  # the stand-in is removed
+
+
+def test_aggregate_reads_and_writes_gs_like_local(fake_gcs, tmp_path):
+  """The same study JSONs aggregated from a gs:// glob and from local
+  folders give the same tables; the outputs land in the bucket."""
+  from sonify_jax.analysis import aggregate  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for seed in range(3):
+    result = {"metric": "mAP", "per_layer": {
+        str(layer): {condition: {"mAP": float(rng.uniform())}
+                     for condition in ("trained", "untrained", "random_map")}
+        for layer in (1, 3)}}
+    local = tmp_path / f"res/seed{seed}/residual.json"
+    local.parent.mkdir(parents=True)
+    atomic_io.write_json(str(local), result)
+    fake_gcs.put_file(str(local), f"gs://bucket/res/seed{seed}/residual.json")
+  runs = aggregate.expand_runs(["gs://bucket/res/seed*"])
+  assert runs == [f"gs://bucket/res/seed{s}" for s in range(3)]
+  remote = aggregate.aggregate("residual", runs, "gs://bucket/res/all")
+  expected = aggregate.aggregate(
+      "residual", aggregate.expand_runs([str(tmp_path / "res/seed*")]),
+      str(tmp_path / "all"))
+  assert remote["tables"] == expected["tables"]
+  assert remote["json"] == "gs://bucket/res/all/aggregate_residual.json"
+  with fake_gcs.open(remote["json"], "r") as f:
+    assert json.load(f)["tables"] == json.loads(json.dumps(
+        expected["tables"]))
+  assert fake_gcs.exists(remote["figure"])
 
 
 def _gs_run_config(steps):
@@ -281,3 +324,19 @@ def test_training_workdir_on_gs_writes_everything_there_and_resumes(
   assert any(n.endswith(".wav") for n in stored)
   assert any(n.endswith(".png") for n in stored)
   assert index
+
+  # The gallery reads that gs:// topk folder and writes its page to gs://.
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "tests", "fake_gcs.py"),
+       fake_gcs_lib.FakeGcs.root, "sonify_jax.analysis.run",
+       "--study=gallery", "--workdir=gs://bucket/site",
+       f"--checkpoint=tiny={out}"],
+      cwd=os.getcwd(), env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "gallery: gs://bucket/site/index.html" in result.stdout
+  with fake_gcs.open("gs://bucket/site/index.html", "r") as f:
+    page = f.read()
+  site = [os.path.relpath(n, "bucket/site")
+          for n in fake_gcs.find("gs://bucket/site")]
+  wavs = [n for n in site if n.endswith(".wav")]
+  assert wavs and all(n in page for n in wavs)  # the page links its audio

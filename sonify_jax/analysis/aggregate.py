@@ -4,6 +4,7 @@ r"""Combine one study's results over runs (seeds): mean and 95 % t-interval.
       --runs=/tmp/coh/seed0,/tmp/coh/seed1,/tmp/coh/seed2 --out=/tmp/coh/all
   python -m sonify_jax.analysis.aggregate --study=residual \
       --runs='/tmp/res/seed*' --out=/tmp/res/all
+  (--runs and --out may be gs:// URLs, globs included)
 
 Each run dir holds the study's JSON (``coherence.json``, ``residual.json``,
 ...) written for one run. Every study JSON has ``per_layer`` tables,
@@ -26,6 +27,8 @@ from typing import Any, Dict, Iterator, List, Sequence, Tuple
 import numpy as np
 
 from sonify_jax import atomic_io
+from sonify_jax import mirror
+from sonify_jax import paths
 from sonify_jax.analysis import common, controls
 from sonify_jax.errors import UserError
 
@@ -47,7 +50,7 @@ def expand_runs(spec: Sequence[str]) -> List[str]:
       part = part.strip()
       if not part:
         continue
-      matches = sorted(glob.glob(part)) if glob.has_magic(part) else [part]
+      matches = _glob(part) if glob.has_magic(part) else [part]
       if not matches:
         raise UserError(f"--runs pattern {part!r} matches nothing")
       out.extend(m for m in matches if m not in out)
@@ -56,10 +59,22 @@ def expand_runs(spec: Sequence[str]) -> List[str]:
   return out
 
 
+def _glob(pattern: str) -> List[str]:
+  """Sorted matches of ``pattern``, a local path or a URL (epath's glob,
+  from the folder above the first wildcard; ``**`` is refused on gs://)."""
+  if paths.is_local(pattern):
+    return sorted(glob.glob(pattern))
+  scheme, _, rest = pattern.partition("://")
+  parts = rest.split("/")
+  first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+  root = paths.as_path(f"{scheme}://" + "/".join(parts[:first]))
+  return sorted(str(p) for p in root.glob("/".join(parts[first:])))
+
+
 def _strict_load(path: str) -> Dict[str, Any]:
   def refuse(name):
     raise UserError(f"{path} holds {name}: not strict JSON")
-  with open(path) as f:
+  with paths.as_path(path).open("r") as f:
     try:
       return json.load(f, parse_constant=refuse)
     except json.JSONDecodeError as error:  # a torn or hand-edited file
@@ -72,9 +87,9 @@ def load_results(study: str, runs: Sequence[str]) -> List[Dict[str, Any]]:
     raise UserError(f"unknown study {study!r}; known: {sorted(STUDY_FILES)}")
   results = []
   for run in runs:
-    path = run if run.endswith(".json") else os.path.join(
+    path = run if run.endswith(".json") else paths.join(
         run, STUDY_FILES[study])
-    if not os.path.isfile(path):
+    if not paths.as_path(path).is_file():
       raise UserError(f"{path} not found (run the {study} study on {run} "
                       "first)")
     results.append(_strict_load(path))
@@ -213,18 +228,21 @@ def aggregate(study: str, runs: Sequence[str], out_dir: str,
   results = load_results(study, runs)
   combined = combine(results, confidence)
   metric = str(results[0].get("metric", ""))
-  payload = {"study": study, "runs": [os.path.abspath(r) for r in runs],
+  payload = {"study": study, "runs": [paths.resolve(r) for r in runs],
              "num_runs": len(runs), "confidence": confidence,
              "metric": metric, "conditions": list(controls.CONDITIONS),
              "tables": combined}
-  os.makedirs(out_dir, exist_ok=True)
-  json_path = os.path.join(out_dir, f"aggregate_{study}.json")
-  atomic_io.write_json(json_path, payload)
-  panels = _panels(combined, metric, metric or study)
-  if panels:
-    payload["figure"] = figures.condition_panels(
-        os.path.join(out_dir, f"aggregate_{study}.png"), panels)
-  payload["json"] = json_path
+  # A gs:// out_dir: written locally, uploaded at the end (mirror.py).
+  with mirror.staged(out_dir, pull=False) as staged:
+    os.makedirs(staged.local, exist_ok=True)
+    atomic_io.write_json(
+        os.path.join(staged.local, f"aggregate_{study}.json"), payload)
+    panels = _panels(combined, metric, metric or study)
+    if panels:
+      figures.condition_panels(
+          os.path.join(staged.local, f"aggregate_{study}.png"), panels)
+      payload["figure"] = paths.join(out_dir, f"aggregate_{study}.png")
+  payload["json"] = paths.join(out_dir, f"aggregate_{study}.json")
   return payload
 
 

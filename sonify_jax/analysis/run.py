@@ -40,6 +40,7 @@ Data: by default the run's own dataset (``checkpoints/run.json``), its
 ``--dataset``/``--split``/``--data_dir`` override that, and a classifier
 whose head predicts another number of classes is refused.
 """
+import contextlib
 import json
 import os
 from typing import Dict, List, Optional, Tuple
@@ -195,7 +196,10 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
 
   if study == "gallery":
     from sonify_jax.analysis import gallery  # pylint: disable=g-import-not-at-top
-    path = gallery.write_gallery(workdir, dict(ckpts))
+    with contextlib.ExitStack() as stack:  # gs:// topk folders: local copies
+      path = gallery.write_gallery(workdir, {
+          name: stack.enter_context(mirror.pulled(topk_dir))
+          for name, topk_dir in ckpts})
     say(f"gallery: {path}")
     return
 

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from typing import Optional
 
+from sonify_jax import paths
 from sonify_jax.data.builders import base
 from sonify_jax.data.builders import folder
 from sonify_jax.data.builders import provenance
@@ -94,6 +95,12 @@ def build(name: str, manual_dir: str, data_dir: str, num_workers: int = 1,
   if not manual_dir or not os.path.isdir(manual_dir):
     raise UserError(f"manual_dir {manual_dir!r} is not a directory (the "
                     f"dataset's root folder)")
+  if not paths.is_local(data_dir):
+    # The rebuild swap and provenance checks are local-folder operations.
+    raise UserError(f"data_dir {data_dir}: datasets are built into a local "
+                    f"folder; build into one, then copy its contents there "
+                    f"(gcloud storage cp -r LOCAL_DATA_DIR/* {data_dir}/) "
+                    f"and train with --config.data_dir={data_dir}")
   source, target = (os.path.realpath(d) for d in (manual_dir, data_dir))
   if os.path.commonpath([source, target]) == source:
     raise UserError(f"data_dir {data_dir} lies inside manual_dir "
