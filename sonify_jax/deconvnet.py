@@ -215,29 +215,25 @@ def chain_lengths(arch: Architecture, layer: int, length: int
   return tuple(out)
 
 
-def deconv_one_map(params: Params, switches: Sequence[Optional[jax.Array]],
-                   top: jax.Array, feature_map: jax.Array, layer: int,
-                   lengths: Sequence[Tuple[int, int]]) -> jax.Array:
-  """Fast deconvnet projection of one kept map of one clip (Algorithm 1, 2-3).
+def _dense_block(params: Params, switches, h: jax.Array, block: int,
+                 lengths: Sequence[Tuple[int, int]]) -> jax.Array:
+  """Block ``block``'s unpool (if pooled), ReLU and dense transposed conv."""
+  if switches[block - 1] is None:
+    h = jax.nn.relu(h)
+  else:
+    h = _relu_unpool(h, switches[block - 1], lengths[block - 1][1])
+  return _dense_transpose(h, params[f"block{block}"]["kernel"],
+                          lengths[block - 1][0])
 
-  Same result as :func:`deconv_chain` seeded with the kept map, computed with
-  the problem's structure: block ``layer``'s unpool, ReLU and transposed conv
-  run on the single non-zero channel with the map's own kernel column
-  (:func:`_single_channel_transpose`) rather than on ``C`` channels of which
-  ``C - 1`` are zero; below it, the dense chain. Vmap this function over
-  maps (and clips): XLA then runs each block's transposed conv for all maps
-  of a chunk as one batched conv.
 
-  Args:
-    params: encoder params.
-    switches: per block ``1..layer``, the clip's ``[1, N, C]`` pool switches
-      or None (no pool).
-    top: ``[T_out, C]`` block ``layer``'s output for the clip.
-    feature_map: int scalar, a map index of block ``layer``.
-    layer: 1-based block number.
-    lengths: :func:`chain_lengths` of the clip.
-  Returns:
-    ``[T]`` unscaled sonification.
+def _top_stage(params: Params, switches: Sequence[Optional[jax.Array]],
+               top: jax.Array, feature_map: jax.Array, layer: int,
+               lengths: Sequence[Tuple[int, int]], stop: int) -> jax.Array:
+  """Blocks ``layer`` down to ``stop + 1`` of one map: ``[T, C(stop)]``.
+
+  Block ``layer``'s unpool, ReLU and transposed conv run on the single
+  non-zero channel with the map's own kernel column
+  (:func:`_single_channel_transpose`); the blocks below it are dense.
   """
   top = jax.lax.dynamic_index_in_dim(top, feature_map, axis=1,
                                      keepdims=False)  # [T_out]
@@ -251,19 +247,53 @@ def deconv_one_map(params: Params, switches: Sequence[Optional[jax.Array]],
                          lengths[layer - 1][1])[0, :, 0]
   h = _single_channel_transpose(jax.nn.relu(top), column,
                                 lengths[layer - 1][0])[None]
-  for block in range(layer - 1, 0, -1):
-    if block == 1:
-      h = _unpool_transpose_to_waveform(
-          jax.nn.relu(h), switches[0], params["block1"]["kernel"],
-          lengths[0][0])
-      break
-    if switches[block - 1] is None:
-      h = jax.nn.relu(h)
-    else:
-      h = _relu_unpool(h, switches[block - 1], lengths[block - 1][1])
-    h = _dense_transpose(h, params[f"block{block}"]["kernel"],
-                         lengths[block - 1][0])
+  for block in range(layer - 1, stop, -1):
+    h = _dense_block(params, switches, h, block, lengths)
+  return h[0]
+
+
+def _bottom_stage(params: Params, switches: Sequence[Optional[jax.Array]],
+                  h: jax.Array, stop: int,
+                  lengths: Sequence[Tuple[int, int]]) -> jax.Array:
+  """Blocks ``stop`` down to 1 of one map: ``[T, C(stop)] -> [T_in]``."""
+  h = h[None]
+  for block in range(stop, 1, -1):
+    h = _dense_block(params, switches, h, block, lengths)
+  h = _unpool_transpose_to_waveform(
+      jax.nn.relu(h), switches[0], params["block1"]["kernel"], lengths[0][0])
   return h[0, :, 0]
+
+
+def deconv_one_map(params: Params, switches: Sequence[Optional[jax.Array]],
+                   top: jax.Array, feature_map: jax.Array, layer: int,
+                   lengths: Sequence[Tuple[int, int]]) -> jax.Array:
+  """Fast deconvnet projection of one kept map of one clip (Algorithm 1, 2-3).
+
+  Same result as :func:`deconv_chain` seeded with the kept map, computed with
+  the problem's structure: block ``layer``'s unpool, ReLU and transposed conv
+  run on the single non-zero channel with the map's own kernel column
+  (:func:`_single_channel_transpose`) rather than on ``C`` channels of which
+  ``C - 1`` are zero; below it, the dense chain. Vmap this function over
+  maps (and clips): XLA then runs each block's transposed conv for all maps
+  of a chunk as one batched conv. (:func:`_deconv_pairs` runs the same two
+  stages with a smaller batch for the long shallow blocks.)
+
+  Args:
+    params: encoder params.
+    switches: per block ``1..layer``, the clip's ``[1, N, C]`` pool switches
+      or None (no pool).
+    top: ``[T_out, C]`` block ``layer``'s output for the clip.
+    feature_map: int scalar, a map index of block ``layer``.
+    layer: 1-based block number.
+    lengths: :func:`chain_lengths` of the clip.
+  Returns:
+    ``[T]`` unscaled sonification.
+  """
+  if layer == 1:
+    return _top_stage(params, switches, top, feature_map, 1, lengths, 0)[:, 0]
+  h = _top_stage(params, switches, top, feature_map, layer, lengths,
+                 layer - 1)
+  return _bottom_stage(params, switches, h, layer - 1, lengths)
 
 
 class ClipTraces(NamedTuple):
@@ -294,26 +324,68 @@ def _clip_traces(params, waveforms, layer, arch, valid_lengths=None):
                     jnp.max(jnp.abs(waveforms), axis=1))
 
 
-def _deconv_pairs(params, traces: ClipTraces, slots, maps, layer, lengths,
-                  chunk, scale):
+def _in_chunks(fn, xs, chunk: int):
+  """``fn`` on leading-axis chunks of ``xs`` of ``chunk`` rows, one after
+  another (a scan); a last, shorter chunk runs on its own."""
+  n = jax.tree.leaves(xs)[0].shape[0]
+  full = n // chunk
+  outs = []
+  if full:
+    head = jax.tree.map(
+        lambda x: x[:full * chunk].reshape((full, chunk) + x.shape[1:]), xs)
+    ys = jax.lax.map(fn, head)
+    outs.append(ys.reshape((full * chunk,) + ys.shape[2:]))
+  if n % chunk:
+    outs.append(fn(jax.tree.map(lambda x: x[full * chunk:], xs)))
+  return outs[0] if len(outs) == 1 else jnp.concatenate(outs)
+
+
+def _deconv_pairs(params, traces: ClipTraces, slots, maps, layer, arch,
+                  lengths, chunk, scale):
   """``[P]`` (slot, map) pairs -> ``[P, T]``, in chunks of ``chunk`` pairs.
 
-  ``slots`` None: every map reads clip 0, whose trace then stays unbatched
-  (broadcast over the chunk rather than gathered per pair).
+  Within a chunk, the top stage (blocks ``layer .. stop + 1``, short and
+  wide) runs on all its pairs at once and the bottom stage (blocks
+  ``stop .. 1``, long and narrow) on ``sub`` pairs at a time, see
+  :func:`cache_split`. ``slots`` None: every map reads clip 0, whose trace
+  then stays unbatched (broadcast over the chunk rather than gathered per
+  pair).
   """
-  def one(slot, m):
+  stop, sub = cache_split(arch, layer, lengths[0][0], chunk)
+
+  def clip_of(slot):
     switches = tuple(None if s is None else
                      jax.lax.dynamic_index_in_dim(s, slot, keepdims=True)
                      for s in traces.switches)
-    top = jax.lax.dynamic_index_in_dim(traces.top, slot, keepdims=False)
-    s = deconv_one_map(params, switches, top, m, layer, lengths)
-    if scale:
-      s = scale_to_peak(s, traces.peak[slot])
-    return s
-  # lax.map vmaps `one` over chunks of pairs, one chunk at a time.
+    return switches, jax.lax.dynamic_index_in_dim(traces.top, slot,
+                                                  keepdims=False)
+
+  def top_one(m, slot):
+    switches, top = clip_of(slot)
+    return _top_stage(params, switches, top, m, layer, lengths, stop)
+
+  def finish(s, slot):
+    return scale_to_peak(s, traces.peak[slot]) if scale else s
+
+  def bottom_one(h, slot):
+    return finish(_bottom_stage(params, clip_of(slot)[0], h, stop, lengths),
+                  slot)
+
+  def one_chunk(maps_c, slots_c):
+    # slots_c None: the constant slot 0 keeps the trace unbatched under vmap.
+    at = ((lambda f: lambda x: f(x, 0)) if slots_c is None else
+          (lambda f: f))
+    args = () if slots_c is None else (slots_c,)
+    if layer == 1:
+      return jax.vmap(at(lambda m, slot: finish(top_one(m, slot)[:, 0],
+                                                slot)))(maps_c, *args)
+    h = jax.vmap(at(top_one))(maps_c, *args)
+    return jax.lax.map(lambda xs: at(bottom_one)(*xs), (h,) + args,
+                       batch_size=sub)
+
   if slots is None:
-    return jax.lax.map(lambda m: one(0, m), maps, batch_size=chunk)
-  return jax.lax.map(lambda pair: one(*pair), (slots, maps), batch_size=chunk)
+    return _in_chunks(lambda m: one_chunk(m, None), maps, chunk)
+  return _in_chunks(lambda pairs: one_chunk(*pairs), (maps, slots), chunk)
 
 
 @functools.partial(jax.jit, static_argnames=("layer", "arch", "scale"))
@@ -350,8 +422,8 @@ def sonify_clip_pairs(params: Params, waveforms: jax.Array,
   traces = _clip_traces(params, waveforms, layer, arch, valid_lengths)
   lengths = chain_lengths(arch, layer, length)
   chunk = maps_per_chunk(arch, layer, length, maps.shape[0])
-  return _deconv_pairs(params, traces, slots, maps, layer, lengths, chunk,
-                       scale)
+  return _deconv_pairs(params, traces, slots, maps, layer, arch, lengths,
+                       chunk, scale)
 
 
 def trace_bytes(arch: Architecture, layer: int, length: int) -> int:
@@ -399,6 +471,45 @@ def maps_per_chunk(arch: Architecture, layer: int, length: int,
   return int(max(1, min(num_maps, budget // per_map)))
 
 
+# Working set per batch of the long, narrow bottom blocks; about what the
+# CPU's caches hold, so that a block's unpooled input is still cached when
+# its transposed conv reads it (memory-bound passes dominate those blocks).
+CACHE_BYTES = 32 << 20
+
+
+def _block_bytes(arch: Architecture, block: int, t: int) -> int:
+  """float32 bytes of one map's unpooled input and transposed-conv output
+  of ``block`` for a block input of ``t`` samples."""
+  k, c = arch.kernels[block - 1], arch.channels[block - 1]
+  cin = 1 if block == 1 else arch.channels[block - 2]
+  return 4 * ((t - k + 1) * c + t * cin)
+
+
+def cache_split(arch: Architecture, layer: int, length: int, chunk: int,
+                cache_bytes: Optional[int] = None) -> Tuple[int, int]:
+  """``(stop, sub)``: blocks ``stop .. 1`` run ``sub`` maps at a time.
+
+  The chain's blocks get longer and narrower towards the input. Blocks
+  whose working set for a whole chunk exceeds ``cache_bytes`` (default
+  :data:`CACHE_BYTES`) form the bottom stage, which runs on ``sub`` maps at
+  a time so that its working set stays cache-sized; the blocks above run on
+  the whole chunk at once (wide convs need many rows). Block 1 is always in
+  the bottom stage; ``sub == chunk`` when nothing exceeds the budget.
+  """
+  budget = CACHE_BYTES if cache_bytes is None else cache_bytes
+  sizes, t = [], length
+  for block in range(1, layer + 1):
+    sizes.append(_block_bytes(arch, block, t))
+    t_conv = t - arch.kernels[block - 1] + 1
+    t = t_conv // 2 if arch.is_pooled(block) else t_conv
+  stop = 1
+  for block in range(1, layer):
+    if sizes[block - 1] * chunk > budget:
+      stop = block
+  sub = budget // max(sizes[:stop])
+  return stop, int(max(1, min(chunk, sub)))
+
+
 def _sonify_reference(params, waveforms, layer, feature_maps, arch, scale):
   """Plain Algorithm 1: dense chain per map (vmap over maps and clips)."""
   def one_clip(x):  # [time] -> [maps, time]
@@ -423,8 +534,8 @@ def _sonify_fast(params, waveforms, layer, feature_maps, arch, scale):
 
   def one_clip(x):  # [time] -> [maps, time]
     traces = _clip_traces(params, x[None], layer, arch)
-    return _deconv_pairs(params, traces, None, feature_maps, layer, lengths,
-                         chunk, scale)
+    return _deconv_pairs(params, traces, None, feature_maps, layer, arch,
+                         lengths, chunk, scale)
 
   # Clips run one after another so only one clip's chunk is live at a time.
   return jax.lax.map(one_clip, waveforms)
