@@ -20,17 +20,43 @@ result to float32 rounding:
   ``k * C * Cin`` multiply-adds per sample, which removes most of the work of
   shallow layers); unpool and ReLU are one fused pass; block 1 (``C -> 1``)
   runs in polyphase form at the pooled length as one matmul; the dense blocks
-  in between run as one batched XLA conv per chunk of maps; maps go in chunks
-  bounded by :data:`CHUNK_BYTES` and clips one after another, so memory stays
-  bounded for long clips and many maps.
+  in between run as batched XLA convs; maps go in chunks bounded by
+  :data:`CHUNK_BYTES` and clips one after another, so memory stays bounded
+  for long clips and many maps. Within a chunk the short, wide deep blocks
+  run on all its maps at once (a wide conv needs many rows) and the long,
+  narrow shallow blocks on a few maps at a time (:func:`cache_split`), so
+  that each block's unpooled input is still in cache when its conv reads it.
 
 ``sonify_clip_pairs`` runs the fast path on (clip, map) pairs that may mix
 clips of one padded length (the atlas: every map on its own top clips).
 
-What is not exploited: below the top block every transposed conv is dense.
-The polyphase split of a pooled block's input by switch parity does not
-lower its dense FLOPs (the two parity groups double the contracted channels)
-and ran slower than XLA's conv on CPU, so it is used only for block 1.
+What is not exploited: below the top block every transposed conv is dense,
+so the fast path executes the dense chain's FLOPs less the top block's, and
+on a CPU its rate is bounded by the matmul rate. Tried (10 s clip, CNN12,
+2 shared cores; CPU time, interleaved, as the machine was loaded):
+
+* the cache split (kept): blocks 2-5 ran at 170-290 GFLOP/s with 10 maps
+  per batch and their unpool pass took 3-7 ms a map (memory-bound); one map
+  at a time they run at 350-430 GFLOP/s and the unpool is ~0.2 ms. The
+  deep blocks need the batch (block 8: 170 GFLOP/s for one map, 410 for
+  10). Whole chain: 1.45x at layer 3, 1.18x at 7, 1.12-1.2x at 11. A
+  single chunk size for every block (1 to 20 maps) gained at most 10 %.
+* XLA CPU flags: ``xla_cpu_use_onednn``,
+  ``xla_cpu_experimental_onednn_custom_call``, ``xla_cpu_use_xnnpack`` and
+  ``xla_cpu_experimental_{xnn,ynn,onednn}_fusion_type=
+  LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION`` left the convs' time
+  unchanged; ``xla_cpu_use_thunk_runtime=false`` was 30 % slower.
+* a polyphase split of a pooled block's input by switch parity does not
+  lower its dense FLOPs (switches are per contracted channel, so the parity
+  groups double the contracted channels). As a space-to-depth conv over
+  sample pairs (``2C -> 2Cin``, 8/7 of the FLOPs at k = 7) it was 5-30 %
+  slower than XLA's conv; as a conv with ``lhs_dilation=2`` on
+  ``[h (1 - s), h s]`` 1.4-1.8x slower. Only block 1 uses it.
+* NCW instead of NWC layout, or padding the unpooled input inside the
+  unpool fusion instead of in the conv: no change. The unpool as two
+  ``where`` stacked: no change; as a scatter: 3x slower.
+* the transposed conv as matmul first then overlap-add (``[T, C] @ [C, k
+  Cin]``): the matmul alone ran at 67 GFLOP/s for C = 64, not pursued.
 """
 import functools
 from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union

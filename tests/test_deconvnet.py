@@ -165,6 +165,36 @@ def test_fast_path_chunks_with_remainder(tiny_params, monkeypatch):
   _assert_close(fast, ref)
 
 
+def test_fast_path_two_stages_equal_reference(tiny_params, monkeypatch):
+  """Budgets that put blocks 1..stop in a bottom stage run on `sub` of a
+  chunk's maps at a time (chunks 5 + 3 of 8 maps) give the plain chain's
+  result, for one clip and for pairs mixing clips."""
+  layer, length = 6, 907  # a length no other test compiles
+  maps = np.arange(8)
+  monkeypatch.setattr(deconvnet, "CHUNK_BYTES",
+                      5 * deconvnet.per_map_bytes(TINY, layer, length))
+  chunk = deconvnet.maps_per_chunk(TINY, layer, length, len(maps))
+  assert chunk == 5
+  widest = max(deconvnet._block_bytes(TINY, 1, length),  # pylint: disable=protected-access
+               deconvnet._block_bytes(TINY, 2, length - 6 // 2))  # pylint: disable=protected-access
+  monkeypatch.setattr(deconvnet, "CACHE_BYTES", 2 * widest)
+  stop, sub = deconvnet.cache_split(TINY, layer, length, chunk)
+  assert 1 < stop < layer and 1 < sub < chunk
+  x = _clips(2, length, seed=9)
+  fast = np.asarray(deconvnet.sonify(tiny_params, x, layer, maps, TINY,
+                                     scale=False))
+  ref = np.asarray(deconvnet.sonify(tiny_params, x, layer, maps, TINY,
+                                    scale=False, impl="reference"))
+  assert np.max(np.abs(ref)) > 0
+  _assert_close(fast, ref)
+  slots = np.array([1, 0, 0, 1, 1, 0, 1, 0], np.int32)
+  pairs = np.asarray(deconvnet.sonify_clip_pairs(
+      tiny_params, jnp.asarray(x), jnp.full((2,), length, jnp.int32),
+      jnp.asarray(slots), jnp.asarray(maps, jnp.int32), layer, TINY,
+      scale=False))
+  _assert_close(pairs, ref[slots, maps])
+
+
 def test_chunking_bounds_memory_for_layer2_ten_seconds():
   chunk = deconvnet.maps_per_chunk(CNN12_ARCH, 2, 80000, 64)
   assert 1 <= chunk < 64
