@@ -1,4 +1,4 @@
-"""Host-side input pipeline: crops, batches, shuffling, sharding, prefetch.
+"""Host-side input pipeline on grain: crops, batches, shuffling, sharding.
 
 Training (``train_batches``) is an endless stream of global batches that is a
 pure function of ``(seed, step)``:
@@ -32,31 +32,57 @@ SimCLR takes two random crops of one picture.
 Bad input. Non-finite samples (NaN/Inf) are replaced by zeros, counted in
 ``stats.nonfinite_clips`` and logged (a few times). Silent clips pass
 through (the augmentations guard against them) and are counted. A clip whose
-``source[i]`` raises ``AudioReadError`` is reported once, remembered, and
-deterministically replaced by the next readable clip in source order.
+``source[i]`` raises ``AudioReadError`` is reported once, remembered (per
+reading process), and deterministically replaced by the next readable clip in
+source order.
 
 Evaluation (``eval_batches``) yields whole clips in source order, zero-padded
 to the longest clip of the batch, with a mask and a ``valid`` flag for the
 padding rows of the last batch (and for unreadable clips, which evaluation
 never replaces).
 
-Both iterators decode in a background thread into a bounded queue, so
-decoding overlaps the device. ``train_batches`` can spread each batch over
-reader threads (cheap, but the GIL caps them at about 1-2k clips/s) or
-spawned worker processes (scale with cores); the batches are the same either
-way. Close the iterators (``close()`` or ``with``) to stop their threads and
-workers early. ``shard_for_devices`` puts a host batch onto a 1-D 'data'
-mesh.
+What grain does and what is ours. Both streams are ``grain.MapDataset``s over
+the ``ClipSource`` (index -> example): training maps this host's row
+positions ``q`` to ``(step, row, clip)`` and then to the row's crops, then
+batches ``B_local`` rows; evaluation maps clip indices to clips and batches
+them with padding. grain runs the reads: reader threads and the prefetch
+buffer (``grain.ReadOptions``), spawned worker processes
+(``IterDataset.mp_prefetch``), closing them, and the checkpointable iterator
+state (``get_state``/``set_state``, saved with the orbax checkpoint through
+``grain.checkpoint``). What is ours is the math grain has no notion of:
+the epoch permutations and crop generators keyed by ``(seed, step, row)``
+(so batches do not depend on threads, workers or where a run resumed), the
+crop rule, the bad-input rules, and ``PipelineStats``. Each row carries a
+small report of what its read met; the consumer-side ``BatchIterator`` pops
+the reports off each batch into ``stats`` and logs the warnings, so the
+counts are those of the batches consumed, also when worker processes read.
+
+Parallelism (``train_batches`` arguments -> grain):
+
+* ``prefetch=P`` -> ``ReadOptions(prefetch_buffer_size=P * B_local)`` rows
+  decoded ahead of the consumer; ``prefetch=0`` with ``num_workers=0`` reads
+  inline in the consumer (no thread);
+* ``worker_type='thread', num_workers=W`` -> ``ReadOptions(num_threads=W)``
+  reader threads (1 when W is 0); decoding partly holds the GIL, so threads
+  stop scaling at a few;
+* ``worker_type='process', num_workers=W`` -> ``mp_prefetch(
+  MultiprocessingOptions(num_workers=W, per_worker_buffer_size=max(P, 1)))``:
+  W spawned processes, each computing whole batches (steps ``k, k + W, ...``)
+  from its own copy of the dataset (the source must be picklable). Scales with
+  cores; costs a few seconds of start-up.
+
+The batches are the same either way. Close the iterators (``close()`` or
+``with``) to stop their threads and worker processes early (grain also stops
+them when the iterator is garbage-collected or the interpreter exits).
+``shard_for_devices`` puts a host batch onto a 1-D 'data' mesh.
 """
 import dataclasses
 import functools
-import multiprocessing
-import queue
-import threading
-from concurrent import futures
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from absl import flags
 from absl import logging
+import grain
 import numpy as np
 
 from sonify_jax.audio_io import AudioReadError
@@ -68,11 +94,16 @@ Batch = Dict[str, np.ndarray]
 _SHUFFLE_STREAM = 1
 _CROP_STREAM = 2
 _MAX_WARNINGS = 5
+# Key of the per-row reports that travel with the data to the consumer.
+_REPORT = "_report"
+# Training streams are endless; grain's datasets have a length, so use one no
+# run reaches.
+_ENDLESS = 2 ** 62
 
 
 @dataclasses.dataclass
 class PipelineStats:
-  """What the pipeline met on the way (counted per clip read)."""
+  """What the batches consumed so far met (counted per clip read)."""
   clips_read: int = 0
   nonfinite_clips: int = 0
   silent_clips: int = 0
@@ -80,7 +111,7 @@ class PipelineStats:
   unreadable: Dict[int, str] = dataclasses.field(default_factory=dict)
 
   def merge(self, other: "PipelineStats") -> None:
-    """Adds another process's counts (worker processes report theirs)."""
+    """Adds another iterator's counts."""
     self.clips_read += other.clips_read
     self.nonfinite_clips += other.nonfinite_clips
     self.silent_clips += other.silent_clips
@@ -94,175 +125,166 @@ class PipelineStats:
             f"{len(self.unreadable)} unreadable (skipped)")
 
 
-class _Reader:
-  """Reads clips from a source, cleaning and reporting bad input."""
+def _new_report() -> Dict[str, Any]:
+  """What reading one row met; plain data, so it crosses process bounds."""
+  return {"read": 0, "nonfinite": None, "silent": False, "short": False,
+          "unreadable": []}
 
-  def __init__(self, source: ClipSource, stats: PipelineStats):
+
+class _ClipReader:
+  """Reads clips from a source as finite float32 audio, with a report.
+
+  Runs wherever grain reads (a reader thread, a worker process); remembers
+  the unreadable clips it met, so each is tried once per process.
+  """
+
+  def __init__(self, source: ClipSource):
     self.source = source
-    self.stats = stats
-    self.lock = threading.Lock()
-    self._warnings = 0
+    self._unreadable: Dict[int, str] = {}
 
-  def _warn(self, msg: str, *args) -> None:
-    with self.lock:
-      self._warnings += 1
-      if self._warnings <= _MAX_WARNINGS:
-        logging.warning(msg, *args)
-      elif self._warnings == _MAX_WARNINGS + 1:
-        logging.warning("further input warnings suppressed; see stats")
+  def __getstate__(self):
+    # Worker processes start with a fresh memory.
+    return {"source": self.source}
 
-  def read(self, index: int) -> Dict[str, Any]:
-    """``source[index]`` with finite float32 audio; skips unreadable clips."""
+  def __setstate__(self, state):
+    self.__init__(state["source"])
+
+  def read(self, index: int, report: Dict[str, Any]) -> Dict[str, Any]:
+    """``source[index]`` cleaned; raises AudioReadError (reported)."""
+    try:
+      example = self.source[index]
+    except AudioReadError as error:
+      self._unreadable[index] = str(error)
+      report["unreadable"].append((int(index), str(error)))
+      raise
+    return self._clean(index, example, report)
+
+  def read_or_next(self, index: int,
+                   report: Dict[str, Any]) -> Dict[str, Any]:
+    """``source[index]``, or the next readable clip in source order."""
     n = len(self.source)
     for attempt in range(n):
       i = (index + attempt) % n
-      if i in self.stats.unreadable:
+      if i in self._unreadable:
         continue
       try:
-        example = self.source[i]
-      except AudioReadError as error:
-        with self.lock:
-          self.stats.unreadable[i] = str(error)
-        self._warn("skipping unreadable clip %d: %s", i, error)
+        return self.read(i, report)
+      except AudioReadError:
         continue
-      return self._clean(i, example)
     raise AudioReadError(f"none of the {n} clips of {self.source.name!r} "
                          "could be read")
 
-  def _clean(self, index: int, example) -> Dict[str, Any]:
+  def _clean(self, index: int, example,
+             report: Dict[str, Any]) -> Dict[str, Any]:
     audio = np.asarray(example["audio"], np.float32)
     if audio.ndim != 1:
       raise ValueError(f"clip {index} of {self.source.name!r}: audio must be "
                        f"[time], got shape {audio.shape}")
     finite = np.isfinite(audio)
-    nonfinite = not finite.all()
-    if nonfinite:
+    if not finite.all():
       audio = np.where(finite, audio, np.float32(0))
-      self._warn("clip %d (%s): %d NaN/Inf samples replaced by zeros",
-                 index, example.get("id", "?"), int((~finite).sum()))
-    silent = not np.any(audio)
-    with self.lock:
-      self.stats.clips_read += 1
-      self.stats.nonfinite_clips += int(nonfinite)
-      self.stats.silent_clips += int(silent)
+      report["nonfinite"] = (int(index), str(example.get("id", "?")),
+                             int((~finite).sum()))
+    report["read"] += 1
+    report["silent"] = not np.any(audio)
     return {"audio": audio, "label": example["label"], "index": index}
 
 
-class _Prefetcher:
-  """Runs ``produce(i)`` for i = 0, 1, ... in a thread into a bounded queue.
+class BatchIterator(grain.DatasetIterator):
+  """Batches with ``stats``, ``close()``, ``with`` and a checkpointable state.
 
-  ``produce`` returns the next item or raises StopIteration; exceptions are
-  re-raised in the consumer.
+  Wraps the grain iterator ``make(start)`` (``start``: the first step, or
+  batch, to yield): pops each batch's row reports into ``stats`` and logs
+  their warnings (a few). ``get_state()`` is ``{'start_step', 'next_step',
+  'grain'}`` (the grain iterator's own state); ``set_state`` rebuilds the
+  grain iterator at ``start_step`` and hands it its state, so it goes on at
+  ``next_step``. ``grain.checkpoint.CheckpointSave(it)`` saves it with orbax.
   """
-  _DONE = object()
 
-  def __init__(self, produce: Callable[[int], Any], buffer_size: int):
-    if buffer_size < 1:
-      raise ValueError(f"prefetch buffer must be >= 1, got {buffer_size}")
-    self._produce = produce
-    self._queue = queue.Queue(maxsize=buffer_size)
-    self._stop = threading.Event()
-    self._thread = threading.Thread(target=self._run, daemon=True,
-                                    name="sonify_jax-input")
-    self._finished = False
-    self._thread.start()
-
-  def _put(self, item) -> bool:
-    while not self._stop.is_set():
-      try:
-        self._queue.put(item, timeout=0.1)
-        return True
-      except queue.Full:
-        continue
-    return False
-
-  def _run(self):
-    i = 0
-    try:
-      while not self._stop.is_set():
-        try:
-          item = self._produce(i)
-        except StopIteration:
-          break
-        if not self._put((True, item)):
-          return
-        i += 1
-    except BaseException as error:  # pylint: disable=broad-except
-      self._put((False, error))
-      return
-    self._put((True, self._DONE))
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    if self._finished:
-      raise StopIteration
-    while True:
-      try:
-        ok, item = self._queue.get(timeout=0.5)
-        break
-      except queue.Empty:
-        # Closed, or the thread is gone without a word: never block forever.
-        if self._stop.is_set() or not self._thread.is_alive():
-          self._finished = True
-          raise StopIteration from None
-    if not ok:
-      self._finished = True
-      self.close()
-      raise item
-    if item is self._DONE:
-      self._finished = True
-      raise StopIteration
-    return item
-
-  def close(self):
-    self._stop.set()
-    if threading.current_thread() is not self._thread:
-      self._thread.join(timeout=10)
-
-
-class BatchIterator(Iterator[Batch]):
-  """An iterator over batches with ``stats``, ``close()`` and ``with``."""
-
-  def __init__(self, produce: Callable[[int], Batch], prefetch: int,
-               stats: PipelineStats, pool=None):
+  def __init__(self, make: Callable[[int], Any], start: int,
+               stats: PipelineStats, *, unreadable_rule: str,
+               log_every: int = 0, total: Optional[int] = None):
+    super().__init__()
     self.stats = stats
-    self._pool = pool
-    if prefetch > 0:
-      self._prefetcher = _Prefetcher(produce, prefetch)
-      self._next = self._prefetcher.__next__
-    else:
-      self._prefetcher = None
-      counter = iter(range(2 ** 62))
-      self._next = lambda: produce(next(counter))
+    self._unreadable_rule = unreadable_rule
+    self._make = make
+    self._start = self._next_step = int(start)
+    self._inner = make(self._start)
+    self._log_every, self._total = log_every, total
+    self._warnings = 0
+
+  @property
+  def next_step(self) -> int:
+    """The step (or batch) the next ``next()`` yields."""
+    return self._next_step
 
   def __next__(self) -> Batch:
-    return self._next()
+    if self._closed:
+      raise StopIteration
+    if self._log_every and (self._next_step % self._log_every == 0) and (
+        self._total is None or self._next_step < self._total):
+      logging.info("eval batches: %d/%s", self._next_step, self._total)
+    try:
+      batch = next(self._inner)
+    except StopIteration:
+      raise
+    except BaseException:
+      self.close()
+      raise
+    for report in batch.pop(_REPORT):
+      self._record(report)
+    self._next_step += 1
+    return batch
 
-  def __iter__(self):
-    return self
+  def _warn(self, msg: str, *args) -> None:
+    self._warnings += 1
+    if self._warnings <= _MAX_WARNINGS:
+      logging.warning(msg, *args)
+    elif self._warnings == _MAX_WARNINGS + 1:
+      logging.warning("further input warnings suppressed; see stats")
+
+  def _record(self, report: Dict[str, Any]) -> None:
+    stats = self.stats
+    for index, message in report["unreadable"]:
+      if index not in stats.unreadable:
+        stats.unreadable[index] = message
+        self._warn("unreadable clip %d (%s): %s", index,
+                   self._unreadable_rule, message)
+    stats.clips_read += report["read"]
+    stats.silent_clips += int(report["silent"])
+    stats.short_clips += int(report["short"])
+    if report["nonfinite"] is not None:
+      stats.nonfinite_clips += 1
+      self._warn("clip %d (%s): %d NaN/Inf samples replaced by zeros",
+                 *report["nonfinite"])
+
+  def get_state(self) -> Dict[str, Any]:
+    return {"start_step": self._start, "next_step": self._next_step,
+            "grain": self._inner.get_state()}
+
+  def set_state(self, state: Dict[str, Any]) -> None:
+    self._inner.close()
+    self._closed = False
+    self._start = int(state["start_step"])
+    self._inner = self._make(self._start)
+    self._inner.set_state(state["grain"])
+    self._next_step = int(state["next_step"])
+
+  def start_prefetch(self) -> None:
+    self._inner.start_prefetch()
 
   def close(self) -> None:
-    if self._prefetcher is not None:
-      self._prefetcher.close()
-    if self._pool is not None:
-      # After the prefetch thread is joined nothing is in flight, so waiting
-      # is quick and leaves no worker process behind.
-      self._pool.shutdown(wait=True, cancel_futures=True)
-      self._pool = None
+    """Stops grain's reader threads and worker processes."""
+    inner = getattr(self, "_inner", None)  # None: __init__ failed
+    if not self._closed and inner is not None:
+      self._closed = True
+      inner.close()
 
   def __enter__(self):
     return self
 
   def __exit__(self, *exc):
     self.close()
-
-  def __del__(self):
-    try:
-      self.close()
-    except Exception:  # pylint: disable=broad-except
-      pass
 
 
 # ---------------------------------------------------------------------- crops
@@ -316,18 +338,17 @@ def _stack_labels(labels: Sequence, multilabel: bool) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
   # Cached: a step reads one or two epochs' orders, and permuting millions
-  # of clips (AudioSet) every step would cost more than the step's reads.
+  # of clips (AudioSet) every row would cost more than the row's read.
   perm = np.random.default_rng([seed, _SHUFFLE_STREAM, epoch]).permutation(n)
   perm.setflags(write=False)
   return perm
 
 
-def global_batch_indices(num_clips: int, global_batch_size: int, seed: int,
-                         step: int) -> np.ndarray:
-  """Source indices of the ``global_batch_size`` rows of ``step``."""
-  positions = step * global_batch_size + np.arange(global_batch_size)
+def _clip_indices(num_clips: int, seed: int,
+                  positions: np.ndarray) -> np.ndarray:
+  """Source indices of sample positions (``step * global_batch + row``)."""
   epochs = positions // num_clips
-  out = np.empty(global_batch_size, np.int64)
+  out = np.empty(len(positions), np.int64)
   for epoch in np.unique(epochs):
     rows = epochs == epoch
     out[rows] = _epoch_permutation(int(seed), int(epoch), int(num_clips))[
@@ -335,10 +356,64 @@ def global_batch_indices(num_clips: int, global_batch_size: int, seed: int,
   return out
 
 
+def global_batch_indices(num_clips: int, global_batch_size: int, seed: int,
+                         step: int) -> np.ndarray:
+  """Source indices of the ``global_batch_size`` rows of ``step``."""
+  return _clip_indices(num_clips, seed, step * global_batch_size +
+                       np.arange(global_batch_size, dtype=np.int64))
+
+
 def _check_int(name, value, low):
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
       value < low:
     raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+class _TrainRow:
+  """Row position ``q`` of this host -> that row's crops (grain map).
+
+  ``q = step * B_local + r`` is row ``first_row + r`` of global batch
+  ``step``; the clip comes from ``global_batch_indices`` and the crops from
+  a generator seeded by ``(seed, step, row)``, so the row does not depend on
+  which thread or process computes it.
+  """
+
+  def __init__(self, source, *, seed, global_batch_size, local, first_row,
+               crop_samples, num_crops, disjoint):
+    self.reader = _ClipReader(source)
+    self.num_clips = len(source)
+    self.seed, self.global_batch_size = seed, global_batch_size
+    self.local, self.first_row = local, first_row
+    self.crop_samples, self.num_crops = crop_samples, num_crops
+    self.disjoint = disjoint
+
+  def __call__(self, q: int) -> Dict[str, Any]:
+    step, r = divmod(int(q), self.local)
+    row = self.first_row + r
+    position = np.asarray([step * self.global_batch_size + row], np.int64)
+    index = int(_clip_indices(self.num_clips, self.seed, position)[0])
+    report = _new_report()
+    example = self.reader.read_or_next(index, report)
+    audio = example["audio"]
+    needed = (self.num_crops if self.disjoint else 1) * self.crop_samples
+    report["short"] = len(audio) < needed
+    rng = np.random.default_rng([self.seed, _CROP_STREAM, step, row])
+    offsets = crop_offsets(rng, len(audio), self.crop_samples, self.num_crops,
+                           self.disjoint)
+    return {"audio": cut_crops(audio, offsets, self.crop_samples),
+            "label": example["label"], "index": example["index"],
+            _REPORT: report}
+
+
+def _collate_train(rows: Sequence[Dict[str, Any]], multilabel: bool,
+                   include_index: bool) -> Batch:
+  """grain batch_fn: stacks B_local rows; keeps their reports as a list."""
+  batch = {"audio": np.stack([r["audio"] for r in rows]),
+           "label": _stack_labels([r["label"] for r in rows], multilabel)}
+  if include_index:
+    batch["index"] = np.asarray([r["index"] for r in rows], np.int32)
+  batch[_REPORT] = [r[_REPORT] for r in rows]
+  return batch
 
 
 def train_batches(source: ClipSource, *, global_batch_size: int,
@@ -359,13 +434,15 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
     seed: int >= 0; batches are a function of (seed, step) only.
     start_step: the first step to yield (resuming).
     process_index, process_count: this process's share of each batch.
-    prefetch: batches decoded ahead in a background thread (0: inline).
-    num_workers: readers per batch; 0 reads in the prefetch thread.
+    prefetch: batches decoded ahead (grain's prefetch buffer); 0 with
+      ``num_workers=0``: inline, no thread.
+    num_workers: grain reader threads (``worker_type='thread'``; 0 means one)
+      or worker processes (``'process'``).
     worker_type: 'thread' (cheap; decoding partly holds the GIL, so threads
-      stop scaling at a few) or 'process' (spawned worker processes, each
-      with a copy of ``source``, which must then be picklable; scales with
-      cores, costs a few seconds of start-up). Batches are identical either
-      way.
+      stop scaling at a few) or 'process' (grain's ``mp_prefetch``: spawned
+      worker processes, each with a copy of ``source``, which must then be
+      picklable; scales with cores, costs a few seconds of start-up).
+      Batches are identical either way.
     include_index: also yield ``'index'`` int32 [B_local] (source indices).
     disjoint_crops: crops of one clip never overlap (the thesis); False
       draws each crop's position independently (see ``crop_offsets``).
@@ -396,88 +473,90 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
     raise ValueError(f"worker_type must be 'thread' or 'process', got "
                      f"{worker_type!r}")
   local = global_batch_size // process_count
-  first_row = process_index * local
-  stats = PipelineStats()
-  maker = _RowMaker(source, stats, seed, crop_samples, num_crops,
-                    disjoint_crops)
-  pool = None
-  if num_workers and worker_type == "thread":
-    pool = futures.ThreadPoolExecutor(num_workers)
-  elif num_workers:
-    # spawn, not fork: the parent runs JAX's threads, which fork would copy
-    # in an undefined state.
-    pool = futures.ProcessPoolExecutor(
-        num_workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(source, seed, crop_samples, num_crops, disjoint_crops))
-  multilabel = bool(getattr(source, "multilabel", False))
+  make_row = _TrainRow(source, seed=seed, global_batch_size=global_batch_size,
+                       local=local, first_row=process_index * local,
+                       crop_samples=crop_samples, num_crops=num_crops,
+                       disjoint=disjoint_crops)
+  collate = functools.partial(
+      _collate_train, multilabel=bool(getattr(source, "multilabel", False)),
+      include_index=include_index)
 
-  def produce(i: int) -> Batch:
-    step = start_step + i
-    indices = global_batch_indices(n, global_batch_size, seed, step)
-    args = [(step, r, int(indices[r]))
-            for r in range(first_row, first_row + local)]
-    if pool is None:
-      results = [maker.row(*a) for a in args]
-    elif worker_type == "thread":
-      results = list(pool.map(lambda a: maker.row(*a), args))
-    else:
-      chunks = [args[k::num_workers] for k in range(num_workers)]
-      results = [None] * len(args)
-      for k, (rows, delta) in enumerate(pool.map(_worker_rows, chunks)):
-        results[k::num_workers] = rows
-        stats.merge(delta)
-    batch = {"audio": np.stack([r[0] for r in results]),
-             "label": _stack_labels([r[1] for r in results], multilabel)}
-    if include_index:
-      batch["index"] = np.asarray([r[2] for r in results], np.int32)
-    return batch
+  def make(first_step: int):
+    rows = grain.MapDataset.range(first_step * local, _ENDLESS).map(make_row)
+    if worker_type == "process" and num_workers:
+      # Each worker process computes whole batches (every num_workers-th
+      # step) and reads inline; grain interleaves them back in step order.
+      batches = rows.batch(local, batch_fn=collate).to_iter_dataset(
+          grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+      _let_grain_read_its_profiling_flag()
+      return iter(batches.mp_prefetch(grain.MultiprocessingOptions(
+          num_workers=num_workers, per_worker_buffer_size=max(prefetch, 1))))
+    buffer_rows = max(prefetch, 1 if num_workers else 0) * local
+    read = grain.ReadOptions(
+        num_threads=max(num_workers, 1) if buffer_rows else 0,
+        prefetch_buffer_size=buffer_rows)
+    return iter(rows.to_iter_dataset(read).batch(local, batch_fn=collate))
 
-  return BatchIterator(produce, prefetch, stats, pool)
+  return BatchIterator(make, start_step, PipelineStats(),
+                       unreadable_rule="skipped: the next readable clip "
+                       "takes its place")
 
 
-class _RowMaker:
-  """One training row: read a clip, cut its crops (see ``crop_offsets``)."""
-
-  def __init__(self, source, stats, seed, crop_samples, num_crops,
-               disjoint=True):
-    self.reader = _Reader(source, stats)
-    self.stats = stats
-    self.seed, self.crop_samples, self.num_crops = (seed, crop_samples,
-                                                    num_crops)
-    self.disjoint = disjoint
-
-  def row(self, step: int, row: int, index: int):
-    example = self.reader.read(index)
-    audio = example["audio"]
-    if len(audio) < (self.num_crops if self.disjoint else 1) * \
-        self.crop_samples:
-      with self.reader.lock:
-        self.stats.short_clips += 1
-    rng = np.random.default_rng([self.seed, _CROP_STREAM, step, row])
-    offsets = crop_offsets(rng, len(audio), self.crop_samples, self.num_crops,
-                           self.disjoint)
-    return (cut_crops(audio, offsets, self.crop_samples), example["label"],
-            example["index"])
+def _let_grain_read_its_profiling_flag() -> None:
+  """grain's mp_prefetch reads an absl flag of its own, which raises when
+  absl has not parsed the command line (tests, notebooks, library use);
+  marking that one flag present lets it read its default, as grain does for
+  its other flags."""
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS["grain_enable_multiprocess_worker_profiling"].present = True
 
 
-_WORKER = {}
+class _EvalClip:
+  """Clip index -> the clip, truncated; unreadable: None (grain map)."""
+
+  def __init__(self, source, max_samples):
+    self.reader = _ClipReader(source)
+    self.max_samples = max_samples
+
+  def __call__(self, index: int) -> Dict[str, Any]:
+    report = _new_report()
+    try:
+      example = self.reader.read(int(index), report)
+    except AudioReadError:
+      # Never substitute another clip in evaluation: the row stays zero
+      # and invalid, and the clip is reported.
+      example = None
+    if example is not None:
+      example["audio"] = example["audio"][:self.max_samples]
+    return {"example": example, "index": int(index), _REPORT: report}
 
 
-def _init_worker(source, seed, crop_samples, num_crops, disjoint_crops):
-  _WORKER["maker"] = _RowMaker(source, PipelineStats(), seed, crop_samples,
-                               num_crops, disjoint_crops)
-
-
-def _worker_rows(args):
-  """Rows ``args`` in a worker process, with the stats they produced."""
-  maker = _WORKER["maker"]
-  rows = [maker.row(*a) for a in args]
-  delta = maker.stats
-  # Fresh counters for the next task; unreadable clips stay known here.
-  maker.stats = maker.reader.stats = PipelineStats(
-      unreadable=dict(delta.unreadable))
-  return rows, delta
+def _collate_eval(clips: Sequence[Dict[str, Any]], batch_size: int,
+                  min_samples: int, pad_multiple: int, multilabel: bool,
+                  num_classes: int, include_index: bool) -> Batch:
+  """grain batch_fn: pads clips into ``batch_size`` rows with a mask."""
+  examples = [c["example"] for c in clips]
+  audios = [e["audio"] if e else np.zeros(0, np.float32) for e in examples]
+  length = max([len(a) for a in audios] + [min_samples])
+  length = -(-length // pad_multiple) * pad_multiple
+  audio = np.zeros((batch_size, length), np.float32)
+  mask = np.zeros((batch_size, length), np.float32)
+  for r, a in enumerate(audios):
+    audio[r, :len(a)] = a
+    mask[r, :len(a)] = 1.0
+  pad_label = np.zeros(num_classes, np.float32) if multilabel else 0
+  labels = [e["label"] if e else pad_label for e in examples]
+  labels += [pad_label] * (batch_size - len(examples))
+  valid = np.zeros(batch_size, bool)
+  valid[:len(examples)] = [e is not None for e in examples]
+  batch = {"audio": audio, "mask": mask,
+           "label": _stack_labels(labels, multilabel), "valid": valid}
+  if include_index:
+    indices = [c["index"] for c in clips]
+    batch["index"] = np.asarray(
+        indices + [-1] * (batch_size - len(indices)), np.int32)
+  batch[_REPORT] = [c[_REPORT] for c in clips]
+  return batch
 
 
 def eval_batches(source: ClipSource, *, batch_size: int,
@@ -495,7 +574,7 @@ def eval_batches(source: ClipSource, *, batch_size: int,
       receptive field ``arch.min_input_length(11)``).
     pad_multiple: round the batch length up to a multiple of this (fewer
       distinct shapes for jit; the mask marks the padding).
-    prefetch: batches decoded ahead in a background thread (0: inline).
+    prefetch: batches decoded ahead by grain reader threads (0: inline).
     include_index: also yield ``'index'`` int32 [B] (-1 for padding rows).
     log_every: log progress every this many batches (0: never).
 
@@ -503,8 +582,9 @@ def eval_batches(source: ClipSource, *, batch_size: int,
     A BatchIterator of ``{'audio': float32 [B, T], 'mask': float32 [B, T]
     (1 on the clip's samples), 'label': int32 [B] or float32 [B, C],
     'valid': bool [B] (False for padding rows and for unreadable clips, which
-    are reported in ``stats.unreadable``, never replaced)}``; T is the batch's longest (truncated) clip, padded
-    per ``min_samples``/``pad_multiple``.
+    are reported in ``stats.unreadable``, never replaced)}``; T is the
+    batch's longest (truncated) clip, padded per ``min_samples``/
+    ``pad_multiple``.
   """
   n = len(source)
   _check_int("batch_size", batch_size, 1)
@@ -513,62 +593,22 @@ def eval_batches(source: ClipSource, *, batch_size: int,
   _check_int("prefetch", prefetch, 0)
   if max_samples is not None:
     _check_int("max_samples", max_samples, 1)
-  stats = PipelineStats()
-  reader = _Reader(source, stats)
   multilabel = bool(getattr(source, "multilabel", False))
-  num_batches = -(-n // batch_size)
+  collate = functools.partial(
+      _collate_eval, batch_size=batch_size, min_samples=min_samples,
+      pad_multiple=pad_multiple, multilabel=multilabel,
+      num_classes=int(getattr(source, "num_classes", 0)) if multilabel else 0,
+      include_index=include_index)
+  batches = grain.MapDataset.range(n).map(
+      _EvalClip(source, max_samples)).batch(batch_size, batch_fn=collate)
 
-  def produce(b: int) -> Batch:
-    if b >= num_batches:
-      raise StopIteration
-    if log_every and b % log_every == 0:
-      logging.info("eval batches: %d/%d", b, num_batches)
-    indices = list(range(b * batch_size, min(n, (b + 1) * batch_size)))
-    examples = []
-    for i in indices:
-      try:
-        examples.append(reader._clean(i, source[i]))  # pylint: disable=protected-access
-      except AudioReadError as error:
-        # Never substitute another clip in evaluation: the row stays zero
-        # and invalid, and the clip is reported.
-        stats.unreadable[i] = str(error)
-        reader._warn("eval clip %d unreadable, marked invalid: %s", i, error)  # pylint: disable=protected-access
-        examples.append(None)
-    audios = [e["audio"][:max_samples] if e else np.zeros(0, np.float32)
-              for e in examples]
-    length = max([len(a) for a in audios] + [min_samples])
-    length = -(-length // pad_multiple) * pad_multiple
-    audio = np.zeros((batch_size, length), np.float32)
-    mask = np.zeros((batch_size, length), np.float32)
-    for r, a in enumerate(audios):
-      audio[r, :len(a)] = a
-      mask[r, :len(a)] = 1.0
-    if multilabel:
-      pad_label = np.zeros(source.num_classes, np.float32)
-    else:
-      pad_label = 0
-    labels = [e["label"] if e else pad_label for e in examples]
-    labels += [pad_label] * (batch_size - len(examples))
-    valid = np.zeros(batch_size, bool)
-    valid[:len(examples)] = [e is not None for e in examples]
-    batch = {"audio": audio, "mask": mask,
-             "label": _stack_labels(labels, multilabel), "valid": valid}
-    if include_index:
-      batch["index"] = np.asarray(
-          indices + [-1] * (batch_size - len(indices)), np.int32)
-    return batch
+  def make(first_batch: int):
+    read = grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch)
+    return iter(batches[first_batch:].to_iter_dataset(read))
 
-  if prefetch == 0:
-    return BatchIterator(_finite(produce, num_batches), 0, stats)
-  return BatchIterator(produce, prefetch, stats)
-
-
-def _finite(produce, count):
-  def wrapped(i):
-    if i >= count:
-      raise StopIteration
-    return produce(i)
-  return wrapped
+  return BatchIterator(make, 0, PipelineStats(), log_every=log_every,
+                       total=len(batches),
+                       unreadable_rule="marked invalid, never replaced")
 
 
 # ------------------------------------------------------------- device arrays
