@@ -28,6 +28,7 @@ setuptools.setup(
         "scikit-learn>=1.4",   # sonify_jax.train.probe (the demo prints it)
         "etils[epath]>=1.5",   # sonify_jax.paths (gs:// through epath)
         "pillow>=10",          # plotting.save_spectrogram_png (atlas)
+        "grain>=0.2.18",       # data.pipeline, iterator state in checkpoints
     ],
     extras_require={
         "test": ["pytest>=8", "selenium>=4.20",

@@ -4,20 +4,24 @@ Prints clips/s for
 
 1. host pipeline: decode WAV files from disk (a fresh decode on every read,
    no cache), two non-overlapping 2.5 s crops, batch -- ``train_batches``
-   without the prefetch thread (its raw production rate);
-2. + augmentation: ``train_batches`` with its prefetch thread (one batch
-   ahead), and
+   (grain) with ``prefetch=0``: no read-ahead beyond the batch asked for
+   (``--num_workers`` grain reader threads read its rows, or grain's worker
+   processes, which always keep one batch each ahead);
+2. + augmentation: ``train_batches`` with one batch of grain prefetch, and
    ``augment_batch`` (jit'd on the default backend) applied to both views in
    the consumer, as a host-side augmentation would run;
-3. the SimCLR train step (``make_simclr_train_step``, full-size CNN12 unless
+3. grain readers compared: (1) with ``--num_workers`` threads and with as
+   many worker processes, in the same run;
+4. the SimCLR train step (``make_simclr_train_step``, full-size CNN12 unless
    --model says otherwise, batch 8 x 2 crops x 2.5 s, NT-Xent, Adam) with
    and without on-device augmentation.
 
-The input keeps up when (1)/(2) >= (3). Usage:
+The input keeps up when (1)/(2) >= (4). Usage:
 
   python benchmarks/input_bench.py                  # WAVs made in a temp dir
   python benchmarks/input_bench.py --wavs=embedded  # the shipped WAV files
   python benchmarks/input_bench.py --parts=train    # train step only (GPU)
+  python benchmarks/input_bench.py --parts=input,workers --worker_type=process
 """
 import os
 import sys
@@ -45,8 +49,9 @@ _WORKERS = flags.DEFINE_integer("num_workers", 2, "Readers per batch.")
 _WORKER_TYPE = flags.DEFINE_enum("worker_type", "thread",
                                  ["thread", "process"], "Reader kind.")
 _MODEL = flags.DEFINE_string("model", "cnn12", "Encoder architecture.")
-_PARTS = flags.DEFINE_list("parts", ["input", "train"],
-                           "Which figures: input, train.")
+_PARTS = flags.DEFINE_list("parts", ["input", "workers", "train"],
+                           "Which figures: input, workers (grain threads vs "
+                           "processes), train.")
 
 
 class WavFileSource:
@@ -96,6 +101,23 @@ def _rate(clips, seconds):
   return clips / seconds if seconds > 0 else float("inf")
 
 
+def bench_host(source, worker_type):
+  """clips/s of ``train_batches(prefetch=0)`` (decode, crop, batch)."""
+  from sonify_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  b, steps = _BATCH.value, _INPUT_STEPS.value
+  with pipeline.train_batches(
+      source, global_batch_size=b, crop_samples=_CROP.value, num_crops=2,
+      seed=0, num_workers=_WORKERS.value, worker_type=worker_type,
+      prefetch=0) as it:
+    next(it)  # start threads / worker processes
+    start = time.perf_counter()
+    for _ in range(steps):
+      next(it)
+    rate = _rate(steps * b, time.perf_counter() - start)
+    print(f"  {worker_type}s: {it.stats.summary()}")
+  return rate
+
+
 def bench_input(paths):
   """(host clips/s, host + augmentation clips/s)."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -106,14 +128,8 @@ def bench_input(paths):
                 seed=0, num_workers=_WORKERS.value,
                 worker_type=_WORKER_TYPE.value)
 
-  # Production rate alone: no prefetch thread, decoding inline.
-  with pipeline.train_batches(source, prefetch=0, **kwargs) as it:
-    next(it)
-    start = time.perf_counter()
-    for _ in range(steps):
-      next(it)
-    host = _rate(steps * b, time.perf_counter() - start)
-    print(f"  {it.stats.summary()}")
+  # Production rate alone: no read-ahead beyond the batch asked for.
+  host = bench_host(source, _WORKER_TYPE.value)
 
   aug = augment.make_augment_fn(augment.AugmentConfig())
   key = jax.random.key(0)
@@ -125,8 +141,8 @@ def bench_input(paths):
   with pipeline.train_batches(source, start_step=steps, prefetch=1,
                               **kwargs) as it:
     jax.block_until_ready(augmented(next(it), 0))  # compile, start workers
-    # The prefetch thread is at most one batch ahead when the clock starts;
-    # from here decoding (thread, workers) overlaps augmentation (consumer).
+    # grain is at most one batch ahead when the clock starts; from here
+    # decoding (threads, workers) overlaps augmentation (consumer).
     start = time.perf_counter()
     for step in range(steps):
       jax.block_until_ready(augmented(next(it), step))
@@ -174,14 +190,19 @@ def main(argv):
         f"{os.cpu_count()} host CPUs; batch {_BATCH.value} x 2 crops x "
         f"{_CROP.value} samples")
   results = {}
-  if "input" in _PARTS.value:
+  if "input" in _PARTS.value or "workers" in _PARTS.value:
     with tempfile.TemporaryDirectory() as tmp:
       paths = _wav_paths(tmp)
       print(f"input: {len(paths)} WAV files ({_WAVS.value}), decoded on "
             f"every read, {_WORKERS.value} {_WORKER_TYPE.value} reader(s)")
-      host, full = bench_input(paths)
-    results["input pipeline (decode, crop, batch)"] = host
-    results["input pipeline + augment (jit'd)"] = full
+      if "input" in _PARTS.value:
+        host, full = bench_input(paths)
+        results["input pipeline (decode, crop, batch)"] = host
+        results["input pipeline + augment (jit'd)"] = full
+      if "workers" in _PARTS.value:
+        for kind in ("thread", "process"):
+          results[f"grain {_WORKERS.value} {kind}(s), prefetch=0"] = (
+              bench_host(WavFileSource(paths), kind))
   if "train" in _PARTS.value:
     print(f"train step: SimCLR {_MODEL.value}, 1 device")
     for label, rate in bench_train_step().items():

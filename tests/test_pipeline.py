@@ -1,5 +1,8 @@
 """Input pipeline: crops, determinism, resumption, sharding, eval batches."""
+import json
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -308,6 +311,11 @@ def test_errors_propagate_and_close_stops_the_thread():
                               prefetch=1)
   next(it)
   it.close()
+  # grain stops its reader threads without waiting for them: they end as
+  # soon as their current read does.
+  deadline = time.time() + 10
+  while threading.active_count() > before and time.time() < deadline:
+    time.sleep(0.05)
   assert threading.active_count() <= before
 
 
@@ -406,3 +414,73 @@ def test_next_after_close_stops_instead_of_hanging():
       next(it)
       drained += 1
   assert drained <= 1
+
+
+@pytest.mark.parametrize("workers", [dict(), dict(num_workers=2,
+                                                 worker_type="process")])
+def test_iterator_state_resumes_the_same_batches(workers):
+  # A run that stops after 3 batches and a fresh iterator given its state
+  # (grain get_state/set_state) go on with the uninterrupted run's batches.
+  source = _tagged_source(LENGTHS)
+  kwargs = dict(global_batch_size=4, crop_samples=6000, num_crops=2, seed=7,
+                include_index=True, **workers)
+  with pipeline.train_batches(source, **kwargs) as it:
+    full = [next(it) for _ in range(6)]
+  with pipeline.train_batches(source, **kwargs) as it:
+    for _ in range(3):
+      next(it)
+    state = it.get_state()
+  assert state["next_step"] == 3
+  state = json.loads(json.dumps(state))  # what the checkpoint stores
+  with pipeline.train_batches(source, start_step=3, **kwargs) as resumed:
+    resumed.set_state(state)
+    assert resumed.next_step == 3
+    rest = [next(resumed) for _ in range(3)]
+  for a, b in zip(full[3:], rest):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_checkpoint_holds_the_iterator_state(tmp_path):
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from sonify_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from sonify_jax.train import checkpoints, trainer  # pylint: disable=g-import-not-at-top
+  source = _tagged_source(LENGTHS)
+  kwargs = dict(global_batch_size=4, crop_samples=6000, num_crops=2, seed=7)
+  state = {"w": jnp.arange(3.0)}
+  ckpt = checkpoints.Checkpointer(str(tmp_path), keep_last=3)
+  with pipeline.train_batches(source, **kwargs) as it:
+    ckpt.save(0, state)  # no iterator yet, as the trainer's step 0
+    for _ in range(2):
+      next(it)
+    ckpt.save(2, state, data_iter=it)
+    expected = next(it)  # the save took the state at step 2
+  ckpt.wait()
+  # grain's orbax handler: one JSON per process.
+  with open(os.path.join(ckpt.step_dir(2), "data_iter",
+                         "process_0-of-1.json")) as f:
+    assert json.load(f)["next_step"] == 2
+  # The state item still reads alone (load_state, analysis entry points).
+  np.testing.assert_array_equal(checkpoints.load_state(str(tmp_path))["w"],
+                                [0, 1, 2])
+  with pipeline.train_batches(source, start_step=2, **kwargs) as it:
+    trainer._restore_input_state(ckpt, it, 2, start_step=2)  # pylint: disable=protected-access
+    assert it.next_step == 2
+    np.testing.assert_array_equal(next(it)["audio"], expected["audio"])
+  with pipeline.train_batches(source, **kwargs) as it:
+    assert not ckpt.restore_data_iter(it, 0)  # step 0 has none
+    with pytest.raises(UserError, match="input iterator state is at step 2"):
+      trainer._restore_input_state(ckpt, it, 2, start_step=5)  # pylint: disable=protected-access
+  ckpt.close()
+
+
+def test_worker_processes_end_with_close():
+  import multiprocessing  # pylint: disable=g-import-not-at-top
+  before = set(multiprocessing.active_children())
+  it = pipeline.train_batches(_tagged_source([3000] * 4), global_batch_size=2,
+                              crop_samples=1000, num_crops=1, seed=0,
+                              num_workers=2, worker_type="process")
+  next(it)
+  assert len(set(multiprocessing.active_children()) - before) == 2
+  it.close()
+  assert not set(multiprocessing.active_children()) - before

@@ -1,6 +1,7 @@
 """A SIGKILLed or SIGTERMed (preempted) training run, restarted with the same
 command, ends with the params of an uninterrupted run (real
 `python -m sonify_jax.main` processes)."""
+import json
 import os
 import signal
 import subprocess
@@ -124,10 +125,15 @@ def test_sigkill_and_restart_matches_uninterrupted_run(reference_run,
   # It really was killed mid-run.
   killed_at = checkpoints.available_steps(resumed)
   assert TOTAL_STEPS not in killed_at and FIRST_CHECKPOINT in killed_at
+  # The checkpoint holds the input iterator's grain state at its step.
+  with open(os.path.join(ckpt_dir, str(max(killed_at)), "data_iter",
+                         "process_0-of-1.json")) as f:
+    assert json.load(f)["next_step"] == max(killed_at)
 
   _run(resumed, tmp_path / "resumed.log", cache_dir)
   log = open(tmp_path / "resumed.log").read()
   assert f"resumed from checkpoint step {max(killed_at)}" in log
+  assert f"input iterator resumed at step {max(killed_at)}" in log
   _assert_same_final_state(reference, resumed)
 
 

@@ -78,7 +78,7 @@ them when the iterator is garbage-collected or the interpreter exits).
 """
 import dataclasses
 import functools
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from absl import flags
 from absl import logging
@@ -229,7 +229,7 @@ class BatchIterator(grain.DatasetIterator):
     except StopIteration:
       raise
     except BaseException:
-      self.close()
+      self.close()  # stop the other readers; the error is the answer
       raise
     for report in batch.pop(_REPORT):
       self._record(report)

@@ -2,7 +2,9 @@
 
 Layout of a run's workdir::
 
-  workdir/checkpoints/<step>/...   orbax checkpoints of the whole TrainState
+  workdir/checkpoints/<step>/default/...   orbax checkpoint of the TrainState
+  workdir/checkpoints/<step>/data_iter/    the input iterator's grain state
+                                           (one JSON per process)
   workdir/checkpoints/run.json     the run's config + arch name + num_classes
 
 Retention: the last ``keep_last`` checkpoints, the best one by an eval metric
@@ -47,6 +49,7 @@ import time
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from absl import logging
+import grain
 import jax
 import orbax.checkpoint as ocp
 
@@ -61,6 +64,11 @@ RUN_INFO_FILE = "run.json"
 CHECKSUMS_FILE = "checksums.json"
 FINAL_METRICS = "final_metrics.json"   # next to checkpoints/, by the trainer
 LATEST = "latest"                      # a step request: the last step saved
+# Items of a step: the TrainState under orbax's default item name (so
+# single-item readers such as ``load_state`` read it as before) and the
+# training input iterator's state (grain's orbax handler).
+STATE_ITEM = "default"
+DATA_ITER_ITEM = "data_iter"
 
 
 class NotARunError(UserError, FileNotFoundError):
@@ -267,7 +275,10 @@ class Checkpointer:
         enable_async_checkpointing=True,
         cleanup_tmp_directories=True,
         create=True)
-    self.manager = ocp.CheckpointManager(self.directory, options=options)
+    self.manager = ocp.CheckpointManager(
+        self.directory, options=options, item_handlers={
+            STATE_ITEM: ocp.StandardCheckpointHandler(),
+            DATA_ITER_ITEM: grain.checkpoint.CheckpointHandler()})
     self._unfinished = []   # steps saved whose write may still be running
 
   def latest_step(self) -> Optional[int]:
@@ -283,8 +294,11 @@ class Checkpointer:
     return self.manager.best_step()
 
   def save(self, step: int, state: Any,
-           metrics: Optional[Mapping[str, float]] = None) -> None:
-    """Saves ``state`` as ``step``; ``metrics`` ranks it for 'best'."""
+           metrics: Optional[Mapping[str, float]] = None,
+           data_iter: Any = None) -> None:
+    """Saves ``state`` as ``step``; ``metrics`` ranks it for 'best';
+    ``data_iter`` (a grain iterator, e.g. ``pipeline.train_batches``) has its
+    ``get_state()`` saved in the same step (taken now, before returning)."""
     if metrics is not None and self.best_metric:
       if self.best_metric not in metrics:
         metrics = None
@@ -296,7 +310,10 @@ class Checkpointer:
     # Orbax warns when a run that tracks a metric saves a step without one
     # (step 0, preemption saves); such steps are simply not ranked.
     with logs.quiet_message("Requested `tracked_metric`"):
-      self.manager.save(int(step), args=ocp.args.StandardSave(state),
+      items = {STATE_ITEM: ocp.args.StandardSave(state)}
+      if data_iter is not None:
+        items[DATA_ITER_ITEM] = grain.checkpoint.CheckpointSave(data_iter)
+      self.manager.save(int(step), args=ocp.args.Composite(**items),
                         metrics=metrics, force=True)
     self._unfinished.append(int(step))
 
@@ -327,7 +344,22 @@ class Checkpointer:
     if step is None:
       raise NotARunError(f"no checkpoint in {self.directory}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
-    return _verified_restore(self.manager, self.directory, step, abstract)
+    return _verified_restore(self.manager, self.directory, step, abstract,
+                             item=STATE_ITEM)
+
+  def restore_data_iter(self, data_iter: Any, step: int) -> bool:
+    """Sets ``data_iter``'s state to the one saved with ``step``.
+
+    Returns False (leaving ``data_iter`` as it is) when the step holds no
+    iterator state (step 0, runs saved before it was recorded). Call after
+    ``restore``, which verifies the step's checksums.
+    """
+    self.wait()
+    if not paths.as_path(self.step_dir(step), DATA_ITER_ITEM).is_dir():
+      return False
+    self.manager.restore(int(step), args=ocp.args.Composite(**{
+        DATA_ITER_ITEM: grain.checkpoint.CheckpointRestore(data_iter)}))
+    return True
 
   def close(self) -> None:
     self.wait()
@@ -336,15 +368,21 @@ class Checkpointer:
 
 def _verified_restore(manager: ocp.CheckpointManager, directory: str,
                       step: int, target: Any,
-                      verified: Optional[bool] = None) -> Any:
+                      verified: Optional[bool] = None,
+                      item: Optional[str] = None) -> Any:
   """Restores ``step`` after checking its checksums (unless ``verified``
   says it was done); a file orbax cannot decode becomes a
-  ``CorruptCheckpointError`` naming the step."""
+  ``CorruptCheckpointError`` naming the step. ``item``: the state's item
+  name for a manager of several items (a read-only one has just the one)."""
   if verified is None:
     verified = verify_checksums(paths.join(directory, str(step)))
-  return _read_or_explain(
-      lambda: manager.restore(step, args=ocp.args.StandardRestore(target)),
-      f"cannot read step {step} of {directory}", verified)
+  def read():
+    if item is None:
+      return manager.restore(step, args=ocp.args.StandardRestore(target))
+    return manager.restore(step, args=ocp.args.Composite(**{
+        item: ocp.args.StandardRestore(target)}))[item]
+  return _read_or_explain(read, f"cannot read step {step} of {directory}",
+                          verified)
 
 
 def _read_or_explain(read, what: str, verified: bool) -> Any:

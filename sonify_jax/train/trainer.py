@@ -356,6 +356,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if start_step < total_steps:
       batches = pipeline_train_batches(
           train_source, config, crop_samples, start_step)
+      if latest is not None:
+        _restore_input_state(ckpt, batches, latest, start_step)
     for step in range(start_step, total_steps):
       batch = next(batches)
       if config.task == "supervised":
@@ -413,10 +415,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                      health.chance_nt_xent(config.batch_size)
                      if config.task == "simclr" else None)
       if saved:
-        ckpt.save(done, state, metrics=eval_metrics or None)
+        ckpt.save(done, state, metrics=eval_metrics or None,
+                  data_iter=batches)
       if watch.reached(done, ckpt.manager) and done < total_steps:
         if not saved:
-          ckpt.save(done, state)
+          ckpt.save(done, state, data_iter=batches)
         logging.warning("preempted: saved step %d; rerun the same command to "
                         "resume", done)
         raise preemption.Preempted(done)
@@ -469,6 +472,20 @@ def _test_best_checkpoint(config, workdir: str, ckpt, state, run_eval,
   logging.info("test split %r, checkpoint step %d: %s", name, step,
                ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
   return metrics
+
+
+def _restore_input_state(ckpt, batches, step: int, start_step: int) -> None:
+  """Gives the training iterator the grain state saved with ``step``, and
+  checks it goes on at the train state's step."""
+  if not ckpt.restore_data_iter(batches, step):
+    return  # saved without one (step 0, older runs): start_step decides
+  if batches.next_step != start_step:
+    raise UserError(
+        f"checkpoint step {step} of {ckpt.directory}: its input iterator "
+        f"state is at step {batches.next_step} but its train state at step "
+        f"{start_step}")
+  logging.info("input iterator resumed at step %d from its saved state",
+               start_step)
 
 
 def pipeline_train_batches(source, config, crop_samples: int,
