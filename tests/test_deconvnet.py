@@ -175,9 +175,8 @@ def test_fast_path_two_stages_equal_reference(tiny_params, monkeypatch):
                       5 * deconvnet.per_map_bytes(TINY, layer, length))
   chunk = deconvnet.maps_per_chunk(TINY, layer, length, len(maps))
   assert chunk == 5
-  widest = max(deconvnet._block_bytes(TINY, 1, length),  # pylint: disable=protected-access
-               deconvnet._block_bytes(TINY, 2, length - 6 // 2))  # pylint: disable=protected-access
-  monkeypatch.setattr(deconvnet, "CACHE_BYTES", 2 * widest)
+  block2 = deconvnet._block_bytes(TINY, 2, (length - 6) // 2)  # pylint: disable=protected-access
+  monkeypatch.setattr(deconvnet, "CACHE_BYTES", 2 * block2)
   stop, sub = deconvnet.cache_split(TINY, layer, length, chunk)
   assert 1 < stop < layer and 1 < sub < chunk
   x = _clips(2, length, seed=9)
