@@ -42,8 +42,9 @@ _CLIP_SECONDS = flags.DEFINE_float("clip_seconds", 10.0,
                                    "Length of the temp WAVs (AudioSet: 10).")
 _BATCH = flags.DEFINE_integer("batch_size", 8, "Clips per step.")
 _CROP = flags.DEFINE_integer("crop_samples", 20000, "Samples per crop.")
-_INPUT_STEPS = flags.DEFINE_integer("input_steps", 30,
-                                    "Batches timed through the input.")
+_INPUT_STEPS = flags.DEFINE_integer(
+    "input_steps", 200, "Batches timed through the input (30 batches take "
+    "a tenth of a second: too few to time on a shared machine).")
 _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 3, "Train steps timed.")
 _WORKERS = flags.DEFINE_integer("num_workers", 2, "Readers per batch.")
 _WORKER_TYPE = flags.DEFINE_enum("worker_type", "thread",
@@ -114,7 +115,7 @@ def bench_host(source, worker_type):
     for _ in range(steps):
       next(it)
     rate = _rate(steps * b, time.perf_counter() - start)
-    print(f"  {worker_type}s: {it.stats.summary()}")
+    print(f"  {worker_type} readers: {it.stats.summary()}")
   return rate
 
 
@@ -201,7 +202,7 @@ def main(argv):
         results["input pipeline + augment (jit'd)"] = full
       if "workers" in _PARTS.value:
         for kind in ("thread", "process"):
-          results[f"grain {_WORKERS.value} {kind}(s), prefetch=0"] = (
+          results[f"grain, {_WORKERS.value} {kind} readers, prefetch=0"] = (
               bench_host(WavFileSource(paths), kind))
   if "train" in _PARTS.value:
     print(f"train step: SimCLR {_MODEL.value}, 1 device")
