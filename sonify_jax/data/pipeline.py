@@ -488,7 +488,7 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
       # step) and reads inline; grain interleaves them back in step order.
       batches = rows.batch(local, batch_fn=collate).to_iter_dataset(
           grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-      _let_grain_read_its_profiling_flag()
+      enable_grain_worker_processes()
       return iter(batches.mp_prefetch(grain.MultiprocessingOptions(
           num_workers=num_workers, per_worker_buffer_size=max(prefetch, 1))))
     buffer_rows = max(prefetch, 1 if num_workers else 0) * local
@@ -502,11 +502,11 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
                        "takes its place")
 
 
-def _let_grain_read_its_profiling_flag() -> None:
-  """grain's mp_prefetch reads an absl flag of its own, which raises when
-  absl has not parsed the command line (tests, notebooks, library use);
-  marking that one flag present lets it read its default, as grain does for
-  its other flags."""
+def enable_grain_worker_processes() -> None:
+  """Call before grain's ``mp_prefetch``: it reads an absl flag of its own,
+  which raises when absl has not parsed the command line (tests, notebooks,
+  library use); marking that one flag present lets grain read its default,
+  as grain itself does for its other flags."""
   if not flags.FLAGS.is_parsed():
     flags.FLAGS["grain_enable_multiprocess_worker_profiling"].present = True
 

@@ -24,19 +24,19 @@ int16 storage halves the disk footprint of float32 (AudioSet at 8 kHz:
 floor of about -101 dBFS, far below any real recording's.
 """
 import abc
-import concurrent.futures
 import csv
 import dataclasses
 import logging
-import multiprocessing
 import os
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+import grain
 import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import py_utils as tfds_py_utils
 
 from sonify_jax import atomic_io, audio_io
+from sonify_jax.data import pipeline
 from sonify_jax.data.builders import provenance
 from sonify_jax.errors import UserError
 from sonify_jax.data.sources import check_index
@@ -229,18 +229,21 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
       for item in items:
         yield (item,) + decode_item(item)
       return
-    # spawn, not fork: the parent may hold JAX/XLA threads.
-    ctx = multiprocessing.get_context("spawn")
-    # Windows of clips bound the decoded audio waiting for the writer
-    # (Executor.map would submit all of AudioSet at once).
-    window = 64 * self._num_workers
-    with concurrent.futures.ProcessPoolExecutor(
-        self._num_workers, mp_context=ctx) as pool:
-      for start in range(0, len(items), window):
-        results = pool.map(decode_item, items[start:start + window],
-                           chunksize=8)
-        for item, result in zip(items[start:start + window], results):
-          yield (item,) + result
+    # grain's worker processes (spawned, not forked: the parent may hold
+    # JAX/XLA threads) decode every num_workers-th clip; grain hands them
+    # back in order and keeps each worker at most a window of clips ahead of
+    # the writer (all of AudioSet decoded at once would not fit in memory).
+    pipeline.enable_grain_worker_processes()
+    decoded = iter(grain.MapDataset.source(list(items)).map(
+        decode_item).to_iter_dataset(
+            grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+        ).mp_prefetch(grain.MultiprocessingOptions(
+            num_workers=self._num_workers, per_worker_buffer_size=64)))
+    try:
+      for item, result in zip(items, decoded):
+        yield (item,) + tuple(result)
+    finally:
+      decoded.close()
 
   def _generate_examples(self, split: str, items: Sequence[ClipItem]):
     skipped = self.info.metadata["skipped"][split]
