@@ -52,16 +52,21 @@ state (``get_state``/``set_state``, saved with the orbax checkpoint through
 ``grain.checkpoint``). What is ours is the math grain has no notion of:
 the epoch permutations and crop generators keyed by ``(seed, step, row)``
 (so batches do not depend on threads, workers or where a run resumed), the
-crop rule, the bad-input rules, and ``PipelineStats``. Each row carries a
-small report of what its read met; the consumer-side ``BatchIterator`` pops
-the reports off each batch into ``stats`` and logs the warnings, so the
-counts are those of the batches consumed, also when worker processes read.
+crop rule, the bad-input rules, and ``PipelineStats``. (grain's own
+``shuffle`` would order the clips differently: keeping our permutations keeps
+the batches bit-identical to those of runs trained before the move to grain,
+and a position -> clip rule makes each host's share a plain slice.) Each row
+carries a small report of what its read met; the consumer-side
+``BatchIterator`` pops the reports off each batch into ``stats`` and logs the
+warnings, so the counts are those of the batches consumed, also when worker
+processes read.
 
 Parallelism (``train_batches`` arguments -> grain):
 
 * ``prefetch=P`` -> ``ReadOptions(prefetch_buffer_size=P * B_local)`` rows
-  decoded ahead of the consumer; ``prefetch=0`` with ``num_workers=0`` reads
-  inline in the consumer (no thread);
+  decoded ahead of the consumer; ``prefetch=0`` reads inline in the
+  consumer (no thread) with ``num_workers=0``, at most one batch ahead with
+  reader threads;
 * ``worker_type='thread', num_workers=W`` -> ``ReadOptions(num_threads=W)``
   reader threads (1 when W is 0); decoding partly holds the GIL, so threads
   stop scaling at a few;
