@@ -123,6 +123,28 @@ def test_reading_a_checkpoint_gives_no_false_warnings(tmp_path, caplog):
   assert any("read only" in r.getMessage() for r in caplog.records)
 
 
+def test_reading_a_checkpoint_with_input_state_gives_no_warning(tmp_path,
+                                                               caplog):
+  # Training saves the grain iterator state beside the TrainState; analysis
+  # loaders read the state alone and must not warn about the other item.
+  from sonify_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from sonify_jax.data.sources import ArraySource  # pylint: disable=g-import-not-at-top
+  source = ArraySource([jnp.ones(3000)] * 4, [0, 1, 0, 1], 2)
+  ckpt = checkpoints.Checkpointer(str(tmp_path), keep_last=2)
+  with pipeline.train_batches(source, global_batch_size=2, crop_samples=1000,
+                              num_crops=1, seed=0) as it:
+    next(it)
+    ckpt.save(1, {"w": jnp.arange(3.0)}, data_iter=it)
+  ckpt.close()
+  with caplog.at_level(py_logging.WARNING):
+    state = checkpoints.load_state(str(tmp_path))
+  assert list(state["w"]) == [0, 1, 2]
+  assert not [r.getMessage() for r in caplog.records
+              if r.levelno >= py_logging.WARNING], caplog.text
+  # The iterator state is there (the quiet read did not skip a real item).
+  assert os.path.isdir(os.path.join(ckpt.step_dir(1), "data_iter"))
+
+
 def test_progress_prints_each_state_once(capsys):
   bar = common.Progress("study", total=4, every=0.0)
   bar.update(2)

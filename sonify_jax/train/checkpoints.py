@@ -378,11 +378,19 @@ def _verified_restore(manager: ocp.CheckpointManager, directory: str,
     verified = verify_checksums(paths.join(directory, str(step)))
   def read():
     if item is None:
-      return manager.restore(step, args=ocp.args.StandardRestore(target))
+      with _state_only():
+        return manager.restore(step, args=ocp.args.StandardRestore(target))
     return manager.restore(step, args=ocp.args.Composite(**{
         item: ocp.args.StandardRestore(target)}))[item]
   return _read_or_explain(read, f"cannot read step {step} of {directory}",
                           verified)
+
+
+def _state_only():
+  """Quiets orbax's warning that a read-only manager's step holds an item it
+  "could not be restored": such a manager reads the train state alone, and
+  the input iterator's state beside it is training's business."""
+  return logs.quiet_message(f'Item "{DATA_ITER_ITEM}" was found')
 
 
 def _read_or_explain(read, what: str, verified: bool) -> Any:
@@ -621,8 +629,11 @@ def _restore_raw(path: str, step: StepRequest
   try:
     step = _choose(manager, directory, step, config).step
     verified = verify_checksums(paths.join(directory, str(step)))
+    def metadata():
+      with _state_only():
+        return manager.item_metadata(step)
     target = _local_target(_read_or_explain(
-        lambda: manager.item_metadata(step),
+        metadata,
         f"cannot read the metadata of step {step} of {directory}", verified))
     raw = _verified_restore(manager, directory, step, target, verified)
   finally:
