@@ -20,7 +20,14 @@ transposed conv as a dense conv on its unpooled input), whatever the path
 actually executes, so the figures compare paths on the same work; "fast
 GFLOP/map" is what the fast path executes (the top block on one channel).
 Both paths include the clip's forward trace once (for the loop it is timed
-separately and amortised over the same number of maps).
+separately and amortised over the same number of maps). Every path is timed
+after an untimed first call (jit compile; oneDNN set-up for PyTorch), best
+of ``--repeats``.
+
+Read ratios only from a quiet machine: each row prints the load average,
+and on 2 shared cores under a load of 4-5 the PyTorch loop fell to 2-5
+maps/s (from 15-25) while ``sonify()`` lost far less, which inflates the
+ratio several-fold.
 
 Usage::
 
