@@ -39,8 +39,11 @@ on a CPU its rate is bounded by the matmul rate. Tried (10 s clip, CNN12,
   per batch and their unpool pass took 3-7 ms a map (memory-bound); one map
   at a time they run at 350-430 GFLOP/s and the unpool is ~0.2 ms. The
   deep blocks need the batch (block 8: 170 GFLOP/s for one map, 410 for
-  10). Whole chain: 1.45x at layer 3, 1.18x at 7, 1.12-1.2x at 11. A
-  single chunk size for every block (1 to 20 maps) gained at most 10 %.
+  10). Whole chain (``benchmarks/sonify_bench.py``, quiet machine):
+  layer 3 78.6 -> 98.5 maps/s, 5 35.4 -> 42.9, 7 28.8 -> 33.2, 11 21.2 ->
+  23.5. A single chunk size for every block (1 to 20 maps) gained at most
+  10 %; the single-channel top block in the bottom stage, or block 1 alone
+  there one map at a time, was slower (layer 2: 1.2-4x).
 * XLA CPU flags: ``xla_cpu_use_onednn``,
   ``xla_cpu_experimental_onednn_custom_call``, ``xla_cpu_use_xnnpack`` and
   ``xla_cpu_experimental_{xnn,ynn,onednn}_fusion_type=
