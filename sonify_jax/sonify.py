@@ -13,7 +13,7 @@ exit status 2.
 from absl import app
 from absl import flags
 
-from sonify_jax import cli
+from sonify_jax import cli, paths
 from sonify_jax.sonify_file import load_model, sonify_file
 
 _AUDIO = flags.DEFINE_string("audio", None, "Input audio file.")
@@ -41,17 +41,21 @@ def main(argv):
     if flag.value is None:
       raise app.UsageError(f"--{flag.name} is required")
   step = None
+  model_record = {"checkpoint": None, "random_init_seed": _SEED.value}
   if _CHECKPOINT.value is not None:
     from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
     choice = checkpoints.choose_step(_CHECKPOINT.value,
                                      checkpoints.parse_step(_STEP.value))
     print(f"checkpoint: {_CHECKPOINT.value} {choice.describe()}")
     step = choice.step
+    model_record = {"checkpoint": paths.resolve(_CHECKPOINT.value),
+                    **choice.record()}
   params, arch = load_model(_CHECKPOINT.value, step, _MODEL.value,
                             _SEED.value)
   maps, index = sonify_file(_AUDIO.value, _LAYER.value, _MAPS.value,
                             _OUT.value, params, arch,
-                            max_seconds=_MAX_SECONDS.value)
+                            max_seconds=_MAX_SECONDS.value,
+                            model_record=model_record)
   print(f"sonified layer {_LAYER.value} maps {maps}: {index}")
 
 

@@ -91,9 +91,13 @@ def check_length(waveform: np.ndarray, path: str,
 
 
 def sonify_file(audio_path: str, layer: int, maps_spec: str, out_dir: str,
-                params, arch, max_seconds: Optional[float] = None
+                params, arch, max_seconds: Optional[float] = None,
+                model_record: Optional[dict] = None
                 ) -> Tuple[List[int], str]:
   """Sonify one file; returns (maps, index path).
+
+  ``model_record``: what index.json says of the params' origin (the
+  checkpoint and its chosen step, or the random init's seed).
 
   Clips shorter than the layer's receptive field are refused with the same
   message as ``deconvnet.sonify`` (``deconvnet.validate_request``).
@@ -117,5 +121,6 @@ def sonify_file(audio_path: str, layer: int, maps_spec: str, out_dir: str,
     atomic_io.write_json(
         os.path.join(tmp_dir, INDEX_FILE),
         {"audio": paths.resolve(audio_path), "input": "input.wav",
-         "model": arch.name, "sonifications": entries})
+         "model": arch.name, **(model_record or {}),
+         "sonifications": entries})
   return maps, os.path.join(out_dir, INDEX_FILE)

@@ -187,6 +187,9 @@ def test_sonify_cli_uses_the_selected_step(run_dir, tmp_path):
     worker.close()
   assert result.code in (0, None), result.stderr[-2000:]
   assert f"step {BEST}: best eval/accuracy on validation" in result.stdout
+  index = strict_load(tmp_path / "out" / "index.json")
+  assert index["checkpoint_step"] == BEST
+  assert index["checkpoint_selected_on"] == "validation"
   written, _ = soundfile.read(str(tmp_path / "out" / "layer2_map0.wav"),
                               dtype="float32")
   for step in (BEST, LATEST):
