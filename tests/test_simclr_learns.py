@@ -26,6 +26,10 @@ Measured (probe test accuracy on 320 test clips, chance 0.25), 200 steps:
   2      0.644     0.516   0.425        +0.128           -0.091
   3      0.644     0.494   0.469        +0.150           -0.025
 
+Not caught: two identical crops per clip (the augmentations still drawn
+independently per view) gain +0.112 / +0.097 / +0.103 / +0.137 over the init
+(seeds 0-3): augmentation invariance alone lifts the probe past MARGIN.
+
 MARGIN (0.06) sits midway between the smallest gain (+0.128) and the largest
 control change (-0.009). The suite runs seed 0 (deterministic on CPU: seeded
 clips, a (seed, step) pipeline, one run key); SONIFY_SLOW_TESTS=1 adds seeds
