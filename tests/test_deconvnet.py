@@ -113,6 +113,18 @@ def _assert_close(got, want, rtol=2e-5):
   np.testing.assert_allclose(got / scale, want / scale, atol=rtol, rtol=0)
 
 
+def _assert_fast_equals_reference(params, x, layer, maps):
+  """The fast path's unscaled sonifications equal the plain chain's (which
+  are non-zero); returns the reference."""
+  fast = np.asarray(deconvnet.sonify(params, x, layer, maps, TINY,
+                                     scale=False))
+  ref = np.asarray(deconvnet.sonify(params, x, layer, maps, TINY,
+                                    scale=False, impl="reference"))
+  assert np.max(np.abs(ref)) > 0
+  _assert_close(fast, ref)
+  return ref
+
+
 @pytest.mark.parametrize("layer,length", [
     (1, 257), (2, 301), (5, 611), (8, 1203), (9, 1501), (11, 2499)])
 def test_matches_vjp_formulation_tiny(tiny_params, layer, length):
@@ -157,12 +169,7 @@ def test_fast_path_chunks_with_remainder(tiny_params, monkeypatch):
                       3 * deconvnet.per_map_bytes(TINY, layer, length))
   assert deconvnet.maps_per_chunk(TINY, layer, length, len(maps)) == 3
   x = _clips(1, length, seed=5)
-  fast = np.asarray(deconvnet.sonify(tiny_params, x, layer, maps, TINY,
-                                     scale=False))
-  ref = np.asarray(deconvnet.sonify(tiny_params, x, layer, maps, TINY,
-                                    scale=False, impl="reference"))
-  assert np.max(np.abs(ref)) > 0
-  _assert_close(fast, ref)
+  _assert_fast_equals_reference(tiny_params, x, layer, maps)
 
 
 def test_fast_path_two_stages_equal_reference(tiny_params, monkeypatch):
@@ -180,12 +187,7 @@ def test_fast_path_two_stages_equal_reference(tiny_params, monkeypatch):
   stop, sub = deconvnet.cache_split(TINY, layer, length, chunk)
   assert 1 < stop < layer and 1 < sub < chunk
   x = _clips(2, length, seed=9)
-  fast = np.asarray(deconvnet.sonify(tiny_params, x, layer, maps, TINY,
-                                     scale=False))
-  ref = np.asarray(deconvnet.sonify(tiny_params, x, layer, maps, TINY,
-                                    scale=False, impl="reference"))
-  assert np.max(np.abs(ref)) > 0
-  _assert_close(fast, ref)
+  ref = _assert_fast_equals_reference(tiny_params, x, layer, maps)
   slots = np.array([1, 0, 0, 1, 1, 0, 1, 0], np.int32)
   pairs = np.asarray(deconvnet.sonify_clip_pairs(
       tiny_params, jnp.asarray(x), jnp.full((2,), length, jnp.int32),
