@@ -115,14 +115,6 @@ class PipelineStats:
   short_clips: int = 0
   unreadable: Dict[int, str] = dataclasses.field(default_factory=dict)
 
-  def merge(self, other: "PipelineStats") -> None:
-    """Adds another iterator's counts."""
-    self.clips_read += other.clips_read
-    self.nonfinite_clips += other.nonfinite_clips
-    self.silent_clips += other.silent_clips
-    self.short_clips += other.short_clips
-    self.unreadable.update(other.unreadable)
-
   def summary(self) -> str:
     return (f"{self.clips_read} clips read, {self.nonfinite_clips} with "
             f"NaN/Inf (zeroed), {self.silent_clips} silent, "
