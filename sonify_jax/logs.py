@@ -59,15 +59,13 @@ class _DropPrefix(py_logging.Filter):
     self.prefixes = tuple(prefixes)
 
   def filter(self, record: py_logging.LogRecord) -> bool:
-    # The formatted message too: a prefix may name what fills a '%s'.
-    return not (str(record.msg).startswith(self.prefixes) or
-                record.getMessage().startswith(self.prefixes))
+    return not str(record.msg).startswith(self.prefixes)
 
 
 @contextlib.contextmanager
 def quiet_message(*prefixes: str) -> Iterator[None]:
-  """Drops log records whose message (as written, or formatted) starts with
-  one of ``prefixes`` in the block."""
+  """Drops log records whose message starts with one of ``prefixes`` in the
+  block."""
   drop = _DropPrefix(prefixes)
   logger = logging.get_absl_logger()
   logger.addFilter(drop)

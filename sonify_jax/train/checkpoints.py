@@ -276,9 +276,7 @@ class Checkpointer:
         cleanup_tmp_directories=True,
         create=True)
     self.manager = ocp.CheckpointManager(
-        self.directory, options=options, item_handlers={
-            STATE_ITEM: ocp.StandardCheckpointHandler(),
-            DATA_ITER_ITEM: grain.checkpoint.CheckpointHandler()})
+        self.directory, options=options, item_handlers=_item_handlers())
     self._unfinished = []   # steps saved whose write may still be running
 
   def latest_step(self) -> Optional[int]:
@@ -344,8 +342,7 @@ class Checkpointer:
     if step is None:
       raise NotARunError(f"no checkpoint in {self.directory}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
-    return _verified_restore(self.manager, self.directory, step, abstract,
-                             item=STATE_ITEM)
+    return _verified_restore(self.manager, self.directory, step, abstract)
 
   def restore_data_iter(self, data_iter: Any, step: int) -> bool:
     """Sets ``data_iter``'s state to the one saved with ``step``.
@@ -368,29 +365,18 @@ class Checkpointer:
 
 def _verified_restore(manager: ocp.CheckpointManager, directory: str,
                       step: int, target: Any,
-                      verified: Optional[bool] = None,
-                      item: Optional[str] = None) -> Any:
+                      verified: Optional[bool] = None) -> Any:
   """Restores ``step`` after checking its checksums (unless ``verified``
   says it was done); a file orbax cannot decode becomes a
-  ``CorruptCheckpointError`` naming the step. ``item``: the state's item
-  name for a manager of several items (a read-only one has just the one)."""
+  ``CorruptCheckpointError`` naming the step. Only the train state is read;
+  the input iterator's state is ``restore_data_iter``'s."""
   if verified is None:
     verified = verify_checksums(paths.join(directory, str(step)))
   def read():
-    if item is None:
-      with _state_only():
-        return manager.restore(step, args=ocp.args.StandardRestore(target))
     return manager.restore(step, args=ocp.args.Composite(**{
-        item: ocp.args.StandardRestore(target)}))[item]
+        STATE_ITEM: ocp.args.StandardRestore(target)}))[STATE_ITEM]
   return _read_or_explain(read, f"cannot read step {step} of {directory}",
                           verified)
-
-
-def _state_only():
-  """Quiets orbax's warning that a read-only manager's step holds an item it
-  "could not be restored": such a manager reads the train state alone, and
-  the input iterator's state beside it is training's business."""
-  return logs.quiet_message(f'Item "{DATA_ITER_ITEM}" was found')
 
 
 def _read_or_explain(read, what: str, verified: bool) -> Any:
@@ -475,7 +461,14 @@ def _read_only_manager(directory: str, best_metric: str = "",
     return ocp.CheckpointManager(
         directory,
         options=ocp.CheckpointManagerOptions(read_only=True, **ranking),
-        item_handlers=ocp.StandardCheckpointHandler())
+        item_handlers=_item_handlers())
+
+
+def _item_handlers() -> Dict[str, Any]:
+  """A step's items: the TrainState and the input iterator's state (every
+  manager knows both, so orbax never meets an item it cannot name)."""
+  return {STATE_ITEM: ocp.StandardCheckpointHandler(),
+          DATA_ITER_ITEM: grain.checkpoint.CheckpointHandler()}
 
 
 def available_steps(path: str) -> Sequence[int]:
@@ -629,11 +622,8 @@ def _restore_raw(path: str, step: StepRequest
   try:
     step = _choose(manager, directory, step, config).step
     verified = verify_checksums(paths.join(directory, str(step)))
-    def metadata():
-      with _state_only():
-        return manager.item_metadata(step)
     target = _local_target(_read_or_explain(
-        metadata,
+        lambda: manager.item_metadata(step)[STATE_ITEM],
         f"cannot read the metadata of step {step} of {directory}", verified))
     raw = _verified_restore(manager, directory, step, target, verified)
   finally:
