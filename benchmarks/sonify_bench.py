@@ -18,7 +18,9 @@ random init of ``--arch`` (default full CNN12) it times:
 "Useful" GFLOP/s counts the FLOPs of the dense deconv chain per map (every
 transposed conv as a dense conv on its unpooled input), whatever the path
 actually executes, so the figures compare paths on the same work; "fast
-GFLOP/map" is what the fast path executes (the top block on one channel).
+GFLOP/map" is what the fast path executes (the top block on one channel,
+the 3- and 5-tap dense blocks by Winograd at 8/18 and 8/20 of their
+multiply-adds).
 Both paths include the clip's forward trace once (for the loop it is timed
 separately and amortised over the same number of maps). Every path is timed
 after an untimed first call (jit compile; oneDNN set-up for PyTorch), best
@@ -84,15 +86,24 @@ def dense_chain_flops(arch, layer: int, length: int) -> int:
 
 
 def fast_path_flops(arch, layer: int, length: int) -> int:
-  """FLOPs the fast path executes per map: the top block on one channel."""
-  t = length
+  """FLOPs the fast path executes per map: the top block on one channel,
+  and the dense blocks run by Winograd F(m, k) at ``(m + k - 1) / (m k)``
+  of their multiply-adds (transforms not counted)."""
+  flops, t = 0, length
   for block in range(1, layer + 1):
-    k = arch.kernels[block - 1]
+    k, c = arch.kernels[block - 1], arch.channels[block - 1]
+    cin = 1 if block == 1 else arch.channels[block - 2]
     t_conv = t - k + 1
+    dense = 2 * t_conv * k * c * cin
+    tile = deconvnet.WINOGRAD_TILES.get(k)
+    if block == layer:
+      flops += dense // c
+    elif tile and block > 1:
+      flops += dense * (tile + k - 1) // (tile * k)
+    else:
+      flops += dense
     t = t_conv // 2 if arch.is_pooled(block) else t_conv
-  cin = 1 if layer == 1 else arch.channels[layer - 2]
-  top_dense = 2 * t_conv * k * arch.channels[layer - 1] * cin
-  return dense_chain_flops(arch, layer, length) - top_dense + 2 * t_conv * k * cin
+  return flops
 
 
 def matmul_gflops(n: int, repeats: int = 5) -> float:
@@ -205,7 +216,9 @@ def _torch_rate(params, clip, layer, arch, maps, total_maps, repeats):
     top, sizes, indices = forward()
     t_forward = time.perf_counter() - start
     best = float("inf")
-    for _ in range(repeats):
+    # At least three passes: its first pass after the warm-up map often ran
+    # 1.5x slower than the next, and the baseline should be PyTorch's best.
+    for _ in range(max(repeats, 3)):
       start = time.perf_counter()
       outs = [one_map(top, sizes, indices, int(m)) for m in maps]
       best = min(best, time.perf_counter() - start)

@@ -20,7 +20,10 @@ result to float32 rounding:
   ``k * C * Cin`` multiply-adds per sample, which removes most of the work of
   shallow layers); unpool and ReLU are one fused pass; block 1 (``C -> 1``)
   runs in polyphase form at the pooled length as one matmul; the dense blocks
-  in between run as batched XLA convs; maps go in chunks bounded by
+  in between run batched over maps, the 3- and 5-tap ones by Winograd's
+  minimal filtering F(4, 3) and F(4, 5) (:mod:`sonify_jax.winograd`: 2x and
+  2.5x fewer multiply-adds, transformed kernels computed once per call) and
+  the 7-tap block 2 as an XLA conv; maps go in chunks bounded by
   :data:`CHUNK_BYTES` and clips one after another, so memory stays bounded
   for long clips and many maps. Within a chunk the short, wide deep blocks
   run on all its maps at once (a wide conv needs many rows) and the long,
@@ -30,10 +33,21 @@ result to float32 rounding:
 ``sonify_clip_pairs`` runs the fast path on (clip, map) pairs that may mix
 clips of one padded length (the atlas: every map on its own top clips).
 
-What is not exploited: below the top block every transposed conv is dense,
-so the fast path executes the dense chain's FLOPs less the top block's, and
-on a CPU its rate is bounded by the matmul rate. Tried (10 s clip, CNN12,
-2 shared cores; CPU time, interleaved, as the machine was loaded):
+Below the top block every transposed conv is dense, so without Winograd
+the fast path executes the dense chain's FLOPs less the top block's, at
+best at the machine's matmul rate. Tried (10 s clip, CNN12, 2 shared cores;
+CPU time, interleaved, as the machine was loaded):
+
+* Winograd (kept) for the 3- and 5-tap blocks, interleaved A/B of the
+  whole chain, 20 maps, median maps/s, dense -> Winograd: layer 4 62.9 ->
+  71.7, 6 44.2 -> 51.9, 9 33.7 -> 42.6, 11 26.5 -> 35.2. F(6, 3) was no
+  faster than F(4, 3) and has larger transformed kernels and error. Not
+  kept: F(2, 7) for block 2 (64 channels: its matmuls are too narrow for
+  the transforms' memory traffic; 0.3-1.2x per block, layer 4 -7 %);
+  running the tiles in cache-sized time segments; reading the tile inputs
+  straight from the pooled signal and switches instead of the unpooled
+  signal (both within noise); block 2 as an FFT overlap-save conv (2x
+  slower) or as im2col matmuls over time segments (1.2-1.8x slower).
 
 * the cache split (kept): blocks 2-5 ran at 170-290 GFLOP/s with 10 maps
   per batch and their unpool pass took 3-7 ms a map (memory-bound); one map
@@ -68,12 +82,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sonify_jax import winograd
 from sonify_jax.errors import UserError
 from sonify_jax.models import ops
 from sonify_jax.models.architecture import Architecture, CNN12 as CNN12_ARCH
 from sonify_jax.models.cnn12 import BlockTrace, CNN12
 
 Params = Any
+
+# Outputs per Winograd tile, by kernel size, of the dense transposed convs:
+# F(4, 3) and F(4, 5) (6 and 8 points). Other kernel sizes run as XLA
+# convs: CNN12's only 7-tap dense block has 64 channels, too narrow for the
+# transforms' memory traffic to pay (F(2, 7) 0.3-1.2x the conv's speed).
+WINOGRAD_TILES = {3: 4, 5: 4}
 
 
 def _encoder(arch: Architecture) -> CNN12:
@@ -129,18 +150,47 @@ def _kernel_taps_first(kernel: jax.Array) -> jax.Array:
   return jnp.transpose(kernel, (0, 2, 1))
 
 
-def _dense_transpose(h: jax.Array, kernel: jax.Array,
+def transpose_kernels(params: Params, layer: int, arch: Architecture
+                      ) -> Tuple[Optional[jax.Array], ...]:
+  """Per block ``1..layer``, its dense transposed conv's kernel in the form
+  the fast path runs it (computed once per call, outside the loops over
+  clips and maps):
+
+  * ``[alpha, C, Cin]``, the Winograd transform of the flipped taps, for a
+    kernel size in :data:`WINOGRAD_TILES`;
+  * ``[k, C, Cin]``, the flipped taps, for an XLA conv otherwise;
+  * None for block 1 and block ``layer``, which have their own paths.
+  """
+  kernels = []
+  for block in range(1, layer + 1):
+    if block in (1, layer):
+      kernels.append(None)
+      continue
+    kernel = params[f"block{block}"]["kernel"]
+    flipped = _kernel_taps_first(kernel)[::-1]  # [k, C, Cin]
+    tile = WINOGRAD_TILES.get(arch.kernels[block - 1])
+    kernels.append(winograd.transform_kernel(flipped, tile) if tile
+                   else flipped)
+  return tuple(kernels)
+
+
+def _dense_transpose(h: jax.Array, kernel: jax.Array, k: int,
                      input_length: int) -> jax.Array:
   """Dense transposed conv ``[M, T, C] -> [M, input_length, Cin]``.
 
-  Written as a full correlation with the flipped kernel, the form XLA's CPU
-  convolution runs fastest (measured against ``jax.linear_transpose``).
+  A full correlation with the flipped taps (``kernel``, see
+  :func:`transpose_kernels`): by Winograd F(m, k) for a kernel size in
+  :data:`WINOGRAD_TILES` (1.3-1.8x faster than XLA's conv for 128-1024
+  channels), else as an XLA conv, the form XLA's CPU convolution runs
+  fastest (measured against ``jax.linear_transpose``).
   """
-  k = kernel.shape[0]
-  flipped = _kernel_taps_first(kernel)[::-1]  # [k, C, Cin]
   pad_right = input_length - h.shape[1]
+  tile = WINOGRAD_TILES.get(k)
+  if tile:
+    padded = jnp.pad(h, ((0, 0), (k - 1, pad_right), (0, 0)))
+    return winograd.correlate_transformed(padded, kernel, tile, k)
   return jax.lax.conv_general_dilated(
-      h, flipped, window_strides=(1,), padding=[(k - 1, pad_right)],
+      h, kernel, window_strides=(1,), padding=[(k - 1, pad_right)],
       dimension_numbers=ops._DIMENSION_NUMBERS)  # pylint: disable=protected-access
 
 
@@ -244,18 +294,18 @@ def chain_lengths(arch: Architecture, layer: int, length: int
   return tuple(out)
 
 
-def _dense_block(params: Params, switches, h: jax.Array, block: int,
+def _dense_block(kernels, switches, h: jax.Array, block: int,
                  lengths: Sequence[Tuple[int, int]]) -> jax.Array:
   """Block ``block``'s unpool (if pooled), ReLU and dense transposed conv."""
+  t_in, t_conv = lengths[block - 1]
   if switches[block - 1] is None:
     h = jax.nn.relu(h)
   else:
-    h = _relu_unpool(h, switches[block - 1], lengths[block - 1][1])
-  return _dense_transpose(h, params[f"block{block}"]["kernel"],
-                          lengths[block - 1][0])
+    h = _relu_unpool(h, switches[block - 1], t_conv)
+  return _dense_transpose(h, kernels[block - 1], t_in - t_conv + 1, t_in)
 
 
-def _top_stage(params: Params, switches: Sequence[Optional[jax.Array]],
+def _top_stage(params: Params, kernels, switches: Sequence[Optional[jax.Array]],
                top: jax.Array, feature_map: jax.Array, layer: int,
                lengths: Sequence[Tuple[int, int]], stop: int) -> jax.Array:
   """Blocks ``layer`` down to ``stop + 1`` of one map: ``[T, C(stop)]``.
@@ -277,17 +327,18 @@ def _top_stage(params: Params, switches: Sequence[Optional[jax.Array]],
   h = _single_channel_transpose(jax.nn.relu(top), column,
                                 lengths[layer - 1][0])[None]
   for block in range(layer - 1, stop, -1):
-    h = _dense_block(params, switches, h, block, lengths)
+    h = _dense_block(kernels, switches, h, block, lengths)
   return h[0]
 
 
-def _bottom_stage(params: Params, switches: Sequence[Optional[jax.Array]],
+def _bottom_stage(params: Params, kernels,
+                  switches: Sequence[Optional[jax.Array]],
                   h: jax.Array, stop: int,
                   lengths: Sequence[Tuple[int, int]]) -> jax.Array:
   """Blocks ``stop`` down to 1 of one map: ``[T, C(stop)] -> [T_in]``."""
   h = h[None]
   for block in range(stop, 1, -1):
-    h = _dense_block(params, switches, h, block, lengths)
+    h = _dense_block(kernels, switches, h, block, lengths)
   h = _unpool_transpose_to_waveform(
       jax.nn.relu(h), switches[0], params["block1"]["kernel"], lengths[0][0])
   return h[0, :, 0]
@@ -295,7 +346,8 @@ def _bottom_stage(params: Params, switches: Sequence[Optional[jax.Array]],
 
 def deconv_one_map(params: Params, switches: Sequence[Optional[jax.Array]],
                    top: jax.Array, feature_map: jax.Array, layer: int,
-                   lengths: Sequence[Tuple[int, int]]) -> jax.Array:
+                   lengths: Sequence[Tuple[int, int]],
+                   arch: Architecture = CNN12_ARCH) -> jax.Array:
   """Fast deconvnet projection of one kept map of one clip (Algorithm 1, 2-3).
 
   Same result as :func:`deconv_chain` seeded with the kept map, computed with
@@ -315,14 +367,17 @@ def deconv_one_map(params: Params, switches: Sequence[Optional[jax.Array]],
     feature_map: int scalar, a map index of block ``layer``.
     layer: 1-based block number.
     lengths: :func:`chain_lengths` of the clip.
+    arch: the architecture the params belong to.
   Returns:
     ``[T]`` unscaled sonification.
   """
+  kernels = transpose_kernels(params, layer, arch)
   if layer == 1:
-    return _top_stage(params, switches, top, feature_map, 1, lengths, 0)[:, 0]
-  h = _top_stage(params, switches, top, feature_map, layer, lengths,
+    return _top_stage(params, kernels, switches, top, feature_map, 1, lengths,
+                      0)[:, 0]
+  h = _top_stage(params, kernels, switches, top, feature_map, layer, lengths,
                  layer - 1)
-  return _bottom_stage(params, switches, h, layer - 1, lengths)
+  return _bottom_stage(params, kernels, switches, h, layer - 1, lengths)
 
 
 class ClipTraces(NamedTuple):
@@ -369,8 +424,8 @@ def _in_chunks(fn, xs, chunk: int):
   return outs[0] if len(outs) == 1 else jnp.concatenate(outs)
 
 
-def _deconv_pairs(params, traces: ClipTraces, slots, maps, layer, arch,
-                  lengths, chunk, scale):
+def _deconv_pairs(params, kernels, traces: ClipTraces, slots, maps, layer,
+                  arch, lengths, chunk, scale):
   """``[P]`` (slot, map) pairs -> ``[P, T]``, in chunks of ``chunk`` pairs.
 
   Within a chunk, the top stage (blocks ``layer .. stop + 1``, short and
@@ -391,14 +446,14 @@ def _deconv_pairs(params, traces: ClipTraces, slots, maps, layer, arch,
 
   def top_one(m, slot):
     switches, top = clip_of(slot)
-    return _top_stage(params, switches, top, m, layer, lengths, stop)
+    return _top_stage(params, kernels, switches, top, m, layer, lengths, stop)
 
   def finish(s, slot):
     return scale_to_peak(s, traces.peak[slot]) if scale else s
 
   def bottom_one(h, slot):
-    return finish(_bottom_stage(params, clip_of(slot)[0], h, stop, lengths),
-                  slot)
+    return finish(_bottom_stage(params, kernels, clip_of(slot)[0], h, stop,
+                                lengths), slot)
 
   def one_chunk(maps_c, slots_c):
     # slots_c None: the constant slot 0 keeps the trace unbatched under vmap.
@@ -451,8 +506,8 @@ def sonify_clip_pairs(params: Params, waveforms: jax.Array,
   traces = _clip_traces(params, waveforms, layer, arch, valid_lengths)
   lengths = chain_lengths(arch, layer, length)
   chunk = maps_per_chunk(arch, layer, length, maps.shape[0])
-  return _deconv_pairs(params, traces, slots, maps, layer, arch, lengths,
-                       chunk, scale)
+  return _deconv_pairs(params, transpose_kernels(params, layer, arch), traces,
+                       slots, maps, layer, arch, lengths, chunk, scale)
 
 
 def trace_bytes(arch: Architecture, layer: int, length: int) -> int:
@@ -562,11 +617,12 @@ def _sonify_fast(params, waveforms, layer, feature_maps, arch, scale):
   length = waveforms.shape[1]
   lengths = chain_lengths(arch, layer, length)
   chunk = maps_per_chunk(arch, layer, length, feature_maps.shape[0])
+  kernels = transpose_kernels(params, layer, arch)
 
   def one_clip(x):  # [time] -> [maps, time]
     traces = _clip_traces(params, x[None], layer, arch)
-    return _deconv_pairs(params, traces, None, feature_maps, layer, arch,
-                         lengths, chunk, scale)
+    return _deconv_pairs(params, kernels, traces, None, feature_maps, layer,
+                         arch, lengths, chunk, scale)
 
   # Clips run one after another so only one clip's chunk is live at a time.
   return jax.lax.map(one_clip, waveforms)
