@@ -40,11 +40,43 @@ def test_evolution_tracks_final_models_pairs(tmp_path):
       np.testing.assert_allclose(result["sonifications"][2][r][j], want,
                                  rtol=1e-4, atol=1e-6)
   saved = json.loads((tmp_path / "evolution.json").read_text())
+  assert result["selected_step"] == saved["selected_step"] == 20
   assert set(saved["layers"]["2"][0]["wavs"]) == {"0", "10", "20"}
   assert (tmp_path / saved["figures"]["2"]).stat().st_size > 0
   with pytest.raises(ValueError, match="duplicate"):
     evolution.run_evolution([(1, final), (1, final)], ARCH, source,
                             str(tmp_path), layers=[2], progress=False)
+
+
+def test_selected_step_picks_the_pairs(tmp_path):
+  # The run's selected checkpoint (here step 10, not the largest) picks the
+  # maps and clips; every step is still sonified on those pairs.
+  rng = np.random.default_rng(1)
+  audios = [0.3 * rng.standard_normal(300).astype(np.float32)
+            for _ in range(6)]
+  source = ArraySource(audios, [0] * 6, 1)
+  ckpts = [(0, common.random_params(ARCH, 0)),
+           (10, common.random_params(ARCH, 1)),
+           (20, common.random_params(ARCH, 2))]
+  result = evolution.run_evolution(ckpts, ARCH, source, str(tmp_path),
+                                   layers=[2], maps_per_layer=2,
+                                   batch_size=4, progress=False,
+                                   write_wavs=False, selected_step=10)
+  assert result["selected_step"] == 10
+  for step in (10, 20):
+    acts = np.asarray(deconvnet.feature_map_activations(
+        dict(ckpts)[step], np.stack(audios), 2, ARCH))
+    picked = np.sort(np.argsort(-acts.max(0), kind="stable")[:2])
+    if step == 10:
+      assert [e["map"] for e in result["layers"]["2"]] == picked.tolist()
+      assert [e["clip_index"] for e in result["layers"]["2"]] == [
+          int(acts[:, m].argmax()) for m in picked]
+    else:  # the largest step would have picked other maps (not vacuous)
+      assert [e["map"] for e in result["layers"]["2"]] != picked.tolist()
+  assert len(result["sonifications"][2][0]) == 3
+  with pytest.raises(ValueError, match="selected step 5"):
+    evolution.run_evolution(ckpts, ARCH, source, str(tmp_path), layers=[2],
+                            progress=False, selected_step=5)
 
 
 def test_dead_sonification_panels_are_labelled():

@@ -172,6 +172,36 @@ def test_study_reads_and_records_the_selected_step(run_dir, tmp_path):
           float(strength[int(map_index)]), rel=1e-5)
 
 
+def test_evolution_marks_the_selected_step(run_dir, tmp_path):
+  # Every kept step is sonified; the selected one (4, not the latest 8)
+  # picks the maps and is recorded and marked.
+  worker = CliWorker("sonify_jax.analysis.run")
+  try:
+    result = worker.run("--study=evolution", f"--checkpoint={run_dir}",
+                        "--layers=1", "--maps_per_layer=2", "--max_clips=3",
+                        "--batch_size=3", "--clip_seconds=0.25",
+                        f"--workdir={tmp_path / 'evo'}")
+  finally:
+    worker.close()
+  assert result.code in (0, None), result.stderr[-2000:]
+  saved = strict_load(str(tmp_path / "evo" / "evolution.json"))
+  assert saved["steps"] == [0, BEST, LATEST]
+  assert saved["selected_step"] == saved["checkpoint_step"] == BEST
+  info = checkpoints.load_run_info(run_dir)
+  source = run_data.study_source(info)[0]
+  params = common.random_params(ARCH, seed=BEST)
+  for entry in saved["layers"]["1"]:
+    clip = common.load_clip(source, entry["clip_index"],
+                            ARCH.min_input_length(1), 2000)
+    strength = deconvnet.feature_map_activations(params, clip[None], 1, ARCH)
+    assert entry["activation"] == pytest.approx(
+        float(strength[0, entry["map"]]), rel=1e-5)
+  text = "".join(gallery._evolution_html(  # pylint: disable=protected-access
+      "run", str(tmp_path / "evo"), str(tmp_path / "site")))
+  assert f"step {BEST} (selected)" in text
+  assert f"step {LATEST} (selected)" not in text
+
+
 def test_sonify_cli_uses_the_selected_step(run_dir, tmp_path):
   rate = 8000
   t = np.arange(rate // 2) / rate

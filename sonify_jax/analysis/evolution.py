@@ -1,9 +1,11 @@
 """Feature evolution over training (thesis 5.3.3).
 
-On the final checkpoint, pick the strongest feature maps of each layer and
-each map's top clip (one streamed top-1 pass); then sonify the same
-(map, clip) pairs with the encoder of every kept checkpoint and lay the
-spectrograms out as a sequence (rows: pairs; columns: input, then steps).
+On the run's selected checkpoint (best on validation; the CLI and the demo
+pass it, else the largest step), pick the strongest feature maps of each
+layer and each map's top clip (one streamed top-1 pass); then sonify the
+same (map, clip) pairs with the encoder of every kept checkpoint and lay the
+spectrograms out as a sequence (rows: pairs; columns: input, then steps;
+the selected step's column is marked, and the JSON records it).
 
 Writes ``evolution.json``, ``evolution_layerLL.png`` and the WAVs
 ``layerLL/mapMMMM_stepSSSSSSS.wav`` (plus ``layerLL/mapMMMM_input.wav``).
@@ -42,19 +44,22 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
                   maps_per_layer: int = 4, batch_size: int = 16,
                   clip_samples: Optional[int] = None,
                   max_clips: Optional[int] = None, write_wavs: bool = True,
-                  progress: bool = True) -> Dict[str, Any]:
+                  progress: bool = True,
+                  selected_step: Optional[int] = None) -> Dict[str, Any]:
   """Evolution study.
 
   Args:
-    checkpoints: ``[(step, encoder params), ...]``; the largest step is
-      the "final" checkpoint that picks the maps and clips.
+    checkpoints: ``[(step, encoder params), ...]``.
     arch: the architecture of every checkpoint.
     source: ClipSource to pick the top clips from.
     out_dir: output folder.
     layers: blocks to study.
-    maps_per_layer: strongest maps (top-1 activation, final checkpoint).
+    maps_per_layer: strongest maps (top-1 activation, selected checkpoint).
+    selected_step: the checkpoint that picks the maps and their clips, and
+      is marked in the figures: the run's selected step (best on
+      validation); None for the largest step.
   Returns:
-    ``{'steps': [...], 'layers': {str(layer): [{'map', 'clip_index',
+    ``{'steps': [...], 'selected_step': int, 'layers': {str(layer): [{'map', 'clip_index',
     'clip_id', 'activation', 'wavs': {str(step): path}, 'dead': {str(step):
     all-zero sonification}}]}, 'figures': {...}}``. Step 0 (the untrained
     init, which the trainer always keeps) is the control.
@@ -66,14 +71,20 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
   steps = [s for s, _ in checkpoints]
   if len(set(steps)) != len(steps):
     raise ValueError(f"duplicate checkpoint steps: {steps}")
+  if selected_step is None:
+    selected_step = steps[-1]
+  if selected_step not in steps:
+    raise ValueError(f"selected step {selected_step} is not among the "
+                     f"checkpoints {steps}")
   layers = common.check_layers(layers, arch)
   min_samples = arch.min_input_length(max(layers))
-  final = checkpoints[-1][1]
-  tops = topk.stream_topk(final, arch, source, layers, k=1,
+  selected = dict(checkpoints)[selected_step]
+  tops = topk.stream_topk(selected, arch, source, layers, k=1,
                           batch_size=batch_size, clip_samples=clip_samples,
                           max_clips=max_clips, progress=progress)
   os.makedirs(out_dir, exist_ok=True)
-  result: Dict[str, Any] = {"steps": steps, "layers": {}, "figures": {}}
+  result: Dict[str, Any] = {"steps": steps, "selected_step": selected_step,
+                            "layers": {}, "figures": {}}
   bar = common.Progress("evolution", len(layers) * len(steps),
                         unit="layer-steps", enabled=progress)
   for layer in layers:
@@ -114,8 +125,9 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
     fig = os.path.join(out_dir, f"evolution_layer{layer:02d}.png")
     figures.evolution_grid(
         fig, [(f"map {m}", c) for m, c in zip(maps, clips)], steps, rows,
-        title=f"layer {layer}: sonification of the final model's top clip "
-        "per map, across training")
+        title=f"layer {layer}: sonification of the selected model's (step "
+        f"{selected_step}) top clip per map, across training",
+        marked_step=selected_step)
     result["figures"][str(layer)] = os.path.relpath(fig, out_dir)
     result.setdefault("_arrays", {})[layer] = rows
   bar.close()

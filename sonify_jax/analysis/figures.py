@@ -150,7 +150,8 @@ def _condition_curve_set(models: ConditionModels):
 def evolution_grid(path: str, inputs: Sequence[Tuple[str, np.ndarray]],
                    steps: Sequence[int],
                    sonifications: Sequence[Sequence[np.ndarray]],
-                   title: str = "", sample_rate: int = SAMPLE_RATE) -> str:
+                   title: str = "", sample_rate: int = SAMPLE_RATE,
+                   marked_step: Optional[int] = None) -> str:
   """Rows: (map, clip) pairs; columns: the input, then the sonification at
   each checkpoint step.
 
@@ -158,6 +159,7 @@ def evolution_grid(path: str, inputs: Sequence[Tuple[str, np.ndarray]],
     inputs: ``[(row_label, clip), ...]``.
     steps: checkpoint steps (column order).
     sonifications: ``[row][step]`` waveforms.
+    marked_step: a step whose column titles say "(selected)".
   """
   cols = 1 + len(steps)
   fig, axes = plotting.new_figure(len(inputs), cols,
@@ -166,8 +168,9 @@ def evolution_grid(path: str, inputs: Sequence[Tuple[str, np.ndarray]],
     plotting.draw_spectrogram(axes[i, 0], clip, sample_rate, f"{label}: input",
                               zero_label=plotting.SILENT_LABEL)
     for j, (step, sonif) in enumerate(zip(steps, row)):
+      selected = " (selected)" if step == marked_step else ""
       plotting.draw_spectrogram(axes[i, j + 1], sonif, sample_rate,
-                                f"step {step}")
+                                f"step {step}{selected}")
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()

@@ -233,10 +233,11 @@ def _evolution_html(name: str, evo_dir: str, out_dir: str) -> List[str]:
   with open(os.path.join(evo_dir, "evolution.json")) as f:
     evo = json.load(f)
   root = os.path.join("assets", "evolution_" + _slug(name))
+  selected = evo.get("selected_step", max(evo["steps"]))
   parts = [f"<h2>Feature evolution over training: {html.escape(name)}</h2>",
-           '<p class="meta">The final model\'s strongest maps, each on its '
-           "top clip, sonified at every kept checkpoint (step 0 is the "
-           "untrained init: the control).</p>"]
+           f'<p class="meta">The selected model\'s (step {selected}) '
+           "strongest maps, each on its top clip, sonified at every kept "
+           "checkpoint (step 0 is the untrained init: the control).</p>"]
   for layer, entries in sorted(evo["layers"].items(), key=lambda t: int(t[0])):
     fig = evo["figures"].get(layer)
     if fig:
@@ -249,7 +250,9 @@ def _evolution_html(name: str, evo_dir: str, out_dir: str) -> List[str]:
       cells = [_player("input", _asset(evo_dir, out_dir, root,
                                        e["input_wav"]))] if e.get(
                                            "input_wav") else []
-      cells += [_player(f"step {step}", _asset(evo_dir, out_dir, root, wav),
+      cells += [_player(f"step {step}" + (" (selected)"
+                                          if int(step) == selected else ""),
+                        _asset(evo_dir, out_dir, root, wav),
                         bool(e.get("dead", {}).get(step, False)))
                 for step, wav in sorted(e.get("wavs", {}).items(),
                                         key=lambda t: int(t[0]))]

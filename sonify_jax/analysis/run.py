@@ -208,10 +208,9 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
   # [(name, path, StepChoice)] per run, in --checkpoint order.
   chosen = [(name, path, run.choice)
             for (name, path), (_, run) in zip(ckpts, runs)]
-  if study != "evolution":   # evolution reads every kept step
-    for entry in chosen:
-      name, path, choice = entry
-      say(f"checkpoint ({name}): {path} {choice.describe()}")
+  for entry in chosen:   # evolution reads every kept step, marks this one
+    name, path, choice = entry
+    say(f"checkpoint ({name}): {path} {choice.describe()}")
   source = _source(runs[0][1])
   for name, run in runs[1:]:
     _source(run)  # every run must fit the data studied (class count)
@@ -292,7 +291,8 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
     evolution.run_evolution(checkpoints, arch, source, workdir,
                             layers=layers or (2, 5, 8, 11),
                             maps_per_layer=_MAPS_PER_LAYER.value,
-                            **common_kw)
+                            selected_step=chosen[0][2].step, **common_kw)
+    record_checkpoints(os.path.join(workdir, "evolution.json"), chosen[:1])
     say(f"evolution: {workdir}/evolution.json")
 
 

@@ -75,7 +75,7 @@ def run_story(workdir: str, quick: bool = False,
   """
   from sonify_jax.analysis import atlas, atlas_page, coherence, controls, evolution, gallery, run_data, topk  # pylint: disable=g-import-not-at-top
   from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
-  from sonify_jax.train import probe, trainer  # pylint: disable=g-import-not-at-top
+  from sonify_jax.train import checkpoints, probe, trainer  # pylint: disable=g-import-not-at-top
 
   start = time.time()
   workdir = os.path.abspath(workdir)
@@ -135,12 +135,13 @@ def run_story(workdir: str, quick: bool = False,
   common.log(f"[story] feature evolution, contrastive "
              f"({time.time() - start:.0f} s so far)")
   evo_dir = os.path.join(workdir, "evolution_contrastive")
-  ckpts, evo_arch = evolution.load_checkpoints(os.path.join(workdir,
-                                                            "simclr"))
+  simclr_dir = os.path.join(workdir, "simclr")
+  ckpts, evo_arch = evolution.load_checkpoints(simclr_dir)
   evo = evolution.run_evolution(
       ckpts, evo_arch, source, evo_dir, layers=EVOLUTION_LAYERS,
       maps_per_layer=2 if quick else 3, clip_samples=CLIP_SAMPLES,
-      max_clips=max_clips, progress=True)
+      max_clips=max_clips, progress=True,
+      selected_step=checkpoints.choose_step(simclr_dir).step)
   del evo
   figures = {f"Mean top-5 coherence between each {data['split']} clip and "
              "the sonification of its most active map, per layer (solid), "
