@@ -13,14 +13,22 @@ from sonify_jax.models.architecture import CNN12_TINY
 ARCH = CNN12_TINY
 
 
-def test_evolution_tracks_final_models_pairs(tmp_path):
-  rng = np.random.default_rng(0)
+def _noise_clips(seed, count):
+  """``count`` clips of noise and their one-class source."""
+  rng = np.random.default_rng(seed)
   audios = [0.3 * rng.standard_normal(300).astype(np.float32)
-            for _ in range(5)]
-  source = ArraySource(audios, [0] * 5, 1)
-  ckpts = [(20, common.random_params(ARCH, 2)),
-           (0, common.random_params(ARCH, 0)),
-           (10, common.random_params(ARCH, 1))]  # out of order on purpose
+            for _ in range(count)]
+  return audios, ArraySource(audios, [0] * count, 1)
+
+
+def _checkpoints(steps):
+  """``[(step, params)]``, the params of step s drawn from seed s / 10."""
+  return [(s, common.random_params(ARCH, s // 10)) for s in steps]
+
+
+def test_evolution_tracks_final_models_pairs(tmp_path):
+  audios, source = _noise_clips(0, 5)
+  ckpts = _checkpoints([20, 0, 10])  # out of order on purpose
   result = evolution.run_evolution(ckpts, ARCH, source, str(tmp_path),
                                    layers=[2], maps_per_layer=2,
                                    batch_size=4, progress=False)
@@ -51,13 +59,8 @@ def test_evolution_tracks_final_models_pairs(tmp_path):
 def test_selected_step_picks_the_pairs(tmp_path):
   # The run's selected checkpoint (here step 10, not the largest) picks the
   # maps and clips; every step is still sonified on those pairs.
-  rng = np.random.default_rng(1)
-  audios = [0.3 * rng.standard_normal(300).astype(np.float32)
-            for _ in range(6)]
-  source = ArraySource(audios, [0] * 6, 1)
-  ckpts = [(0, common.random_params(ARCH, 0)),
-           (10, common.random_params(ARCH, 1)),
-           (20, common.random_params(ARCH, 2))]
+  audios, source = _noise_clips(1, 6)
+  ckpts = _checkpoints([0, 10, 20])
   result = evolution.run_evolution(ckpts, ARCH, source, str(tmp_path),
                                    layers=[2], maps_per_layer=2,
                                    batch_size=4, progress=False,
