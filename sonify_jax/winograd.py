@@ -9,7 +9,8 @@ minimal filtering algorithm F(m, r) (Lavin & Gray 2016) does it with
 
 where ``B^T x`` and ``A^T`` are cheap, channel-wise sums over the tile and
 ``G w`` is computed once per kernel. The matmuls, where all the FLOPs are,
-shrink by ``m r / alpha``: 2.25x for F(6, 3), 2.5x for F(4, 5).
+shrink by ``m r / alpha``: 2x for F(4, 3), 2.5x for F(4, 5) (the two the
+deconvnet uses).
 
 Why hand-written: XLA's CPU convolution (Eigen) and the kept JAX libraries
 have no Winograd path, and the deconvnet's dense transposed convs already
@@ -17,10 +18,10 @@ run at the machine's matmul rate, so fewer FLOPs is what is left to gain.
 
 The transform matrices come from interpolation at the points ``0, 1, -1, 2,
 -2, 1/2, -1/2, ...`` and infinity, derived in exact rational arithmetic. Each
-row of ``B^T`` is scaled to small integers and the scale moved into ``G``,
-which is applied to the float32 kernel in float64 first, so the float32
-error of a tile stays a few units of ``1e-6`` relative to its output for
-``alpha <= 8`` (tested against float64 in tests/test_winograd.py).
+row of ``B^T`` is scaled to small integers and the scale moved into ``G``
+(the only matrix with awkward fractions, applied once to the kernel), so for
+``alpha <= 8`` the float32 error stays within a few ``1e-6`` of the output's
+scale (tested against float64 in tests/test_winograd.py).
 """
 import fractions
 import functools
@@ -98,8 +99,9 @@ def transform_kernel(taps: jax.Array, m: int) -> jax.Array:
 
 
 def _weighted_sum(weights, terms):
-  """``sum_i weights[i] * terms[i]`` skipping zero weights (small integers or
-  powers of two: exact in float32 up to the final additions)."""
+  """``sum_i weights[i] * terms[i]``, skipping zero weights and multiplying
+  only by weights other than +-1 (``B^T``'s small integers, ``A^T``'s
+  integers and powers of two)."""
   out = None
   for w, term in zip(weights, terms):
     if w == 0:
@@ -109,7 +111,7 @@ def _weighted_sum(weights, terms):
   return out
 
 
-def tile_inputs(x: jax.Array, m: int, r: int) -> List[jax.Array]:
+def _tile_inputs(x: jax.Array, m: int, r: int) -> List[jax.Array]:
   """Input sample ``a`` of every tile of F(m, r), for ``a < alpha``.
 
   Args:
@@ -121,9 +123,9 @@ def tile_inputs(x: jax.Array, m: int, r: int) -> List[jax.Array]:
   return [x[:, a:a + (tiles - 1) * m + 1:m] for a in range(m + r - 1)]
 
 
-def correlate_tiles(inputs: Sequence[jax.Array], kernel_hat: jax.Array,
+def _correlate_tiles(inputs: Sequence[jax.Array], kernel_hat: jax.Array,
                     m: int, r: int) -> jax.Array:
-  """F(m, r) on tiles given by their inputs (see :func:`tile_inputs`).
+  """F(m, r) on tiles given by their inputs (see :func:`_tile_inputs`).
 
   Args:
     inputs: ``alpha`` arrays ``[B, tiles, C]``.
@@ -159,7 +161,7 @@ def correlate_transformed(x: jax.Array, kernel_hat: jax.Array, m: int,
   n_out = x.shape[1] - r + 1
   tiles = -(-n_out // m)
   x = jnp.pad(x, ((0, 0), (0, tiles * m + r - 1 - x.shape[1]), (0, 0)))
-  return correlate_tiles(tile_inputs(x, m, r), kernel_hat, m, r)[:, :n_out]
+  return _correlate_tiles(_tile_inputs(x, m, r), kernel_hat, m, r)[:, :n_out]
 
 
 def correlate(x: jax.Array, taps: jax.Array, m: int) -> jax.Array:
