@@ -156,8 +156,9 @@ def transpose_kernels(params: Params, layer: int, arch: Architecture
   the fast path runs it (computed once per call, outside the loops over
   clips and maps):
 
-  * ``[alpha, C, Cin]``, the Winograd transform of the flipped taps, for a
-    kernel size in :data:`WINOGRAD_TILES`;
+  * ``[alpha, Cin, C]``, the Winograd transform of the flipped taps in
+    their own ``[Cin, C]`` layout (output-major for the transposed conv, so
+    no transpose), for a kernel size in :data:`WINOGRAD_TILES`;
   * ``[k, C, Cin]``, the flipped taps, for an XLA conv otherwise;
   * None for block 1 and block ``layer``, which have their own paths.
   """
@@ -166,11 +167,10 @@ def transpose_kernels(params: Params, layer: int, arch: Architecture
     if block in (1, layer):
       kernels.append(None)
       continue
-    kernel = params[f"block{block}"]["kernel"]
-    flipped = _kernel_taps_first(kernel)[::-1]  # [k, C, Cin]
+    kernel = params[f"block{block}"]["kernel"]  # [k, Cin, C]
     tile = WINOGRAD_TILES.get(arch.kernels[block - 1])
-    kernels.append(winograd.transform_kernel(flipped, tile) if tile
-                   else flipped)
+    kernels.append(winograd.transform_kernel(kernel[::-1], tile) if tile
+                   else _kernel_taps_first(kernel)[::-1])
   return tuple(kernels)
 
 
