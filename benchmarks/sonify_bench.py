@@ -19,8 +19,8 @@ random init of ``--arch`` (default full CNN12) it times:
 transposed conv as a dense conv on its unpooled input), whatever the path
 actually executes, so the figures compare paths on the same work; "fast
 GFLOP/map" is what the fast path executes (the top block on one channel,
-the 3- and 5-tap dense blocks by Winograd at 8/18 and 8/20 of their
-multiply-adds).
+the 3- and 5-tap dense blocks by Winograd F(4, 3) and F(4, 5) at 6/12 and
+8/20 of their multiply-adds).
 Both paths include the clip's forward trace once (for the loop it is timed
 separately and amortised over the same number of maps). Every path is timed
 after an untimed first call (jit compile; oneDNN set-up for PyTorch), best

@@ -62,8 +62,8 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
     ``{'steps': [...], 'selected_step': int, 'layers': {str(layer):
     [{'map', 'clip_index', 'clip_id', 'activation', 'wavs': {str(step):
     path}, 'dead': {str(step): all-zero sonification}}]}, 'figures':
-    {...}}``. Step 0 (the untrained
-    init, which the trainer always keeps) is the control.
+    {...}}``. Step 0 (the untrained init, which the trainer always keeps)
+    is the control.
   """
   from sonify_jax.analysis import figures, topk  # pylint: disable=g-import-not-at-top
   if not checkpoints:
