@@ -14,7 +14,7 @@ result to float32 rounding:
 
 * ``'reference'`` (:func:`deconv_chain`): the plain dense chain per map, kept
   as the tested reference;
-* ``'fast'`` (default, :func:`deconv_one_map`): the forward trace is computed
+* ``'fast'`` (default, :func:`_deconv_pairs`): the forward trace is computed
   once per clip and shared by every map; the top block's unpool + transposed
   conv runs on the single non-zero channel (``k * Cin`` instead of
   ``k * C * Cin`` multiply-adds per sample, which removes most of the work of
@@ -342,42 +342,6 @@ def _bottom_stage(params: Params, kernels,
   h = _unpool_transpose_to_waveform(
       jax.nn.relu(h), switches[0], params["block1"]["kernel"], lengths[0][0])
   return h[0, :, 0]
-
-
-def deconv_one_map(params: Params, switches: Sequence[Optional[jax.Array]],
-                   top: jax.Array, feature_map: jax.Array, layer: int,
-                   lengths: Sequence[Tuple[int, int]],
-                   arch: Architecture = CNN12_ARCH) -> jax.Array:
-  """Fast deconvnet projection of one kept map of one clip (Algorithm 1, 2-3).
-
-  Same result as :func:`deconv_chain` seeded with the kept map, computed with
-  the problem's structure: block ``layer``'s unpool, ReLU and transposed conv
-  run on the single non-zero channel with the map's own kernel column
-  (:func:`_single_channel_transpose`) rather than on ``C`` channels of which
-  ``C - 1`` are zero; below it, the dense chain. Vmap this function over
-  maps (and clips): XLA then runs each block's transposed conv for all maps
-  of a chunk as one batched conv. (:func:`_deconv_pairs` runs the same two
-  stages with a smaller batch for the long shallow blocks.)
-
-  Args:
-    params: encoder params.
-    switches: per block ``1..layer``, the clip's ``[1, N, C]`` pool switches
-      or None (no pool).
-    top: ``[T_out, C]`` block ``layer``'s output for the clip.
-    feature_map: int scalar, a map index of block ``layer``.
-    layer: 1-based block number.
-    lengths: :func:`chain_lengths` of the clip.
-    arch: the architecture the params belong to.
-  Returns:
-    ``[T]`` unscaled sonification.
-  """
-  kernels = transpose_kernels(params, layer, arch)
-  if layer == 1:
-    return _top_stage(params, kernels, switches, top, feature_map, 1, lengths,
-                      0)[:, 0]
-  h = _top_stage(params, kernels, switches, top, feature_map, layer, lengths,
-                 layer - 1)
-  return _bottom_stage(params, kernels, switches, h, layer - 1, lengths)
 
 
 class ClipTraces(NamedTuple):

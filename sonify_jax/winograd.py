@@ -87,7 +87,10 @@ def transform_matrices(m: int, r: int
                              (v.denominator for v in row), 1)
     b_t.append([v * scale for v in row])
     g.append([v / scale for v in v_g[k]])
-  as_array = lambda rows: np.array([[float(v) for v in row] for row in rows])
+  def as_array(rows):  # read-only: the cache hands out the same arrays
+    array = np.array([[float(v) for v in row] for row in rows])
+    array.setflags(write=False)
+    return array
   return as_array(a_t), as_array(g), as_array(b_t)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from sonify_jax import deconvnet, winograd
+from sonify_jax.models import ops
 from sonify_jax.models.architecture import get_architecture
 
 # (m, r): the deconvnet's F(4, 3) and F(4, 5), and other tile shapes.
@@ -78,3 +79,13 @@ def test_deconvnet_runs_3_and_5_tap_blocks_by_winograd():
     k = arch.kernels[block - 1]
     tile = deconvnet.WINOGRAD_TILES.get(k)
     assert kernels[block - 1].shape[0] == (tile + k - 1 if tile else k)
+    # Whatever its form, the prepared kernel runs the block's transposed
+    # conv: equal to the adjoint of the forward conv (jax.linear_transpose).
+    kernel = params[f"block{block}"]["kernel"]
+    h = jnp.asarray(rng.standard_normal((2, 40, kernel.shape[2])),
+                    jnp.float32)
+    got = deconvnet._dense_transpose(  # pylint: disable=protected-access
+        h, kernels[block - 1], k, 40 + k - 1)
+    want = ops.conv1d_transpose(h, kernel, 40 + k - 1)
+    scale = float(jnp.abs(want).max())
+    np.testing.assert_allclose(got / scale, want / scale, rtol=0, atol=1e-5)
