@@ -20,7 +20,8 @@ transposed conv as a dense conv on its unpooled input), whatever the path
 actually executes, so the figures compare paths on the same work; "fast
 GFLOP/map" is what the fast path executes (the top block on one channel,
 the 3- and 5-tap dense blocks by Winograd F(4, 3) and F(4, 5) at 6/12 and
-8/20 of their multiply-adds).
+8/20 of their multiply-adds, the pooled 7-tap block 2 by F(5, 4) on both
+switch parities at the pooled rate, at about 32/70).
 Both paths include the clip's forward trace once (for the loop it is timed
 separately and amortised over the same number of maps). Every path is timed
 after an untimed first call (jit compile; oneDNN set-up for PyTorch), best
@@ -87,8 +88,9 @@ def dense_chain_flops(arch, layer: int, length: int) -> int:
 
 def fast_path_flops(arch, layer: int, length: int) -> int:
   """FLOPs the fast path executes per map: the top block on one channel,
-  and the dense blocks run by Winograd F(m, k) at ``(m + k - 1) / (m k)``
-  of their multiply-adds (transforms not counted)."""
+  the dense blocks run by Winograd F(m, k) at ``(m + k - 1) / (m k)`` of
+  their multiply-adds, and a pooled block in polyphase form as F(m, q) on
+  ``2C -> 2Cin`` channels at the pooled rate (transforms not counted)."""
   flops, t = 0, length
   for block in range(1, layer + 1):
     k, c = arch.kernels[block - 1], arch.channels[block - 1]
@@ -96,8 +98,13 @@ def fast_path_flops(arch, layer: int, length: int) -> int:
     t_conv = t - k + 1
     dense = 2 * t_conv * k * c * cin
     tile = deconvnet.WINOGRAD_TILES.get(k)
+    polyphase = deconvnet.POLYPHASE_TILES.get(k)
     if block == layer:
       flops += dense // c
+    elif polyphase and block > 1 and arch.is_pooled(block):
+      q, rows = k // 2 + 1, -(-t // 2)
+      tiles = -(-rows // polyphase)
+      flops += 2 * tiles * (polyphase + q - 1) * (2 * c) * (2 * cin)
     elif tile and block > 1:
       flops += dense * (tile + k - 1) // (tile * k)
     else:

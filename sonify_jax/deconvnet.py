@@ -23,7 +23,10 @@ result to float32 rounding:
   in between run batched over maps, the 3- and 5-tap ones by Winograd's
   minimal filtering F(4, 3) and F(4, 5) (:mod:`sonify_jax.winograd`: 2x and
   2.5x fewer multiply-adds, transformed kernels computed once per call) and
-  the 7-tap block 2 as an XLA conv; maps go in chunks bounded by
+  the pooled 7-tap block 2 at the pooled rate, as a 4-tap conv from both
+  switch parities to both output parities, by F(5, 4)
+  (:func:`_unpool_transpose_polyphase`: 2.2x fewer multiply-adds); maps go
+  in chunks bounded by
   :data:`CHUNK_BYTES` and clips one after another, so memory stays bounded
   for long clips and many maps. Within a chunk the short, wide deep blocks
   run on all its maps at once (a wide conv needs many rows) and the long,
@@ -41,9 +44,16 @@ CPU time, interleaved, as the machine was loaded):
 * Winograd (kept) for the 3- and 5-tap blocks, interleaved A/B of the
   whole chain, 20 maps, median maps/s, dense -> Winograd: layer 4 62.9 ->
   71.7, 6 44.2 -> 51.9, 9 33.7 -> 42.6, 11 26.5 -> 35.2. F(6, 3) was no
-  faster than F(4, 3) and has larger transformed kernels and error. Not
-  kept: F(2, 7) for block 2 (64 channels: its matmuls are too narrow for
-  the transforms' memory traffic; 0.3-1.2x per block, layer 4 -7 %);
+  faster than F(4, 3) and has larger transformed kernels and error.
+* block 2 in polyphase form by F(5, 4) (kept), interleaved A/B, 16 maps,
+  median maps/s, XLA conv -> polyphase: layer 4 65.7 -> 77.5, 6 50.5 ->
+  55.3, 9 40.9 -> 46.3 (F(4, 4) and F(6, 4) 1-5 % slower than F(5, 4)).
+  The same form for the pooled 5-tap blocks (F(4, 3) or F(6, 3) on the
+  parities) was 5-12 % slower than F(4, 5) on the unpooled signal, and
+  for the 3-tap ones (F(6, 2)) 12 % slower at layer 9. Not kept: F(2, 7)
+  for block 2 on its unpooled signal (64 channels: its matmuls are too
+  narrow for the transforms' memory traffic; 0.3-1.2x per block, layer 4
+  -7 %);
   running the tiles in cache-sized time segments; reading the tile inputs
   straight from the pooled signal and switches instead of the unpooled
   signal (both within noise); block 2 as an FFT overlap-save conv (2x
@@ -65,10 +75,12 @@ CPU time, interleaved, as the machine was loaded):
   unchanged; ``xla_cpu_use_thunk_runtime=false`` was 30 % slower.
 * a polyphase split of a pooled block's input by switch parity does not
   lower its dense FLOPs (switches are per contracted channel, so the parity
-  groups double the contracted channels). As a space-to-depth conv over
-  sample pairs (``2C -> 2Cin``, 8/7 of the FLOPs at k = 7) it was 5-30 %
-  slower than XLA's conv; as a conv with ``lhs_dilation=2`` on
-  ``[h (1 - s), h s]`` 1.4-1.8x slower. Only block 1 uses it.
+  groups double the contracted channels). As an XLA conv over sample pairs
+  (``2C -> 2Cin``, 8/7 of the FLOPs at k = 7) it was 5-30 % slower than
+  XLA's conv on the unpooled signal, and as a conv with ``lhs_dilation=2``
+  on ``[h (1 - s), h s]`` 1.4-1.8x slower; by Winograd F(5, 4) it is
+  faster (above): its matmuls are twice as wide as F(2, 7)'s on the
+  unpooled signal, and no unpooled signal is built.
 * NCW instead of NWC layout, or padding the unpooled input inside the
   unpool fusion instead of in the conv: no change. The unpool as two
   ``where`` stacked: no change; as a scatter: 3x slower.
@@ -90,11 +102,16 @@ from sonify_jax.models.cnn12 import BlockTrace, CNN12
 
 Params = Any
 
-# Outputs per Winograd tile, by kernel size, of the dense transposed convs:
-# F(4, 3) and F(4, 5) (6 and 8 points). Other kernel sizes run as XLA
-# convs: CNN12's only 7-tap dense block has 64 channels, too narrow for the
-# transforms' memory traffic to pay (F(2, 7) 0.3-1.2x the conv's speed).
+# Outputs per Winograd tile, by kernel size, of the dense transposed convs
+# on their unpooled input: F(4, 3) and F(4, 5) (6 and 8 points).
 WINOGRAD_TILES = {3: 4, 5: 4}
+
+# Outputs per Winograd tile, by kernel size, of the pooled dense blocks run
+# at the pooled rate (:func:`_unpool_transpose_polyphase`): a ``k``-tap
+# block is a ``k // 2 + 1``-tap conv there, so CNN12's 7-tap block 2 runs as
+# F(5, 4) (8 points, 2.2x fewer multiply-adds than the dense conv). Taken
+# before :data:`WINOGRAD_TILES`; other kernel sizes run as XLA convs.
+POLYPHASE_TILES = {7: 5}
 
 
 def _encoder(arch: Architecture) -> CNN12:
@@ -156,6 +173,9 @@ def transpose_kernels(params: Params, layer: int, arch: Architecture
   the fast path runs it (computed once per call, outside the loops over
   clips and maps):
 
+  * ``[alpha, 2 Cin, 2 C]``, the Winograd transform of
+    :func:`_polyphase_taps`, for a pooled block whose kernel size is in
+    :data:`POLYPHASE_TILES`;
   * ``[alpha, Cin, C]``, the Winograd transform of the flipped taps in
     their own ``[Cin, C]`` layout (output-major for the transposed conv, so
     no transpose), for a kernel size in :data:`WINOGRAD_TILES`;
@@ -168,7 +188,12 @@ def transpose_kernels(params: Params, layer: int, arch: Architecture
       kernels.append(None)
       continue
     kernel = params[f"block{block}"]["kernel"]  # [k, Cin, C]
-    tile = WINOGRAD_TILES.get(arch.kernels[block - 1])
+    k = arch.kernels[block - 1]
+    if arch.is_pooled(block) and k in POLYPHASE_TILES:
+      kernels.append(winograd.transform_kernel(_polyphase_taps(kernel),
+                                               POLYPHASE_TILES[k]))
+      continue
+    tile = WINOGRAD_TILES.get(k)
     kernels.append(winograd.transform_kernel(kernel[::-1], tile) if tile
                    else _kernel_taps_first(kernel)[::-1])
   return tuple(kernels)
@@ -294,15 +319,74 @@ def chain_lengths(arch: Architecture, layer: int, length: int
   return tuple(out)
 
 
+def _polyphase_taps(kernel: jax.Array) -> jax.Array:
+  """A pooled block's transposed conv at the pooled rate: its taps.
+
+  A value at pooled ``n`` with switch ``s`` sits at ``2n + s`` and reaches
+  output ``2(n + o) + e`` through tap ``2o + e - s``. So the even and odd
+  outputs (``2 Cin`` channels) are a ``q = k // 2 + 1``-tap conv of the
+  pooled signal split by switch, ``[h (1 - s), h s]`` (``2C`` channels).
+
+  Args:
+    kernel: ``[k, Cin, C]`` the block's conv kernel.
+  Returns:
+    ``[q, 2 Cin, 2 C]`` output-major correlation taps (offset ``o`` last):
+    block ``(e, s)`` of offset ``o`` is tap ``2o + e - s``, zero outside
+    ``0..k-1``.
+  """
+  k, cin, c = kernel.shape
+  zero = jnp.zeros((cin, c), kernel.dtype)
+  tap = lambda j: kernel[j] if 0 <= j < k else zero
+  offsets = [jnp.block([[tap(2 * o + e - s) for s in (0, 1)] for e in (0, 1)])
+             for o in range(k // 2 + 1)]
+  return jnp.stack(offsets[::-1])
+
+
+def _unpool_transpose_polyphase(h: jax.Array, switches: jax.Array,
+                                kernel_hat: jax.Array, k: int,
+                                input_length: int) -> jax.Array:
+  """A pooled block's ReLU, max-unpool and transposed conv at the pooled rate.
+
+  The unpooled signal is never built: the pooled signal, split by switch
+  into ``2C`` channels, is correlated by Winograd F(m, q) with
+  :func:`_polyphase_taps` (``m`` from :data:`POLYPHASE_TILES`), and the
+  ``2 Cin`` output channels are interleaved into even and odd samples.
+
+  Args:
+    h: ``[M, N, C]`` pooled-domain signal, before ReLU.
+    switches: ``[1, N, C]`` or ``[M, N, C]`` int8 in {0, 1}.
+    kernel_hat: ``[alpha, 2 Cin, 2 C]`` transformed polyphase taps
+      (:func:`transpose_kernels`).
+    k: the block's kernel size.
+    input_length: ``T_conv + k - 1`` with ``T_conv`` in {2N, 2N + 1}.
+  Returns:
+    ``[M, input_length, Cin]``.
+  """
+  m, n, _ = h.shape
+  q = k // 2 + 1
+  h = jax.nn.relu(h)
+  split = jnp.concatenate([jnp.where(switches == 0, h, 0.0),
+                           jnp.where(switches == 1, h, 0.0)], axis=-1)
+  rows = -(-input_length // 2)
+  # Output row r gets pooled values r - q + 1 .. r: q - 1 zeros in front.
+  split = jnp.pad(split, ((0, 0), (q - 1, rows - n), (0, 0)))
+  y = winograd.correlate_transformed(split, kernel_hat, POLYPHASE_TILES[k], q)
+  return y.reshape(m, 2 * rows, -1)[:, :input_length]
+
+
 def _dense_block(kernels, switches, h: jax.Array, block: int,
                  lengths: Sequence[Tuple[int, int]]) -> jax.Array:
   """Block ``block``'s unpool (if pooled), ReLU and dense transposed conv."""
   t_in, t_conv = lengths[block - 1]
+  k = t_in - t_conv + 1
+  if switches[block - 1] is not None and k in POLYPHASE_TILES:
+    return _unpool_transpose_polyphase(h, switches[block - 1],
+                                       kernels[block - 1], k, t_in)
   if switches[block - 1] is None:
     h = jax.nn.relu(h)
   else:
     h = _relu_unpool(h, switches[block - 1], t_conv)
-  return _dense_transpose(h, kernels[block - 1], t_in - t_conv + 1, t_in)
+  return _dense_transpose(h, kernels[block - 1], k, t_in)
 
 
 def _top_stage(params: Params, kernels, switches: Sequence[Optional[jax.Array]],

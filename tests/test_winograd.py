@@ -65,27 +65,66 @@ def test_too_many_points_is_refused():
     winograd.transform_matrices(8, 5)
 
 
-def test_deconvnet_runs_3_and_5_tap_blocks_by_winograd():
-  # The fast path's dense blocks 2..layer-1 take the Winograd form for the 3-
-  # and 5-tap kernels and stay taps for the 7-tap block 2.
-  arch = get_architecture("cnn12_tiny")
-  rng = np.random.default_rng(1)
-  params = {f"block{b}": {"kernel": jnp.asarray(rng.standard_normal(
+def _tiny_params(arch, rng):
+  return {f"block{b}": {"kernel": jnp.asarray(rng.standard_normal(
       (k, 1 if b == 1 else arch.channels[b - 2], c)), jnp.float32)}
-            for b, (k, c) in enumerate(zip(arch.kernels, arch.channels), 1)}
-  kernels = deconvnet.transpose_kernels(params, 11, arch)
+          for b, (k, c) in enumerate(zip(arch.kernels, arch.channels), 1)}
+
+
+def test_deconvnet_block_forms():
+  # Blocks 2..layer-1 of the fast path: the pooled 7-tap block 2 in
+  # polyphase form (F(5, 4) on 2C -> 2Cin), the 3- and 5-tap blocks by
+  # Winograd on their unpooled input.
+  arch = get_architecture("cnn12_tiny")
+  kernels = deconvnet.transpose_kernels(
+      _tiny_params(arch, np.random.default_rng(1)), 11, arch)
   assert kernels[0] is None and kernels[10] is None
   for block in range(2, 11):
-    k = arch.kernels[block - 1]
-    tile = deconvnet.WINOGRAD_TILES.get(k)
-    assert kernels[block - 1].shape[0] == (tile + k - 1 if tile else k)
-    # Whatever its form, the prepared kernel runs the block's transposed
-    # conv: equal to the adjoint of the forward conv (jax.linear_transpose).
+    k, c = arch.kernels[block - 1], arch.channels[block - 1]
+    cin = arch.channels[block - 2]
+    if arch.is_pooled(block) and k in deconvnet.POLYPHASE_TILES:
+      q = k // 2 + 1
+      want = (deconvnet.POLYPHASE_TILES[k] + q - 1, 2 * cin, 2 * c)
+    elif k in deconvnet.WINOGRAD_TILES:
+      want = (deconvnet.WINOGRAD_TILES[k] + k - 1, cin, c)
+    else:
+      want = (k, c, cin)
+    assert kernels[block - 1].shape == want, block
+  assert kernels[1].shape[1:] == (2 * arch.channels[0], 2 * arch.channels[1])
+
+
+@pytest.mark.parametrize("odd_length", [False, True])
+@pytest.mark.parametrize("per_map_switches", [False, True])
+def test_deconvnet_blocks_equal_unpool_then_adjoint(odd_length,
+                                                    per_map_switches):
+  # Whatever its form, each block of the fast path (given the prepared
+  # kernel) equals max-unpool, ReLU, then the adjoint of the forward conv
+  # (ops.conv1d_transpose), at pre-pool lengths 2N and 2N + 1.
+  arch = get_architecture("cnn12_tiny")
+  rng = np.random.default_rng(2)
+  params = _tiny_params(arch, rng)
+  kernels = deconvnet.transpose_kernels(params, 11, arch)
+  n, maps = 37, 2
+  for block in range(2, 11):
     kernel = params[f"block{block}"]["kernel"]
-    h = jnp.asarray(rng.standard_normal((2, 40, kernel.shape[2])),
-                    jnp.float32)
-    got = deconvnet._dense_transpose(  # pylint: disable=protected-access
-        h, kernels[block - 1], k, 40 + k - 1)
-    want = ops.conv1d_transpose(h, kernel, 40 + k - 1)
+    k, c = kernel.shape[0], kernel.shape[2]
+    pooled = arch.is_pooled(block)
+    t_conv = 2 * n + int(odd_length) if pooled else n
+    t_in = t_conv + k - 1
+    h = jnp.asarray(rng.standard_normal((maps, n, c)), jnp.float32)
+    switches = [None] * 11
+    u = jax.nn.relu(h)
+    if pooled:
+      s = jnp.asarray(rng.integers(0, 2, (maps if per_map_switches else 1,
+                                          n, c)), jnp.int8)
+      switches[block - 1] = s
+      u = ops.max_unpool(u, jnp.broadcast_to(s, h.shape), t_conv)
+    lengths = [(0, 0)] * 11
+    lengths[block - 1] = (t_in, t_conv)
+    got = deconvnet._dense_block(  # pylint: disable=protected-access
+        kernels, switches, h, block, lengths)
+    want = ops.conv1d_transpose(u, kernel, t_in)
+    assert got.shape == want.shape == (maps, t_in, kernel.shape[1])
     scale = float(jnp.abs(want).max())
-    np.testing.assert_allclose(got / scale, want / scale, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got / scale, want / scale, rtol=0, atol=1e-5,
+                               err_msg=f"block {block}")
