@@ -16,7 +16,9 @@ file); this module is the one place that turns them into one line, and names
 the closest valid field of an unknown config override (difflib).
 
 ``run`` may be called repeatedly in one process (tests drive the entry points
-in-process): it resets the parsed flags first.
+in-process): it resets the parsed flags first. Called as a process's entry
+(no ``argv``), it first re-executes the command once with glibc's malloc on
+transparent huge pages where that helps (:mod:`sonify_jax.huge_pages`).
 """
 import difflib
 import sys
@@ -26,6 +28,7 @@ from absl import app
 from absl import flags
 from ml_collections.config_flags import config_flags
 
+from sonify_jax import huge_pages
 from sonify_jax import logs
 from sonify_jax.errors import UserError
 
@@ -192,6 +195,8 @@ def guarded(main: Callable[[List[str]], object]
 def run(main: Callable[[List[str]], object],
         argv: Optional[Sequence[str]] = None) -> None:
   """``absl.app.run(main)`` with the error rule above; never returns."""
+  if argv is None:
+    huge_pages.reexec_with_huge_pages()
   argv = list(sys.argv if argv is None else argv)
   if flags.FLAGS.is_parsed():
     flags.FLAGS.unparse_flags()
