@@ -26,12 +26,12 @@ result to float32 rounding:
   the pooled 7-tap block 2 at the pooled rate, as a 4-tap conv from both
   switch parities to both output parities, by F(5, 4)
   (:func:`_unpool_transpose_polyphase`: 2.2x fewer multiply-adds); maps go
-  in chunks bounded by
-  :data:`CHUNK_BYTES` and clips one after another, so memory stays bounded
-  for long clips and many maps. Within a chunk the short, wide deep blocks
-  run on all its maps at once (a wide conv needs many rows) and the long,
-  narrow shallow blocks on a few maps at a time (:func:`cache_split`), so
-  that each block's unpooled input is still in cache when its conv reads it.
+  in chunks bounded by :data:`CHUNK_BYTES` and clips one after another, so
+  memory stays bounded for long clips and many maps. Within a chunk the
+  short, wide deep blocks run on all its maps at once (a wide conv needs
+  many rows) and the long, narrow shallow blocks on a few maps at a time
+  (:func:`cache_split`), so that each block's unpooled input is still in
+  cache when its conv reads it.
 
 ``sonify_clip_pairs`` runs the fast path on (clip, map) pairs that may mix
 clips of one padded length (the atlas: every map on its own top clips).
@@ -330,8 +330,9 @@ def _polyphase_taps(kernel: jax.Array) -> jax.Array:
   Args:
     kernel: ``[k, Cin, C]`` the block's conv kernel.
   Returns:
-    ``[q, 2 Cin, 2 C]`` output-major correlation taps (offset ``o`` last):
-    block ``(e, s)`` of offset ``o`` is tap ``2o + e - s``, zero outside
+    ``[q, 2 Cin, 2 C]`` output-major correlation taps, offset ``q - 1``
+    first (a correlation reads the oldest pooled value first): block
+    ``(e, s)`` of offset ``o`` is tap ``2o + e - s``, zero outside
     ``0..k-1``.
   """
   k, cin, c = kernel.shape
@@ -362,7 +363,7 @@ def _unpool_transpose_polyphase(h: jax.Array, switches: jax.Array,
   Returns:
     ``[M, input_length, Cin]``.
   """
-  m, n, _ = h.shape
+  maps, n, _ = h.shape
   q = k // 2 + 1
   h = jax.nn.relu(h)
   split = jnp.concatenate([jnp.where(switches == 0, h, 0.0),
@@ -371,7 +372,7 @@ def _unpool_transpose_polyphase(h: jax.Array, switches: jax.Array,
   # Output row r gets pooled values r - q + 1 .. r: q - 1 zeros in front.
   split = jnp.pad(split, ((0, 0), (q - 1, rows - n), (0, 0)))
   y = winograd.correlate_transformed(split, kernel_hat, POLYPHASE_TILES[k], q)
-  return y.reshape(m, 2 * rows, -1)[:, :input_length]
+  return y.reshape(maps, 2 * rows, -1)[:, :input_length]
 
 
 def _dense_block(kernels, switches, h: jax.Array, block: int,
