@@ -23,6 +23,8 @@ import threading
 import traceback
 import types
 
+from sonify_jax import huge_pages
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -42,7 +44,12 @@ class CliWorker:
   def __init__(self, module: str, timeout: float = 600.0):
     self.module = module
     self.timeout = timeout
+    # The worker starts with the tunable an entry point would re-execute
+    # itself to get (sonify_jax.huge_pages): re-executing would replace the
+    # worker, with the request it is serving, by a fresh one.
     env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+    env = huge_pages.environment_with_huge_pages(
+        env, huge_pages.thp_mode(), huge_pages.glibc_version()) or env
     self._proc = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), module], cwd=REPO,
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
