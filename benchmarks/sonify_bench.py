@@ -97,18 +97,17 @@ def fast_path_flops(arch, layer: int, length: int) -> int:
     cin = 1 if block == 1 else arch.channels[block - 2]
     t_conv = t - k + 1
     dense = 2 * t_conv * k * c * cin
-    tile = deconvnet.WINOGRAD_TILES.get(k)
-    polyphase = deconvnet.POLYPHASE_TILES.get(k)
+    form, tile = deconvnet.dense_form(k, arch.is_pooled(block))
     if block == layer:
       flops += dense // c
-    elif polyphase and block > 1 and arch.is_pooled(block):
-      q, rows = k // 2 + 1, -(-t // 2)
-      tiles = -(-rows // polyphase)
-      flops += 2 * tiles * (polyphase + q - 1) * (2 * c) * (2 * cin)
-    elif tile and block > 1:
-      flops += dense * (tile + k - 1) // (tile * k)
-    else:
+    elif block == 1 or form == "conv":
       flops += dense
+    elif form == "polyphase":
+      q, rows = k // 2 + 1, -(-t // 2)
+      tiles = -(-rows // tile)
+      flops += 2 * tiles * (tile + q - 1) * (2 * c) * (2 * cin)
+    else:
+      flops += dense * (tile + k - 1) // (tile * k)
     t = t_conv // 2 if arch.is_pooled(block) else t_conv
   return flops
 

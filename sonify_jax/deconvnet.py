@@ -114,6 +114,18 @@ WINOGRAD_TILES = {3: 4, 5: 4}
 POLYPHASE_TILES = {7: 5}
 
 
+def dense_form(k: int, pooled: bool) -> Tuple[str, Optional[int]]:
+  """How the fast path runs a dense block's transposed conv, the one place
+  that decides it: ``('polyphase', m)`` (:data:`POLYPHASE_TILES`, pooled
+  blocks only), ``('winograd', m)`` (:data:`WINOGRAD_TILES`) or
+  ``('conv', None)`` (an XLA conv)."""
+  if pooled and k in POLYPHASE_TILES:
+    return "polyphase", POLYPHASE_TILES[k]
+  if k in WINOGRAD_TILES:
+    return "winograd", WINOGRAD_TILES[k]
+  return "conv", None
+
+
 def _encoder(arch: Architecture) -> CNN12:
   return CNN12(arch=arch)
 
@@ -174,12 +186,12 @@ def transpose_kernels(params: Params, layer: int, arch: Architecture
   clips and maps):
 
   * ``[alpha, 2 Cin, 2 C]``, the Winograd transform of
-    :func:`_polyphase_taps`, for a pooled block whose kernel size is in
-    :data:`POLYPHASE_TILES`;
+    :func:`_polyphase_taps`, for the ``'polyphase'`` form
+    (:func:`dense_form`);
   * ``[alpha, Cin, C]``, the Winograd transform of the flipped taps in
     their own ``[Cin, C]`` layout (output-major for the transposed conv, so
-    no transpose), for a kernel size in :data:`WINOGRAD_TILES`;
-  * ``[k, C, Cin]``, the flipped taps, for an XLA conv otherwise;
+    no transpose), for the ``'winograd'`` form;
+  * ``[k, C, Cin]``, the flipped taps, for an XLA conv;
   * None for block 1 and block ``layer``, which have their own paths.
   """
   kernels = []
@@ -188,29 +200,27 @@ def transpose_kernels(params: Params, layer: int, arch: Architecture
       kernels.append(None)
       continue
     kernel = params[f"block{block}"]["kernel"]  # [k, Cin, C]
-    k = arch.kernels[block - 1]
-    if arch.is_pooled(block) and k in POLYPHASE_TILES:
-      kernels.append(winograd.transform_kernel(_polyphase_taps(kernel),
-                                               POLYPHASE_TILES[k]))
-      continue
-    tile = WINOGRAD_TILES.get(k)
-    kernels.append(winograd.transform_kernel(kernel[::-1], tile) if tile
-                   else _kernel_taps_first(kernel)[::-1])
+    form, tile = dense_form(arch.kernels[block - 1], arch.is_pooled(block))
+    if form == "polyphase":
+      kernels.append(winograd.transform_kernel(_polyphase_taps(kernel), tile))
+    elif form == "winograd":
+      kernels.append(winograd.transform_kernel(kernel[::-1], tile))
+    else:
+      kernels.append(_kernel_taps_first(kernel)[::-1])
   return tuple(kernels)
 
 
 def _dense_transpose(h: jax.Array, kernel: jax.Array, k: int,
-                     input_length: int) -> jax.Array:
+                     tile: Optional[int], input_length: int) -> jax.Array:
   """Dense transposed conv ``[M, T, C] -> [M, input_length, Cin]``.
 
   A full correlation with the flipped taps (``kernel``, see
-  :func:`transpose_kernels`): by Winograd F(m, k) for a kernel size in
-  :data:`WINOGRAD_TILES` (1.3-1.8x faster than XLA's conv for 128-1024
-  channels), else as an XLA conv, the form XLA's CPU convolution runs
-  fastest (measured against ``jax.linear_transpose``).
+  :func:`transpose_kernels`): by Winograd F(tile, k) given a ``tile``
+  (1.3-1.8x faster than XLA's conv for 128-1024 channels), else as an XLA
+  conv, the form XLA's CPU convolution runs fastest (measured against
+  ``jax.linear_transpose``).
   """
   pad_right = input_length - h.shape[1]
-  tile = WINOGRAD_TILES.get(k)
   if tile:
     padded = jnp.pad(h, ((0, 0), (k - 1, pad_right), (0, 0)))
     return winograd.correlate_transformed(padded, kernel, tile, k)
@@ -344,13 +354,13 @@ def _polyphase_taps(kernel: jax.Array) -> jax.Array:
 
 
 def _unpool_transpose_polyphase(h: jax.Array, switches: jax.Array,
-                                kernel_hat: jax.Array, k: int,
+                                kernel_hat: jax.Array, k: int, tile: int,
                                 input_length: int) -> jax.Array:
   """A pooled block's ReLU, max-unpool and transposed conv at the pooled rate.
 
   The unpooled signal is never built: the pooled signal, split by switch
-  into ``2C`` channels, is correlated by Winograd F(m, q) with
-  :func:`_polyphase_taps` (``m`` from :data:`POLYPHASE_TILES`), and the
+  into ``2C`` channels, is correlated by Winograd F(tile, q) with
+  :func:`_polyphase_taps`, and the
   ``2 Cin`` output channels are interleaved into even and odd samples.
 
   Args:
@@ -359,6 +369,7 @@ def _unpool_transpose_polyphase(h: jax.Array, switches: jax.Array,
     kernel_hat: ``[alpha, 2 Cin, 2 C]`` transformed polyphase taps
       (:func:`transpose_kernels`).
     k: the block's kernel size.
+    tile: outputs per Winograd tile.
     input_length: ``T_conv + k - 1`` with ``T_conv`` in {2N, 2N + 1}.
   Returns:
     ``[M, input_length, Cin]``.
@@ -371,7 +382,7 @@ def _unpool_transpose_polyphase(h: jax.Array, switches: jax.Array,
   rows = -(-input_length // 2)
   # Output row r gets pooled values r - q + 1 .. r: q - 1 zeros in front.
   split = jnp.pad(split, ((0, 0), (q - 1, rows - n), (0, 0)))
-  y = winograd.correlate_transformed(split, kernel_hat, POLYPHASE_TILES[k], q)
+  y = winograd.correlate_transformed(split, kernel_hat, tile, q)
   return y.reshape(maps, 2 * rows, -1)[:, :input_length]
 
 
@@ -380,14 +391,16 @@ def _dense_block(kernels, switches, h: jax.Array, block: int,
   """Block ``block``'s unpool (if pooled), ReLU and dense transposed conv."""
   t_in, t_conv = lengths[block - 1]
   k = t_in - t_conv + 1
-  if switches[block - 1] is not None and k in POLYPHASE_TILES:
+  pooled = switches[block - 1] is not None
+  form, tile = dense_form(k, pooled)
+  if form == "polyphase":
     return _unpool_transpose_polyphase(h, switches[block - 1],
-                                       kernels[block - 1], k, t_in)
-  if switches[block - 1] is None:
-    h = jax.nn.relu(h)
-  else:
+                                       kernels[block - 1], k, tile, t_in)
+  if pooled:
     h = _relu_unpool(h, switches[block - 1], t_conv)
-  return _dense_transpose(h, kernels[block - 1], k, t_in)
+  else:
+    h = jax.nn.relu(h)
+  return _dense_transpose(h, kernels[block - 1], k, tile, t_in)
 
 
 def _top_stage(params: Params, kernels, switches: Sequence[Optional[jax.Array]],

@@ -208,8 +208,7 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
   # [(name, path, StepChoice)] per run, in --checkpoint order.
   chosen = [(name, path, run.choice)
             for (name, path), (_, run) in zip(ckpts, runs)]
-  for entry in chosen:   # evolution reads every kept step, marks this one
-    name, path, choice = entry
+  for name, path, choice in chosen:  # evolution: the step it marks
     say(f"checkpoint ({name}): {path} {choice.describe()}")
   source = _source(runs[0][1])
   for name, run in runs[1:]:
