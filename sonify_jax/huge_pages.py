@@ -76,12 +76,15 @@ def environment_with_huge_pages(environ: Mapping[str, str],
 
 def reexec_with_huge_pages(thp: Optional[str] = None) -> None:
   """Re-execute this command with :data:`TUNABLE` where it helps (see
-  :func:`environment_with_huge_pages`); else return. ``thp`` overrides the
-  kernel's mode (tests)."""
+  :func:`environment_with_huge_pages`); else, or if the re-execution cannot
+  start, return. ``thp`` overrides the kernel's mode (tests)."""
   env = environment_with_huge_pages(
       os.environ, thp_mode() if thp is None else thp, glibc_version())
   if env is None or not getattr(sys, "orig_argv", None):
     return
   sys.stdout.flush()
   sys.stderr.flush()
-  os.execve(sys.executable, [sys.executable] + sys.orig_argv[1:], env)
+  try:
+    os.execve(sys.executable, [sys.executable] + sys.orig_argv[1:], env)
+  except OSError:
+    return  # an optimisation only: go on in this process as it is

@@ -45,6 +45,22 @@ def test_thp_mode_reads_the_bracketed_choice(tmp_path):
   assert huge_pages.thp_mode(str(tmp_path / "missing")) is None
 
 
+def test_goes_on_as_is_when_the_reexecution_cannot_start(monkeypatch):
+  calls = []
+
+  def failing_execve(*args):
+    calls.append(args)
+    raise OSError("exec format error")
+
+  monkeypatch.setattr(huge_pages.os, "execve", failing_execve)
+  monkeypatch.setattr(huge_pages, "glibc_version", lambda: GLIBC)
+  monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+  monkeypatch.delenv(huge_pages.OPT_OUT, raising=False)
+  huge_pages.reexec_with_huge_pages(thp="madvise")  # returns, no raise
+  assert len(calls) == 1
+  assert calls[0][2]["GLIBC_TUNABLES"] == huge_pages.TUNABLE
+
+
 _CHILD = """
 import os, sys
 from sonify_jax import huge_pages
