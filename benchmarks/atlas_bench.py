@@ -34,9 +34,9 @@ from sonify_jax.analysis import atlas, topk
 from sonify_jax.data import catalog
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.models import build_encoder
-from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
+from sonify_jax.models.registry import get_network
 
-_ARCH = flags.DEFINE_string("arch", "cnn12", "Architecture name.")
+_ARCH = flags.DEFINE_string("arch", "cnn12", "Network name.")
 _DATASET = flags.DEFINE_string("dataset", "embedded", "catalog source.")
 _SPLIT = flags.DEFINE_string("split", "test", "Split.")
 _LAYERS = flags.DEFINE_list("layers", None, "Layers (default all).")
@@ -95,7 +95,7 @@ def _full_atlas(params, arch, layers):
 
 def _scaling(params, arch):
   rng = np.random.default_rng(0)
-  lengths = [int(float(s) * SAMPLE_RATE) for s in _SCALE_SECONDS.value]
+  lengths = [int(float(s) * arch.sample_rate) for s in _SCALE_SECONDS.value]
   counts = [int(c) for c in _SCALE_CLIPS.value]
   layers = tuple(range(1, arch.num_blocks + 1))
   print(f"\n== scaling ({_load()})")
@@ -113,7 +113,7 @@ def _scaling(params, arch):
       topk.stream_topk(params, arch, source, layers, _K.value, batch,
                        progress=False)
       row.append(f"{count} clips {count / (time.perf_counter() - start):7.2f}")
-    print(f"  {length / SAMPLE_RATE:5.0f} s clips: " + ", ".join(row),
+    print(f"  {length / arch.sample_rate:5.0f} s clips: " + ", ".join(row),
           flush=True)
   print(f"sonify_clip_pairs, {_SCALE_PAIRS.value} pairs from 2 clips "
         "(pairs/s, compile excluded; atlas = 6016 * k pairs at this rate):")
@@ -134,14 +134,14 @@ def _scaling(params, arch):
       start = time.perf_counter()
       jax.block_until_ready(run())
       rate = pairs / (time.perf_counter() - start)
-      row.append(f"{length / SAMPLE_RATE:.0f} s {rate:7.2f}")
+      row.append(f"{length / arch.sample_rate:.0f} s {rate:7.2f}")
     print(f"  layer {layer:2d}: " + ", ".join(row), flush=True)
   print(f"peak RSS {_peak_rss_gib():.2f} GiB")
 
 
 def main(argv):
   del argv
-  arch = get_architecture(_ARCH.value)
+  arch = get_network(_ARCH.value)
   layers = ([int(l) for l in _LAYERS.value]
             if _LAYERS.value and _LAYERS.value != ["all"] else None)
   print(f"devices: {jax.devices()}  cpus: {os.cpu_count()}  {_load()}")

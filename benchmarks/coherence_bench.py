@@ -10,7 +10,7 @@ Uses a trained run's encoder with --workdir, else seeded random params
 """
 from absl import flags
 
-_MODEL = flags.DEFINE_string("model", "cnn12_tiny", "Architecture name.")
+_MODEL = flags.DEFINE_string("model", "cnn12_tiny", "Network name.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained run (optional).")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Clips per batch.")
 _MAX_CLIPS = flags.DEFINE_integer("max_clips", None, "Clips to use.")
@@ -21,12 +21,12 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   from sonify_jax.analysis import coherence, common, story  # pylint: disable=g-import-not-at-top
   from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
-  from sonify_jax.models.architecture import get_architecture  # pylint: disable=g-import-not-at-top
+  from sonify_jax.models.registry import get_network  # pylint: disable=g-import-not-at-top
   if _WORKDIR.value:
     from sonify_jax.analysis.run import load_encoder  # pylint: disable=g-import-not-at-top
     params, arch = load_encoder(_WORKDIR.value)
   else:
-    arch = get_architecture(_MODEL.value)
+    arch = get_network(_MODEL.value)
     params = common.random_params(arch, 0)
   source = catalog.get_source("embedded", "test")
   result = coherence.stream_coherence(

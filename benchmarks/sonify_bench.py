@@ -46,11 +46,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax import deconvnet
+from sonify_jax.deconv import budget, chain, cnn12_fast
 from sonify_jax.models import build_encoder
-from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
+from sonify_jax.models.registry import get_network
 
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Clip length in seconds.")
-_ARCH = flags.DEFINE_string("arch", "cnn12", "Architecture name.")
+_ARCH = flags.DEFINE_string("arch", "cnn12", "Network name.")
 _LAYERS = flags.DEFINE_list("layers", ["2", "3", "4"],
                             "Layers whose every map is sonified.")
 _SAMPLE_LAYERS = flags.DEFINE_list(
@@ -74,8 +75,9 @@ _CHUNK_MB = flags.DEFINE_integer("chunk_mb", 0,
                                  "(0: deconvnet.CHUNK_BYTES).")
 
 
-def dense_chain_flops(arch, layer: int, length: int) -> int:
+def dense_chain_flops(net, layer: int, length: int) -> int:
   """FLOPs of the dense deconv chain for one map (2 per multiply-add)."""
+  arch = cnn12_fast.plan_of(net)
   flops, t = 0, length
   for block in range(1, layer + 1):
     k, c = arch.kernels[block - 1], arch.channels[block - 1]
@@ -86,18 +88,19 @@ def dense_chain_flops(arch, layer: int, length: int) -> int:
   return flops
 
 
-def fast_path_flops(arch, layer: int, length: int) -> int:
+def fast_path_flops(net, layer: int, length: int) -> int:
   """FLOPs the fast path executes per map: the top block on one channel,
   the dense blocks run by Winograd F(m, k) at ``(m + k - 1) / (m k)`` of
   their multiply-adds, and a pooled block in polyphase form as F(m, q) on
   ``2C -> 2Cin`` channels at the pooled rate (transforms not counted)."""
+  arch = cnn12_fast.plan_of(net)
   flops, t = 0, length
   for block in range(1, layer + 1):
     k, c = arch.kernels[block - 1], arch.channels[block - 1]
     cin = 1 if block == 1 else arch.channels[block - 2]
     t_conv = t - k + 1
     dense = 2 * t_conv * k * c * cin
-    form, tile = deconvnet.dense_form(k, arch.is_pooled(block))
+    form, tile = cnn12_fast.dense_form(k, arch.is_pooled(block))
     if block == layer:
       flops += dense // c
     elif block == 1 or form == "conv":
@@ -141,29 +144,26 @@ def _timed(fn, repeats):
 def _loop_rate(params, clip, layer, arch, maps, total_maps, repeats):
   """Maps/s of a one-map-at-a-time loop over the plain dense chain.
 
-  The forward trace runs once per clip, as in the batched path; it is timed
-  on its own and amortised over ``total_maps`` (the batched path's count),
-  the per-map chain is timed on ``maps``.
+  The forward (with its switches) runs once per clip, as in the batched
+  path; it is timed on its own and amortised over ``total_maps`` (the
+  batched path's count), the per-map chain is timed on ``maps``.
   """
-  forward = jax.jit(deconvnet.forward_trace, static_argnums=(2, 3))
-  trace = forward(params, clip, layer, arch)
-  # Lengths stay static; only the arrays the chain reads are jit arguments.
-  shapes = tuple(jax.ShapeDtypeStruct(i.shape, i.dtype) for i in trace.inputs)
-  lengths = tuple(int(n) for n in trace.conv_lengths)
+  forward = jax.jit(chain.traces, static_argnums=(2, 3))
+  traces = forward(params, clip, arch, layer)
+  sizes = chain.layer_shapes(arch, layer, clip.shape[1])
+  num_layers = len(arch.layers_upto(layer))
 
   @jax.jit
-  def one_map(switches, top, m):
-    static = trace._replace(inputs=shapes, conv_lengths=lengths,
-                            switches=switches, outputs=())
-    kept = jnp.zeros_like(top).at[..., m].set(top[..., m])
-    s = deconvnet.deconv_chain(params, static, kept, layer)[0, :, 0]
+  def one_map(traces, m):
+    kept = jnp.where(jnp.arange(traces.top.shape[-1]) == m, traces.top, 0.0)
+    s = chain._down(arch, params, traces.residuals, kept, 0, num_layers,  # pylint: disable=protected-access
+                    sizes, "deconvnet")[0, :, 0]
     return deconvnet.scale_to_input_peak(s, clip[0])
 
   def run():
-    return [one_map(trace.switches, trace.outputs[-1], jnp.int32(m))
-            .block_until_ready() for m in maps]
+    return [one_map(traces, jnp.int32(m)).block_until_ready() for m in maps]
 
-  _, t_forward = _timed(lambda: forward(params, clip, layer, arch), repeats)
+  _, t_forward = _timed(lambda: forward(params, clip, arch, layer), repeats)
   _, t_maps = _timed(run, repeats)
   per_map = t_maps / len(maps)
   return total_maps / (t_forward + total_maps * per_map)
@@ -183,10 +183,12 @@ def _torch_rate(params, clip, layer, arch, maps, total_maps, repeats):
   except ImportError:
     return None
   torch.set_num_threads(os.cpu_count())
-  weights = [torch.from_numpy(np.asarray(params[f"block{b}"]["kernel"])
+  plan = cnn12_fast.plan_of(arch)
+  names = plan.conv_names
+  weights = [torch.from_numpy(np.asarray(params[names[b - 1]]["kernel"])
                               .transpose(2, 1, 0).copy())
              for b in range(1, layer + 1)]  # [C_out, C_in, k]
-  biases = [torch.from_numpy(np.asarray(params[f"block{b}"]["bias"]).copy())
+  biases = [torch.from_numpy(np.asarray(params[names[b - 1]]["bias"]).copy())
             for b in range(1, layer + 1)]
   x = torch.from_numpy(np.asarray(clip).copy())[:, None, :]
 
@@ -195,7 +197,7 @@ def _torch_rate(params, clip, layer, arch, maps, total_maps, repeats):
     for b in range(1, layer + 1):
       h = F.relu(F.conv1d(h, weights[b - 1], biases[b - 1]))
       sizes.append(h.shape[-1])
-      if arch.is_pooled(b):
+      if plan.is_pooled(b):
         h, i = F.max_pool1d(h, 2, 2, return_indices=True)
       else:
         i = None
@@ -247,13 +249,13 @@ def _load():
 
 def main(argv):
   del argv
-  arch = get_architecture(_ARCH.value)
+  arch = get_network(_ARCH.value)
   if _CHUNK_MB.value:
-    deconvnet.CHUNK_BYTES = _CHUNK_MB.value << 20
-  length = int(round(_SECONDS.value * SAMPLE_RATE))
+    budget.CHUNK_BYTES = _CHUNK_MB.value << 20
+  length = int(round(_SECONDS.value * arch.sample_rate))
   print(f"devices: {jax.devices()}  cpus: {os.cpu_count()}  {_load()}")
   print(f"arch {arch.name}, clip {length} samples ({_SECONDS.value} s), "
-        f"chunk budget {deconvnet.CHUNK_BYTES / 2**20:.0f} MiB")
+        f"chunk budget {budget.CHUNK_BYTES / 2**20:.0f} MiB")
   rate = matmul_gflops(_MATMUL_N.value)
   print(f"jit'd float32 matmul {_MATMUL_N.value}^3: {rate:.1f} GFLOP/s")
 

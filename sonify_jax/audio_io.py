@@ -14,7 +14,12 @@ import numpy as np
 from sonify_jax import atomic_io
 from sonify_jax import paths
 from sonify_jax.errors import UserError
-from sonify_jax.models.architecture import SAMPLE_RATE
+from sonify_jax.data.sources import SAMPLE_RATE
+
+
+# What counts as an audio file by its extension (folders of clips).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".opus",
+                    ".aac", ".webm", ".aif", ".aiff", ".au")
 
 
 class AudioReadError(UserError, IOError):

@@ -1,171 +1,52 @@
-"""Sonification by deconvnet (Zeiler & Fergus 2014; the thesis' Algorithm 1).
+"""Sonification by deconvnet (Zeiler & Fergus 2014; the thesis' Algorithm 1),
+for any network of :mod:`sonify_jax.models.network`.
 
 For a clip ``x`` and a feature map ``m`` of block ``L``:
 
-1. forward through blocks 1..L recording each pool's argmax switches;
-2. keep map ``m`` of block L's output (after its pool), zero the others;
-3. for block L down to 1: max-unpool with the block's switches to the exact
-   pre-pool length, ReLU, transposed conv with the block's own kernel (the
-   adjoint of the conv; no bias);
+1. forward through blocks 1..L recording what the transposed chain needs
+   (each max-pool's switches);
+2. keep map ``m`` of block L's output, zero the others;
+3. take it down to the input through the transposed chain derived from the
+   forward (:mod:`sonify_jax.deconv.chain`): every linear layer by its exact
+   transpose, every ReLU by the explanation rule (``rule``: the deconvnet's
+   by default; :mod:`sonify_jax.deconv.rules`);
 4. scale the result to unit peak and multiply by ``max|x|``.
 
-``sonify`` is pure and jit-compiled. Two implementations give the same
-result to float32 rounding:
+``sonify`` is pure and jit-compiled, batched over maps and clips. Three
+implementations give the same result to float32 rounding:
 
-* ``'reference'`` (:func:`deconv_chain`): the plain dense chain per map, kept
-  as the tested reference;
-* ``'fast'`` (default, :func:`_deconv_pairs`): the forward trace is computed
-  once per clip and shared by every map; the top block's unpool + transposed
-  conv runs on the single non-zero channel (``k * Cin`` instead of
-  ``k * C * Cin`` multiply-adds per sample, which removes most of the work of
-  shallow layers); unpool and ReLU are one fused pass; block 1 (``C -> 1``)
-  runs in polyphase form at the pooled length as one matmul; the dense blocks
-  in between run batched over maps, the 3- and 5-tap ones by Winograd's
-  minimal filtering F(4, 3) and F(4, 5) (:mod:`sonify_jax.winograd`: 2x and
-  2.5x fewer multiply-adds, transformed kernels computed once per call) and
-  the pooled 7-tap block 2 at the pooled rate, as a 4-tap conv from both
-  switch parities to both output parities, by F(5, 4)
-  (:func:`_unpool_transpose_polyphase`: 2.2x fewer multiply-adds); maps go
-  in chunks bounded by :data:`CHUNK_BYTES` and clips one after another, so
-  memory stays bounded for long clips and many maps. Within a chunk the
-  short, wide deep blocks run on all its maps at once (a wide conv needs
-  many rows) and the long, narrow shallow blocks on a few maps at a time
-  (:func:`cache_split`), so that each block's unpooled input is still in
-  cache when its conv reads it.
+* ``'fast'`` (default): the CNN12 kernels (:mod:`sonify_jax.deconv.
+  cnn12_fast`: polyphase, Winograd) where the network has CNN12's pattern
+  and the rule is the deconvnet's, else ``'structured'``;
+* ``'structured'``: the generic chain, one forward per clip shared by every
+  map, the top block on the map's own channel, maps in memory-bounded
+  chunks;
+* ``'reference'``: the plain dense chain per map (the tested reference).
 
-``sonify_clip_pairs`` runs the fast path on (clip, map) pairs that may mix
-clips of one padded length (the atlas: every map on its own top clips).
-
-Below the top block every transposed conv is dense, so without Winograd
-the fast path executes the dense chain's FLOPs less the top block's, at
-best at the machine's matmul rate. Tried (10 s clip, CNN12, 2 shared cores;
-CPU time, interleaved, as the machine was loaded):
-
-* Winograd (kept) for the 3- and 5-tap blocks, interleaved A/B of the
-  whole chain, 20 maps, median maps/s, dense -> Winograd: layer 4 62.9 ->
-  71.7, 6 44.2 -> 51.9, 9 33.7 -> 42.6, 11 26.5 -> 35.2. F(6, 3) was no
-  faster than F(4, 3) and has larger transformed kernels and error.
-* block 2 in polyphase form by F(5, 4) (kept), interleaved A/B, 16 maps,
-  median maps/s, XLA conv -> polyphase: layer 4 65.7 -> 77.5, 6 50.5 ->
-  55.3, 9 40.9 -> 46.3 (F(4, 4) and F(6, 4) 1-5 % slower than F(5, 4)).
-  The same form for the pooled 5-tap blocks (F(4, 3) or F(6, 3) on the
-  parities) was 5-12 % slower than F(4, 5) on the unpooled signal, and
-  for the 3-tap ones (F(6, 2)) 12 % slower at layer 9. Not kept: F(2, 7)
-  for block 2 on its unpooled signal (64 channels: its matmuls are too
-  narrow for the transforms' memory traffic; 0.3-1.2x per block, layer 4
-  -7 %);
-  running the tiles in cache-sized time segments; reading the tile inputs
-  straight from the pooled signal and switches instead of the unpooled
-  signal (both within noise); block 2 as an FFT overlap-save conv (2x
-  slower) or as im2col matmuls over time segments (1.2-1.8x slower).
-
-* the cache split (kept): blocks 2-5 ran at 170-290 GFLOP/s with 10 maps
-  per batch and their unpool pass took 3-7 ms a map (memory-bound); one map
-  at a time they run at 350-430 GFLOP/s and the unpool is ~0.2 ms. The
-  deep blocks need the batch (block 8: 170 GFLOP/s for one map, 410 for
-  10). Whole chain (``benchmarks/sonify_bench.py``, quiet machine):
-  layer 3 78.6 -> 98.5 maps/s, 5 35.4 -> 42.9, 7 28.8 -> 33.2, 11 21.2 ->
-  23.5. A single chunk size for every block (1 to 20 maps) gained at most
-  10 %; the single-channel top block in the bottom stage, or block 1 alone
-  there one map at a time, was slower (layer 2: 1.2-4x).
-* XLA CPU flags: ``xla_cpu_use_onednn``,
-  ``xla_cpu_experimental_onednn_custom_call``, ``xla_cpu_use_xnnpack`` and
-  ``xla_cpu_experimental_{xnn,ynn,onednn}_fusion_type=
-  LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION`` left the convs' time
-  unchanged; ``xla_cpu_use_thunk_runtime=false`` was 30 % slower.
-* a polyphase split of a pooled block's input by switch parity does not
-  lower its dense FLOPs (switches are per contracted channel, so the parity
-  groups double the contracted channels). As an XLA conv over sample pairs
-  (``2C -> 2Cin``, 8/7 of the FLOPs at k = 7) it was 5-30 % slower than
-  XLA's conv on the unpooled signal, and as a conv with ``lhs_dilation=2``
-  on ``[h (1 - s), h s]`` 1.4-1.8x slower; by Winograd F(5, 4) it is
-  faster (above): its matmuls are twice as wide as F(2, 7)'s on the
-  unpooled signal, and no unpooled signal is built.
-* NCW instead of NWC layout, or padding the unpooled input inside the
-  unpool fusion instead of in the conv: no change. The unpool as two
-  ``where`` stacked: no change; as a scatter: 3x slower.
-* the transposed conv as matmul first then overlap-add (``[T, C] @ [C, k
-  Cin]``): the matmul alone ran at 67 GFLOP/s for C = 64, not pursued.
+``sonify_clip_pairs`` runs (clip, map) pairs that may mix clips of one
+padded length (the atlas: every map on its own top clips).
 """
 import functools
-from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sonify_jax import winograd
+from sonify_jax.deconv import budget, chain, cnn12_fast, rules
 from sonify_jax.errors import UserError
-from sonify_jax.models import ops
-from sonify_jax.models.architecture import Architecture, CNN12 as CNN12_ARCH
-from sonify_jax.models.cnn12 import BlockTrace, CNN12
+from sonify_jax.models import forward
+from sonify_jax.models import network as network_lib
+from sonify_jax.models.registry import CNN12
 
 Params = Any
+Network = network_lib.Network
 
-# Outputs per Winograd tile, by kernel size, of the dense transposed convs
-# on their unpooled input: F(4, 3) and F(4, 5) (6 and 8 points).
-WINOGRAD_TILES = {3: 4, 5: 4}
-
-# Outputs per Winograd tile, by kernel size, of the pooled dense blocks run
-# at the pooled rate (:func:`_unpool_transpose_polyphase`): a ``k``-tap
-# block is a ``k // 2 + 1``-tap conv there, so CNN12's 7-tap block 2 runs as
-# F(5, 4) (8 points, 2.2x fewer multiply-adds than the dense conv). Taken
-# before :data:`WINOGRAD_TILES`; other kernel sizes run as XLA convs.
-POLYPHASE_TILES = {7: 5}
-
-
-def dense_form(k: int, pooled: bool) -> Tuple[str, Optional[int]]:
-  """How the fast path runs a dense block's transposed conv, the one place
-  that decides it: ``('polyphase', m)`` (:data:`POLYPHASE_TILES`, pooled
-  blocks only), ``('winograd', m)`` (:data:`WINOGRAD_TILES`) or
-  ``('conv', None)`` (an XLA conv)."""
-  if pooled and k in POLYPHASE_TILES:
-    return "polyphase", POLYPHASE_TILES[k]
-  if k in WINOGRAD_TILES:
-    return "winograd", WINOGRAD_TILES[k]
-  return "conv", None
-
-
-def _encoder(arch: Architecture) -> CNN12:
-  return CNN12(arch=arch)
-
-
-def forward_trace(params: Params, waveforms: jax.Array, layer: int,
-                  arch: Architecture = CNN12_ARCH) -> BlockTrace:
-  """Forward with switch capture through blocks 1..``layer``."""
-  return _encoder(arch).apply({"params": params}, waveforms, layer,
-                              method=CNN12.trace)
-
-
-def deconv_chain(params: Params, trace: BlockTrace, top: jax.Array,
-                 layer: int) -> jax.Array:
-  """Project a block-``layer`` signal down to the input (steps 3 of Algorithm 1).
-
-  Args:
-    params: encoder params (``block{i}/kernel``).
-    trace: forward trace of the same clips (only switches/lengths are used).
-    top: ``[B, T_out(layer), C(layer)]`` signal in block ``layer``'s output.
-    layer: 1-based block number.
-  Returns:
-    ``[B, T_in, 1]`` unscaled sonification.
-  """
-  h = top
-  for block in range(layer, 0, -1):
-    switches = trace.switches[block - 1]
-    if switches is not None:
-      h = ops.max_unpool(h, switches, trace.conv_lengths[block - 1])
-    h = jax.nn.relu(h)
-    kernel = params[f"block{block}"]["kernel"]
-    h = ops.conv1d_transpose(h, kernel, trace.inputs[block - 1].shape[1])
-  return h
-
-
-def scale_to_peak(sonification: jax.Array, target_peak: jax.Array
-                  ) -> jax.Array:
-  """Unit peak, times ``target_peak``; an all-zero signal stays zero."""
-  peak = jnp.max(jnp.abs(sonification))
-  safe = jnp.where(peak > 0, peak, 1.0)
-  return sonification / safe * target_peak
+IMPLEMENTATIONS = ("fast", "structured", "reference")
+RULES = rules.RULES
+CHUNK_BYTES = budget.CHUNK_BYTES
+scale_to_peak = budget.scale_to_peak
+maps_per_chunk = budget.maps_per_chunk
 
 
 def scale_to_input_peak(sonification: jax.Array, waveform: jax.Array
@@ -174,371 +55,59 @@ def scale_to_input_peak(sonification: jax.Array, waveform: jax.Array
   return scale_to_peak(sonification, jnp.max(jnp.abs(waveform)))
 
 
-def _kernel_taps_first(kernel: jax.Array) -> jax.Array:
-  """``[k, Cin, C]`` conv kernel -> ``[k, C, Cin]``: tap ``j`` maps C -> Cin."""
-  return jnp.transpose(kernel, (0, 2, 1))
+def _fast_plan(net: Network, impl: str, rule: str):
+  """The CNN12 plan when the fast kernels serve this request, else None."""
+  if impl != "fast" or rule != "deconvnet":
+    return None
+  return cnn12_fast.plan_of(net)
 
 
-def transpose_kernels(params: Params, layer: int, arch: Architecture
-                      ) -> Tuple[Optional[jax.Array], ...]:
-  """Per block ``1..layer``, its dense transposed conv's kernel in the form
-  the fast path runs it (computed once per call, outside the loops over
-  clips and maps):
-
-  * ``[alpha, 2 Cin, 2 C]``, the Winograd transform of
-    :func:`_polyphase_taps`, for the ``'polyphase'`` form
-    (:func:`dense_form`);
-  * ``[alpha, Cin, C]``, the Winograd transform of the flipped taps in
-    their own ``[Cin, C]`` layout (output-major for the transposed conv, so
-    no transpose), for the ``'winograd'`` form;
-  * ``[k, C, Cin]``, the flipped taps, for an XLA conv;
-  * None for block 1 and block ``layer``, which have their own paths.
-  """
-  kernels = []
-  for block in range(1, layer + 1):
-    if block in (1, layer):
-      kernels.append(None)
-      continue
-    kernel = params[f"block{block}"]["kernel"]  # [k, Cin, C]
-    form, tile = dense_form(arch.kernels[block - 1], arch.is_pooled(block))
-    if form == "polyphase":
-      kernels.append(winograd.transform_kernel(_polyphase_taps(kernel), tile))
-    elif form == "winograd":
-      kernels.append(winograd.transform_kernel(kernel[::-1], tile))
-    else:
-      kernels.append(_kernel_taps_first(kernel)[::-1])
-  return tuple(kernels)
+def trace_bytes(net: Network, layer: int, length: int) -> int:
+  """Estimated peak memory of one clip's forward with what the chain keeps."""
+  plan = cnn12_fast.plan_of(net)
+  if plan is not None:
+    return cnn12_fast.trace_bytes(plan, layer, length)
+  return budget.trace_bytes(net, layer, length)
 
 
-def _dense_transpose(h: jax.Array, kernel: jax.Array, k: int,
-                     tile: Optional[int], input_length: int) -> jax.Array:
-  """Dense transposed conv ``[M, T, C] -> [M, input_length, Cin]``.
-
-  A full correlation with the flipped taps (``kernel``, see
-  :func:`transpose_kernels`): by Winograd F(tile, k) given a ``tile``
-  (1.3-1.8x faster than XLA's conv for 128-1024 channels), else as an XLA
-  conv, the form XLA's CPU convolution runs fastest (measured against
-  ``jax.linear_transpose``).
-  """
-  pad_right = input_length - h.shape[1]
-  if tile:
-    padded = jnp.pad(h, ((0, 0), (k - 1, pad_right), (0, 0)))
-    return winograd.correlate_transformed(padded, kernel, tile, k)
-  return jax.lax.conv_general_dilated(
-      h, kernel, window_strides=(1,), padding=[(k - 1, pad_right)],
-      dimension_numbers=ops._DIMENSION_NUMBERS)  # pylint: disable=protected-access
-
-
-def _single_channel_transpose(u: jax.Array, kernel_column: jax.Array,
-                              input_length: int) -> jax.Array:
-  """Transposed conv of a signal that lives in a single channel.
-
-  Where the chain starts only the kept map is non-zero, so the top block's
-  transposed conv is a sum of ``k`` shifted outer products (rank 1 per tap):
-  ``k * Cin`` multiply-adds per sample instead of ``k * C * Cin``. XLA fuses
-  the shifted products into one pass over the output.
+@functools.partial(jax.jit,
+                   static_argnames=("layer", "arch", "scale", "impl", "rule"))
+def sonify_unchecked(params: Params, waveforms: jax.Array, layer: int,
+                     feature_maps: jax.Array, arch: Network = CNN12,
+                     scale: bool = True, impl: str = "fast",
+                     rule: str = rules.DEFAULT_RULE) -> jax.Array:
+  """Jit-compiled core of :func:`sonify` with no input validation.
 
   Args:
-    u: ``[T_conv]`` the kept map after unpooling and ReLU.
-    kernel_column: ``[k, Cin]`` the map's own column ``kernel[:, :, m]``.
-    input_length: ``T_conv + k - 1``.
+    params: encoder params (``{layer name: {...}}``).
+    waveforms: ``[clips, time]`` float32.
+    layer: static 1-based block number.
+    feature_maps: ``[maps]`` int indices into block ``layer``'s channels.
+    arch: static network description.
+    scale: apply the unit-peak x ``max|x|`` scaling.
+    impl: ``'fast'``, ``'structured'`` or ``'reference'``.
+    rule: how ReLUs transpose (:data:`RULES`).
   Returns:
-    ``[input_length, Cin]``.
+    ``[clips, maps, time]``.
   """
-  k = kernel_column.shape[0]
-  out = 0.0
-  for j in range(k):
-    # x[t + j] += y[t] * K[j]: the adjoint of the VALID cross-correlation.
-    shifted = jnp.pad(u, (j, input_length - u.shape[0] - j))
-    out = out + shifted[:, None] * kernel_column[j][None, :]
-  return out
+  plan = _fast_plan(arch, impl, rule)
+  if plan is not None:
+    return cnn12_fast.sonify(params, waveforms, layer, feature_maps, plan,
+                             scale)
+  if impl in ("fast", "structured"):
+    return chain.sonify_structured(params, waveforms, layer, feature_maps,
+                                   arch, scale, rule)
+  if impl == "reference":
+    return chain.reference(params, waveforms, layer, feature_maps, arch,
+                           scale, rule)
+  raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
 
 
-def _relu_unpool(h: jax.Array, switches: jax.Array, length: int) -> jax.Array:
-  """``max_unpool(relu(h))`` as one fused elementwise pass.
-
-  Sample ``t`` of the output takes pooled value ``t // 2`` where that value's
-  switch equals ``t % 2`` (ReLU first: unpooling only adds zeros).
-
-  Args:
-    h: ``[M, N, C]``.
-    switches: ``[1, N, C]`` or ``[M, N, C]`` int8 in {0, 1}.
-    length: the pre-pool length, ``2N`` or ``2N + 1``.
-  Returns:
-    ``[M, length, C]``.
-  """
-  m, n, c = h.shape
-  doubled = jnp.broadcast_to(jax.nn.relu(h)[:, :, None, :], (m, n, 2, c))
-  parity = jnp.arange(2, dtype=switches.dtype)[None, None, :, None]
-  routed = jnp.where(switches[:, :, None, :] == parity, doubled, 0.0)
-  return jnp.pad(routed.reshape(m, 2 * n, c),
-                 ((0, 0), (0, length - 2 * n), (0, 0)))
-
-
-def _unpool_transpose_to_waveform(h: jax.Array, switches: jax.Array,
-                                  kernel: jax.Array,
-                                  input_length: int) -> jax.Array:
-  """Block 1's max-unpool + transposed conv (``C -> 1`` channel), polyphase.
-
-  The unpooled signal is zero at half its positions, and a conv with one
-  output channel is a poor fit for XLA's conv. So every pooled value is
-  contracted at the pooled length with the taps it reaches, which depend on
-  its switch: ``h @ W0 + (h * s) @ (W1 - W0)`` (``[N, C] @ [C, 2q]``, s the
-  0/1 switch), and the few resulting columns are overlap-added at the pooled
-  rate and interleaved into even and odd output samples. Neither the
-  half-zero unpooled signal nor a ``2C``-channel parity split is built (the
-  split, ``[N, 2C] @ [2C, 2q]``, ran at half this speed on CPU).
-
-  Args:
-    h: ``[M, N, C]`` pooled-domain signal, already ReLU'd.
-    switches: ``[1, N, C]`` or ``[M, N, C]`` int8 in {0, 1}.
-    kernel: ``[k, 1, C]``.
-    input_length: ``T_conv + k - 1`` with ``T_conv`` in {2N, 2N + 1}.
-  Returns:
-    ``[M, input_length, 1]``.
-  """
-  m, n, _ = h.shape
-  k = kernel.shape[0]
-  q = k // 2 + 1
-  # taps[j + 1] is tap j; taps -1 and >= k are zero.
-  taps = jnp.pad(kernel[:, 0, :], ((1, 2 * q + 1 - k), (0, 0)))  # [2q+2, C]
-  tap = lambda j: taps[j + 1]
-  # A value at pooled n with switch s sits at 2n + s and reaches output
-  # 2(n + o) + e through tap 2o + e - s. Columns (o, e):
-  first = jnp.stack([tap(2 * o + e) for o in range(q) for e in (0, 1)],
-                    axis=1)  # [C, 2q], switch 0
-  second = jnp.stack([tap(2 * o + e - 1) for o in range(q) for e in (0, 1)],
-                     axis=1)  # [C, 2q], switch 1
-  odd = switches.astype(h.dtype)
-  y = (h @ first + (h * odd) @ (second - first)).reshape(m, n, q, 2)
-  rows = -(-input_length // 2)
-  phases = sum(jnp.pad(y[:, :, o], ((0, 0), (o, rows - n - o), (0, 0)))
-               for o in range(q))  # [M, rows, 2]
-  return phases.reshape(m, 2 * rows)[:, :input_length, None]
-
-
-def chain_lengths(arch: Architecture, layer: int, length: int
-                  ) -> Tuple[Tuple[int, int], ...]:
-  """``(input length, conv length)`` of blocks ``1..layer`` for a clip of
-  ``length`` samples (static shapes of the deconv chain)."""
-  out, t = [], length
-  for block in range(1, layer + 1):
-    t_conv = t - arch.kernels[block - 1] + 1
-    out.append((t, t_conv))
-    t = t_conv // 2 if arch.is_pooled(block) else t_conv
-  return tuple(out)
-
-
-def _polyphase_taps(kernel: jax.Array) -> jax.Array:
-  """A pooled block's transposed conv at the pooled rate: its taps.
-
-  A value at pooled ``n`` with switch ``s`` sits at ``2n + s`` and reaches
-  output ``2(n + o) + e`` through tap ``2o + e - s``. So the even and odd
-  outputs (``2 Cin`` channels) are a ``q = k // 2 + 1``-tap conv of the
-  pooled signal split by switch, ``[h (1 - s), h s]`` (``2C`` channels).
-
-  Args:
-    kernel: ``[k, Cin, C]`` the block's conv kernel.
-  Returns:
-    ``[q, 2 Cin, 2 C]`` output-major correlation taps, offset ``q - 1``
-    first (a correlation reads the oldest pooled value first): block
-    ``(e, s)`` of offset ``o`` is tap ``2o + e - s``, zero outside
-    ``0..k-1``.
-  """
-  k, cin, c = kernel.shape
-  zero = jnp.zeros((cin, c), kernel.dtype)
-  tap = lambda j: kernel[j] if 0 <= j < k else zero
-  offsets = [jnp.block([[tap(2 * o + e - s) for s in (0, 1)] for e in (0, 1)])
-             for o in range(k // 2 + 1)]
-  return jnp.stack(offsets[::-1])
-
-
-def _unpool_transpose_polyphase(h: jax.Array, switches: jax.Array,
-                                kernel_hat: jax.Array, k: int, tile: int,
-                                input_length: int) -> jax.Array:
-  """A pooled block's ReLU, max-unpool and transposed conv at the pooled rate.
-
-  The unpooled signal is never built: the pooled signal, split by switch
-  into ``2C`` channels, is correlated by Winograd F(tile, q) with
-  :func:`_polyphase_taps`, and the
-  ``2 Cin`` output channels are interleaved into even and odd samples.
-
-  Args:
-    h: ``[M, N, C]`` pooled-domain signal, before ReLU.
-    switches: ``[1, N, C]`` or ``[M, N, C]`` int8 in {0, 1}.
-    kernel_hat: ``[alpha, 2 Cin, 2 C]`` transformed polyphase taps
-      (:func:`transpose_kernels`).
-    k: the block's kernel size.
-    tile: outputs per Winograd tile.
-    input_length: ``T_conv + k - 1`` with ``T_conv`` in {2N, 2N + 1}.
-  Returns:
-    ``[M, input_length, Cin]``.
-  """
-  maps, n, _ = h.shape
-  q = k // 2 + 1
-  h = jax.nn.relu(h)
-  split = jnp.concatenate([jnp.where(switches == 0, h, 0.0),
-                           jnp.where(switches == 1, h, 0.0)], axis=-1)
-  rows = -(-input_length // 2)
-  # Output row r gets pooled values r - q + 1 .. r: q - 1 zeros in front.
-  split = jnp.pad(split, ((0, 0), (q - 1, rows - n), (0, 0)))
-  y = winograd.correlate_transformed(split, kernel_hat, tile, q)
-  return y.reshape(maps, 2 * rows, -1)[:, :input_length]
-
-
-def _dense_block(kernels, switches, h: jax.Array, block: int,
-                 lengths: Sequence[Tuple[int, int]]) -> jax.Array:
-  """Block ``block``'s unpool (if pooled), ReLU and dense transposed conv."""
-  t_in, t_conv = lengths[block - 1]
-  k = t_in - t_conv + 1
-  pooled = switches[block - 1] is not None
-  form, tile = dense_form(k, pooled)
-  if form == "polyphase":
-    return _unpool_transpose_polyphase(h, switches[block - 1],
-                                       kernels[block - 1], k, tile, t_in)
-  if pooled:
-    h = _relu_unpool(h, switches[block - 1], t_conv)
-  else:
-    h = jax.nn.relu(h)
-  return _dense_transpose(h, kernels[block - 1], k, tile, t_in)
-
-
-def _top_stage(params: Params, kernels, switches: Sequence[Optional[jax.Array]],
-               top: jax.Array, feature_map: jax.Array, layer: int,
-               lengths: Sequence[Tuple[int, int]], stop: int) -> jax.Array:
-  """Blocks ``layer`` down to ``stop + 1`` of one map: ``[T, C(stop)]``.
-
-  Block ``layer``'s unpool, ReLU and transposed conv run on the single
-  non-zero channel with the map's own kernel column
-  (:func:`_single_channel_transpose`); the blocks below it are dense.
-  """
-  top = jax.lax.dynamic_index_in_dim(top, feature_map, axis=1,
-                                     keepdims=False)  # [T_out]
-  column = jax.lax.dynamic_index_in_dim(params[f"block{layer}"]["kernel"],
-                                        feature_map, axis=2,
-                                        keepdims=False)  # [k, Cin]
-  if switches[layer - 1] is not None:
-    s = jax.lax.dynamic_index_in_dim(switches[layer - 1][0], feature_map,
-                                     axis=1, keepdims=False)
-    top = ops.max_unpool(top[None, :, None], s[None, :, None],
-                         lengths[layer - 1][1])[0, :, 0]
-  h = _single_channel_transpose(jax.nn.relu(top), column,
-                                lengths[layer - 1][0])[None]
-  for block in range(layer - 1, stop, -1):
-    h = _dense_block(kernels, switches, h, block, lengths)
-  return h[0]
-
-
-def _bottom_stage(params: Params, kernels,
-                  switches: Sequence[Optional[jax.Array]],
-                  h: jax.Array, stop: int,
-                  lengths: Sequence[Tuple[int, int]]) -> jax.Array:
-  """Blocks ``stop`` down to 1 of one map: ``[T, C(stop)] -> [T_in]``."""
-  h = h[None]
-  for block in range(stop, 1, -1):
-    h = _dense_block(kernels, switches, h, block, lengths)
-  h = _unpool_transpose_to_waveform(
-      jax.nn.relu(h), switches[0], params["block1"]["kernel"], lengths[0][0])
-  return h[0, :, 0]
-
-
-class ClipTraces(NamedTuple):
-  """What the fast path needs of a batch of ``S`` clips' forward passes.
-
-  switches: per block ``1..layer``, ``[S, N, C]`` int8 switches or None.
-  top: ``[S, T_out, C]`` block ``layer``'s output; frames past a clip's
-    valid length are zero (see :func:`sonify_clip_pairs`).
-  peak: ``[S]`` ``max|x|`` of each clip.
-  """
-  switches: Tuple[Optional[jax.Array], ...]
-  top: jax.Array
-  peak: jax.Array
-
-
-def _clip_traces(params, waveforms, layer, arch, valid_lengths=None):
-  trace = forward_trace(params, waveforms, layer, arch)
-  top = trace.outputs[-1]
-  if valid_lengths is not None:
-    frames = jnp.asarray(valid_lengths, jnp.int32)
-    for block in range(1, layer + 1):
-      frames = frames - arch.kernels[block - 1] + 1
-      if arch.is_pooled(block):
-        frames = frames // 2
-    keep = jnp.arange(top.shape[1])[None, :] < frames[:, None]
-    top = jnp.where(keep[:, :, None], top, 0.0)
-  return ClipTraces(tuple(trace.switches), top,
-                    jnp.max(jnp.abs(waveforms), axis=1))
-
-
-def _in_chunks(fn, xs, chunk: int):
-  """``fn`` on leading-axis chunks of ``xs`` of ``chunk`` rows, one after
-  another (a scan); a last, shorter chunk runs on its own."""
-  n = jax.tree.leaves(xs)[0].shape[0]
-  full = n // chunk
-  outs = []
-  if full:
-    head = jax.tree.map(
-        lambda x: x[:full * chunk].reshape((full, chunk) + x.shape[1:]), xs)
-    ys = jax.lax.map(fn, head)
-    outs.append(ys.reshape((full * chunk,) + ys.shape[2:]))
-  if n % chunk:
-    outs.append(fn(jax.tree.map(lambda x: x[full * chunk:], xs)))
-  return outs[0] if len(outs) == 1 else jnp.concatenate(outs)
-
-
-def _deconv_pairs(params, kernels, traces: ClipTraces, slots, maps, layer,
-                  arch, lengths, chunk, scale):
-  """``[P]`` (slot, map) pairs -> ``[P, T]``, in chunks of ``chunk`` pairs.
-
-  Within a chunk, the top stage (blocks ``layer .. stop + 1``, short and
-  wide) runs on all its pairs at once and the bottom stage (blocks
-  ``stop .. 1``, long and narrow) on ``sub`` pairs at a time, see
-  :func:`cache_split`. ``slots`` None: every map reads clip 0, whose trace
-  then stays unbatched (broadcast over the chunk rather than gathered per
-  pair).
-  """
-  stop, sub = cache_split(arch, layer, lengths[0][0], chunk)
-
-  def clip_of(slot):
-    switches = tuple(None if s is None else
-                     jax.lax.dynamic_index_in_dim(s, slot, keepdims=True)
-                     for s in traces.switches)
-    return switches, jax.lax.dynamic_index_in_dim(traces.top, slot,
-                                                  keepdims=False)
-
-  def top_one(m, slot):
-    switches, top = clip_of(slot)
-    return _top_stage(params, kernels, switches, top, m, layer, lengths, stop)
-
-  def finish(s, slot):
-    return scale_to_peak(s, traces.peak[slot]) if scale else s
-
-  def bottom_one(h, slot):
-    return finish(_bottom_stage(params, kernels, clip_of(slot)[0], h, stop,
-                                lengths), slot)
-
-  def one_chunk(maps_c, slots_c):
-    # slots_c None: the constant slot 0 keeps the trace unbatched under vmap.
-    at = ((lambda f: lambda x: f(x, 0)) if slots_c is None else
-          (lambda f: f))
-    args = () if slots_c is None else (slots_c,)
-    if layer == 1:
-      return jax.vmap(at(lambda m, slot: finish(top_one(m, slot)[:, 0],
-                                                slot)))(maps_c, *args)
-    h = jax.vmap(at(top_one))(maps_c, *args)
-    return jax.lax.map(lambda xs: at(bottom_one)(*xs), (h,) + args,
-                       batch_size=sub)
-
-  if slots is None:
-    return _in_chunks(lambda m: one_chunk(m, None), maps, chunk)
-  return _in_chunks(lambda pairs: one_chunk(*pairs), (maps, slots), chunk)
-
-
-@functools.partial(jax.jit, static_argnames=("layer", "arch", "scale"))
 def sonify_clip_pairs(params: Params, waveforms: jax.Array,
                       valid_lengths: jax.Array, slots: jax.Array,
-                      maps: jax.Array, layer: int, arch: Architecture,
-                      scale: bool = True) -> jax.Array:
+                      maps: jax.Array, layer: int, arch: Network,
+                      scale: bool = True, rule: str = rules.DEFAULT_RULE
+                      ) -> jax.Array:
   """Sonify ``(clip, map)`` pairs; each clip is traced once for its pairs.
 
   Pair ``p`` is map ``maps[p]`` of clip ``slots[p]``, so a batch of pairs
@@ -546,12 +115,9 @@ def sonify_clip_pairs(params: Params, waveforms: jax.Array,
   fixed-size batches keep one compiled shape whatever the pairs.
 
   Clips may be zero-padded at the end to a common length: block ``layer``'s
-  output frames that see any padding are zeroed, so on its first
+  frames that read any padding are zeroed, so on its first
   ``valid_lengths[s]`` samples the sonification of a padded clip equals that
-  of the unpadded clip (every frame kept lies, with its whole receptive
-  field and every switch it is routed through, inside the clip), and it is
-  zero after them. Padding clips to a few lengths bounds how often XLA
-  compiles.
+  of the unpadded clip, and it is zero after them (``chain.traces``).
 
   Args:
     params: encoder params.
@@ -559,176 +125,30 @@ def sonify_clip_pairs(params: Params, waveforms: jax.Array,
     valid_lengths: ``[S]`` int samples of each clip before its padding.
     slots: ``[P]`` int clip positions in ``waveforms``.
     maps: ``[P]`` int map indices of block ``layer``.
-    layer, arch: static block number and architecture.
+    layer, arch: static block number and network.
     scale: unit peak times the clip's ``max|x|``.
+    rule: how ReLUs transpose.
   Returns:
     ``[P, T]``.
   """
-  length = waveforms.shape[1]
-  traces = _clip_traces(params, waveforms, layer, arch, valid_lengths)
-  lengths = chain_lengths(arch, layer, length)
-  chunk = maps_per_chunk(arch, layer, length, maps.shape[0])
-  return _deconv_pairs(params, transpose_kernels(params, layer, arch), traces,
-                       slots, maps, layer, arch, lengths, chunk, scale)
-
-
-def trace_bytes(arch: Architecture, layer: int, length: int) -> int:
-  """Estimated peak memory of one clip's forward trace (float32 block
-  outputs and their int8 switches), with a safety factor of 2."""
-  total, t = 0, length
-  for block in range(1, layer + 1):
-    t_conv = t - arch.kernels[block - 1] + 1
-    total += t_conv * arch.channels[block - 1] * (4 + 1)
-    t = t_conv // 2 if arch.is_pooled(block) else t_conv
-  return 2 * max(total, 1)
-
-
-# Upper bound on the intermediate memory of one chunk of maps in the fast path.
-CHUNK_BYTES = 1 << 30
-
-
-def per_map_bytes(arch: Architecture, layer: int, length: int) -> int:
-  """Estimated peak intermediate memory of one map in the fast path.
-
-  The largest block's unpooled input and transposed-conv output plus a
-  pooled-length temporary (float32), with a safety factor of 2 for XLA's
-  temporaries.
-  """
-  peak = 0
-  t = length
-  for block in range(1, layer + 1):
-    k, c = arch.kernels[block - 1], arch.channels[block - 1]
-    cin = 1 if block == 1 else arch.channels[block - 2]
-    t_conv = t - k + 1
-    peak = max(peak, 4 * (2 * t_conv * c + 3 * t * cin))
-    t = t_conv // 2 if arch.is_pooled(block) else t_conv
-  return 2 * max(peak, 1)
-
-
-def maps_per_chunk(arch: Architecture, layer: int, length: int,
-                   num_maps: int, budget_bytes: Optional[int] = None) -> int:
-  """How many maps of one clip the fast path processes at once.
-
-  Bounded by ``budget_bytes`` (default :data:`CHUNK_BYTES`), so that e.g. all
-  64 maps of layer 2 on a 10 s clip run in several chunks.
-  """
-  budget = CHUNK_BYTES if budget_bytes is None else budget_bytes
-  per_map = per_map_bytes(arch, layer, length)
-  return int(max(1, min(num_maps, budget // per_map)))
-
-
-# Working set per batch of the long, narrow bottom blocks; about what the
-# CPU's caches hold, so that a block's unpooled input is still cached when
-# its transposed conv reads it (memory-bound passes dominate those blocks).
-CACHE_BYTES = 32 << 20
-
-
-def _block_bytes(arch: Architecture, block: int, t: int) -> int:
-  """float32 bytes of one map's unpooled input and transposed-conv output
-  of ``block`` for a block input of ``t`` samples."""
-  k, c = arch.kernels[block - 1], arch.channels[block - 1]
-  cin = 1 if block == 1 else arch.channels[block - 2]
-  return 4 * ((t - k + 1) * c + t * cin)
-
-
-def cache_split(arch: Architecture, layer: int, length: int, chunk: int,
-                cache_bytes: Optional[int] = None) -> Tuple[int, int]:
-  """``(stop, sub)``: blocks ``stop .. 1`` run ``sub`` maps at a time.
-
-  The chain's blocks get longer and narrower towards the input. The dense
-  blocks whose working set for a whole chunk exceeds ``cache_bytes``
-  (default :data:`CACHE_BYTES`), and every block below them, form the
-  bottom stage, which runs on ``sub`` maps at a time so that a dense
-  block's working set stays cache-sized; the blocks above run on the whole
-  chunk at once (a wide conv needs many rows). Block 1 is always in the
-  bottom stage; alone there (``stop == 1``) it streams well and keeps
-  ``sub == chunk``, as does a chain whose blocks all fit the budget. (The
-  single-channel top block in the bottom stage ran 1.5-4x slower.)
-  """
-  budget = CACHE_BYTES if cache_bytes is None else cache_bytes
-  sizes, t = [], length
-  for block in range(1, layer + 1):
-    sizes.append(_block_bytes(arch, block, t))
-    t_conv = t - arch.kernels[block - 1] + 1
-    t = t_conv // 2 if arch.is_pooled(block) else t_conv
-  over = [b for b in range(2, layer) if sizes[b - 1] * chunk > budget]
-  if not over:
-    return 1, chunk
-  stop = max(over)
-  return stop, int(max(1, min(chunk, budget // max(sizes[1:stop]))))
-
-
-def _sonify_reference(params, waveforms, layer, feature_maps, arch, scale):
-  """Plain Algorithm 1: dense chain per map (vmap over maps and clips)."""
-  def one_clip(x):  # [time] -> [maps, time]
-    trace = forward_trace(params, x[None], layer, arch)
-    top = trace.outputs[-1]  # [1, T_out, C]
-
-    def one_map(m):
-      kept = jnp.zeros_like(top).at[..., m].set(top[..., m])
-      s = deconv_chain(params, trace, kept, layer)[0, :, 0]
-      return scale_to_input_peak(s, x) if scale else s
-
-    return jax.vmap(one_map)(feature_maps)
-
-  return jax.vmap(one_clip)(waveforms)
-
-
-def _sonify_fast(params, waveforms, layer, feature_maps, arch, scale):
-  """Structured path: trace once per clip, maps in memory-bounded chunks."""
-  length = waveforms.shape[1]
-  lengths = chain_lengths(arch, layer, length)
-  chunk = maps_per_chunk(arch, layer, length, feature_maps.shape[0])
-  kernels = transpose_kernels(params, layer, arch)
-
-  def one_clip(x):  # [time] -> [maps, time]
-    traces = _clip_traces(params, x[None], layer, arch)
-    return _deconv_pairs(params, kernels, traces, None, feature_maps, layer,
-                         arch, lengths, chunk, scale)
-
-  # Clips run one after another so only one clip's chunk is live at a time.
-  return jax.lax.map(one_clip, waveforms)
-
-
-IMPLEMENTATIONS = ("fast", "reference")
-
-
-@functools.partial(jax.jit,
-                   static_argnames=("layer", "arch", "scale", "impl"))
-def sonify_unchecked(params: Params, waveforms: jax.Array, layer: int,
-                     feature_maps: jax.Array, arch: Architecture = CNN12_ARCH,
-                     scale: bool = True, impl: str = "fast") -> jax.Array:
-  """Jit-compiled core of :func:`sonify` with no input validation.
-
-  Args:
-    params: encoder params.
-    waveforms: ``[clips, time]`` float32.
-    layer: static 1-based block number.
-    feature_maps: ``[maps]`` int indices into block ``layer``'s channels.
-    arch: static architecture.
-    scale: apply the unit-peak x ``max|x|`` scaling.
-    impl: ``'fast'`` (structured chain) or ``'reference'`` (plain chain).
-  Returns:
-    ``[clips, maps, time]``.
-  """
-  if impl == "fast":
-    return _sonify_fast(params, waveforms, layer, feature_maps, arch, scale)
-  if impl == "reference":
-    return _sonify_reference(params, waveforms, layer, feature_maps, arch,
-                             scale)
-  raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+  plan = _fast_plan(arch, "fast", rule)
+  if plan is not None:
+    return cnn12_fast.sonify_clip_pairs(params, waveforms, valid_lengths,
+                                        slots, maps, layer, plan, scale)
+  return chain.sonify_clip_pairs(params, waveforms, valid_lengths, slots,
+                                 maps, layer, arch, scale, rule)
 
 
 @functools.partial(jax.jit, static_argnames=("layer", "arch", "reduce"))
 def feature_map_activations(params: Params, waveforms: jax.Array, layer: int,
-                            arch: Architecture = CNN12_ARCH,
+                            arch: Network = CNN12,
                             reduce: str = "max") -> jax.Array:
   """Activation strength of every map of block ``layer`` per clip.
 
   Returns ``[clips, channels]``: the max (or mean) over time of the block's
   output. The "most active map" of a clip is the argmax over channels.
   """
-  h = forward_trace(params, waveforms, layer, arch).outputs[-1]
+  h = forward.block_outputs(params, waveforms, arch, layer)[-1]
   if reduce == "max":
     return h.max(axis=1)
   if reduce == "mean":
@@ -737,7 +157,7 @@ def feature_map_activations(params: Params, waveforms: jax.Array, layer: int,
 
 
 def validate_request(waveforms, layer: int, feature_maps,
-                     arch: Architecture = CNN12_ARCH) -> None:
+                     arch: Network = CNN12) -> None:
   """Raise a clear ``UserError`` for a request :func:`sonify` cannot serve.
 
   The one short-clip rule of the API and the CLI: a clip shorter than the
@@ -754,7 +174,8 @@ def validate_request(waveforms, layer: int, feature_maps,
   if shape[1] < needed:
     raise UserError(
         f"clips of {shape[1]} samples are shorter than the receptive field of "
-        f"layer {layer} ({needed} samples, {needed / 8000:.3f} s at 8 kHz)")
+        f"layer {layer} ({needed} samples, {needed / arch.sample_rate:.3f} s "
+        f"at {arch.sample_rate / 1000:g} kHz)")
   maps_shape = np.shape(feature_maps)
   if len(maps_shape) != 1 or maps_shape[0] == 0:
     raise UserError(
@@ -775,29 +196,33 @@ def validate_request(waveforms, layer: int, feature_maps,
 
 def sonify(params: Params, waveforms, layer: int,
            feature_maps: Union[Sequence[int], jax.Array],
-           arch: Architecture = CNN12_ARCH, scale: bool = True,
-           impl: str = "fast") -> jax.Array:
+           arch: Network = CNN12, scale: bool = True,
+           impl: str = "fast", rule: str = rules.DEFAULT_RULE) -> jax.Array:
   """Sonify feature maps of one layer for a batch of clips.
 
   Args:
-    params: CNN12 encoder params (the ``params`` collection).
-    waveforms: ``[clips, time]`` float waveforms at 8 kHz.
-    layer: 1-based block number in ``1..11``.
+    params: encoder params (the ``params`` collection: ``{layer name:
+      {...}}``, e.g. ``checkpoints.load_encoder``'s).
+    waveforms: ``[clips, time]`` float waveforms at ``arch.sample_rate``.
+    layer: 1-based block number in ``1..arch.num_blocks``.
     feature_maps: ``[maps]`` channel indices of block ``layer``.
-    arch: the architecture the params belong to (CNN12 or CNN12_x2).
+    arch: the network the params belong to (a ``Network``; default CNN12).
     scale: scale each output to unit peak times ``max|x|`` of its clip.
-    impl: ``'fast'`` (default; structured, memory-bounded chunks of maps) or
-      ``'reference'`` (the plain dense chain, kept as the tested reference).
+    impl: ``'fast'`` (default), ``'structured'`` or ``'reference'`` (the
+      plain dense chain, kept as the tested reference).
+    rule: how ReLUs transpose: ``'deconvnet'`` (default, the thesis),
+      ``'guided'``, ``'gradient'`` or ``'input_x_gradient'``.
   Returns:
     ``[clips, maps, time]`` float32 sonifications, same length as the input.
   Raises:
-    ValueError/TypeError before any computation for an invalid request.
+    UserError before any computation for an invalid request.
   """
   if impl not in IMPLEMENTATIONS:
-    raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+    raise UserError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+  rules.check(rule)
   validate_request(waveforms, layer, feature_maps, arch)
   # Always float32, whatever precision the params were trained or stored in.
   params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
   return sonify_unchecked(params, jnp.asarray(waveforms, jnp.float32), layer,
                           jnp.asarray(feature_maps, jnp.int32), arch=arch,
-                          scale=scale, impl=impl)
+                          scale=scale, impl=impl, rule=rule)

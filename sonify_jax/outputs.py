@@ -5,12 +5,11 @@ from typing import Dict
 import numpy as np
 
 from sonify_jax import audio_io, plotting
-from sonify_jax.models.architecture import SAMPLE_RATE
 
 
 def write_pair(out_dir: str, stem: str, audio: np.ndarray,
-               sonification: np.ndarray, title: str = "",
-               sample_rate: int = SAMPLE_RATE) -> Dict[str, str]:
+               sonification: np.ndarray, *, title: str = "",
+               sample_rate: int) -> Dict[str, str]:
   """Write ``{stem}.wav`` (sonification) and ``{stem}.png`` (input vs
   sonification log-spectrograms). Returns the paths, relative to out_dir."""
   wav = f"{stem}.wav"

@@ -5,12 +5,11 @@ import numpy as np
 import scipy.signal
 
 from sonify_jax import atomic_io
-from sonify_jax.models.architecture import SAMPLE_RATE
 
 _FLOOR_DB = -100.0
 
 
-def power_spectrogram(audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
+def power_spectrogram(audio: np.ndarray, sample_rate: int,
                       n_fft: int = 256, hop: int = 64
                       ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Power spectrogram (Hann window): freqs [F] Hz, times [N] s, power [F, N].
@@ -29,7 +28,7 @@ def to_db(power: np.ndarray) -> np.ndarray:
   return 10.0 * np.log10(np.maximum(power, 10 ** (_FLOOR_DB / 10)))
 
 
-def log_spectrogram(audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
+def log_spectrogram(audio: np.ndarray, sample_rate: int,
                     n_fft: int = 256, hop: int = 64
                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Power spectrogram in dB (Hann window).
@@ -69,7 +68,7 @@ DEAD_LABEL = "dead map (all zero)"
 SILENT_LABEL = "silent (all zero)"
 
 
-def draw_spectrogram(ax, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
+def draw_spectrogram(ax, audio: np.ndarray, sample_rate: int,
                      title: str = "", dynamic_range_db: float = 80.0,
                      zero_label: str = DEAD_LABEL):
   """Draw a log-spectrogram on a matplotlib axis; returns the image.
@@ -114,7 +113,7 @@ def new_figure(rows: int, cols: int, size: Tuple[float, float]):
 
 
 def save_pair_figure(path: str, audio: np.ndarray, sonification: np.ndarray,
-                     sample_rate: int = SAMPLE_RATE, title: str = "",
+                     sample_rate: int, title: str = "",
                      labels: Optional[Sequence[str]] = None) -> str:
   """Input and sonification log-spectrograms side by side, as a PNG."""
   labels = labels or ("input", "sonification")
@@ -124,7 +123,7 @@ def save_pair_figure(path: str, audio: np.ndarray, sonification: np.ndarray,
 
 
 def save_panels_figure(path: str, panels: Sequence[Tuple[str, np.ndarray]],
-                       sample_rate: int = SAMPLE_RATE, title: str = "") -> str:
+                       sample_rate: int, title: str = "") -> str:
   """Log-spectrograms side by side (the first is the input, the others
   sonifications: an all-zero one is labelled a dead map), as a PNG."""
   fig, axes = new_figure(1, len(panels), (4.5 * len(panels), 3))

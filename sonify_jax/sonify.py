@@ -1,10 +1,13 @@
-r"""Sonify feature maps of a CNN12 for an audio file.
+r"""Sonify feature maps of a network for an audio file.
 
   python -m sonify_jax.sonify --audio clip.wav --layer 6 --maps 0,5 --out DIR \
-      [--checkpoint RUN | RUN/checkpoints/STEP | --seed 0 --model cnn12]
+      [--checkpoint RUN | RUN/checkpoints/STEP | --seed 0 --model cnn12] \
+      [--rule deconvnet|guided|gradient|input_x_gradient]
 
-``--maps top:N`` picks the clip's N most active maps of the layer. Any input
-format soundfile/librosa decodes is accepted and resampled to 8 kHz mono.
+``RUN`` is a training workdir or a converted network
+(``python -m sonify_jax.convert``). ``--maps top:N`` picks the clip's N most
+active maps of the layer. Any input format soundfile/librosa decodes is
+accepted, mixed to mono and resampled to the network's rate.
 Writes DIR/input.wav, DIR/layer{L}_map{M}.wav/.png and DIR/index.json; DIR is
 built beside its final place and renamed in when complete, so a failed run
 leaves the previous DIR (or none). Bad input ends in one ``error:`` line and
@@ -14,10 +17,12 @@ from absl import app
 from absl import flags
 
 from sonify_jax import cli, paths
+from sonify_jax.deconv.rules import RULES
 from sonify_jax.sonify_file import load_model, sonify_file
 
 _AUDIO = flags.DEFINE_string("audio", None, "Input audio file.")
-_LAYER = flags.DEFINE_integer("layer", None, "Block number, 1..11.")
+_LAYER = flags.DEFINE_integer("layer", None, "Block number (1..number of "
+                              "blocks of the network).")
 _MAPS = flags.DEFINE_string(
     "maps", "top:3", "Comma-separated feature-map indices, or top:N.")
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
@@ -27,7 +32,11 @@ _CHECKPOINT = flags.DEFINE_string(
 _STEP = flags.DEFINE_string(
     "step", None, "Checkpoint step: N, 'latest', or (default) the step the "
     "run selected on validation (its latest when it ranks none).")
-_MODEL = flags.DEFINE_string("model", "cnn12", "Architecture of a random init.")
+_MODEL = flags.DEFINE_string("model", "cnn12", "Registered network of a random "
+                             "init (without --checkpoint).")
+_RULE = flags.DEFINE_enum("rule", "deconvnet", RULES, "How ReLUs transpose: "
+                          "the deconvnet's (the thesis), guided backprop, the "
+                          "plain gradient, or input x gradient.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random init.")
 _MAX_SECONDS = flags.DEFINE_float(
     "max_seconds", 120.0, "Refuse longer clips (the deconvnet holds every "
@@ -55,7 +64,7 @@ def main(argv):
   maps, index = sonify_file(_AUDIO.value, _LAYER.value, _MAPS.value,
                             _OUT.value, params, arch,
                             max_seconds=_MAX_SECONDS.value,
-                            model_record=model_record)
+                            model_record=model_record, rule=_RULE.value)
   print(f"sonified layer {_LAYER.value} maps {maps}: {index}")
 
 

@@ -10,34 +10,32 @@ import os
 from typing import List, Optional, Tuple
 
 from absl import logging
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax import atomic_io, audio_io, deconvnet, outputs, paths
 from sonify_jax.errors import UserError
-from sonify_jax.models import build_encoder, get_architecture
-from sonify_jax.models.architecture import SAMPLE_RATE
+from sonify_jax.deconv import rules
+from sonify_jax.models import encoder, get_network
 
 INDEX_FILE = "index.json"
 
 
 def random_encoder(model: str = "cnn12", seed: int = 0):
-  """Seeded random-init encoder params and architecture."""
-  arch = get_architecture(model)
-  params = build_encoder(model).init(
-      jax.random.key(seed), jnp.zeros((1, arch.min_input_length(11))))
-  return params["params"], arch
+  """Seeded random-init encoder params and network."""
+  net = get_network(model)
+  return encoder.init_params(net, seed), net
 
 
 def load_model(checkpoint, step, model, seed):
-  """Params and architecture of a run (workdir, checkpoints dir or step
-  folder) or, without ``checkpoint``, of a seeded random init."""
+  """Params and network of a run (workdir, checkpoints dir or step
+  folder; trained or converted) or, without ``checkpoint``, of a seeded
+  random init of the registered network ``model``."""
   if checkpoint is None:
     return random_encoder(model, seed)
   from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
   params, arch_name = checkpoints.load_encoder(checkpoint, step)
-  return params, get_architecture(arch_name)
+  return params, get_network(arch_name)
 
 
 def parse_maps(spec: str, params, waveform: np.ndarray, layer: int,
@@ -81,8 +79,8 @@ def check_output_dir(out_dir: str) -> None:
 
 
 def check_length(waveform: np.ndarray, path: str,
-                 max_seconds: Optional[float]) -> None:
-  seconds = waveform.shape[-1] / SAMPLE_RATE
+                 max_seconds: Optional[float], sample_rate: int) -> None:
+  seconds = waveform.shape[-1] / sample_rate
   if max_seconds is not None and seconds > max_seconds:
     raise UserError(
         f"{path} is {seconds:.1f} s long; sonify holds every layer's "
@@ -92,10 +90,12 @@ def check_length(waveform: np.ndarray, path: str,
 
 def sonify_file(audio_path: str, layer: int, maps_spec: str, out_dir: str,
                 params, arch, max_seconds: Optional[float] = None,
-                model_record: Optional[dict] = None
-                ) -> Tuple[List[int], str]:
+                model_record: Optional[dict] = None,
+                rule: str = rules.DEFAULT_RULE) -> Tuple[List[int], str]:
   """Sonify one file; returns (maps, index path).
 
+  The audio is decoded and resampled to the network's rate
+  (``arch.sample_rate``); the WAVs are written at that rate.
   ``model_record``: what index.json says of the params' origin (the
   checkpoint and its chosen step, or the random init's seed).
 
@@ -103,24 +103,29 @@ def sonify_file(audio_path: str, layer: int, maps_spec: str, out_dir: str,
   message as ``deconvnet.sonify`` (``deconvnet.validate_request``).
   """
   check_output_dir(out_dir)
-  waveform = audio_io.load_audio(audio_path)
-  check_length(waveform, audio_path, max_seconds)
+  rules.check(rule)
+  rate = arch.sample_rate
+  waveform = audio_io.load_audio(audio_path, rate)
+  check_length(waveform, audio_path, max_seconds, rate)
   deconvnet.validate_request(waveform[None], layer, [0], arch)
   maps = parse_maps(maps_spec, params, waveform, layer, arch)
   deconvnet.validate_request(waveform[None], layer, maps, arch)
   sonifications = np.asarray(
-      deconvnet.sonify(params, waveform[None], layer, maps, arch))[0]
+      deconvnet.sonify(params, waveform[None], layer, maps, arch,
+                       rule=rule))[0]
   with atomic_io.atomic_dir(out_dir) as tmp_dir:
-    audio_io.write_wav(os.path.join(tmp_dir, "input.wav"), waveform)
+    audio_io.write_wav(os.path.join(tmp_dir, "input.wav"), waveform, rate)
     entries = []
     for m, s in zip(maps, sonifications):
       written = outputs.write_pair(tmp_dir, f"layer{layer}_map{m}", waveform,
-                                   s, title=f"layer {layer}, map {m}")
+                                   s, title=f"layer {layer}, map {m}",
+                                   sample_rate=rate)
       entries.append({"layer": layer, "map": m, **written})
       logging.info("wrote %s", os.path.join(out_dir, written["wav"]))
     atomic_io.write_json(
         os.path.join(tmp_dir, INDEX_FILE),
         {"audio": paths.resolve(audio_path), "input": "input.wav",
-         "model": arch.name, **(model_record or {}),
+         "model": arch.name, "sample_rate": rate, "rule": rule,
+         **(model_record or {}),
          "sonifications": entries})
   return maps, os.path.join(out_dir, INDEX_FILE)

@@ -9,14 +9,15 @@ import scipy.signal
 
 from sonify_jax.analysis import activity, common
 from sonify_jax.data.sources import ArraySource
-from sonify_jax.models.architecture import Architecture, CNN12_TINY
+from sonify_jax.models import registry
+from sonify_jax.models.registry import CNN12_TINY
 import helpers
 
 SR = 8000
 # A tiny CNN12 whose block 1 is long enough (101 taps) to hold a narrow FIR
 # band-pass; every other block as in CNN12.
-PLANTED = Architecture("planted", (101,) + CNN12_TINY.kernels[1:],
-                       (4,) + (4,) * 10, embed_dim=8)
+PLANTED = registry.cnn12_family("planted", (4,) * 11, embed_dim=8,
+                                kernels=(101,) + registry.CNN12_KERNELS[1:])
 BANDS = ((500.0, 800.0), (2800.0, 3200.0))  # maps 0 and 1
 DEAD, ALWAYS = 2, 3
 
@@ -48,7 +49,7 @@ def test_spectral_features_of_known_signals():
   tone = np.sin(2 * np.pi * 1000 * t)
   noise = np.random.default_rng(0).standard_normal(8000)
   centroid, bandwidth = activity.spectral_centroid_bandwidth(
-      np.stack([tone, noise, np.zeros(8000)]))
+      np.stack([tone, noise, np.zeros(8000)]), SR)
   assert centroid[0] == pytest.approx(1000, abs=15)
   assert bandwidth[0] < 60
   # White noise: uniform over 0..4000 Hz: mean 2000, std 4000 / sqrt(12).
@@ -63,7 +64,7 @@ def test_frames_are_weighted_by_energy():
   t = np.arange(4000) / SR
   x = np.concatenate([np.sin(2 * np.pi * 500 * t),
                       0.01 * np.sin(2 * np.pi * 3000 * t)])
-  centroid, _ = activity.spectral_centroid_bandwidth(x)
+  centroid, _ = activity.spectral_centroid_bandwidth(x, SR)
   assert centroid == pytest.approx(500, abs=30)
 
 

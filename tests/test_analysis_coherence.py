@@ -8,7 +8,7 @@ import scipy.stats
 from sonify_jax import deconvnet
 from sonify_jax.analysis import coherence, common
 from sonify_jax.data.sources import ArraySource
-from sonify_jax.models.architecture import CNN12_TINY
+from sonify_jax.models.registry import CNN12_TINY
 
 ARCH = CNN12_TINY
 LAYERS = (1, 3)

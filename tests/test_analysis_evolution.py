@@ -8,7 +8,7 @@ import pytest
 from sonify_jax import deconvnet
 from sonify_jax.analysis import common, evolution
 from sonify_jax.data.sources import ArraySource
-from sonify_jax.models.architecture import CNN12_TINY
+from sonify_jax.models.registry import CNN12_TINY
 
 ARCH = CNN12_TINY
 
@@ -85,11 +85,11 @@ def test_selected_step_picks_the_pairs(tmp_path):
 def test_dead_sonification_panels_are_labelled():
   from sonify_jax import plotting  # pylint: disable=g-import-not-at-top
   fig, axes = plotting.new_figure(1, 3, (6, 2))
-  plotting.draw_spectrogram(axes[0, 0], np.zeros(800), title="step 0")
-  plotting.draw_spectrogram(axes[0, 1], np.zeros(800), title="input",
+  plotting.draw_spectrogram(axes[0, 0], np.zeros(800), 8000, title="step 0")
+  plotting.draw_spectrogram(axes[0, 1], np.zeros(800), 8000, title="input",
                             zero_label=plotting.SILENT_LABEL)
   noise = np.random.default_rng(0).standard_normal(800)
-  plotting.draw_spectrogram(axes[0, 2], noise, title="step 5")
+  plotting.draw_spectrogram(axes[0, 2], noise, 8000, title="step 5")
   texts = [[t.get_text() for t in ax.texts] for ax in axes[0]]
   assert texts == [[plotting.DEAD_LABEL], [plotting.SILENT_LABEL], []]
   assert axes[0, 0].get_title() == f"step 0 [{plotting.DEAD_LABEL}]"

@@ -7,7 +7,7 @@ import pytest
 
 from sonify_jax.analysis import common, layer_importance as li
 from sonify_jax.data.sources import ArraySource
-from sonify_jax.models.architecture import CNN12_TINY
+from sonify_jax.models.registry import CNN12_TINY
 
 ARCH = CNN12_TINY
 
@@ -47,7 +47,7 @@ def test_features_use_only_blocks_up_to_l():
   changed, _ = li.extract_features(_perturbed(params, "block2"), ARCH,
                                    source, 2, batch_size=4, progress=False)
   assert not np.allclose(feats, changed)
-  assert set(li.truncate(params, 2)) == {"block1", "block2"}
+  assert set(li.truncate(params, 2, ARCH)) == {"block1", "block2"}
 
 
 def test_linear_probe_separates_separable_blobs():

@@ -9,8 +9,8 @@ import pytest
 
 from sonify_jax.analysis import common, residual
 from sonify_jax.data.sources import ArraySource
-from sonify_jax.models.architecture import CNN12_TINY
-from sonify_jax.models.cnn12 import CNN12
+from sonify_jax.models.registry import CNN12_TINY
+from sonify_jax.models.encoder import Encoder
 
 ARCH = CNN12_TINY
 NUM_CLASSES = 3
@@ -44,7 +44,7 @@ def _source(n=9, length=2400, multilabel=False):
 def test_classifier_fn_matches_hand_written_head(model):
   enc, head = model
   audio = np.stack([_source()[i]["audio"] for i in range(4)])
-  emb = np.asarray(CNN12(arch=ARCH).apply({"params": enc}, audio))
+  emb = np.asarray(Encoder(net=ARCH).apply({"params": enc}, audio))
   logits = emb @ head["logits"]["kernel"] + head["logits"]["bias"]
   softmax = np.exp(logits - logits.max(1, keepdims=True))
   softmax /= softmax.sum(1, keepdims=True)

@@ -11,8 +11,8 @@ import pytest
 from sonify_jax.analysis import controls, studies_cli, time_invariance as ti
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.errors import UserError
-from sonify_jax.models.architecture import CNN12_TINY
-from sonify_jax.models.cnn12 import CNN12
+from sonify_jax.models.registry import CNN12_TINY
+from sonify_jax.models.encoder import Encoder
 import helpers
 
 ARCH = CNN12_TINY
@@ -21,7 +21,7 @@ LENGTH, MAX_SHIFT = 4000, 700
 
 
 def _he_init(seed):
-  return CNN12(arch=ARCH).init(jax.random.PRNGKey(seed),
+  return Encoder(net=ARCH).init(jax.random.PRNGKey(seed),
                                jnp.zeros((1, 2370)))["params"]
 
 

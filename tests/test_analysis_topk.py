@@ -10,7 +10,7 @@ import soundfile
 from sonify_jax import deconvnet
 from sonify_jax.analysis import common, topk
 from sonify_jax.data.sources import ArraySource
-from sonify_jax.models.architecture import CNN12_TINY
+from sonify_jax.models.registry import CNN12_TINY
 
 ARCH = CNN12_TINY
 LAYERS = (2, 4)

@@ -17,7 +17,7 @@ import helpers
 
 from sonify_jax import atomic_io, audio_io, plotting
 from sonify_jax.analysis import atlas, atlas_page
-from sonify_jax.models.architecture import CNN12
+from sonify_jax.models.registry import CNN12
 
 K = 5
 PAGE_ROWS = 40  # rows the page renders per step (atlas_page._JS PAGE)
@@ -34,7 +34,7 @@ def _synthetic_atlas(out):
     audio_io.write_wav(os.path.join(out, stem + ".wav"), audio)
     plotting.save_spectrogram_png(
         os.path.join(out, stem + ".png"),
-        plotting.to_db(plotting.power_spectrogram(audio)[2]))
+        plotting.to_db(plotting.power_spectrogram(audio, 8000)[2]))
     stems.append((stem, n / 8000))
   clips = {str(c): {"id": f"clip {c}", "seconds": stems[c % 3][1],
                     "wav": stems[c % 3][0] + ".wav",

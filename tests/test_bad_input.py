@@ -19,7 +19,7 @@ import soundfile
 from cli_harness import CliWorker
 from sonify_jax import deconvnet
 from sonify_jax.errors import UserError
-from sonify_jax.models.architecture import CNN12_TINY
+from sonify_jax.models.registry import CNN12_TINY
 from sonify_jax.train import checkpoints, optim
 from sonify_jax.train import state as state_lib
 

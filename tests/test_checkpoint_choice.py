@@ -20,13 +20,13 @@ from cli_harness import CliWorker
 from sonify_jax import atomic_io, deconvnet
 from sonify_jax.analysis import common, controls, gallery, run_data
 from sonify_jax.errors import UserError
-from sonify_jax.models.architecture import get_architecture
+from sonify_jax.models.registry import get_network
 from sonify_jax.train import checkpoints
 
 from helpers import strict_load
 from test_configs import load as load_config
 
-ARCH = get_architecture("cnn12_tiny")
+ARCH = get_network("cnn12_tiny")
 ACCURACY = {2: 0.40, 4: 0.90, 6: 0.55, 8: 0.50}   # validation, by step
 BEST, LATEST = 4, 8
 

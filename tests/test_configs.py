@@ -8,7 +8,8 @@ import pytest
 
 from sonify_jax.data import augment
 from sonify_jax.data import catalog
-from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
+from sonify_jax.data.sources import SAMPLE_RATE
+from sonify_jax.models.registry import get_network
 from sonify_jax.train import trainer
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(
@@ -72,7 +73,7 @@ def test_config_is_sane(name, arg):
   c = load(name, arg)
   for field in REQUIRED:
     assert field in c, f"{name}:{arg} lacks {field}"
-  arch = get_architecture(c.model)
+  arch = get_network(c.model)
   assert catalog.is_known(c.dataset)
   crop = int(round(c.crop_seconds * SAMPLE_RATE))
   assert crop >= arch.min_input_length(arch.num_blocks)

@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 
 from sonify_jax import deconvnet
+from sonify_jax.deconv import budget, cnn12_fast
 from sonify_jax.errors import UserError
 from sonify_jax.models import build_encoder
-from sonify_jax.models.architecture import CNN12 as CNN12_ARCH
-from sonify_jax.models.architecture import CNN12_TINY
+from sonify_jax.models.registry import CNN12 as CNN12_ARCH
+from sonify_jax.models.registry import CNN12_TINY
 
 TINY = CNN12_TINY
+TINY_PLAN = cnn12_fast.plan_of(TINY)
 SR = 8000
 
 
@@ -32,7 +34,8 @@ def _init(arch, seed=0, bias_scale=0.05):
   rng = np.random.default_rng(seed)
   params = {}
   cin = 1
-  for block, (k, c) in enumerate(zip(arch.kernels, arch.channels), start=1):
+  for block, (k, c) in enumerate(zip(cnn12_fast.plan_of(arch).kernels,
+                                     arch.channels), start=1):
     kernel = rng.standard_normal((k, cin, c)) / np.sqrt(k * cin)
     params[f"block{block}"] = {
         "kernel": kernel.astype(np.float32),
@@ -135,7 +138,7 @@ def test_matches_vjp_formulation_tiny(tiny_params, layer, length):
   want = np.stack([_vjp_reference(tiny_params, clip, layer, maps)
                    for clip in x])
   assert np.max(np.abs(want)) > 0
-  for impl in ("fast", "reference"):
+  for impl in deconvnet.IMPLEMENTATIONS:
     got = np.asarray(deconvnet.sonify(tiny_params, x, layer, maps, TINY,
                                       scale=False, impl=impl))
     assert got.shape == (2, len(maps), length)
@@ -165,8 +168,8 @@ def test_fast_path_chunks_with_remainder(tiny_params, monkeypatch):
   maps = np.arange(TINY.channels[layer - 1])  # 8 maps
   assert deconvnet.maps_per_chunk(TINY, layer, length, 8, budget_bytes=1) == 1
   # A budget that fits 3 maps of this request: chunks of 3, 3 and 2.
-  monkeypatch.setattr(deconvnet, "CHUNK_BYTES",
-                      3 * deconvnet.per_map_bytes(TINY, layer, length))
+  monkeypatch.setattr(budget, "CHUNK_BYTES",
+                      3 * cnn12_fast.per_map_bytes(TINY_PLAN, layer, length))
   assert deconvnet.maps_per_chunk(TINY, layer, length, len(maps)) == 3
   x = _clips(1, length, seed=5)
   _assert_fast_equals_reference(tiny_params, x, layer, maps)
@@ -178,13 +181,14 @@ def test_fast_path_two_stages_equal_reference(tiny_params, monkeypatch):
   result, for one clip and for pairs mixing clips."""
   layer, length = 6, 907  # a length no other test compiles
   maps = np.arange(8)
-  monkeypatch.setattr(deconvnet, "CHUNK_BYTES",
-                      5 * deconvnet.per_map_bytes(TINY, layer, length))
+  monkeypatch.setattr(budget, "CHUNK_BYTES",
+                      5 * cnn12_fast.per_map_bytes(TINY_PLAN, layer, length))
   chunk = deconvnet.maps_per_chunk(TINY, layer, length, len(maps))
   assert chunk == 5
-  block2 = deconvnet._block_bytes(TINY, 2, (length - 6) // 2)  # pylint: disable=protected-access
-  monkeypatch.setattr(deconvnet, "CACHE_BYTES", 2 * block2)
-  stop, sub = deconvnet.cache_split(TINY, layer, length, chunk)
+  block2 = cnn12_fast._block_bytes(  # pylint: disable=protected-access
+      TINY_PLAN, 2, (length - 6) // 2, (length - 6) // 2 - 6)
+  monkeypatch.setattr(cnn12_fast, "CACHE_BYTES", 2 * block2)
+  stop, sub = cnn12_fast.cache_split(TINY_PLAN, layer, length, chunk)
   assert 1 < stop < layer and 1 < sub < chunk
   x = _clips(2, length, seed=9)
   ref = _assert_fast_equals_reference(tiny_params, x, layer, maps)
@@ -342,7 +346,7 @@ def test_max_unpool_routes_exactly(length):
   np.testing.assert_array_equal(np.asarray(repooled), np.asarray(pooled))
   # The fast path's fused ReLU + unpool routes signed values the same way.
   signed = np.asarray(pooled) - 0.8
-  fused = deconvnet._relu_unpool(  # pylint: disable=protected-access
+  fused = cnn12_fast._relu_unpool(  # pylint: disable=protected-access
       jnp.asarray(signed), switches, length)
   np.testing.assert_array_equal(
       np.asarray(fused),
@@ -379,7 +383,7 @@ def test_block1_polyphase_equals_unpool_then_transpose(pooled_len, odd):
   dense = ops.conv1d_transpose(
       ops.max_unpool(jnp.asarray(h), jnp.broadcast_to(switches, h.shape),
                      t_conv), kernel, t_conv + 6)
-  poly = deconvnet._unpool_transpose_to_waveform(  # pylint: disable=protected-access
+  poly = cnn12_fast._unpool_transpose_to_waveform(  # pylint: disable=protected-access
       jnp.asarray(h), jnp.asarray(switches), jnp.asarray(kernel), t_conv + 6)
   _assert_close(np.asarray(poly), np.asarray(dense))
 
@@ -392,7 +396,7 @@ def test_single_channel_transpose_equals_dense(k, length):
   kernel = rng.standard_normal((k, 5, 4)).astype(np.float32)
   dense = ops.conv1d_transpose(
       jnp.zeros((1, length, 4)).at[0, :, 2].set(u), kernel, length + k - 1)
-  single = deconvnet._single_channel_transpose(  # pylint: disable=protected-access
+  single = cnn12_fast._single_channel_transpose(  # pylint: disable=protected-access
       jnp.asarray(u), jnp.asarray(kernel[:, :, 2]), length + k - 1)
   _assert_close(np.asarray(single), np.asarray(dense)[0])
 
@@ -419,7 +423,7 @@ def test_dead_map_gives_zeros_not_nan(tiny_params):
   layer = 3
   params[f"block{layer}"]["bias"][2] = -1e4  # map 2 never fires
   x = _clips(1, 700, seed=9)
-  for impl in ("fast", "reference"):
+  for impl in deconvnet.IMPLEMENTATIONS:
     out = np.asarray(deconvnet.sonify(params, x, layer, [2, 0], TINY,
                                       impl=impl))
     assert np.all(out[0, 0] == 0)

@@ -12,7 +12,7 @@ import soundfile
 import helpers
 from sonify_jax.analysis import common, evolution, gallery, topk
 from sonify_jax.data.sources import ArraySource
-from sonify_jax.models.architecture import CNN12_TINY
+from sonify_jax.models.registry import CNN12_TINY
 
 ARCH = CNN12_TINY
 

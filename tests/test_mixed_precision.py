@@ -9,7 +9,7 @@ import pytest
 
 from sonify_jax import deconvnet
 from sonify_jax.errors import UserError
-from sonify_jax.models.architecture import get_architecture
+from sonify_jax.models.registry import get_network
 from sonify_jax.models.composite import SimCLRModel, init_params
 from sonify_jax.train import optim, steps
 from sonify_jax.train.state import TrainState
@@ -88,7 +88,7 @@ def test_convolutions_and_matmuls_run_in_the_compute_dtype(params):
         lambda p, x: _model(dtype).apply({"params": p}, x))(params, x).jaxpr
     convs = _primitive_dtypes(jaxpr, "conv_general_dilated")
     dots = _primitive_dtypes(jaxpr, "dot_general")
-    assert len(convs) == get_architecture(ARCH).num_blocks
+    assert len(convs) == get_network(ARCH).num_blocks
     assert len(dots) == 3   # embedding, projection hidden and out
     assert all(d == want for d in convs + dots), (dtype, convs, dots)
     outputs = _model(dtype).apply({"params": params}, x)
@@ -96,7 +96,7 @@ def test_convolutions_and_matmuls_run_in_the_compute_dtype(params):
 
 
 def test_sonify_computes_in_float32_from_bfloat16_params(params):
-  arch = get_architecture(ARCH)
+  arch = get_network(ARCH)
   encoder = params["encoder"]
   as_bf16 = jax.tree.map(lambda p: p.astype(jnp.bfloat16), encoder)
   upcast = jax.tree.map(lambda p: p.astype(jnp.float32), as_bf16)

@@ -11,7 +11,7 @@ import pytest
 
 from sonify_jax import deconvnet
 from sonify_jax.data import catalog
-from sonify_jax.models import get_architecture
+from sonify_jax.models import get_network
 from sonify_jax.train import checkpoints
 
 nbclient = pytest.importorskip("nbclient")
@@ -56,7 +56,7 @@ def test_colab_notebook_runs_and_plays_the_sonifications(tmp_path,
   # It trained here, and the encoder it listened to is that run's.
   assert checkpoints.available_steps(workdir)[-1] == 2
   params, arch_name = checkpoints.load_encoder(workdir)
-  arch = get_architecture(arch_name)
+  arch = get_network(arch_name)
   clip = catalog.get_source("embedded", "validation")[0]["audio"][:16000]
   x = np.pad(clip, (0, 16000 - len(clip)))[None].astype(np.float32)
   layer, num_maps = 6, 3

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from sonify_jax.data.sources import ArraySource
-from sonify_jax.models.architecture import get_architecture
-from sonify_jax.models.cnn12 import CNN12
+from sonify_jax.models.registry import get_network
+from sonify_jax.models.encoder import Encoder
 from sonify_jax.models.composite import init_params
 from sonify_jax.train import probe
 
@@ -81,8 +81,8 @@ def test_bad_inputs_raise(bad):
 
 def test_encoder_features_pool_each_clip_whole():
   """Batched, zero-padded, masked features equal each clip's own mean."""
-  arch = get_architecture("cnn12_tiny")
-  encoder = CNN12(arch=arch, dropout_rate=0.0)
+  arch = get_network("cnn12_tiny")
+  encoder = Encoder(net=arch, dropout_rate=0.0)
   params = init_params(encoder, jax.random.PRNGKey(0))
   rng = np.random.default_rng(5)
   # Two lengths (two compiles); batches of 2 pad both to 4000 samples.
@@ -94,7 +94,7 @@ def test_encoder_features_pool_each_clip_whole():
   assert features.shape == (3, arch.channels[-1])
   np.testing.assert_array_equal(labels, [0, 1, 0])
   alone_fn = jax.jit(lambda p, a: encoder.apply(
-      {"params": p}, a, method=CNN12.pooled_features))
+      {"params": p}, a, method=Encoder.pooled_features))
   for audio, row in zip(audios[:2], features):
     alone = alone_fn(params, audio[None])[0]
     np.testing.assert_allclose(row, alone, rtol=1e-4, atol=1e-6)

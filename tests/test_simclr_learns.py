@@ -44,7 +44,7 @@ import pytest
 from sonify_jax import config_files
 from sonify_jax.data import augment, pipeline
 from sonify_jax.data.sources import ArraySource
-from sonify_jax.models.architecture import SAMPLE_RATE
+from sonify_jax.data.sources import SAMPLE_RATE
 from sonify_jax.train import optim, probe, steps, trainer
 from sonify_jax.train import state as state_lib
 

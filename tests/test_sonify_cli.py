@@ -56,7 +56,7 @@ def test_write_wav_round_trip_and_refuses_nan(tmp_path):
 
 
 def test_log_spectrogram_peak_is_the_tone():
-  freqs, times, db = plotting.log_spectrogram(_tone(1250, 1.0, 8000))
+  freqs, times, db = plotting.log_spectrogram(_tone(1250, 1.0, 8000), 8000)
   assert freqs[np.argmax(db.mean(axis=1))] == pytest.approx(1250, abs=8000 / 256)
   assert times[-1] <= 1.0 and db.max() > -100
 

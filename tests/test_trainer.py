@@ -14,7 +14,7 @@ import pytest
 
 from sonify_jax import deconvnet
 from sonify_jax.data.sources import ArraySource
-from sonify_jax.models.architecture import get_architecture
+from sonify_jax.models.registry import get_network
 from sonify_jax.train import checkpoints
 from sonify_jax.train import evaluate
 from sonify_jax.train import listen
@@ -89,7 +89,7 @@ def test_simclr_run_checkpoints_and_encoder(simclr_run):
   assert info["arch"] == "cnn12_tiny" and info["task"] == "simclr"
   encoder, arch_name = checkpoints.load_encoder(workdir)
   initial, _ = checkpoints.load_encoder(workdir, step=0)
-  arch = get_architecture(arch_name)
+  arch = get_network(arch_name)
   # Training moved the encoder, and the loaded tree is what sonify expects.
   assert not np.allclose(encoder["block1"]["kernel"],
                          initial["block1"]["kernel"])
@@ -261,7 +261,7 @@ def test_listening_summaries_are_the_sonifications_of_each_step(simclr_run):
   workdir, _ = simclr_run
   with open(os.path.join(workdir, listen.LISTEN_SET_FILE)) as f:
     saved = json.load(f)
-  arch = get_architecture("cnn12_tiny")
+  arch = get_network("cnn12_tiny")
   assert saved["layers"] == [6, 11] and saved["indices"] == [0, 1]
   source = _clips(16, seed=0)
   length = saved["length"]

@@ -4,9 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sonify_jax import deconvnet, winograd
+from sonify_jax.deconv import cnn12_fast
+from sonify_jax.deconv import winograd
 from sonify_jax.models import ops
-from sonify_jax.models.architecture import get_architecture
+from sonify_jax.models.registry import get_network
 
 # (m, r): the deconvnet's F(4, 3) and F(4, 5), and other tile shapes.
 SHAPES = [(4, 3), (4, 5), (2, 3), (6, 3), (2, 7), (2, 5)]
@@ -75,18 +76,18 @@ def test_deconvnet_block_forms():
   # Blocks 2..layer-1 of the fast path: the pooled 7-tap block 2 in
   # polyphase form (F(5, 4) on 2C -> 2Cin), the 3- and 5-tap blocks by
   # Winograd on their unpooled input.
-  arch = get_architecture("cnn12_tiny")
-  kernels = deconvnet.transpose_kernels(
+  arch = cnn12_fast.plan_of(get_network("cnn12_tiny"))
+  kernels = cnn12_fast.transpose_kernels(
       _tiny_params(arch, np.random.default_rng(1)), 11, arch)
   assert kernels[0] is None and kernels[10] is None
   for block in range(2, 11):
     k, c = arch.kernels[block - 1], arch.channels[block - 1]
     cin = arch.channels[block - 2]
-    if arch.is_pooled(block) and k in deconvnet.POLYPHASE_TILES:
+    if arch.is_pooled(block) and k in cnn12_fast.POLYPHASE_TILES:
       q = k // 2 + 1
-      want = (deconvnet.POLYPHASE_TILES[k] + q - 1, 2 * cin, 2 * c)
-    elif k in deconvnet.WINOGRAD_TILES:
-      want = (deconvnet.WINOGRAD_TILES[k] + k - 1, cin, c)
+      want = (cnn12_fast.POLYPHASE_TILES[k] + q - 1, 2 * cin, 2 * c)
+    elif k in cnn12_fast.WINOGRAD_TILES:
+      want = (cnn12_fast.WINOGRAD_TILES[k] + k - 1, cin, c)
     else:
       want = (k, c, cin)
     assert kernels[block - 1].shape == want, block
@@ -100,10 +101,10 @@ def test_deconvnet_blocks_equal_unpool_then_adjoint(odd_length,
   # Whatever its form, each block of the fast path (given the prepared
   # kernel) equals max-unpool, ReLU, then the adjoint of the forward conv
   # (ops.conv1d_transpose), at pre-pool lengths 2N and 2N + 1.
-  arch = get_architecture("cnn12_tiny")
+  arch = cnn12_fast.plan_of(get_network("cnn12_tiny"))
   rng = np.random.default_rng(2)
   params = _tiny_params(arch, rng)
-  kernels = deconvnet.transpose_kernels(params, 11, arch)
+  kernels = cnn12_fast.transpose_kernels(params, 11, arch)
   n, maps = 37, 2
   for block in range(2, 11):
     kernel = params[f"block{block}"]["kernel"]
@@ -121,7 +122,7 @@ def test_deconvnet_blocks_equal_unpool_then_adjoint(odd_length,
       u = ops.max_unpool(u, jnp.broadcast_to(s, h.shape), t_conv)
     lengths = [(0, 0)] * 11
     lengths[block - 1] = (t_in, t_conv)
-    got = deconvnet._dense_block(  # pylint: disable=protected-access
+    got = cnn12_fast._dense_block(  # pylint: disable=protected-access
         kernels, switches, h, block, lengths)
     want = ops.conv1d_transpose(u, kernel, t_in)
     assert got.shape == want.shape == (maps, t_in, kernel.shape[1])

@@ -42,7 +42,8 @@ import scipy.signal
 from sonify_jax import atomic_io
 from sonify_jax.analysis import common
 from sonify_jax.errors import UserError
-from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
+from sonify_jax.models import network as network_lib
+from sonify_jax.models.network import Network
 
 Params = Any
 RATE_BINS = np.linspace(0.0, 1.0, 11)
@@ -51,8 +52,7 @@ RATE_BINS = np.linspace(0.0, 1.0, 11)
 # ----------------------------------------------------------------------------
 # Pure measurements.
 
-def spectral_centroid_bandwidth(signals: np.ndarray,
-                                sample_rate: int = SAMPLE_RATE,
+def spectral_centroid_bandwidth(signals: np.ndarray, sample_rate: int,
                                 n_fft: int = 256, hop: int = 64
                                 ) -> Tuple[np.ndarray, np.ndarray]:
   """Energy-weighted spectral centroid and bandwidth in Hz.
@@ -83,16 +83,25 @@ def spectral_centroid_bandwidth(signals: np.ndarray,
           np.where(silent, np.nan, bandwidth))
 
 
-FLAT_BANDWIDTH_HZ = SAMPLE_RATE / 2 / np.sqrt(12)  # of a flat 0..4 kHz response
+def first_conv(arch: Network):
+  """The first conv of block 1 (its filters read the waveform), or None
+  when block 1 holds none."""
+  convs = [l for l in arch.blocks[0] if isinstance(l, network_lib.Conv)]
+  return convs[0] if convs else None
 
 
-def kernel_band(kernel: np.ndarray, sample_rate: int = SAMPLE_RATE,
+def flat_bandwidth(sample_rate: int) -> float:
+  """Bandwidth (Hz) of a flat response from 0 to the Nyquist frequency."""
+  return sample_rate / 2 / np.sqrt(12)
+
+
+def kernel_band(kernel: np.ndarray, sample_rate: int,
                 n_fft: int = 512) -> Dict[str, Any]:
   """Band of each block-1 filter from its weights alone.
 
   Centroid and bandwidth (Hz) of the power response ``|H(f)|^2`` of every
   ``[k, 1, C]`` kernel column: a band-selective filter has a bandwidth well
-  below :data:`FLAT_BANDWIDTH_HZ` (the flat response's), and a bank of them
+  below :func:`flat_bandwidth` (the flat response's), and a bank of them
   spreads its centroids. Unlike the sonifications' spectra, this does not
   see the images that max-unpooling (zero-interleaving) adds around
   ``sample_rate / 4``, which a short kernel cannot remove.
@@ -109,7 +118,7 @@ def kernel_band(kernel: np.ndarray, sample_rate: int = SAMPLE_RATE,
           "bandwidth": np.where(ok, bandwidth, np.nan).tolist(),
           "mean_bandwidth": float(bandwidth[ok].mean()) if ok.any() else None,
           "spread_centroid": float(centroid[ok].std()) if ok.any() else None,
-          "flat_bandwidth": float(FLAT_BANDWIDTH_HZ)}
+          "flat_bandwidth": float(flat_bandwidth(sample_rate))}
 
 
 class ActivityCounter:
@@ -192,7 +201,7 @@ def band_summary(son_centroid: np.ndarray, son_bandwidth: np.ndarray,
 # ----------------------------------------------------------------------------
 # Streaming over a dataset (one model).
 
-def _stream_activity(params: Params, arch: Architecture, source,
+def _stream_activity(params: Params, arch: Network, source,
                      layers: Tuple[int, ...], k: int, batch_size: int,
                      clip_samples: Optional[int], max_clips: Optional[int],
                      progress: bool):
@@ -216,7 +225,7 @@ def _stream_activity(params: Params, arch: Architecture, source,
   return counters, tops, min_samples
 
 
-def _band_selectivity(params: Params, arch: Architecture, source, layer: int,
+def _band_selectivity(params: Params, arch: Network, source, layer: int,
                       top: common.RunningTopK, live: np.ndarray,
                       max_maps: Optional[int], seed: int, batch_size: int,
                       min_samples: int, clip_samples: Optional[int]
@@ -243,8 +252,8 @@ def _band_selectivity(params: Params, arch: Architecture, source, layer: int,
       son = common.sonify_pairs(params, audio,
                                 np.array([maps[p[0]] for p, _ in group]),
                                 layer, arch, batch_size)
-      sc, sb = spectral_centroid_bandwidth(son)
-      ic, ib = spectral_centroid_bandwidth(audio)
+      sc, sb = spectral_centroid_bandwidth(son, arch.sample_rate)
+      ic, ib = spectral_centroid_bandwidth(audio, arch.sample_rate)
       for n, ((i, j, _), _) in enumerate(group):
         feats[:, i, j] = sc[n], sb[n], ic[n], ib[n]
   out = band_summary(*feats, pairs_sonified=len(pairs))
@@ -252,7 +261,7 @@ def _band_selectivity(params: Params, arch: Architecture, source, layer: int,
   return out
 
 
-def measure_activity(params: Params, arch: Architecture, source,
+def measure_activity(params: Params, arch: Network, source,
                      layers: Optional[Sequence[int]] = None, k: int = 3,
                      max_maps: Optional[int] = 32, seed: int = 0,
                      batch_size: int = 16, clip_samples: Optional[int] = None,
@@ -278,8 +287,10 @@ def measure_activity(params: Params, arch: Architecture, source,
     summary["band"] = _band_selectivity(
         params, arch, source, layer, tops[layer], counters[layer].live > 0,
         max_maps, seed, batch_size, min_samples, clip_samples)
-    if layer == 1:
-      summary["kernel_band"] = kernel_band(params["block1"]["kernel"])
+    first = first_conv(arch)
+    if layer == 1 and first is not None:
+      summary["kernel_band"] = kernel_band(
+          params[first.name]["kernel"], arch.sample_rate / first.dilation)
     out[str(layer)] = summary
   out["clips"] = counters[layers[0]].clips
   return out
@@ -308,7 +319,7 @@ def headline(result: Dict[str, Any]) -> str:
                       f"{_hz(t['kernel_band']['mean_bandwidth'])}"
                       + (f" (untrained "
                          f"{_hz(u['kernel_band']['mean_bandwidth'])})"
-                         if u else "") + f" of {FLAT_BANDWIDTH_HZ:.0f} flat")
+                         if u else "") + f" of {_hz(t['kernel_band']['flat_bandwidth'])} flat")
     lines.append(f"{name}: " + "; ".join(parts))
   return "\n".join(lines)
 
@@ -317,7 +328,7 @@ def _hz(value) -> str:
   return "n/a" if value is None else f"{value:.0f} Hz"
 
 
-def run_activity(models: Dict[str, Dict[str, Tuple[Params, Architecture]]],
+def run_activity(models: Dict[str, Dict[str, Tuple[Params, Network]]],
                  source, out_dir: str, **measure_kw) -> Dict[str, Any]:
   """Writes ``activity.json`` and ``activity.png``; returns the result.
 

@@ -44,7 +44,7 @@ import numpy as np
 from sonify_jax import atomic_io, audio_io, deconvnet, plotting
 from sonify_jax.analysis import activity, common, topk
 from sonify_jax.errors import UserError
-from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
+from sonify_jax.models.network import Network
 
 Params = Any
 
@@ -58,7 +58,7 @@ MAX_CLIPS_PER_CALL = 8
 MAX_PENDING_WRITES = 256
 
 
-def fingerprint(params: Params, arch: Architecture, source, k: int,
+def fingerprint(params: Params, arch: Network, source, k: int,
                 clip_samples: Optional[int], max_clips: Optional[int]) -> str:
   """What an atlas depends on: the weights, the model, the data, k."""
   h = hashlib.sha256()
@@ -81,7 +81,7 @@ def bucket_length(length: int) -> int:
   return -(-length // step) * step
 
 
-def batch_shape(arch: Architecture, layer: int, length: int,
+def batch_shape(arch: Network, layer: int, length: int,
                 pairs_per_clip: float) -> Tuple[int, int]:
   """(pairs, clips) per sonify call for clips of ``length`` samples.
 
@@ -171,32 +171,35 @@ class _Writer:
     self._pool.shutdown(wait=True)
 
 
-def _write_audio_and_spectrogram(out_dir: str, stem: str,
-                                 audio: np.ndarray) -> Dict[str, Any]:
+def _write_audio_and_spectrogram(out_dir: str, stem: str, audio: np.ndarray,
+                                 sample_rate: int) -> Dict[str, Any]:
   """``stem.wav`` + ``stem.png``; returns file names and spectral centroid."""
   wav, png = stem + ".wav", stem + ".png"
-  audio_io.write_wav(os.path.join(out_dir, wav), audio, SAMPLE_RATE)
-  _, _, power = plotting.power_spectrogram(audio, SAMPLE_RATE)
+  audio_io.write_wav(os.path.join(out_dir, wav), audio, sample_rate)
+  _, _, power = plotting.power_spectrogram(audio, sample_rate)
   plotting.save_spectrogram_png(os.path.join(out_dir, png),
                                 plotting.to_db(power))
-  centroid = float(activity.spectral_centroid_bandwidth(audio)[0])
+  centroid = float(activity.spectral_centroid_bandwidth(audio,
+                                                        sample_rate)[0])
   return {"wav": wav, "png": png,
           "centroid_hz": None if math.isnan(centroid) else centroid}
 
 
-def _clip_entry(out_dir, source, index, audio, writer, clips, written):
+def _clip_entry(out_dir, source, index, audio, writer, clips, written,
+                sample_rate):
   """Lists clip ``index`` in ``clips``; writes its files once per atlas
   (``written``: clips written by this run; a previous run's are reused)."""
   stem = f"clips/c{index:06d}"
   clips[index] = {"id": str(source[index].get("id", index)),
-                  "seconds": audio.shape[0] / SAMPLE_RATE,
+                  "seconds": audio.shape[0] / sample_rate,
                   "wav": stem + ".wav", "png": stem + ".png"}
   if index in written:
     return
   written.add(index)
   if not (os.path.isfile(os.path.join(out_dir, stem + ".wav")) and
           os.path.isfile(os.path.join(out_dir, stem + ".png"))):
-    writer.submit(_write_audio_and_spectrogram, out_dir, stem, audio)
+    writer.submit(_write_audio_and_spectrogram, out_dir, stem, audio,
+                  sample_rate)
 
 
 def _sonify_layer(params, arch, source, out_dir, layer, top, min_samples,
@@ -256,7 +259,8 @@ def _sonify_layer(params, arch, source, out_dir, layer, top, min_samples,
     x = np.zeros((clips_per_call, padded), np.float32)
     valid = np.zeros((clips_per_call,), np.int32)
     for slot, ci in enumerate(batch_clips):
-      _clip_entry(out_dir, source, ci, audios[ci], writer, clips, written)
+      _clip_entry(out_dir, source, ci, audios[ci], writer, clips, written,
+                  arch.sample_rate)
       x[slot, :lengths[ci]] = audios[ci]
       valid[slot] = lengths[ci]
     full = batch + [batch[-1]] * (pairs_per_call - len(batch))
@@ -268,7 +272,8 @@ def _sonify_layer(params, arch, source, out_dir, layer, top, min_samples,
     for (ci, m, entry), s in zip(batch, sonifs):
       stem = f"{layer_dir}/m{m:04d}_r{entry['rank']}"
       futures.append((entry, writer.submit(
-          _write_audio_and_spectrogram, out_dir, stem, s[:lengths[ci]])))
+          _write_audio_and_spectrogram, out_dir, stem, s[:lengths[ci]],
+          arch.sample_rate)))
     bar.update(len(batch))
   for entry, future in futures:
     entry.update(future.result())
@@ -281,7 +286,7 @@ def _sonify_layer(params, arch, source, out_dir, layer, top, min_samples,
   return maps
 
 
-def run_atlas(params: Params, arch: Architecture, source, out_dir: str,
+def run_atlas(params: Params, arch: Network, source, out_dir: str,
               layers: Optional[Sequence[int]] = None, k: int = 5,
               batch_size: int = 16, clip_samples: Optional[int] = None,
               max_clips: Optional[int] = None, model_name: str = "model",
@@ -362,7 +367,7 @@ def run_atlas(params: Params, arch: Architecture, source, out_dir: str,
   return write_index(out_dir, model_name, arch, source, k, stamp)
 
 
-def write_index(out_dir: str, model_name: str, arch: Architecture, source,
+def write_index(out_dir: str, model_name: str, arch: Network, source,
                 k: int, stamp: str) -> Dict[str, Any]:
   """Merges every finished layer of ``out_dir`` into ``atlas.json``."""
   clips: Dict[str, Any] = {}
@@ -378,7 +383,7 @@ def write_index(out_dir: str, model_name: str, arch: Architecture, source,
   saved = _read_json(os.path.join(out_dir, TOPK_PASS)) or {}
   index = {"model": model_name, "arch": arch.name,
            "source": getattr(source, "name", "source"),
-           "sample_rate": SAMPLE_RATE, "k": k, "fingerprint": stamp,
+           "sample_rate": arch.sample_rate, "k": k, "fingerprint": stamp,
            "topk_pass": {"clips": saved.get("clips"),
                          "seconds": saved.get("seconds")},
            "clips": clips, "layers": layers}

@@ -21,15 +21,15 @@ import scipy.signal
 
 from sonify_jax import atomic_io
 from sonify_jax.analysis import common, controls
-from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
+from sonify_jax.models.network import Network
 
 Params = Any
 
 
 def top_coherence(x: np.ndarray, y: np.ndarray, top: int = 5,
-                  nperseg: int = 256, sample_rate: int = SAMPLE_RATE
-                  ) -> np.ndarray:
-  """Mean of the ``top`` largest magnitude-squared coherence values.
+                  nperseg: int = 256) -> np.ndarray:
+  """Mean of the ``top`` largest magnitude-squared coherence values (a
+  number of the two signals alone: no sample rate enters it).
 
   Args:
     x, y: ``[..., T]`` signals (broadcast against each other).
@@ -43,7 +43,7 @@ def top_coherence(x: np.ndarray, y: np.ndarray, top: int = 5,
     raise ValueError(f"signals differ in length: {length} vs {y.shape[-1]}")
   nperseg = min(nperseg, length)
   with np.errstate(invalid="ignore", divide="ignore"):  # silent -> 0 below
-    _, cxy = scipy.signal.coherence(x, y, fs=sample_rate, window="hann",
+    _, cxy = scipy.signal.coherence(x, y, window="hann",
                                     nperseg=nperseg, axis=-1)
   cxy = np.nan_to_num(cxy, nan=0.0, posinf=0.0, neginf=0.0)
   silent = (np.abs(x).max(-1) == 0) | (np.abs(y).max(-1) == 0)
@@ -52,7 +52,7 @@ def top_coherence(x: np.ndarray, y: np.ndarray, top: int = 5,
   return np.where(silent, 0.0, score)
 
 
-def most_active_sonifications(params: Params, arch: Architecture,
+def most_active_sonifications(params: Params, arch: Network,
                               audio: np.ndarray, layers: Tuple[int, ...],
                               batch_size: int) -> Dict[int, np.ndarray]:
   """``{layer: [B, T]}`` sonification of each clip's most active map."""
@@ -61,7 +61,7 @@ def most_active_sonifications(params: Params, arch: Architecture,
 
 
 def condition_sonifications(condition: str, params: Params,
-                            arch: Architecture, audio: np.ndarray,
+                            arch: Network, audio: np.ndarray,
                             layers: Tuple[int, ...], batch_size: int,
                             clip_indices: Optional[Sequence[int]] = None,
                             seed: int = controls.DEFAULT_SEED
@@ -81,7 +81,7 @@ def condition_sonifications(condition: str, params: Params,
   return out
 
 
-def stream_coherence(params: Params, arch: Architecture, source,
+def stream_coherence(params: Params, arch: Network, source,
                      layers: Optional[Sequence[int]] = None,
                      batch_size: int = 16, clip_samples: Optional[int] = None,
                      max_clips: Optional[int] = None, top: int = 5,

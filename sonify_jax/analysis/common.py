@@ -1,6 +1,6 @@
 """Shared machinery of the analysis studies: streaming, running top-k, pairs.
 
-Every study takes encoder params (a CNN12 params tree), its ``Architecture``
+Every study takes encoder params (a CNN12 params tree), its ``Network``
 and a ``ClipSource``; nothing here depends on a trainer or a checkpoint
 format.
 
@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax import deconvnet
-from sonify_jax.models.architecture import Architecture
+from sonify_jax.models import forward
+from sonify_jax.models.network import Network
 
 Params = Any
 
@@ -78,7 +79,7 @@ class Progress:
     self._printed = self.done
 
 
-def check_layers(layers: Optional[Sequence[int]], arch: Architecture
+def check_layers(layers: Optional[Sequence[int]], arch: Network
                  ) -> Tuple[int, ...]:
   """``None`` -> all blocks; else validated, sorted, de-duplicated ints."""
   if layers is None:
@@ -172,7 +173,7 @@ def iter_clip_batches(source, batch_size: int, min_samples: int = 1,
 
 @functools.partial(jax.jit, static_argnames=("layers", "arch", "reduce"))
 def layer_activations(params: Params, waveforms: jax.Array,
-                      layers: Tuple[int, ...], arch: Architecture,
+                      layers: Tuple[int, ...], arch: Network,
                       reduce: str = "max") -> Tuple[jax.Array, ...]:
   """Per-map activation strength of several layers from one forward pass.
 
@@ -182,8 +183,7 @@ def layer_activations(params: Params, waveforms: jax.Array,
   Returns:
     a tuple with one ``[B, C_layer]`` array per entry of ``layers``.
   """
-  outputs = deconvnet.forward_trace(params, waveforms, max(layers),
-                                    arch).outputs
+  outputs = forward.block_outputs(params, waveforms, arch, max(layers))
   if reduce == "max":
     return tuple(outputs[l - 1].max(axis=1) for l in layers)
   if reduce == "mean":
@@ -193,7 +193,7 @@ def layer_activations(params: Params, waveforms: jax.Array,
 
 @functools.partial(jax.jit, static_argnames=("layer", "arch", "scale"))
 def sonify_pairs_unchecked(params: Params, waveforms: jax.Array,
-                           maps: jax.Array, layer: int, arch: Architecture,
+                           maps: jax.Array, layer: int, arch: Network,
                            scale: bool = True) -> jax.Array:
   """``[P, T]`` clips and ``[P]`` maps -> ``[P, T]``: map ``maps[p]`` of clip p.
 
@@ -208,7 +208,7 @@ def sonify_pairs_unchecked(params: Params, waveforms: jax.Array,
 
 
 def sonify_pairs(params: Params, waveforms: np.ndarray, maps: np.ndarray,
-                 layer: int, arch: Architecture, batch_size: int = 16,
+                 layer: int, arch: Network, batch_size: int = 16,
                  scale: bool = True) -> np.ndarray:
   """Validated, chunked :func:`sonify_pairs_unchecked`.
 
@@ -300,15 +300,16 @@ def log(msg: str) -> None:
   print(msg, file=sys.stderr, flush=True)
 
 
-def random_params(arch: Architecture, seed: int = 0) -> Params:
-  """Seeded random CNN12 encoder params (LeCun-normal kernels, zero biases).
+def random_params(arch: Network, seed: int = 0) -> Params:
+  """Seeded random encoder params (LeCun-normal kernels, zero biases, unit
+  affine scales).
 
-  Same tree as ``CNN12(arch).init`` (shapes from ``jax.eval_shape``) but
+  Same tree as ``Encoder(arch).init`` (shapes from ``jax.eval_shape``) but
   filled with numpy, so tests and smoke runs skip compiling an init.
   """
-  from sonify_jax.models.cnn12 import CNN12  # pylint: disable=g-import-not-at-top
+  from sonify_jax.models.encoder import Encoder  # pylint: disable=g-import-not-at-top
   shapes = jax.eval_shape(
-      CNN12(arch=arch).init, jax.random.PRNGKey(0),
+      Encoder(net=arch).init, jax.random.PRNGKey(0),
       jax.ShapeDtypeStruct((1, arch.min_input_length(arch.num_blocks)),
                            jnp.float32))["params"]
   rng = np.random.default_rng(seed)
@@ -316,6 +317,8 @@ def random_params(arch: Architecture, seed: int = 0) -> Params:
   def fill(path, leaf):
     if path[-1].key == "bias":
       return np.zeros(leaf.shape, np.float32)
+    if path[-1].key == "scale":
+      return np.ones(leaf.shape, np.float32)
     fan_in = int(np.prod(leaf.shape[:-1]))
     return (rng.standard_normal(leaf.shape) / np.sqrt(fan_in)
             ).astype(np.float32)

@@ -25,7 +25,7 @@ import numpy as np
 
 from sonify_jax import paths
 from sonify_jax.errors import UserError
-from sonify_jax.models.architecture import Architecture
+from sonify_jax.models.network import Network
 
 Params = Any
 
@@ -56,7 +56,7 @@ class RunParams:
   """
   trained: Params
   untrained: Optional[Params]
-  arch: Architecture
+  arch: Network
   step: int = -1
   untrained_source: str = ""
   info: Optional[Dict[str, Any]] = None
@@ -94,7 +94,7 @@ def load_run(run_dir: str, step=None, with_head: bool = False) -> RunParams:
     UserError: ``run_dir`` is not a run, or ``with_head`` and it has no
       classifier head.
   """
-  from sonify_jax.models.architecture import get_architecture  # pylint: disable=g-import-not-at-top
+  from sonify_jax.models.registry import get_network  # pylint: disable=g-import-not-at-top
   from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
   if not paths.as_path(run_dir).is_dir():
     raise UserError(f"run directory {run_dir} does not exist")
@@ -113,7 +113,7 @@ def load_run(run_dir: str, step=None, with_head: bool = False) -> RunParams:
   if with_head and head is None:
     raise UserError(f"{run_dir} is not a classifier run (its checkpoint has "
                     "no classifier head)")
-  arch = get_architecture(info.get("arch") or info["config"]["model"])
+  arch = get_network(info.get("arch") or info["config"]["model"])
   if 0 in steps and not info["config"].get("init_from"):
     untrained, how = checkpoints.load_encoder(run_dir, 0)[0], "step-0 checkpoint"
   else:

@@ -17,16 +17,16 @@ import numpy as np
 
 from sonify_jax import atomic_io, audio_io
 from sonify_jax.analysis import common
-from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
+from sonify_jax.models.network import Network
 
 Params = Any
 
 
 def load_checkpoints(workdir: str, steps: Optional[Sequence[int]] = None
-                     ) -> Tuple[Sequence[Tuple[int, Params]], Architecture]:
+                     ) -> Tuple[Sequence[Tuple[int, Params]], Network]:
   """``([(step, encoder params), ...], arch)`` of a training run's kept
   checkpoints (all, or ``steps``), oldest first."""
-  from sonify_jax.models.architecture import get_architecture  # pylint: disable=g-import-not-at-top
+  from sonify_jax.models.registry import get_network  # pylint: disable=g-import-not-at-top
   from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
   steps = sorted(steps or checkpoints.available_steps(workdir))
   if not steps:
@@ -35,11 +35,11 @@ def load_checkpoints(workdir: str, steps: Optional[Sequence[int]] = None
   for step in steps:
     params, arch_name = checkpoints.load_encoder(workdir, step)
     out.append((int(step), params))
-  return out, get_architecture(arch_name)
+  return out, get_network(arch_name)
 
 
 def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
-                  arch: Architecture, source, out_dir: str,
+                  arch: Network, source, out_dir: str,
                   layers: Sequence[int] = (2, 5, 8, 11),
                   maps_per_layer: int = 4, batch_size: int = 16,
                   clip_samples: Optional[int] = None,
@@ -116,17 +116,17 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
       if write_wavs:
         entry["input_wav"] = os.path.relpath(audio_io.write_wav(
             os.path.join(layer_dir, f"map{m:04d}_input.wav"), clips[r],
-            SAMPLE_RATE), out_dir)
+            arch.sample_rate), out_dir)
         for step, s in zip(steps, rows[r]):
           path = os.path.join(layer_dir, f"map{m:04d}_step{step:07d}.wav")
-          audio_io.write_wav(path, s, SAMPLE_RATE)
+          audio_io.write_wav(path, s, arch.sample_rate)
           entry["wavs"][str(step)] = os.path.relpath(path, out_dir)
       entries.append(entry)
     result["layers"][str(layer)] = entries
     fig = os.path.join(out_dir, f"evolution_layer{layer:02d}.png")
     figures.evolution_grid(
         fig, [(f"map {m}", c) for m, c in zip(maps, clips)], steps, rows,
-        title=f"layer {layer}: sonification of the selected model's (step "
+        arch.sample_rate, title=f"layer {layer}: sonification of the selected model's (step "
         f"{selected_step}) top clip per map, across training",
         marked_step=selected_step)
     result["figures"][str(layer)] = os.path.relpath(fig, out_dir)

@@ -8,13 +8,12 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from sonify_jax import plotting
-from sonify_jax.models.architecture import SAMPLE_RATE
 
 
 def topk_grid(path: str,
               rows: Sequence[Tuple[str, Sequence[Tuple[np.ndarray,
                                                          np.ndarray]]]],
-              title: str = "", sample_rate: int = SAMPLE_RATE) -> str:
+              sample_rate: int, title: str = "") -> str:
   """The thesis' Figure A.1 layout.
 
   Args:
@@ -150,7 +149,7 @@ def _condition_curve_set(models: ConditionModels):
 def evolution_grid(path: str, inputs: Sequence[Tuple[str, np.ndarray]],
                    steps: Sequence[int],
                    sonifications: Sequence[Sequence[np.ndarray]],
-                   title: str = "", sample_rate: int = SAMPLE_RATE,
+                   sample_rate: int, title: str = "",
                    marked_step: Optional[int] = None) -> str:
   """Rows: (map, clip) pairs; columns: the input, then the sonification at
   each checkpoint step.

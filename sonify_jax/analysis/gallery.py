@@ -108,16 +108,18 @@ def _load_entry(name: str, layer: str, e: Dict[str, Any], topk_dir: str,
     from sonify_jax import plotting  # pylint: disable=g-import-not-at-top
     rel = os.path.join(asset_root, os.path.splitext(e["sonification_wav"])[0]
                        + ".png")
-    panels = [("input", audio_io.load_audio(
-        os.path.join(out_dir, item["input_wav"]))),
-              ("sonification", audio_io.load_audio(
-                  os.path.join(out_dir, item["sonification_wav"])))]
+    # The WAVs at their own rate (the network's: 16 kHz for CREPE).
+    audio, rate = audio_io.read_audio(os.path.join(out_dir,
+                                                   item["input_wav"]))
+    panels = [("input", audio),
+              ("sonification", audio_io.read_audio(
+                  os.path.join(out_dir, item["sonification_wav"]))[0])]
     for condition, view in item["controls"].items():
       panels.append((controls.LABELS.get(condition, condition),
-                     audio_io.load_audio(os.path.join(
-                         out_dir, view["sonification_wav"]))))
+                     audio_io.read_audio(os.path.join(
+                         out_dir, view["sonification_wav"]))[0]))
     plotting.save_panels_figure(
-        os.path.join(out_dir, rel), panels,
+        os.path.join(out_dir, rel), panels, rate,
         title=f"{name} layer {layer} map {e.get('map', '?')} rank "
         f"{e['rank'] + 1}")
     item["figure"] = rel

@@ -1,7 +1,7 @@
 """Layer importance (thesis 6.1): how good is an encoder truncated at block L?
 
 For each L: keep blocks 1..L, mean-pool block L's output over time
-(``CNN12.pooled_features(upto_block=L)``) and put a linear classifier on it.
+(``Encoder.pooled_features(upto_block=L)``) and put a linear classifier on it.
 
 * ``fconly``: the truncated encoder is frozen; features are extracted once
   (streamed; only ``[N, C_L]`` features are kept), standardised with the
@@ -26,35 +26,35 @@ import optax
 
 from sonify_jax import atomic_io
 from sonify_jax.analysis import common, controls
-from sonify_jax.models.architecture import Architecture
-from sonify_jax.models.cnn12 import CNN12
+from sonify_jax.models.network import Network
+from sonify_jax.models.encoder import Encoder
 
 Params = Any
 
 
-def truncate(params: Params, layer: int) -> Dict[str, Any]:
-  """Only ``block1..block{layer}`` of an encoder params tree."""
-  missing = [f"block{i}" for i in range(1, layer + 1) if f"block{i}" not in
-             params]
+def truncate(params: Params, layer: int, arch: Network) -> Dict[str, Any]:
+  """Only the params of blocks ``1..layer`` of an encoder params tree."""
+  names = [l.name for l in arch.layers_upto(layer) if hasattr(l, "name")]
+  missing = [n for n in names if n not in params]
   if missing:
     raise ValueError(f"encoder params lack {missing}")
-  return {f"block{i}": params[f"block{i}"] for i in range(1, layer + 1)}
+  return {n: params[n] for n in names}
 
 
 @functools.partial(jax.jit, static_argnames=("layer", "arch"))
-def _pooled(trunc: Params, audio: jax.Array, layer: int, arch: Architecture
+def _pooled(trunc: Params, audio: jax.Array, layer: int, arch: Network
             ) -> jax.Array:
-  return CNN12(arch=arch).apply({"params": trunc}, audio, layer,
-                                method=CNN12.pooled_features)
+  return Encoder(net=arch).apply({"params": trunc}, audio, layer,
+                                method=Encoder.pooled_features)
 
 
-def extract_features(params: Params, arch: Architecture, source, layer: int,
+def extract_features(params: Params, arch: Network, source, layer: int,
                      batch_size: int = 16, clip_samples: Optional[int] = None,
                      max_clips: Optional[int] = None, progress: bool = True
                      ) -> Tuple[np.ndarray, np.ndarray]:
   """``([N, C_layer] mean-pooled block-``layer`` features, labels)``."""
   arch.check_block(layer)
-  trunc = truncate(params, layer)
+  trunc = truncate(params, layer, arch)
   feats, labels = [], []
   total = len(source) if max_clips is None else min(len(source), max_clips)
   bar = common.Progress(f"features L{layer}", total, enabled=progress)
@@ -136,7 +136,7 @@ def _metrics(scores, labels, multilabel):
   return metrics.compute_metrics(scores, labels, multilabel)
 
 
-def fine_tune(params: Params, arch: Architecture, layer: int, source,
+def fine_tune(params: Params, arch: Network, layer: int, source,
               probe: LinearProbe, steps: int = 100, batch_size: int = 16,
               learning_rate: float = 1e-3, clip_samples: Optional[int] = None,
               seed: int = 0, progress: bool = True
@@ -147,7 +147,7 @@ def fine_tune(params: Params, arch: Architecture, layer: int, source,
   fine-tuned truncated params and a probe with the fine-tuned head.
   """
   multilabel = probe.multilabel
-  trainable = {"encoder": truncate(params, layer), "head": probe.weights}
+  trainable = {"encoder": truncate(params, layer, arch), "head": probe.weights}
   mean, std = jnp.asarray(probe.mean), jnp.asarray(probe.std)
   opt = optax.adam(learning_rate)
 
@@ -251,7 +251,7 @@ def prior_baseline(train_source, test_source,
   return _metrics(np.tile(prior, (len(y_te), 1)), y_te, multilabel)
 
 
-def run_layer_importance(params: Params, arch: Architecture, train_source,
+def run_layer_importance(params: Params, arch: Network, train_source,
                          test_source, out_dir: str,
                          layers: Optional[Sequence[int]] = None,
                          modes: Sequence[str] = ("fconly", "full"),

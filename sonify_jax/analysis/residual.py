@@ -22,7 +22,7 @@ import numpy as np
 
 from sonify_jax import atomic_io
 from sonify_jax.analysis import common, controls
-from sonify_jax.models.architecture import Architecture
+from sonify_jax.models.network import Network
 
 Params = Any
 ScoreFn = Callable[[np.ndarray], np.ndarray]          # [B, T] -> [B, C]
@@ -31,7 +31,7 @@ SonifyFn = Callable[..., Dict[int, np.ndarray]]
 
 
 def make_classifier_fn(encoder_params: Params, head_params: Params,
-                       arch: Architecture, multilabel: bool) -> ScoreFn:
+                       arch: Network, multilabel: bool) -> ScoreFn:
   """Scores ``[B, C]`` (sigmoid or softmax) of a ClassifierModel.
 
   ``head_params`` is ``params['head']`` of a ClassifierModel
@@ -66,7 +66,7 @@ def condition_sonify_fn(condition: str, run: controls.RunParams,
   return fn
 
 
-def most_active_sonify_fn(params: Params, arch: Architecture,
+def most_active_sonify_fn(params: Params, arch: Network,
                           batch_size: int) -> SonifyFn:
   """The study's default: each clip's most active map per layer."""
   return condition_sonify_fn(controls.TRAINED,
@@ -130,7 +130,7 @@ def evaluate_residuals(score_fn: ScoreFn,
 
 
 def run_residual(encoder_params: Params, head_params: Params,
-                 arch: Architecture, source, out_dir: str,
+                 arch: Network, source, out_dir: str,
                  layers: Optional[Sequence[int]] = None,
                  batch_size: int = 16, clip_samples: Optional[int] = None,
                  max_clips: Optional[int] = None,

@@ -73,6 +73,10 @@ _SPLIT = flags.DEFINE_string(
 _TRAIN_SPLIT = flags.DEFINE_string(
     "train_split", None, "Probe train split (layer_importance; default the "
     "run's train_split).")
+_AUDIO_DIR = flags.DEFINE_string(
+    "audio_dir", None, "A plain folder of audio files (any format, any rate, "
+    "recursive) to study instead of a dataset: what a converted network "
+    "(no dataset of its own) needs; labels are the first-level sub-folders.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder (default: the "
                                 "run's config.data_dir).")
 _LAYERS = flags.DEFINE_list("layers", None, "Blocks, or 'all' (default).")
@@ -141,11 +145,35 @@ def _head_classes(run) -> Optional[int]:
   return int(np.shape(run.head["logits"]["kernel"])[-1])
 
 
-def _source(run, split=None, what="eval"):
-  """The study's data: the run's own unless --dataset/--split say."""
+def _source(run, split=None, what="eval", labelled=False):
+  """The study's data at the network's rate: ``--audio_dir``, else the
+  run's own dataset unless --dataset/--split say. ``labelled``: the study
+  scores the run's classifier on the labels, so their classes must match
+  its head's."""
   from sonify_jax.analysis import run_data  # pylint: disable=g-import-not-at-top
-  return run_data.study_source(run.info, _DATASET.value, split or _SPLIT.value,
-                               _DATA_DIR.value, _head_classes(run), what)[0]
+  from sonify_jax.data import sources  # pylint: disable=g-import-not-at-top
+  if _AUDIO_DIR.value:
+    if _DATASET.value or _SPLIT.value:
+      raise UserError("--audio_dir replaces --dataset/--split; give one")
+    from sonify_jax.data import audio_folder  # pylint: disable=g-import-not-at-top
+    source = audio_folder.AudioFolderSource(
+        _AUDIO_DIR.value, run.arch.sample_rate,
+        run.arch.min_input_length(1))
+    head = _head_classes(run)
+    if labelled and head is not None and source.num_classes != head:
+      raise UserError(f"--audio_dir {_AUDIO_DIR.value} has "
+                      f"{source.num_classes} classes (sub-folders) but the "
+                      f"classifier predicts {head}")
+    return source
+  if (run.info or {}).get("config", {}).get("converted") and not (
+      _DATASET.value):
+    raise UserError(f"{run.arch.name} is a converted network with no "
+                    "dataset of its own: pass --audio_dir=FOLDER (or "
+                    "--dataset)")
+  source = run_data.study_source(run.info, _DATASET.value,
+                                 split or _SPLIT.value, _DATA_DIR.value,
+                                 _head_classes(run), what)[0]
+  return sources.at_rate(source, run.arch.sample_rate)
 
 
 def _print_metrics(label: str, metrics: Dict[str, float]) -> str:
@@ -189,10 +217,6 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
   from sonify_jax.analysis import controls  # pylint: disable=g-import-not-at-top
   from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
   layers = _parse_layers(_LAYERS.value)
-  clip_samples = (int(round(_CLIP_SECONDS.value * 8000))
-                  if _CLIP_SECONDS.value else None)
-  common_kw = dict(batch_size=_BATCH.value, clip_samples=clip_samples,
-                   max_clips=_MAX_CLIPS.value)
 
   if study == "gallery":
     from sonify_jax.analysis import gallery  # pylint: disable=g-import-not-at-top
@@ -210,9 +234,19 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
             for (name, path), (_, run) in zip(ckpts, runs)]
   for name, path, choice in chosen:  # evolution: the step it marks
     say(f"checkpoint ({name}): {path} {choice.describe()}")
-  source = _source(runs[0][1])
+  rate = runs[0][1].arch.sample_rate
+  if any(run.arch.sample_rate != rate for _, run in runs):
+    raise UserError("the runs compared have different sample rates: study "
+                    "them one at a time")
+  clip_samples = (int(round(_CLIP_SECONDS.value * rate))
+                  if _CLIP_SECONDS.value else None)
+  common_kw = dict(batch_size=_BATCH.value, clip_samples=clip_samples,
+                   max_clips=_MAX_CLIPS.value)
+  source = _source(runs[0][1], labelled=study in ("residual",
+                                                   "layer_importance"))
   for name, run in runs[1:]:
-    _source(run)  # every run must fit the data studied (class count)
+    if not _AUDIO_DIR.value:
+      _source(run)  # every run must fit the data studied (class count)
 
   if study in ("activity", "time_invariance"):
     from sonify_jax.analysis import studies_cli  # pylint: disable=g-import-not-at-top

@@ -8,7 +8,6 @@ headline (with the untrained control next to every number).
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from sonify_jax.analysis import controls
-from sonify_jax.models.architecture import SAMPLE_RATE
 
 STUDIES = ("activity", "time_invariance")
 DEFAULT_MAX_MAPS = 32       # activity: live maps per layer with band features
@@ -52,7 +51,8 @@ def run_study(study: str, runs: Sequence[Tuple[str, Any]], source,
     return result
   if study == "time_invariance":
     from sonify_jax.analysis import time_invariance  # pylint: disable=g-import-not-at-top
-    length = clip_samples or int(DEFAULT_TI_SECONDS * SAMPLE_RATE)
+    rate = next(iter(models.values()))["trained"][1].sample_rate
+    length = clip_samples or int(DEFAULT_TI_SECONDS * rate)
     result = time_invariance.run_time_invariance(
         models, source, workdir, layers=layers, length=length,
         max_shift=length // 4,

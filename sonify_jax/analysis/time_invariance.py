@@ -12,7 +12,7 @@ of ``a``), re-aligns ``b``'s sonification onto ``a``'s (``s_b[t]`` against
 Where it is exact and where it cannot be. Convolutions are shift-equivariant;
 a max-pool of stride 2 is only equivariant to even shifts. Block ``L`` sits
 behind ``p = min(L, 8)`` pools, so its output is equivariant to shifts that
-are multiples of ``2**p`` (:meth:`Architecture.total_stride`): with such a
+are multiples of ``2**p`` (:meth:`Network.total_stride`): with such a
 ``k`` the two forward passes see the same values in the same pool windows,
 record the same switches, and the sonifications agree to float32 rounding
 -- except within a margin of the clip edges, where one of the two clips has
@@ -43,7 +43,7 @@ import scipy.signal
 from sonify_jax import atomic_io
 from sonify_jax.analysis import common
 from sonify_jax.errors import UserError
-from sonify_jax.models.architecture import Architecture
+from sonify_jax.models.network import Network
 
 Params = Any
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
@@ -52,7 +52,7 @@ FLOAT32_EPS = float(np.finfo(np.float32).eps)
 # ----------------------------------------------------------------------------
 # Pure measurements.
 
-def edge_margin(arch: Architecture, layer: int) -> int:
+def edge_margin(arch: Network, layer: int) -> int:
   """Samples at each end of the overlap that edge effects may touch."""
   return arch.min_input_length(layer) + arch.total_stride(layer)
 
@@ -134,7 +134,7 @@ def _stats(values: np.ndarray) -> Dict[str, Any]:
           "max": float(values.max()), "clips": int(values.size)}
 
 
-def measure_layer(params: Params, arch: Architecture, clips: np.ndarray,
+def measure_layer(params: Params, arch: Network, clips: np.ndarray,
                   layer: int, length: int, shifts: Tuple[int, int],
                   batch_size: int = 16) -> Tuple[Dict[str, Any], Dict]:
   """Aligned errors of one layer for a multiple and a non-multiple shift.
@@ -175,7 +175,7 @@ def measure_layer(params: Params, arch: Architecture, clips: np.ndarray,
   return out, overlay
 
 
-def measure_time_invariance(params: Params, arch: Architecture,
+def measure_time_invariance(params: Params, arch: Network,
                             clips: np.ndarray, length: int,
                             layers: Sequence[int], max_shift: int,
                             seed: int = 0, batch_size: int = 16
@@ -235,7 +235,7 @@ def load_clips(source, count: Optional[int], samples: int) -> np.ndarray:
 
 
 def run_time_invariance(
-    models: Dict[str, Dict[str, Tuple[Params, Architecture]]], source,
+    models: Dict[str, Dict[str, Tuple[Params, Network]]], source,
     out_dir: str, layers: Optional[Sequence[int]] = None, length: int = 8000,
     max_shift: int = 2000, max_clips: Optional[int] = 8, seed: int = 0,
     batch_size: int = 16) -> Dict[str, Any]:
@@ -264,7 +264,7 @@ def run_time_invariance(
       "study": "time_invariance", "metric": "median",
       "dataset": getattr(source, "name", None),
       "clips": int(clips.shape[0]), "length": length, "max_shift": max_shift,
-      "seed": seed, "scale": False,
+      "seed": seed, "scale": False, "sample_rate": arch0.sample_rate,
       "edges": "the clip edges (receptive field + stride of each layer)",
       "models": {}}
   overlays = {}

@@ -14,7 +14,6 @@ import numpy as np
 
 from sonify_jax import plotting
 from sonify_jax.analysis.time_invariance import FLOAT32_EPS
-from sonify_jax.models.architecture import SAMPLE_RATE
 
 _KINDS = (("multiple", "k a multiple of the stride"),
           ("non_multiple", "k not a multiple"))
@@ -50,13 +49,14 @@ def draw(path: str, result: Dict[str, Any],
     for col, (kind, label) in enumerate(_KINDS):
       ax = axes[row, col]
       k = o[kind]["k"]
-      t = (np.arange(s_a.shape[0] - k) + k) / SAMPLE_RATE
+      t = (np.arange(s_a.shape[0] - k) + k) / result["sample_rate"]
       ax.plot(t, s_a[k:], linewidth=0.8, label="sonification of x")
       ax.plot(t, o[kind]["s_b"][:s_a.shape[0] - k], linewidth=0.8,
               alpha=0.7, label=f"of x shifted by {k}, shifted back")
       m = o["margin"]
-      ax.axvspan(t[0], t[0] + m / SAMPLE_RATE, color="gray", alpha=0.2)
-      ax.axvspan(t[-1] - m / SAMPLE_RATE, t[-1], color="gray", alpha=0.2)
+      rate = result["sample_rate"]
+      ax.axvspan(t[0], t[0] + m / rate, color="gray", alpha=0.2)
+      ax.axvspan(t[-1] - m / rate, t[-1], color="gray", alpha=0.2)
       err = o[kind]["error"]
       err_text = "no signal" if not np.isfinite(err) else f"{err:.1e}"
       ax.set_title(f"{first}, layer {layer}: {label} (k={k}); relative "

@@ -31,12 +31,12 @@ import numpy as np
 
 from sonify_jax import atomic_io, audio_io
 from sonify_jax.analysis import common, controls
-from sonify_jax.models.architecture import SAMPLE_RATE, Architecture
+from sonify_jax.models.network import Network
 
 Params = Any
 
 
-def stream_topk(params: Params, arch: Architecture, source,
+def stream_topk(params: Params, arch: Network, source,
                 layers: Optional[Sequence[int]] = None, k: int = 5,
                 batch_size: int = 16, clip_samples: Optional[int] = None,
                 max_clips: Optional[int] = None, progress: bool = True
@@ -83,7 +83,7 @@ def select_maps(top: common.RunningTopK, maps: Optional[Sequence[int]] = None,
   return np.sort(order[:max_maps])
 
 
-def run_topk(params: Params, arch: Architecture, source, out_dir: str,
+def run_topk(params: Params, arch: Network, source, out_dir: str,
              layers: Optional[Sequence[int]] = None, k: int = 5,
              maps: Optional[Union[Sequence[int], Dict[int, Sequence[int]]]]
              = None, max_maps: Optional[int] = None, batch_size: int = 16,
@@ -138,7 +138,7 @@ def run_topk(params: Params, arch: Architecture, source, out_dir: str,
   index: Dict[str, Any] = {
       "model": model_name, "arch": arch.name,
       "source": getattr(source, "name", "source"),
-      "sample_rate": SAMPLE_RATE, "k": k, "seed": seed,
+      "sample_rate": arch.sample_rate, "k": k, "seed": seed,
       "metric": "top5_coherence", "layers": {}, "figures": {},
       "same_clip": {}, "per_layer": {}}
   todo = sum(len(select_maps(tops[l], _maps_for(maps, l), max_maps))
@@ -157,7 +157,7 @@ def run_topk(params: Params, arch: Architecture, source, out_dir: str,
              for i in sorted({p[2] for p in pairs} | set(shared_clips))}
     views = _sonify_with_controls(run, layer, pairs, clips, batch_size, seed)
     writer = _EntryWriter(out_dir, layer_dir, source, clips, model_name,
-                          layer, pair_figures)
+                          layer, pair_figures, arch.sample_rate)
     layer_index: Dict[str, Any] = {}
     rows = []
     scores: Dict[str, list] = {}
@@ -185,7 +185,8 @@ def run_topk(params: Params, arch: Architecture, source, out_dir: str,
     if figure_maps > 0 and rows:
       from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
       path = os.path.join(out_dir, f"figure_layer{layer:02d}.png")
-      figures.topk_grid(path, rows, title=f"{model_name}: layer {layer}, "
+      figures.topk_grid(path, rows, arch.sample_rate,
+                        title=f"{model_name}: layer {layer}, "
                         f"top-{figure_clips} clips per map")
       index["figures"][str(layer)] = os.path.relpath(path, out_dir)
   bar.close()
@@ -257,14 +258,15 @@ class _EntryWriter:
   its controls, the panels figure, and the index entry."""
 
   def __init__(self, out_dir, layer_dir, source, clips, model_name, layer,
-               pair_figures):
+               pair_figures, sample_rate):
+    self.sample_rate = sample_rate
     self.out_dir, self.layer_dir, self.source = out_dir, layer_dir, source
     self.clips, self.model_name, self.layer = clips, model_name, layer
     self.pair_figures = pair_figures
 
   def _wav(self, name, audio):
     path = os.path.join(self.layer_dir, name)
-    audio_io.write_wav(path, audio, SAMPLE_RATE)
+    audio_io.write_wav(path, audio, self.sample_rate)
     return os.path.relpath(path, self.out_dir)
 
   def write(self, stem, m, r, ci, value, view):
@@ -293,7 +295,7 @@ class _EntryWriter:
       from sonify_jax import plotting  # pylint: disable=g-import-not-at-top
       fig = os.path.join(self.layer_dir, stem + ".png")
       plotting.save_panels_figure(
-          fig, panels, SAMPLE_RATE,
+          fig, panels, self.sample_rate,
           title=f"{self.model_name} layer {self.layer}, clip "
           f"{entry['clip_id']}: map {m} (rank {r + 1}) vs its controls")
       entry["figure"] = os.path.relpath(fig, self.out_dir)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from sonify_jax.models.architecture import SAMPLE_RATE
+from sonify_jax.data.sources import SAMPLE_RATE
 
 # Mean-square power below which a clip counts as silent: mixing at a given SNR
 # is undefined for it, so the mix is skipped instead of producing inf/NaN.

@@ -27,7 +27,7 @@ import numpy as np
 
 from sonify_jax import audio_io
 from sonify_jax.data.sources import Example, check_index
-from sonify_jax.models.architecture import SAMPLE_RATE
+from sonify_jax.data.sources import SAMPLE_RATE
 
 EMBEDDED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             "embedded")

@@ -1,6 +1,8 @@
 """Random-access clip sources: the one interface every dataset presents.
 
-A source yields examples ``{'audio': float32 [time] (8 kHz mono, finite),
+A source yields examples ``{'audio': float32 [time] (mono, finite, at
+:data:`SAMPLE_RATE` for the datasets, at ``source.sample_rate`` where a
+source has its own),
 'label': int32 scalar (single-label) or float32 [num_classes] multi-hot
 (multilabel), 'id': str}``. The input pipeline, trainers and analyses only
 ever see this interface.
@@ -8,6 +10,12 @@ ever see this interface.
 from typing import Dict, Optional, Protocol, Sequence, Union
 
 import numpy as np
+
+from sonify_jax.models.registry import CNN12_SAMPLE_RATE
+
+# The rate every dataset is built and stored at: the thesis networks' (the
+# CNN12 description's), so a training batch feeds them as it is.
+SAMPLE_RATE = CNN12_SAMPLE_RATE
 
 Example = Dict[str, Union[np.ndarray, str]]
 
@@ -78,3 +86,40 @@ class ArraySource:
              else np.asarray(label, np.int32))
     return {"audio": self._audios[index], "label": label,
             "id": self._ids[index]}
+
+
+class Resampled:
+  """``source`` with every clip resampled from ``source_rate`` to
+  ``sample_rate`` (a dataset stored at 8 kHz fed to a 16 kHz network)."""
+
+  def __init__(self, source, sample_rate: int,
+               source_rate: int = SAMPLE_RATE):
+    self._source = source
+    self.sample_rate, self.source_rate = int(sample_rate), int(source_rate)
+    self.name = f"{source.name}@{self.sample_rate}Hz"
+    self.num_classes = source.num_classes
+    self.multilabel = source.multilabel
+    self.class_names = source.class_names
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index: int) -> Example:
+    from sonify_jax import audio_io  # pylint: disable=g-import-not-at-top
+    example = dict(self._source[index])
+    example["audio"] = audio_io.resample(example["audio"], self.source_rate,
+                                         self.sample_rate)
+    return example
+
+
+def rate_of(source) -> int:
+  """The sample rate of a source's clips."""
+  return int(getattr(source, "sample_rate", SAMPLE_RATE))
+
+
+def at_rate(source, sample_rate: int):
+  """``source`` as it is when its clips are at ``sample_rate``, else
+  :class:`Resampled`."""
+  rate = rate_of(source)
+  return source if rate == sample_rate else Resampled(source, sample_rate,
+                                                      rate)

@@ -1,15 +1,16 @@
-"""CNN12 models and the primitives the deconvnet shares with them."""
-from sonify_jax.models.architecture import (ARCHITECTURES, Architecture, CNN12
-                                            as CNN12_ARCH, CNN12_X2 as
-                                            CNN12_X2_ARCH, SAMPLE_RATE,
-                                            get_architecture)
-from sonify_jax.models.cnn12 import CNN12, BlockTrace
+"""Networks described as data, their Flax encoder, heads and registry."""
+from sonify_jax.models.encoder import Encoder, init_params
 from sonify_jax.models.heads import LinearClassifier, ProjectionMLP
+from sonify_jax.models.network import Network
+from sonify_jax.models.registry import (CNN12, CNN12_TINY, CNN12_X2, NETWORKS,
+                                        get_network)
 
 
-def build_encoder(name: str = "cnn12", dropout_rate: float = 0.4) -> CNN12:
-  return CNN12(arch=get_architecture(name), dropout_rate=dropout_rate)
+def build_encoder(name="cnn12", dropout_rate: float = 0.4) -> Encoder:
+  """The Flax encoder of a registered network (or a description)."""
+  return Encoder(net=get_network(name), dropout_rate=dropout_rate)
 
-__all__ = ["ARCHITECTURES", "Architecture", "BlockTrace", "CNN12", "CNN12_ARCH",
-           "CNN12_X2_ARCH", "LinearClassifier", "ProjectionMLP", "SAMPLE_RATE",
-           "build_encoder", "get_architecture"]
+
+__all__ = ["CNN12", "CNN12_TINY", "CNN12_X2", "Encoder", "LinearClassifier",
+           "NETWORKS", "Network", "ProjectionMLP", "build_encoder",
+           "get_network", "init_params"]

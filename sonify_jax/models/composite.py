@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from sonify_jax.errors import UserError
-from sonify_jax.models.architecture import get_architecture
-from sonify_jax.models.cnn12 import CNN12
+from sonify_jax.models.encoder import Encoder
+from sonify_jax.models.registry import get_network
 from sonify_jax.models.heads import LinearClassifier, ProjectionMLP
 
 
@@ -38,7 +38,7 @@ class SimCLRModel(nn.Module):
     proj_hidden: hidden width of the projection MLP.
     proj_out: output width of the projection (the NT-Xent space).
     compute_dtype: 'float32' or 'bfloat16' for the convolutions and matmuls
-      (params and outputs stay float32; see ``CNN12``).
+      (params and outputs stay float32; see ``Encoder``).
   """
   arch_name: str = "cnn12"
   dropout_rate: float = 0.4
@@ -48,7 +48,7 @@ class SimCLRModel(nn.Module):
 
   def setup(self):
     dtype = compute_dtype(self.compute_dtype)
-    self.encoder = CNN12(arch=get_architecture(self.arch_name),
+    self.encoder = Encoder(net=get_network(self.arch_name),
                          dropout_rate=self.dropout_rate, dtype=dtype)
     self.projection = ProjectionMLP(hidden_dim=self.proj_hidden,
                                     out_dim=self.proj_out, dtype=dtype)
@@ -80,7 +80,7 @@ class ClassifierModel(nn.Module):
 
   def setup(self):
     dtype = compute_dtype(self.compute_dtype)
-    self.encoder = CNN12(arch=get_architecture(self.arch_name),
+    self.encoder = Encoder(net=get_network(self.arch_name),
                          dropout_rate=self.dropout_rate, dtype=dtype)
     self.head = LinearClassifier(self.num_classes, dtype=dtype)
 
@@ -110,15 +110,15 @@ def init_params(model: nn.Module, rng: jax.Array,
   """Initial params of a composite model (or a bare CNN12).
 
   Args:
-    model: SimCLRModel, ClassifierModel or CNN12.
+    model: SimCLRModel, ClassifierModel or an Encoder.
     rng: PRNG key.
     input_length: dummy clip length; defaults to the encoder's receptive
       field (the shortest valid input), shapes do not depend on it.
   Returns:
     the ``params`` collection (a dict).
   """
-  arch = (model.arch if isinstance(model, CNN12)
-          else get_architecture(model.arch_name))
+  arch = (model.net if isinstance(model, Encoder)
+          else get_network(model.arch_name))
   length = input_length or arch.min_input_length(arch.num_blocks)
   dummy = jnp.zeros((1, length), jnp.float32)
   return jax.jit(lambda r: model.init(r, dummy)["params"])(rng)

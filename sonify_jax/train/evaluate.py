@@ -12,7 +12,8 @@ import numpy as np
 
 from sonify_jax.data import pipeline
 from sonify_jax.data.sources import ClipSource
-from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
+from sonify_jax.data.sources import SAMPLE_RATE
+from sonify_jax.models.registry import get_network
 from sonify_jax.train import metrics as metrics_lib
 
 # Batch lengths are rounded up to this many samples so that a dataset of
@@ -45,7 +46,7 @@ def predict(eval_step: Callable[[Any, Dict], np.ndarray], params: Any,
   """
   if len(source) == 0:
     raise ValueError(f"eval source {getattr(source, 'name', '?')!r} is empty")
-  arch = get_architecture(arch_name)
+  arch = get_network(arch_name)
   scores, labels = [], []
   with pipeline.eval_batches(
       source, batch_size=batch_size, max_samples=max_samples,

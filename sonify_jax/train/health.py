@@ -228,11 +228,11 @@ def make_pooled_features_fn(arch_name: str):
   """``fn(encoder_params, audio, mask) -> np.ndarray [clips, maps]``: the
   temporal means of block 11 (ReLU outputs, so 0 means a dead map)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from sonify_jax.models.architecture import get_architecture  # pylint: disable=g-import-not-at-top
-  from sonify_jax.models.cnn12 import CNN12  # pylint: disable=g-import-not-at-top
-  encoder = CNN12(arch=get_architecture(arch_name), dropout_rate=0.0)
+  from sonify_jax.models.registry import get_network  # pylint: disable=g-import-not-at-top
+  from sonify_jax.models.encoder import Encoder  # pylint: disable=g-import-not-at-top
+  encoder = Encoder(net=get_network(arch_name), dropout_rate=0.0)
   jitted = jax.jit(lambda p, a, m: encoder.apply(
-      {"params": p}, a, mask=m, method=CNN12.pooled_features))
+      {"params": p}, a, mask=m, method=Encoder.pooled_features))
 
   def fn(params, audio, mask):
     return np.asarray(jax.device_get(jitted(params, audio, mask)), np.float32)

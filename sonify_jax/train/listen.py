@@ -33,7 +33,8 @@ from sonify_jax import atomic_io
 from sonify_jax import deconvnet
 from sonify_jax import paths
 from sonify_jax import plotting
-from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
+from sonify_jax.data.sources import SAMPLE_RATE
+from sonify_jax.models.registry import get_network
 
 LISTEN_SET_FILE = "listen_set.json"
 
@@ -64,7 +65,7 @@ class ListenSet:
 
 def default_layers(arch_name: str) -> List[int]:
   """A middle block and the last block."""
-  n = get_architecture(arch_name).num_blocks
+  n = get_network(arch_name).num_blocks
   return sorted({(n + 1) // 2, n})
 
 
@@ -95,7 +96,7 @@ def _read_clips(source, indices, count: int, min_samples: int,
 def choose(encoder_params: Any, arch_name: str, source, *, num_clips: int,
            seconds: float, layers: Sequence[int], num_maps: int) -> ListenSet:
   """The listening set (see the module docstring for the rule)."""
-  arch = get_architecture(arch_name)
+  arch = get_network(arch_name)
   layers = [int(l) for l in (layers or default_layers(arch_name))]
   for layer in layers:
     arch.check_block(layer)
@@ -162,7 +163,7 @@ def tag(clip: int, layer: int, feature_map: int) -> str:
 def sonifications(encoder_params: Any, arch_name: str, listen_set: ListenSet):
   """``{(clip, layer, map): waveform}`` of the set under ``encoder_params``
   (float32, one ``sonify`` call per layer)."""
-  arch = get_architecture(arch_name)
+  arch = get_network(arch_name)
   out = {}
   for l, layer in enumerate(listen_set.layers):
     wanted = sorted({int(m) for per_clip in listen_set.maps
@@ -191,9 +192,9 @@ def write_summaries(writer, step: int, encoder_params: Any, arch_name: str,
     sound = sounds[(c, layer, m)]
     writer.write_audio(step, name, sound)
     fig, axes = plotting.new_figure(1, 2, (8, 2.6))
-    plotting.draw_spectrogram(axes[0, 0], listen_set.clips[c],
+    plotting.draw_spectrogram(axes[0, 0], listen_set.clips[c], SAMPLE_RATE,
                               title=f"input {clip_id}")
-    plotting.draw_spectrogram(axes[0, 1], sound,
+    plotting.draw_spectrogram(axes[0, 1], sound, SAMPLE_RATE,
                               title=f"layer {layer} map {m}, step {step}")
     fig.tight_layout()
     writer.write_figure(step, name, fig)

@@ -28,7 +28,7 @@ import tqdm
 
 from sonify_jax import mirror
 from sonify_jax import paths
-from sonify_jax.models.architecture import SAMPLE_RATE
+from sonify_jax.data.sources import SAMPLE_RATE
 
 METRICS_FILE = "metrics.jsonl"
 

@@ -4,7 +4,7 @@ Two pieces, kept apart so the measurement is a pure function:
 
 * :func:`encoder_features` -- frozen whole-clip features of a CNN12 encoder
   over a ClipSource: the masked temporal mean of one block's output
-  (``CNN12.pooled_features``, the same whole-clip pooling the classifier
+  (``Encoder.pooled_features``, the same whole-clip pooling the classifier
   uses), one row per readable clip, in source order;
 * :func:`linear_probe` -- features in, accuracy out: standardised features,
   multinomial logistic regression (scikit-learn), the inverse regularisation
@@ -27,8 +27,8 @@ import numpy as np
 
 from sonify_jax.data import pipeline
 from sonify_jax.data.sources import ClipSource
-from sonify_jax.models.architecture import get_architecture
-from sonify_jax.models.cnn12 import CNN12
+from sonify_jax.models.registry import get_network
+from sonify_jax.models.encoder import Encoder
 from sonify_jax.train import evaluate
 
 # Inverse L2 strengths tried on the validation holdout (log-spaced).
@@ -60,12 +60,12 @@ class ProbeResult:
 
 @functools.lru_cache(maxsize=16)
 def _features_fn(arch_name: str, block: int):
-  encoder = CNN12(arch=get_architecture(arch_name), dropout_rate=0.0)
+  encoder = Encoder(net=get_network(arch_name), dropout_rate=0.0)
 
   @jax.jit
   def features(params, audio, mask):
     return encoder.apply({"params": params}, audio, block, mask,
-                         method=CNN12.pooled_features)
+                         method=Encoder.pooled_features)
 
   return features
 
@@ -88,7 +88,7 @@ def encoder_features(params: Any, arch_name: str, source: ClipSource, *,
     (float32 ``[N, C_block]``, labels ``[N]`` or ``[N, K]``) over the N
     readable clips in source order.
   """
-  arch = get_architecture(arch_name)
+  arch = get_network(arch_name)
   block = arch.num_blocks if block is None else block
   arch.check_block(block)
   features = _features_fn(arch_name, block)

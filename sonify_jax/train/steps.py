@@ -30,7 +30,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from sonify_jax.models.architecture import get_architecture
+from sonify_jax.models.registry import get_network
 from sonify_jax.train import losses, optim
 from sonify_jax.train.state import TrainState
 
@@ -100,7 +100,7 @@ def _check_batch(name: str, x: Any, mesh: Mesh, ndim: int,
 
 
 def _encoder_min_length(model: nn.Module) -> int:
-  arch = get_architecture(model.arch_name)
+  arch = get_network(model.arch_name)
   return arch.min_input_length(arch.num_blocks)
 
 

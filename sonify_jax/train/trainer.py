@@ -21,7 +21,8 @@ import numpy as np
 from sonify_jax import atomic_io
 from sonify_jax import paths
 from sonify_jax.errors import UserError
-from sonify_jax.models.architecture import SAMPLE_RATE, get_architecture
+from sonify_jax.data.sources import SAMPLE_RATE
+from sonify_jax.models.registry import get_network
 from sonify_jax.train import checkpoints
 from sonify_jax.train import evaluate as evaluate_lib
 from sonify_jax.train import health
@@ -66,7 +67,7 @@ def validate_config(config: ml_collections.ConfigDict,
   """Raises UserError for an unusable config (before any data is read)."""
   if config.task not in TASKS:
     raise UserError(f"config.task={config.task!r}; choose from {TASKS}")
-  arch = get_architecture(config.model)
+  arch = get_network(config.model)
   state_lib.compute_dtype(config.compute_dtype)  # raises for an unknown one
   if config.batch_size < 1:
     raise UserError(f"config.batch_size must be >= 1, got "

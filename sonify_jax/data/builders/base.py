@@ -40,10 +40,9 @@ from sonify_jax.data import pipeline
 from sonify_jax.data.builders import provenance
 from sonify_jax.errors import UserError
 from sonify_jax.data.sources import check_index
-from sonify_jax.models.architecture import SAMPLE_RATE
+from sonify_jax.data.sources import SAMPLE_RATE
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".opus",
-                    ".aac", ".webm")
+AUDIO_EXTENSIONS = audio_io.AUDIO_EXTENSIONS
 REPORT_NAME = "skipped_clips.tsv"
 INT16_SCALE = 32767.0
 

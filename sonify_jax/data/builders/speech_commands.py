@@ -27,7 +27,7 @@ import soundfile
 
 from sonify_jax.data.builders import base
 from sonify_jax.errors import UserError
-from sonify_jax.models.architecture import SAMPLE_RATE
+from sonify_jax.data.sources import SAMPLE_RATE
 
 _LAYOUT = __doc__
 

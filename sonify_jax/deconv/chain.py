@@ -1,0 +1,281 @@
+"""The transposed chain of any network: forward with capture, then down.
+
+Algorithm 1 of the thesis for any :class:`~sonify_jax.models.network.
+Network`: the forward pass records, per layer, what its transpose needs (a
+max-pool's switches; a ReLU's forward mask where the rule reads it), block
+L's output keeps map ``m``, and the signal goes down layer by layer:
+
+* each linear layer by its exact transpose, derived from the forward itself
+  with ``jax.linear_transpose`` (a conv of any stride, dilation and padding
+  becomes its transposed conv, so input samples the strided conv never read
+  get zeros; a pad becomes a crop; an affine layer its scale; a max-pool,
+  with its switches fixed, a scatter of each value back to the sample it
+  came from, overlapping windows adding up);
+* each ReLU by the explanation rule (:mod:`sonify_jax.deconv.rules`).
+
+Two ways through the same chain: :func:`reference` is the plain dense chain
+per map (kept as the tested reference; ``jax.vjp`` of the forward with the
+rule's ReLU is the same function, see the tests); :func:`sonify_pairs` is
+the structured path: one forward per clip shared by every map, block L's
+last conv and everything after it run on the map's own channel alone (the
+others are zero there; ``k * C_in`` instead of ``k * C * C_in``
+multiply-adds per sample), the layers below batched over maps in
+memory-bounded chunks, and (clip, map) pairs that may mix clips.
+"""
+import functools
+from typing import Any, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from sonify_jax.deconv import budget, rules
+from sonify_jax.models import forward, shapes
+from sonify_jax.models import network as network_lib
+
+Params = Any
+
+
+def split_top(net: network_lib.Network, layer: int) -> Tuple[int, int, bool]:
+  """``(start, stop, has_conv)`` of the top segment in
+  ``net.layers_upto(layer)``: block ``layer``'s last conv and every layer
+  after it (channel-wise layers, so map ``m`` depends on channel ``m`` of
+  the conv alone); the whole block when it has no conv."""
+  layers = net.layers_upto(layer)
+  start = len(layers) - len(net.blocks[layer - 1])
+  for i in range(len(layers) - 1, start - 1, -1):
+    if isinstance(layers[i], network_lib.Conv):
+      return i, len(layers), True
+  return start, len(layers), False
+
+
+def layer_shapes(net: network_lib.Network, layer: int, length: int
+                 ) -> Tuple[Tuple[int, int], ...]:
+  """``(length, channels)`` of the input of every layer of blocks
+  ``1..layer``, and last the output of block ``layer``."""
+  out, t, c = [], length, 1
+  for layer_ in net.layers_upto(layer):
+    out.append((t, c))
+    t = shapes.layer_output_length(layer_, t)
+    if isinstance(layer_, network_lib.Conv):
+      c = layer_.features
+  out.append((t, c))
+  return tuple(out)
+
+
+class Traces(NamedTuple):
+  """What the transposed chain needs of ``S`` clips' forward passes.
+
+  residuals: per layer of blocks ``1..layer``: a max-pool's switches
+    ``[S, T', C]``, a ReLU's forward mask ``[S, T, C]`` (rules that read
+    it), else None.
+  top: ``[S, T_L, C_L]`` block ``layer``'s output; frames that read past a
+    clip's valid samples are zero (see :func:`traces`).
+  peak: ``[S]`` ``max|x|`` of each clip.
+  prepared: ``[S, T]`` the input as the network sees it (its input
+    convention applied), for ``input_x_gradient``.
+  """
+  residuals: Tuple[Optional[jax.Array], ...]
+  top: jax.Array
+  peak: jax.Array
+  prepared: jax.Array
+
+
+def traces(params: Params, waveforms: jax.Array, net: network_lib.Network,
+           layer: int, rule: str = rules.DEFAULT_RULE,
+           valid_lengths: Optional[jax.Array] = None) -> Traces:
+  """The forward pass of ``[S, T]`` clips through blocks ``1..layer``,
+  recording each layer's residual.
+
+  ``valid_lengths`` (``[S]`` samples before each clip's zero padding):
+  block ``layer``'s frames that read any later sample are zeroed, so a
+  padded clip's sonification equals the unpadded clip's on its valid
+  samples (``shapes.frames_inside``) and is zero after them.
+  """
+  needs_mask = rule != "deconvnet"
+  prepared = forward.prepare_input(net, waveforms)
+  h = prepared[..., None]
+  residuals = []
+  for layer_ in net.layers_upto(layer):
+    if isinstance(layer_, network_lib.MaxPool):
+      h, switches = forward.max_pool(layer_, h)
+      residuals.append(switches)
+      continue
+    if isinstance(layer_, network_lib.ReLU):
+      residuals.append(h > 0 if needs_mask else None)
+    else:
+      residuals.append(None)
+    h = forward.apply_layer(layer_, params, h)
+  if valid_lengths is not None:
+    stride, _, last = shapes.frame_span(net, layer)
+    frames = jnp.arange(h.shape[1])
+    keep = (frames[None, :] * stride + last
+            < jnp.asarray(valid_lengths, jnp.int32)[:, None])
+    h = jnp.where(keep[:, :, None], h, 0.0)
+  return Traces(tuple(residuals), h, jnp.max(jnp.abs(waveforms), axis=1),
+                prepared)
+
+
+def _linear(layer, params, h: jax.Array, residual) -> jax.Array:
+  """The layer's forward with everything but its input fixed (no bias; a
+  max-pool with its switches): a linear map of ``h``."""
+  if isinstance(layer, network_lib.Conv):
+    kernel = params[layer.name]["kernel"]
+    return jax.lax.conv_general_dilated(
+        h, kernel, window_strides=(layer.stride,), padding=[layer.padding],
+        rhs_dilation=(layer.dilation,),
+        dimension_numbers=forward._DIMENSION_NUMBERS)  # pylint: disable=protected-access
+  if isinstance(layer, network_lib.MaxPool):
+    # Zero padding: a window's maximum is never its -inf padding.
+    windows = forward.pool_windows(
+        network_lib.MaxPool(layer.size, layer.stride, (0, 0)),
+        jnp.pad(h, ((0, 0), layer.padding, (0, 0))))
+    return jnp.take_along_axis(windows, residual[:, :, None].astype(jnp.int32),
+                               axis=2)[:, :, 0]
+  if isinstance(layer, network_lib.Affine):
+    return h * params[layer.name]["scale"]
+  if isinstance(layer, network_lib.Pad):
+    return jnp.pad(h, ((0, 0), layer.padding, (0, 0)))
+  return h
+
+
+def transpose_layer(layer, params: Params, g: jax.Array, residual,
+                    input_shape: Tuple[int, int], rule: str) -> jax.Array:
+  """The signal ``g`` at a layer's output, taken to its input ``[B,
+  *input_shape]``."""
+  if isinstance(layer, network_lib.ReLU):
+    if rule == "deconvnet":
+      return jax.nn.relu(g)
+    if rule == "guided":
+      return jax.nn.relu(g) * residual
+    return g * residual
+  if isinstance(layer, network_lib.Identity):
+    return g
+  if isinstance(layer, network_lib.Affine):
+    return g * params[layer.name]["scale"]
+  spec = jax.ShapeDtypeStruct((g.shape[0],) + tuple(input_shape), g.dtype)
+  transpose = jax.linear_transpose(
+      lambda h: _linear(layer, params, h, residual), spec)
+  return transpose(g)[0]
+
+
+def _one_channel(layer, params: Params, residual, m):
+  """A layer of the top segment restricted to channel ``m``: its params
+  and residual sliced to that channel."""
+  take = lambda a, axis: jax.lax.dynamic_slice_in_dim(a, m, 1, axis)  # pylint: disable=unnecessary-lambda-assignment
+  if isinstance(layer, network_lib.Conv):
+    params = {layer.name: {"kernel": take(params[layer.name]["kernel"], 2)}}
+  elif isinstance(layer, network_lib.Affine):
+    params = {layer.name: {"scale": take(params[layer.name]["scale"], 0)}}
+  if residual is not None:
+    residual = take(residual, 2)
+  return params, residual
+
+
+def _down(net, params, residuals, g, start, stop, sizes, rule, top_map=None):
+  """Layers ``stop - 1`` down to ``start`` of ``net.layers_upto(...)``;
+  ``top_map``: those layers run on that one channel."""
+  layers = net.layers_upto(len(net.blocks))
+  for i in range(stop - 1, start - 1, -1):
+    layer, residual, p = layers[i], residuals[i], params
+    shape = sizes[i]
+    if top_map is not None:
+      p, residual = _one_channel(layer, params, residual, top_map)
+      # Only the top conv's input has every channel; above it, one.
+      if not isinstance(layer, network_lib.Conv):
+        shape = (shape[0], 1)
+    g = transpose_layer(layer, p, g, residual, shape, rule)
+  return g
+
+
+def _finish(s, traces_, slot, rule, scale):
+  if rules.multiplies_input(rule):
+    s = s * traces_.prepared[slot]
+  return budget.scale_to_peak(s, traces_.peak[slot]) if scale else s
+
+
+def reference(params: Params, waveforms: jax.Array, layer: int,
+              maps: jax.Array, net: network_lib.Network, scale: bool = True,
+              rule: str = rules.DEFAULT_RULE) -> jax.Array:
+  """Plain Algorithm 1: for every clip and map, block ``layer``'s output
+  with every map but ``m`` zeroed, taken down the dense chain.
+  ``[clips, maps, time]``."""
+  sizes = layer_shapes(net, layer, waveforms.shape[1])
+  num_layers = len(net.layers_upto(layer))
+
+  def one_clip(x):
+    t = traces(params, x[None], net, layer, rule)
+    channel = jnp.arange(t.top.shape[-1])
+
+    def one_map(m):
+      kept = jnp.where(channel == m, t.top, 0.0)
+      s = _down(net, params, t.residuals, kept, 0, num_layers, sizes, rule)
+      return _finish(s[0, :, 0], t, 0, rule, scale)
+
+    return jax.vmap(one_map)(maps)
+
+  return jax.vmap(one_clip)(waveforms)
+
+
+def _slot_traces(traces_: Traces, slot) -> Tuple[Tuple, jax.Array]:
+  """One clip's residuals (``[1, ...]``) and top output ``[T_L, C_L]``."""
+  take = lambda a: jax.lax.dynamic_index_in_dim(a, slot, keepdims=True)  # pylint: disable=unnecessary-lambda-assignment
+  residuals = tuple(None if r is None else take(r)
+                    for r in traces_.residuals)
+  return residuals, take(traces_.top)[0]
+
+
+def sonify_pairs(params: Params, traces_: Traces, slots: Optional[jax.Array],
+                 maps: jax.Array, net: network_lib.Network, layer: int,
+                 length: int, rule: str, chunk: int, scale: bool
+                 ) -> jax.Array:
+  """``[P]`` (slot, map) pairs -> ``[P, length]`` sonifications, ``chunk``
+  pairs at a time; ``slots`` None: every map reads clip 0."""
+  sizes = layer_shapes(net, layer, length)
+  start, stop, has_conv = split_top(net, layer)
+
+  def one(m, slot):
+    residuals, top = _slot_traces(traces_, slot)
+    column = jax.lax.dynamic_slice_in_dim(top, m, 1, axis=1)[None]
+    g = _down(net, params, residuals, column, start, stop, sizes, rule,
+              top_map=m)
+    if not has_conv:  # the segment ran on channel m of the block's input
+      g = jax.lax.dynamic_update_slice_in_dim(
+          jnp.zeros((1,) + sizes[start], g.dtype), g, m, axis=2)
+    s = _down(net, params, residuals, g, 0, start, sizes, rule)
+    return _finish(s[0, :, 0], traces_, slot, rule, scale)
+
+  if slots is None:
+    return jax.lax.map(lambda m: one(m, 0), maps, batch_size=chunk)
+  return jax.lax.map(lambda pair: one(*pair), (maps, slots),
+                     batch_size=chunk)
+
+
+@functools.partial(jax.jit, static_argnames=("layer", "net", "scale", "rule"))
+def sonify_clip_pairs(params: Params, waveforms: jax.Array,
+                      valid_lengths: jax.Array, slots: jax.Array,
+                      maps: jax.Array, layer: int, net: network_lib.Network,
+                      scale: bool = True, rule: str = rules.DEFAULT_RULE
+                      ) -> jax.Array:
+  """:func:`sonify_pairs` on zero-padded clips (see :func:`traces`)."""
+  length = waveforms.shape[1]
+  traces_ = traces(params, waveforms, net, layer, rule, valid_lengths)
+  chunk = budget.maps_per_chunk(net, layer, length, maps.shape[0])
+  return sonify_pairs(params, traces_, slots, maps, net, layer, length, rule,
+                      chunk, scale)
+
+
+def sonify_structured(params: Params, waveforms: jax.Array, layer: int,
+                      maps: jax.Array, net: network_lib.Network,
+                      scale: bool = True, rule: str = rules.DEFAULT_RULE
+                      ) -> jax.Array:
+  """Every map of ``maps`` on every clip: ``[clips, maps, time]``; clips
+  one after another, so one clip's chunk of maps is live at a time."""
+  length = waveforms.shape[1]
+  chunk = budget.maps_per_chunk(net, layer, length, maps.shape[0])
+
+  def one_clip(x):
+    traces_ = traces(params, x[None], net, layer, rule)
+    return sonify_pairs(params, traces_, None, maps, net, layer, length,
+                        rule, chunk, scale)
+
+  return jax.lax.map(one_clip, waveforms)

@@ -1,0 +1,156 @@
+"""The forward math of a :class:`~sonify_jax.models.network.Network`, as pure
+functions of a params dict and arrays.
+
+One place for what each layer type computes: the Flax encoder
+(:mod:`sonify_jax.models.encoder`) declares the parameters and calls these;
+the deconvnet differentiates them (its ReLU rule comes in as ``relu``).
+
+Layout is NWC: activations ``[batch, time, channels]``, conv kernels
+``[k, C_in, C_out]``.
+
+Max-pooling picks each window's first maximum by ``argmax`` and gathers it,
+so its transpose (``jax.vjp``) routes a signal back to exactly that sample,
+as PyTorch's ``max_pool1d`` backward and the deconvnet's switches do;
+overlapping windows add up. (``lax.reduce_window``'s and ``jnp.max``'s
+gradients split ties, which after a ReLU are everywhere the signal is 0.)
+"""
+from typing import Any, Callable, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sonify_jax.models import network as network_lib
+
+Params = Any
+_DIMENSION_NUMBERS = ("NWC", "WIO", "NWC")
+# torchcrepe divides each frame by max(std, 1e-10).
+_STD_FLOOR = 1e-10
+
+
+def prepare_input(net: network_lib.Network, waveforms: jax.Array
+                  ) -> jax.Array:
+  """The network's input convention applied to ``[B, T]`` clips."""
+  if net.input_convention == "standardize":
+    return standardize(waveforms)
+  return waveforms
+
+
+def standardize(x: jax.Array) -> jax.Array:
+  """Zero mean, unit standard deviation along the last axis (the unbiased
+  estimate, ``ddof=1``, as torchcrepe's ``torch.std`` of each frame)."""
+  x = x - x.mean(axis=-1, keepdims=True)
+  return x / jnp.maximum(x.std(axis=-1, ddof=1, keepdims=True), _STD_FLOOR)
+
+
+def conv(layer: network_lib.Conv, params: Params, h: jax.Array,
+         dtype=None) -> jax.Array:
+  """``[B, T, C_in] -> [B, T', features]``."""
+  p = params[layer.name]
+  kernel = p["kernel"] if dtype is None else p["kernel"].astype(dtype)
+  h = h if dtype is None else h.astype(dtype)
+  y = jax.lax.conv_general_dilated(
+      h, kernel, window_strides=(layer.stride,), padding=[layer.padding],
+      rhs_dilation=(layer.dilation,), dimension_numbers=_DIMENSION_NUMBERS)
+  if layer.use_bias:
+    y = y + (p["bias"] if dtype is None else p["bias"].astype(dtype))
+  return y
+
+
+def affine(layer: network_lib.Affine, params: Params, h: jax.Array,
+           dtype=None) -> jax.Array:
+  p = params[layer.name]
+  scale, bias = p["scale"], p["bias"]
+  if dtype is not None:
+    scale, bias = scale.astype(dtype), bias.astype(dtype)
+  return h * scale + bias
+
+
+def pool_windows(layer: network_lib.MaxPool, h: jax.Array) -> jax.Array:
+  """``[B, T, C] -> [B, T', size, C]``: each output's window (``-inf``
+  where it reads the pool's padding)."""
+  left, right = layer.padding
+  if left or right:
+    h = jnp.pad(h, ((0, 0), (left, right), (0, 0)), constant_values=-jnp.inf)
+  t = h.shape[1]
+  n = (t - layer.size) // layer.stride + 1
+  if layer.size == layer.stride:
+    return h[:, :n * layer.size].reshape(h.shape[0], n, layer.size,
+                                         h.shape[2])
+  index = (np.arange(n)[:, None] * layer.stride
+           + np.arange(layer.size)[None, :])
+  return h[:, index]
+
+
+def max_pool(layer: network_lib.MaxPool, h: jax.Array
+             ) -> Tuple[jax.Array, jax.Array]:
+  """Pooled ``[B, T', C]`` and the switches ``[B, T', C]``: int8 offset of
+  each window's first maximum."""
+  windows = pool_windows(layer, h)
+  switches = jnp.argmax(windows, axis=2)
+  pooled = jnp.take_along_axis(windows, switches[:, :, None], axis=2)[:, :, 0]
+  dtype = jnp.int8 if layer.size <= 127 else jnp.int32
+  return pooled, switches.astype(dtype)
+
+
+def apply_layer(layer, params: Params, h: jax.Array,
+                relu: Callable[[jax.Array], jax.Array] = jax.nn.relu,
+                dtype=None) -> jax.Array:
+  """One layer's output."""
+  if isinstance(layer, network_lib.Conv):
+    return conv(layer, params, h, dtype)
+  if isinstance(layer, network_lib.ReLU):
+    return relu(h)
+  if isinstance(layer, network_lib.Affine):
+    return affine(layer, params, h, dtype)
+  if isinstance(layer, network_lib.MaxPool):
+    return max_pool(layer, h)[0]
+  if isinstance(layer, network_lib.Pad):
+    return jnp.pad(h, ((0, 0), layer.padding, (0, 0)))
+  return h
+
+
+def apply_layers(layers, params: Params, h: jax.Array,
+                 relu: Callable[[jax.Array], jax.Array] = jax.nn.relu,
+                 dtype=None) -> jax.Array:
+  for layer in layers:
+    h = apply_layer(layer, params, h, relu, dtype)
+  return h
+
+
+def block_outputs(params: Params, waveforms: jax.Array,
+                  net: network_lib.Network, upto_block: Optional[int] = None,
+                  relu: Callable[[jax.Array], jax.Array] = jax.nn.relu,
+                  dtype=None, prepared: bool = False
+                  ) -> Tuple[jax.Array, ...]:
+  """The output ``[B, T_b, C_b]`` of every block ``1..upto_block`` for
+  ``[B, T]`` clips (the input convention applied unless ``prepared``)."""
+  upto_block = net.num_blocks if upto_block is None else upto_block
+  net.check_block(upto_block)
+  if waveforms.ndim != 2:
+    raise ValueError(
+        f"waveforms must be [batch, time], got shape {waveforms.shape}")
+  h = (waveforms if prepared else prepare_input(net, waveforms))[..., None]
+  outputs = []
+  for block in net.blocks[:upto_block]:
+    h = apply_layers(block, params, h, relu, dtype)
+    outputs.append(h)
+  return tuple(outputs)
+
+
+def frame_head_scores(params: Params, net: network_lib.Network,
+                      frames: jax.Array) -> jax.Array:
+  """``[F, frame_length]`` frames -> ``[F, classes]`` scores of the
+  network's :class:`~sonify_jax.models.network.FrameHead` (each frame
+  prepared by the input convention on its own)."""
+  head = net.head
+  if head is None:
+    raise ValueError(f"{net.name} has no frame head")
+  h = block_outputs(params, frames, net, head.block)[-1]
+  logits = h.reshape(h.shape[0], -1) @ params[head.name]["kernel"]
+  logits = logits + params[head.name]["bias"]
+  if head.activation == "sigmoid":
+    return jax.nn.sigmoid(logits)
+  if head.activation == "softmax":
+    return jax.nn.softmax(logits, axis=-1)
+  return logits

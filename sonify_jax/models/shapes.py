@@ -1,0 +1,95 @@
+"""The one shape rule: lengths, receptive fields and frame positions.
+
+Every length a module needs (a block's output length, the shortest clip a
+layer accepts, the input samples a frame reads, the static shapes of a
+deconv chain) is computed here from a :class:`~sonify_jax.models.network.
+Network`'s layers, by the rules of the layers themselves:
+
+* a conv of span ``e = dilation (k - 1) + 1``, stride ``s`` and padding
+  ``(l, r)`` turns ``T`` samples into ``floor((T + l + r - e) / s) + 1``;
+* a max-pool of size ``e``, stride ``s`` and padding ``(l, r)`` the same
+  (floor mode, PyTorch's ``ceil_mode=False``);
+* a pad ``(l, r)`` into ``T + l + r``; the others keep ``T``.
+
+Output position ``p`` of such a layer reads input positions
+``p s - l .. p s - l + e - 1``, so frame ``t`` of a block reads an affine
+range of input samples (:func:`frame_span`).
+"""
+from typing import List, Tuple
+
+from sonify_jax.models import network as network_lib
+
+
+def _geometry(layer) -> Tuple[int, int, int, int]:
+  """``(stride, left pad, right pad, extent)`` of a layer."""
+  if isinstance(layer, network_lib.Conv):
+    return layer.stride, layer.padding[0], layer.padding[1], layer.span
+  if isinstance(layer, network_lib.MaxPool):
+    return layer.stride, layer.padding[0], layer.padding[1], layer.size
+  if isinstance(layer, network_lib.Pad):
+    return 1, layer.padding[0], layer.padding[1], 1
+  return 1, 0, 0, 1
+
+
+def layer_output_length(layer, length: int) -> int:
+  """Output length of one layer for an input of ``length`` (may be <= 0)."""
+  stride, left, right, extent = _geometry(layer)
+  padded = length + left + right
+  if padded < extent:
+    return min(0, padded - extent + 1)
+  return (padded - extent) // stride + 1
+
+
+def layer_lengths(net, length: int, upto_block: int) -> List[List[int]]:
+  """Per block ``1..upto_block``, the output length after each of its
+  layers (entries <= 0 once the clip is too short)."""
+  out, t = [], length
+  for block in net.blocks[:upto_block]:
+    row = []
+    for layer in block:
+      t = layer_output_length(layer, t) if t > 0 else t
+      row.append(t)
+    out.append(row)
+  return out
+
+
+def output_length(net, length: int, block: int) -> int:
+  """Frames of block ``block``'s output (<= 0: too short)."""
+  return layer_lengths(net, length, block)[-1][-1]
+
+
+def block_input_lengths(net, length: int, upto_block: int) -> List[int]:
+  """The input length of each block ``1..upto_block``."""
+  rows = layer_lengths(net, length, upto_block)
+  return [length] + [row[-1] for row in rows[:-1]]
+
+
+def min_input_length(net, block: int) -> int:
+  """Shortest input whose block-``block`` output has at least one frame:
+  the receptive field of one frame, less the network's own padding."""
+  needed = 1
+  for layer in reversed(net.layers_upto(block)):
+    stride, left, right, extent = _geometry(layer)
+    needed = max(1, (needed - 1) * stride + extent - left - right)
+  return needed
+
+
+def frame_span(net, block: int) -> Tuple[int, int, int]:
+  """``(stride, first, last)``: frame ``t`` of block ``block`` reads input
+  samples ``t * stride + first .. t * stride + last`` inclusive."""
+  stride, first, last = 1, 0, 0
+  for layer in reversed(net.layers_upto(block)):
+    s, left, _, extent = _geometry(layer)
+    stride, first, last = (stride * s, first * s - left,
+                           last * s - left + extent - 1)
+  return stride, first, last
+
+
+def frames_inside(net, block: int, valid_length: int) -> int:
+  """How many leading frames of block ``block`` read only samples before
+  ``valid_length`` (and the network's own left padding): the frames whose
+  values and sonifications do not depend on what follows the clip."""
+  stride, _, last = frame_span(net, block)
+  if valid_length - 1 < last:
+    return 0
+  return (valid_length - 1 - last) // stride + 1
