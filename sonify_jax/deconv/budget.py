@@ -29,11 +29,18 @@ def _sizes(net, layer: int, length: int):
 
 
 def per_map_bytes(net, layer: int, length: int) -> int:
-  """Peak float32 memory of one map going down: the largest layer's input
-  and output signals, twice."""
-  sizes = _sizes(net, layer, length)
-  peak = max(a + b for a, b in zip(sizes[:-1], sizes[1:]))
-  return 2 * 4 * max(peak, 1)
+  """Peak memory of one map going down: the largest layer's float32 input
+  and output signals (and a long conv's spectra, ``fft_conv``), twice."""
+  from sonify_jax.deconv import chain, fft_conv  # pylint: disable=g-import-not-at-top
+  shapes = chain.layer_shapes(net, layer, length)
+  peak = 1
+  for layer_, (t_in, c_in), (t_out, c_out) in zip(
+      net.layers_upto(layer), shapes[:-1], shapes[1:]):
+    signals = 4 * (t_in * c_in + t_out * c_out)
+    if fft_conv.uses_fft(layer_):
+      signals += sum(fft_conv.mixed_bytes(layer_, c_in, c_out, t_in))
+    peak = max(peak, signals)
+  return 2 * peak
 
 
 def trace_bytes(net, layer: int, length: int) -> int:

@@ -16,7 +16,8 @@ L's output keeps map ``m``, and the signal goes down layer by layer:
 Two ways through the same chain: :func:`reference` is the plain dense chain
 per map (kept as the tested reference; ``jax.vjp`` of the forward with the
 rule's ReLU is the same function, see the tests); :func:`sonify_pairs` is
-the structured path: one forward per clip shared by every map, block L's
+the structured path, with the fast forms of :mod:`sonify_jax.deconv.fft_conv`
+(long convs through the FFT, max-pools unpooled without a scatter): one forward per clip shared by every map, block L's
 last conv and everything after it run on the map's own channel alone (the
 others are zero there; ``k * C_in`` instead of ``k * C * C_in``
 multiply-adds per sample), the layers below batched over maps in
@@ -28,7 +29,7 @@ from typing import Any, NamedTuple, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from sonify_jax.deconv import budget, rules
+from sonify_jax.deconv import budget, fft_conv, rules
 from sonify_jax.models import forward, shapes
 from sonify_jax.models import network as network_lib
 
@@ -158,9 +159,19 @@ def transpose_layer(layer, params: Params, g: jax.Array, residual,
   return transpose(g)[0]
 
 
-def _one_channel(layer, params: Params, residual, m):
-  """A layer of the top segment restricted to channel ``m``: its params
-  and residual sliced to that channel."""
+def spectra(net: network_lib.Network, params: Params, layer: int
+            ) -> Tuple[Optional[fft_conv.Spectrum], ...]:
+  """Per layer of blocks ``1..layer``: the FFT form of a long conv's
+  transpose (:mod:`sonify_jax.deconv.fft_conv`), else None. Computed once
+  per request, outside the loop over maps."""
+  return tuple(
+      fft_conv.spectrum(l, params[l.name]["kernel"]) if fft_conv.uses_fft(l)
+      else None for l in net.layers_upto(layer))
+
+
+def _one_channel(layer, params: Params, residual, spectrum, m):
+  """A layer of the top segment restricted to channel ``m``: its params,
+  residual and spectrum sliced to that channel."""
   take = lambda a, axis: jax.lax.dynamic_slice_in_dim(a, m, 1, axis)  # pylint: disable=unnecessary-lambda-assignment
   if isinstance(layer, network_lib.Conv):
     params = {layer.name: {"kernel": take(params[layer.name]["kernel"], 2)}}
@@ -168,22 +179,35 @@ def _one_channel(layer, params: Params, residual, m):
     params = {layer.name: {"scale": take(params[layer.name]["scale"], 0)}}
   if residual is not None:
     residual = take(residual, 2)
-  return params, residual
+  if spectrum is not None:
+    spectrum = spectrum._replace(freq=take(spectrum.freq, 3))
+  return params, residual, spectrum
 
 
-def _down(net, params, residuals, g, start, stop, sizes, rule, top_map=None):
+def _down(net, params, residuals, g, start, stop, sizes, rule, top_map=None,
+          spectra_=None):
   """Layers ``stop - 1`` down to ``start`` of ``net.layers_upto(...)``;
-  ``top_map``: those layers run on that one channel."""
+  ``top_map``: those layers run on that one channel. ``spectra_`` (from
+  :func:`spectra`): the fast forms, long convs through the FFT and max-pools
+  by :func:`fft_conv.unpool`; None: every layer by ``jax.linear_transpose``
+  (the reference)."""
   layers = net.layers_upto(len(net.blocks))
   for i in range(stop - 1, start - 1, -1):
     layer, residual, p = layers[i], residuals[i], params
+    spectrum = None if spectra_ is None else spectra_[i]
     shape = sizes[i]
     if top_map is not None:
-      p, residual = _one_channel(layer, params, residual, top_map)
+      p, residual, spectrum = _one_channel(layer, params, residual, spectrum,
+                                           top_map)
       # Only the top conv's input has every channel; above it, one.
       if not isinstance(layer, network_lib.Conv):
         shape = (shape[0], 1)
-    g = transpose_layer(layer, p, g, residual, shape, rule)
+    if spectrum is not None:
+      g = fft_conv.transposed_conv(layer, spectrum, g, shape[0])
+    elif spectra_ is not None and isinstance(layer, network_lib.MaxPool):
+      g = fft_conv.unpool(layer, g, residual, shape[0])
+    else:
+      g = transpose_layer(layer, p, g, residual, shape, rule)
   return g
 
 
@@ -232,16 +256,18 @@ def sonify_pairs(params: Params, traces_: Traces, slots: Optional[jax.Array],
   pairs at a time; ``slots`` None: every map reads clip 0."""
   sizes = layer_shapes(net, layer, length)
   start, stop, has_conv = split_top(net, layer)
+  spectra_ = spectra(net, params, layer)
 
   def one(m, slot):
     residuals, top = _slot_traces(traces_, slot)
     column = jax.lax.dynamic_slice_in_dim(top, m, 1, axis=1)[None]
     g = _down(net, params, residuals, column, start, stop, sizes, rule,
-              top_map=m)
+              top_map=m, spectra_=spectra_)
     if not has_conv:  # the segment ran on channel m of the block's input
       g = jax.lax.dynamic_update_slice_in_dim(
           jnp.zeros((1,) + sizes[start], g.dtype), g, m, axis=2)
-    s = _down(net, params, residuals, g, 0, start, sizes, rule)
+    s = _down(net, params, residuals, g, 0, start, sizes, rule,
+              spectra_=spectra_)
     return _finish(s[0, :, 0], traces_, slot, rule, scale)
 
   if slots is None:

@@ -1,0 +1,71 @@
+"""The fast transposes of the generic chain against the exact ones.
+
+``fft_conv.transposed_conv`` (overlap-save FFT, strides as polyphase
+components) and ``fft_conv.unpool`` (strided pads) against
+``jax.linear_transpose`` of the forward conv and max-pool, on strided,
+dilated, padded and overlapping layers and odd lengths.
+"""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sonify_jax.deconv import chain, fft_conv
+from sonify_jax.models import forward, shapes
+from sonify_jax.models import network as network_lib
+
+
+@pytest.mark.parametrize("kernel,stride,dilation,padding,c_in,c_out,length", [
+    (512, 4, 1, (254, 254), 1, 8, 4001),   # CREPE's conv1
+    (64, 1, 1, (31, 32), 8, 6, 777),       # CREPE's conv2-6
+    (33, 3, 2, (5, 0), 3, 4, 1000),        # dilation not coprime to stride
+    (36, 2, 1, (0, 0), 2, 3, 257),         # sample 256 never read
+    (40, 5, 3, (7, 9), 2, 2, 901),
+])
+def test_transposed_conv_equals_the_exact_transpose(
+    kernel, stride, dilation, padding, c_in, c_out, length):
+  layer = network_lib.Conv("c", c_out, kernel, stride=stride,
+                           dilation=dilation, padding=padding)
+  assert fft_conv.uses_fft(layer)
+  rng = np.random.default_rng(kernel)
+  weights = jnp.asarray(rng.standard_normal((kernel, c_in, c_out)),
+                        jnp.float32)
+  frames = shapes.layer_output_length(layer, length)
+  g = jnp.asarray(rng.standard_normal((2, frames, c_out)), jnp.float32)
+  want = chain.transpose_layer(layer, {"c": {"kernel": weights}}, g, None,
+                               (length, c_in), "deconvnet")
+  got = fft_conv.transposed_conv(layer, fft_conv.spectrum(layer, weights), g,
+                                 length)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, atol=2e-6 * float(
+      jnp.abs(want).max()))
+
+
+@pytest.mark.parametrize("size,stride,padding,length", [
+    (2, 2, (0, 0), 101), (2, 2, (0, 0), 100), (3, 2, (1, 1), 50),
+    (4, 1, (0, 0), 33), (5, 3, (2, 1), 40)])
+def test_unpool_equals_the_exact_transpose(size, stride, padding, length):
+  layer = network_lib.MaxPool(size, stride, padding)
+  rng = np.random.default_rng(length)
+  h = jnp.asarray(rng.standard_normal((2, length, 3)), jnp.float32)
+  pooled, switches = forward.max_pool(layer, h)
+  g = jnp.asarray(rng.standard_normal(pooled.shape), jnp.float32)
+  want = chain.transpose_layer(layer, {}, g, switches, (length, 3),
+                               "deconvnet")
+  got = fft_conv.unpool(layer, g, switches, length)
+  np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_transposed_conv_is_the_vjp_of_the_forward():
+  """Independent of linear_transpose: <conv(x), g> == <x, conv^T(g)>."""
+  layer = network_lib.Conv("c", 3, 48, stride=4, padding=(20, 27),
+                           use_bias=False)
+  rng = np.random.default_rng(7)
+  weights = jnp.asarray(rng.standard_normal((48, 2, 3)), jnp.float32)
+  x = jnp.asarray(rng.standard_normal((1, 555, 2)), jnp.float32)
+  y = forward.conv(layer, {"c": {"kernel": weights}}, x)
+  g = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+  back = fft_conv.transposed_conv(layer, fft_conv.spectrum(layer, weights),
+                                  g, 555)
+  forward_dot = float(jnp.vdot(y, g))
+  np.testing.assert_allclose(float(jnp.vdot(x, back)), forward_dot,
+                             rtol=1e-4)
