@@ -62,21 +62,32 @@ def define_flags():
   flags.DEFINE_integer("steps", 3, "Number of train steps.")
   flags.DEFINE_integer("global_batch", 0, "Global batch size (clips); 0: two "
                        "per device.")
-  flags.DEFINE_integer("clip_samples", 2626, "Samples per crop.")
+  flags.DEFINE_integer("clip_samples", 0, "Samples per crop; 0: the "
+                       "shortest crop that gives the encoder's last block "
+                       "two frames (2626 for the CNN12 family).")
   flags.DEFINE_integer("seed", 0, "Seed of data and init.")
 
 
+def default_clip_samples(arch: str) -> int:
+  """The shortest crop that gives ``arch``'s last block two frames (its
+  receptive field plus one stride), from the network's description."""
+  from sonify_jax.models import get_network  # pylint: disable=g-import-not-at-top
+  net = get_network(arch)
+  return (net.min_input_length(net.num_blocks) +
+          net.total_stride(net.num_blocks))
+
+
 def make_global_data(seed: int, num_steps: int, global_batch: int,
-                     clip_samples: int) -> np.ndarray:
+                     clip_samples: int, sample_rate: int) -> np.ndarray:
   """Deterministic audio ``[steps, global_batch, 2, clip_samples]``.
 
   Two crops per clip (the pipeline's ``num_crops=2`` layout): the second crop
   is the first one with a different gain and a little noise, so the two views
-  are positives that differ.
+  are positives that differ. Tones of 100-2000 Hz at ``sample_rate``.
   """
   rng = np.random.default_rng(seed)
   base = rng.standard_normal((num_steps, global_batch, clip_samples))
-  t = np.arange(clip_samples) / 8000.0
+  t = np.arange(clip_samples) / float(sample_rate)
   freqs = rng.uniform(100, 2000, size=(num_steps, global_batch, 1))
   tone = np.sin(2 * np.pi * freqs * t)
   view1 = 0.5 * tone + 0.1 * base
@@ -85,7 +96,8 @@ def make_global_data(seed: int, num_steps: int, global_batch: int,
 
 
 def local_batches(data: str, seed: int, num_steps: int, global_batch: int,
-                  clip_samples: int, mesh) -> Tuple[Iterator[np.ndarray], str]:
+                  clip_samples: int, sample_rate: int, mesh
+                  ) -> Tuple[Iterator[np.ndarray], str]:
   """This process's rows ``[B_local, 2, clip_samples]`` for each step.
 
   Returns:
@@ -103,7 +115,8 @@ def local_batches(data: str, seed: int, num_steps: int, global_batch: int,
     else:
       # 2 * global_batch clips, each long enough for two disjoint crops.
       clips = make_global_data(seed, 1, 2 * global_batch,
-                               clip_samples + clip_samples // 2)[0]
+                               clip_samples + clip_samples // 2,
+                               sample_rate)[0]
       source = ArraySource([c.reshape(-1) for c in clips],
                            np.zeros(len(clips), np.int32), num_classes=1,
                            name="multihost_check")
@@ -112,7 +125,8 @@ def local_batches(data: str, seed: int, num_steps: int, global_batch: int,
           num_crops=2, seed=seed, process_index=jax.process_index(),
           process_count=jax.process_count(), prefetch=0)
       return (next(it)["audio"] for _ in range(num_steps)), "pipeline"
-  everything = make_global_data(seed, num_steps, global_batch, clip_samples)
+  everything = make_global_data(seed, num_steps, global_batch, clip_samples,
+                                sample_rate)
   rows = distributed.host_local_batch_slice(global_batch, mesh=mesh)
   return (everything[i, rows] for i in range(num_steps)), "synthetic"
 
@@ -274,10 +288,13 @@ def checkpoint_roundtrip(state: Any, workdir: str, step: int) -> bool:
 
 
 def run(arch: str = "cnn12_tiny", num_steps: int = 3, global_batch_size: int = 16,
-        clip_samples: int = 2626, seed: int = 0, step_kind: str = "auto",
+        clip_samples: int = 0, seed: int = 0, step_kind: str = "auto",
         workdir: Optional[str] = None, data: str = "auto"
         ) -> Tuple[Dict[str, np.ndarray], np.ndarray, str, Optional[bool]]:
   """Runs the check in this (already initialized) process.
+
+  ``clip_samples`` 0 is :func:`default_clip_samples`; the audio is at the
+  encoder's sample rate.
 
   Returns:
     (flat params after the steps, losses [num_steps], step kind used,
@@ -287,10 +304,13 @@ def run(arch: str = "cnn12_tiny", num_steps: int = 3, global_batch_size: int = 1
   import jax  # pylint: disable=g-import-not-at-top
   from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
   from sonify_jax import distributed  # pylint: disable=g-import-not-at-top
+  from sonify_jax.models import get_network  # pylint: disable=g-import-not-at-top
 
+  clip_samples = clip_samples or default_clip_samples(arch)
   mesh = Mesh(np.array(jax.devices()), ("data",))
   batches, data = local_batches(data, seed, num_steps, global_batch_size,
-                                clip_samples, mesh)
+                                clip_samples, get_network(arch).sample_rate,
+                                mesh)
   if distributed.is_chief():
     print(f"data: {data}", flush=True)
   if step_kind in ("auto", "simclr"):

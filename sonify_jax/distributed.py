@@ -24,7 +24,7 @@ TPU VMs JAX detects all three from the VM's metadata.
 """
 import dataclasses
 import os
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, Optional, Sequence
 
 from absl import logging
 import jax
@@ -34,8 +34,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAX_PROCESS_ID"
-
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,28 +183,14 @@ def _backends_ready() -> bool:
     return False
 
 
-def process_index() -> int:
-  return jax.process_index()
-
-
-def process_count() -> int:
-  return jax.process_count()
-
-
 def is_chief() -> bool:
   """True on process 0, the one that logs, writes summaries and prints."""
   return jax.process_index() == 0
 
 
-def chief_only(fn: Callable[..., T]) -> Callable[..., Optional[T]]:
-  """Wraps ``fn`` so it runs on the chief and returns None elsewhere."""
-  def wrapped(*args, **kwargs):
-    if is_chief():
-      return fn(*args, **kwargs)
-    return None
-  wrapped.__name__ = getattr(fn, "__name__", "chief_only")
-  wrapped.__doc__ = fn.__doc__
-  return wrapped
+def batch_sharding(mesh: Mesh, axis_name: str = "data") -> NamedSharding:
+  """Sharding of batch arrays: axis 0 split over ``axis_name``."""
+  return NamedSharding(mesh, PartitionSpec(axis_name))
 
 
 def host_local_batch_slice(global_batch_size: int,
@@ -245,7 +229,7 @@ def host_local_batch_slice(global_batch_size: int,
   if mesh is None:
     per = global_batch_size // count
     return slice(pid * per, (pid + 1) * per)
-  sharding = NamedSharding(mesh, PartitionSpec(axis_name))
+  sharding = batch_sharding(mesh, axis_name)
   n_shards = mesh.shape[axis_name]
   if global_batch_size % n_shards:
     raise ValueError(f"global batch size {global_batch_size} is not "
@@ -262,11 +246,6 @@ def host_local_batch_slice(global_batch_size: int,
     raise ValueError(f"process {pid}'s rows of the batch are not contiguous "
                      f"in this mesh: {rows}")
   return slice(start, stop)
-
-
-def batch_sharding(mesh: Mesh, axis_name: str = "data") -> NamedSharding:
-  """Sharding of batch arrays: axis 0 split over ``axis_name``."""
-  return NamedSharding(mesh, PartitionSpec(axis_name))
 
 
 def global_batch(local_batch: Any, mesh: Mesh, axis_name: str = "data"

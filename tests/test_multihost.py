@@ -248,9 +248,3 @@ def test_global_batch_places_rows_on_devices():
   rep = distributed.replicate({"w": np.ones((2, 2))}, mesh)
   assert rep["w"].sharding.is_fully_replicated
   np.testing.assert_array_equal(distributed.to_host(rep)["w"], np.ones((2, 2)))
-
-
-def test_chief_only_runs_on_process_zero():
-  calls = []
-  wrapped = distributed.chief_only(lambda x: calls.append(x) or x)
-  assert wrapped(3) == 3 and calls == [3]
