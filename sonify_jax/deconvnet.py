@@ -44,6 +44,7 @@ Network = network_lib.Network
 
 IMPLEMENTATIONS = ("fast", "structured", "reference")
 RULES = rules.RULES
+DEFAULT_RULE = rules.DEFAULT_RULE
 CHUNK_BYTES = budget.CHUNK_BYTES
 scale_to_peak = budget.scale_to_peak
 maps_per_chunk = budget.maps_per_chunk
@@ -60,6 +61,13 @@ def _fast_plan(net: Network, impl: str, rule: str):
   if impl != "fast" or rule != "deconvnet":
     return None
   return cnn12_fast.plan_of(net)
+
+
+def uses_cnn12_kernels(net: Network, rule: str = rules.DEFAULT_RULE,
+                       impl: str = "fast") -> bool:
+  """Whether a request runs on the tuned CNN12 kernels (else the generic
+  chain)."""
+  return _fast_plan(net, impl, rule) is not None
 
 
 def trace_bytes(net: Network, layer: int, length: int) -> int:

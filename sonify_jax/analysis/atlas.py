@@ -59,8 +59,10 @@ MAX_PENDING_WRITES = 256
 
 
 def fingerprint(params: Params, arch: Network, source, k: int,
-                clip_samples: Optional[int], max_clips: Optional[int]) -> str:
-  """What an atlas depends on: the weights, the model, the data, k."""
+                clip_samples: Optional[int], max_clips: Optional[int],
+                rule: str = deconvnet.DEFAULT_RULE) -> str:
+  """What an atlas depends on: the weights, the model, the data, k, the
+  rule (the thesis' deconvnet keeps the fingerprints it always had)."""
   h = hashlib.sha256()
   leaves = jax.tree_util.tree_leaves_with_path(params)
   for path, leaf in sorted(leaves, key=lambda pl: jax.tree_util.keystr(pl[0])):
@@ -68,6 +70,8 @@ def fingerprint(params: Params, arch: Network, source, k: int,
     h.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
   h.update(json.dumps([arch.name, getattr(source, "name", "source"),
                        len(source), k, clip_samples, max_clips]).encode())
+  if rule != deconvnet.DEFAULT_RULE:
+    h.update(rule.encode())
   return h.hexdigest()[:16]
 
 
@@ -203,7 +207,7 @@ def _clip_entry(out_dir, source, index, audio, writer, clips, written,
 
 
 def _sonify_layer(params, arch, source, out_dir, layer, top, min_samples,
-                  clip_samples, writer, clips, written, bar
+                  clip_samples, writer, clips, written, bar, rule
                   ) -> List[Dict[str, Any]]:
   """Sonifies a layer's live pairs; returns its map entries (futures for
   the files resolved)."""
@@ -268,7 +272,7 @@ def _sonify_layer(params, arch, source, out_dir, layer, top, min_samples,
     chosen = np.array([p[1] for p in full], np.int32)
     sonifs = np.asarray(deconvnet.sonify_clip_pairs(
         params, jnp.asarray(x), jnp.asarray(valid), jnp.asarray(slots),
-        jnp.asarray(chosen), layer, arch))
+        jnp.asarray(chosen), layer, arch, rule=rule))
     for (ci, m, entry), s in zip(batch, sonifs):
       stem = f"{layer_dir}/m{m:04d}_r{entry['rank']}"
       futures.append((entry, writer.submit(
@@ -290,7 +294,8 @@ def run_atlas(params: Params, arch: Network, source, out_dir: str,
               layers: Optional[Sequence[int]] = None, k: int = 5,
               batch_size: int = 16, clip_samples: Optional[int] = None,
               max_clips: Optional[int] = None, model_name: str = "model",
-              progress: bool = True) -> Dict[str, Any]:
+              progress: bool = True, rule: str = deconvnet.DEFAULT_RULE
+              ) -> Dict[str, Any]:
   """Builds (or completes) the atlas of ``layers`` in ``out_dir``.
 
   Args:
@@ -304,6 +309,7 @@ def run_atlas(params: Params, arch: Network, source, out_dir: str,
     clip_samples: optional fixed clip length (crop / zero-pad).
     max_clips: only the first clips of the source.
     model_name: recorded in the index.
+    rule: how ReLUs transpose (``deconvnet.RULES``).
   Returns:
     the index written to ``out_dir/atlas.json``: ``{'model', 'arch',
     'source', 'sample_rate', 'k', 'fingerprint', 'topk_pass': {'clips',
@@ -320,7 +326,7 @@ def run_atlas(params: Params, arch: Network, source, out_dir: str,
   if k < 1:
     raise UserError(f"k must be >= 1, got {k}")
   os.makedirs(out_dir, exist_ok=True)
-  stamp = fingerprint(params, arch, source, k, clip_samples, max_clips)
+  stamp = fingerprint(params, arch, source, k, clip_samples, max_clips, rule)
   previous = _read_json(os.path.join(out_dir, INDEX))
   if previous is not None and previous.get("fingerprint") != stamp:
     raise UserError(
@@ -351,7 +357,7 @@ def run_atlas(params: Params, arch: Network, source, out_dir: str,
         top, min_samples = tops[layer]
         maps = _sonify_layer(params, arch, source, out_dir, layer, top,
                              min_samples, clip_samples, writer, clips,
-                             written, bar)
+                             written, bar, rule)
         writer.wait()  # every file of the layer is on disk ...
         part = {"fingerprint": stamp, "layer": layer,
                 "seconds": time.perf_counter() - start,
@@ -364,11 +370,12 @@ def run_atlas(params: Params, arch: Network, source, out_dir: str,
     finally:
       writer.close()
     bar.close()
-  return write_index(out_dir, model_name, arch, source, k, stamp)
+  return write_index(out_dir, model_name, arch, source, k, stamp, rule)
 
 
 def write_index(out_dir: str, model_name: str, arch: Network, source,
-                k: int, stamp: str) -> Dict[str, Any]:
+                k: int, stamp: str, rule: str = deconvnet.DEFAULT_RULE
+                ) -> Dict[str, Any]:
   """Merges every finished layer of ``out_dir`` into ``atlas.json``."""
   clips: Dict[str, Any] = {}
   layers = []
@@ -383,7 +390,8 @@ def write_index(out_dir: str, model_name: str, arch: Network, source,
   saved = _read_json(os.path.join(out_dir, TOPK_PASS)) or {}
   index = {"model": model_name, "arch": arch.name,
            "source": getattr(source, "name", "source"),
-           "sample_rate": arch.sample_rate, "k": k, "fingerprint": stamp,
+           "sample_rate": arch.sample_rate, "k": k, "rule": rule,
+           "fingerprint": stamp,
            "topk_pass": {"clips": saved.get("clips"),
                          "seconds": saved.get("seconds")},
            "clips": clips, "layers": layers}

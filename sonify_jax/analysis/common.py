@@ -191,25 +191,34 @@ def layer_activations(params: Params, waveforms: jax.Array,
   raise ValueError(f"reduce must be 'max' or 'mean', got {reduce!r}")
 
 
-@functools.partial(jax.jit, static_argnames=("layer", "arch", "scale"))
+@functools.partial(jax.jit, static_argnames=("layer", "arch", "scale",
+                                             "rule"))
 def sonify_pairs_unchecked(params: Params, waveforms: jax.Array,
                            maps: jax.Array, layer: int, arch: Network,
-                           scale: bool = True) -> jax.Array:
+                           scale: bool = True,
+                           rule: str = deconvnet.DEFAULT_RULE) -> jax.Array:
   """``[P, T]`` clips and ``[P]`` maps -> ``[P, T]``: map ``maps[p]`` of clip p.
 
-  The batched ``deconvnet.sonify`` of one clip and one map, vmapped over
-  (clip, map) pairs, so a batch of clips each with its own map costs one
-  call instead of clips x maps sonifications.
+  CNN12's fast kernels: the batched ``deconvnet.sonify`` of one clip and one
+  map, vmapped over (clip, map) pairs; any other network or rule:
+  ``deconvnet.sonify_clip_pairs`` (each clip traced once, maps in
+  memory-bounded chunks). One call instead of clips x maps sonifications.
   """
-  def one(x, m):
-    return deconvnet.sonify_unchecked(params, x[None], layer, m[None],
-                                      arch=arch, scale=scale)[0, 0]
-  return jax.vmap(one)(waveforms, maps)
+  if deconvnet.uses_cnn12_kernels(arch, rule):
+    def one(x, m):
+      return deconvnet.sonify_unchecked(params, x[None], layer, m[None],
+                                        arch=arch, scale=scale)[0, 0]
+    return jax.vmap(one)(waveforms, maps)
+  count = waveforms.shape[0]
+  return deconvnet.sonify_clip_pairs(
+      params, waveforms, jnp.full((count,), waveforms.shape[1], jnp.int32),
+      jnp.arange(count), maps, layer, arch, scale, rule)
 
 
 def sonify_pairs(params: Params, waveforms: np.ndarray, maps: np.ndarray,
                  layer: int, arch: Network, batch_size: int = 16,
-                 scale: bool = True) -> np.ndarray:
+                 scale: bool = True, rule: str = deconvnet.DEFAULT_RULE
+                 ) -> np.ndarray:
   """Validated, chunked :func:`sonify_pairs_unchecked`.
 
   Chunks are padded to ``batch_size`` pairs so one compiled shape serves all.
@@ -217,6 +226,7 @@ def sonify_pairs(params: Params, waveforms: np.ndarray, maps: np.ndarray,
   Args:
     waveforms: ``[P, T]`` equal-length clips.
     maps: ``[P]`` map index per clip.
+    rule: how ReLUs transpose (``deconvnet.RULES``).
   Returns:
     ``[P, T]`` float32 numpy sonifications.
   """
@@ -237,7 +247,8 @@ def sonify_pairs(params: Params, waveforms: np.ndarray, maps: np.ndarray,
           [chunk_maps, np.repeat(chunk_maps[-1:], batch_size - n)])
     result = sonify_pairs_unchecked(params, jnp.asarray(chunk),
                                     jnp.asarray(chunk_maps, jnp.int32),
-                                    layer=layer, arch=arch, scale=scale)
+                                    layer=layer, arch=arch, scale=scale,
+                                    rule=rule)
     out[start:start + n] = np.asarray(result)[:n]
   return out
 

@@ -53,6 +53,8 @@ class RunParams:
     head: classifier head params at ``step`` (None for encoder-only runs).
     choice: which step was loaded and why (a ``checkpoints.StepChoice``;
       None for params that came from no run).
+    frame_head: a converted network's frame head params (CREPE's pitch
+      classifier), else None.
   """
   trained: Params
   untrained: Optional[Params]
@@ -62,6 +64,7 @@ class RunParams:
   info: Optional[Dict[str, Any]] = None
   head: Optional[Params] = None
   choice: Any = None
+  frame_head: Optional[Params] = None
 
 
 def _reinitialised_encoder(info: Dict[str, Any]) -> Params:
@@ -119,7 +122,8 @@ def load_run(run_dir: str, step=None, with_head: bool = False) -> RunParams:
   else:
     untrained = _reinitialised_encoder(info)
     how = "re-drawn from config.seed (no untrained step-0 checkpoint)"
-  return RunParams(trained, untrained, arch, step, how, info, head, choice)
+  return RunParams(trained, untrained, arch, step, how, info, head, choice,
+                   raw["params"].get("frame_head"))
 
 
 def live_maps(activations: np.ndarray) -> np.ndarray:

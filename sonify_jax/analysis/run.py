@@ -54,7 +54,8 @@ from sonify_jax import mirror
 from sonify_jax.errors import UserError
 
 STUDIES = ("topk", "residual", "layer_importance", "coherence", "evolution",
-           "gallery", "atlas", "activity", "time_invariance")
+           "gallery", "atlas", "activity", "time_invariance", "sanity",
+           "pitch")
 
 _STUDY = flags.DEFINE_enum("study", None, STUDIES, "Which study to run.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.")
@@ -99,6 +100,17 @@ _CLIP_SECONDS = flags.DEFINE_float(
 _MAX_CLIPS = flags.DEFINE_integer("max_clips", None,
                                   "Only the first clips of the split.",
                                   lower_bound=1)
+_RULE = flags.DEFINE_enum(
+    "rule", "deconvnet", ("deconvnet", "guided", "gradient",
+                          "input_x_gradient"),
+    "How ReLUs transpose (topk, atlas, pitch): the thesis' deconvnet, "
+    "guided backprop, the plain gradient, input x gradient.")
+_RULES = flags.DEFINE_list(
+    "rules", ["deconvnet", "guided", "gradient"],
+    "sanity: the rules compared.")
+_MAPS_PER_CLIP = flags.DEFINE_integer(
+    "maps_per_clip", 2, "sanity, pitch: each clip's strongest live maps "
+    "sonified per layer.", lower_bound=1)
 _PAIR_FIGURES = flags.DEFINE_bool("pair_figures", True,
                                   "topk: one spectrogram PNG per clip.")
 
@@ -197,6 +209,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _STUDY.value or not _WORKDIR.value:
     raise app.UsageError("--study and --workdir are required")
+  from sonify_jax.deconv import rules  # pylint: disable=g-import-not-at-top
+  for rule in _RULES.value:
+    rules.check(rule)
   ckpts = parse_checkpoints(_CHECKPOINT.value)
   if not ckpts:
     raise app.UsageError("--checkpoint is required")
@@ -261,7 +276,7 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
       topk.run_topk(run.trained, run.arch, source, out, layers=layers,
                     k=_K.value, max_maps=_MAX_MAPS.value, model_name=name,
                     pair_figures=_PAIR_FIGURES.value,
-                    untrained=run.untrained, **common_kw)
+                    untrained=run.untrained, rule=_RULE.value, **common_kw)
       record_checkpoints(os.path.join(out, "topk.json"), [entry])
       say(f"topk ({name}): {out}/topk.json")
   elif study == "atlas":
@@ -271,11 +286,38 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
     for entry, (name, run) in zip(chosen, runs):
       out = workdir if len(runs) == 1 else os.path.join(workdir, name)
       atlas.run_atlas(run.trained, run.arch, source, out, layers=layers,
-                      k=_K.value, model_name=name, **common_kw)
+                      k=_K.value, model_name=name, rule=_RULE.value,
+                      **common_kw)
       record_checkpoints(os.path.join(out, atlas.INDEX), [entry])
       say(f"atlas ({name}): {out}/{atlas.INDEX}")
       outs[name] = out
     atlas_page.write_atlas_page(workdir, outs)  # logs where the page is
+  elif study == "sanity":
+    from sonify_jax.analysis import sanity  # pylint: disable=g-import-not-at-top
+    for entry, (name, run) in zip(chosen, runs):
+      out = workdir if len(runs) == 1 else os.path.join(workdir, name)
+      result = sanity.run_sanity(
+          run, source, out, layers=layers, rules=_RULES.value,
+          maps_per_clip=_MAPS_PER_CLIP.value,
+          max_clips=_MAX_CLIPS.value or sanity.DEFAULT_CLIPS,
+          clip_samples=clip_samples, batch_size=_BATCH.value,
+          model_name=name)
+      record_checkpoints(os.path.join(out, "sanity.json"), [entry])
+      for line in sanity.verdicts(result):
+        say(line)
+      say(f"sanity ({name}): {out}/sanity.json, {out}/sanity.png")
+  elif study == "pitch":
+    from sonify_jax.analysis import pitch  # pylint: disable=g-import-not-at-top
+    for entry, (name, run) in zip(chosen, runs):
+      out = workdir if len(runs) == 1 else os.path.join(workdir, name)
+      result = pitch.run_pitch(
+          run, source, out, layers=layers, rule=_RULE.value,
+          maps_per_clip=_MAPS_PER_CLIP.value, max_clips=_MAX_CLIPS.value,
+          clip_samples=clip_samples, batch_size=_BATCH.value,
+          model_name=name)
+      record_checkpoints(os.path.join(out, "pitch.json"), [entry])
+      say(result["headline"])
+      say(f"pitch ({name}): {out}/pitch.json, {out}/pitch.png")
   elif study == "coherence":
     from sonify_jax.analysis import coherence  # pylint: disable=g-import-not-at-top
     models: Dict[str, list] = {}

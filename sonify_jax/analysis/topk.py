@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
-from sonify_jax import atomic_io, audio_io
+from sonify_jax import atomic_io, audio_io, deconvnet
 from sonify_jax.analysis import common, controls
 from sonify_jax.models.network import Network
 
@@ -93,7 +93,8 @@ def run_topk(params: Params, arch: Network, source, out_dir: str,
              model_name: str = "model", progress: bool = True,
              untrained: Optional[Params] = None,
              shared_clips: Sequence[int] = (),
-             seed: int = controls.DEFAULT_SEED) -> Dict[str, Any]:
+             seed: int = controls.DEFAULT_SEED,
+             rule: str = deconvnet.DEFAULT_RULE) -> Dict[str, Any]:
   """Top-k study: stream, sonify the kept clips, write WAVs/figures/JSON.
 
   Args:
@@ -138,7 +139,7 @@ def run_topk(params: Params, arch: Network, source, out_dir: str,
   index: Dict[str, Any] = {
       "model": model_name, "arch": arch.name,
       "source": getattr(source, "name", "source"),
-      "sample_rate": arch.sample_rate, "k": k, "seed": seed,
+      "sample_rate": arch.sample_rate, "k": k, "seed": seed, "rule": rule,
       "metric": "top5_coherence", "layers": {}, "figures": {},
       "same_clip": {}, "per_layer": {}}
   todo = sum(len(select_maps(tops[l], _maps_for(maps, l), max_maps))
@@ -155,7 +156,8 @@ def run_topk(params: Params, arch: Network, source, out_dir: str,
              for m in chosen for r in range(k) if top.indices[m, r] >= 0]
     clips = {i: common.load_clip(source, i, min_samples, clip_samples)
              for i in sorted({p[2] for p in pairs} | set(shared_clips))}
-    views = _sonify_with_controls(run, layer, pairs, clips, batch_size, seed)
+    views = _sonify_with_controls(run, layer, pairs, clips, batch_size, seed,
+                                  rule)
     writer = _EntryWriter(out_dir, layer_dir, source, clips, model_name,
                           layer, pair_figures, arch.sample_rate)
     layer_index: Dict[str, Any] = {}
@@ -181,7 +183,7 @@ def run_topk(params: Params, arch: Network, source, out_dir: str,
                                       for c, v in scores.items()}
     if shared_clips:
       index["same_clip"][str(layer)] = _same_clip_entries(
-          run, layer, shared_clips, clips, batch_size, seed, writer)
+          run, layer, shared_clips, clips, batch_size, seed, writer, rule)
     if figure_maps > 0 and rows:
       from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
       path = os.path.join(out_dir, f"figure_layer{layer:02d}.png")
@@ -202,7 +204,7 @@ def _scores(entry: Dict[str, Any]) -> Dict[str, float]:
 
 
 def _sonify_with_controls(run: controls.RunParams, layer: int, pairs,
-                          clips, batch_size: int, seed: int):
+                          clips, batch_size: int, seed: int, rule: str):
   """Per (map, rank, clip, activation) pair: ``{condition: (map,
   sonification)}`` -- the map itself (trained), the same map of the
   untrained init, and a random live map of the trained model on that
@@ -210,14 +212,14 @@ def _sonify_with_controls(run: controls.RunParams, layer: int, pairs,
   trained = [(m, ci) for m, _, ci, _ in pairs]
   views = [{controls.TRAINED: (m, s)} for (m, _), s in zip(
       trained, _sonify_grouped(run.trained, run.arch, layer, trained, clips,
-                               batch_size))]
+                               batch_size, rule))]
   if run.untrained is not None:
     for view, (m, _), s in zip(views, trained, _sonify_grouped(
-        run.untrained, run.arch, layer, trained, clips, batch_size)):
+        run.untrained, run.arch, layer, trained, clips, batch_size, rule)):
       view[controls.UNTRAINED] = (m, s)
   random = _random_live(run, layer, [ci for _, ci in trained], clips, seed)
   for view, pair, s in zip(views, random, _sonify_grouped(
-      run.trained, run.arch, layer, random, clips, batch_size)):
+      run.trained, run.arch, layer, random, clips, batch_size, rule)):
     view[controls.RANDOM_MAP] = (pair[0], s)
   return views
 
@@ -243,12 +245,13 @@ def _random_live(run, layer, clip_indices, clips, seed):
 
 
 def _same_clip_entries(run, layer, shared_clips, clips, batch_size, seed,
-                       writer):
+                       writer, rule):
   """Each shared clip through this model's most active map at ``layer``."""
   acts = _activations(run.trained, run.arch, layer, shared_clips, clips)
   pairs = [(int(np.argmax(acts[ci])), 0, ci, float(np.max(acts[ci])))
            for ci in shared_clips]
-  views = _sonify_with_controls(run, layer, pairs, clips, batch_size, seed)
+  views = _sonify_with_controls(run, layer, pairs, clips, batch_size, seed,
+                                rule)
   return [writer.write(f"clip{ci:06d}_top", m, 0, ci, value, view)
           for (m, _, ci, value), view in zip(pairs, views)]
 
@@ -308,7 +311,7 @@ def _maps_for(maps, layer):
   return maps
 
 
-def _sonify_grouped(params, arch, layer, pairs, clips, batch_size):
+def _sonify_grouped(params, arch, layer, pairs, clips, batch_size, rule):
   """Sonifies (map, clip index) pairs, grouping clips of equal length."""
   out = [None] * len(pairs)
   by_length: Dict[int, list] = {}
@@ -317,7 +320,8 @@ def _sonify_grouped(params, arch, layer, pairs, clips, batch_size):
   for positions in by_length.values():
     wave = np.stack([clips[pairs[p][1]] for p in positions])
     maps = np.array([pairs[p][0] for p in positions])
-    result = common.sonify_pairs(params, wave, maps, layer, arch, batch_size)
+    result = common.sonify_pairs(params, wave, maps, layer, arch, batch_size,
+                                 rule=rule)
     for p, s in zip(positions, result):
       out[p] = s
   return out

@@ -22,6 +22,9 @@ from sonify_jax.models.network import Network
 CENTS_PER_BIN = 20.0
 CENTS_OFFSET = 1997.3794084376191   # cents of bin 0 above 10 Hz
 HALF_WINDOW = 4                     # bins each side of the strongest
+# A frame is voiced where its strongest score reaches this (CREPE reports
+# confidence; 0.5 is the middle of its sigmoid).
+VOICED_THRESHOLD = 0.5
 
 
 def bin_cents(classes: int) -> np.ndarray:
