@@ -8,6 +8,7 @@ frames within 50 cents; a network whose sonification is the half-wave
 rectified input keeps a planted tone's f0 on (nearly) every voiced frame,
 and the JSON of both studies is strict.
 """
+import html
 import json
 import os
 
@@ -104,3 +105,18 @@ def test_rectifying_network_keeps_a_planted_pitch(tmp_path):
   assert trained["mean"] > 0.9 and trained["n"] == 2
   assert "network_share" not in result["layers"]["1"]["trained"]
   assert _strict(tmp_path / "pitch.json")["headline"].startswith("model")
+
+
+def test_gallery_section_states_each_verdict(tmp_path):
+  from sonify_jax.analysis import gallery  # pylint: disable=g-import-not-at-top
+  run = controls.RunParams(common.random_params(TOY, 0),
+                           common.random_params(TOY, 1), TOY)
+  result = sanity.run_sanity(run, _tones([220, 330]), str(tmp_path / "s"),
+                             rules=("deconvnet",), max_clips=2,
+                             clip_samples=2000)
+  page = "\n".join(gallery._sanity_html({"toy": str(tmp_path / "s")},  # pylint: disable=protected-access
+                                        str(tmp_path / "site")))
+  assert "Does it depend on the weights?" in page
+  for line in sanity.verdicts(result):
+    assert html.escape(line) in page
+  assert (tmp_path / "site" / "assets" / "sanity_toy" / "sanity.png").exists()

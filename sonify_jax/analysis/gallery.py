@@ -229,6 +229,32 @@ def _figure_html(rel: str, caption: str, wide: bool) -> str:
           " (click to enlarge)</figcaption></figure>")
 
 
+def _sanity_html(sanity: Dict[str, str], out_dir: str) -> List[str]:
+  """The sanity study of each model: its headline, a verdict per layer and
+  rule (folded away), and its figure."""
+  from sonify_jax.analysis import sanity as sanity_lib  # pylint: disable=g-import-not-at-top
+  esc = html.escape
+  parts = ['<section class="sanity"><h2>Does it depend on the weights?</h2>',
+           '<p class="meta">Each model re-initialised block by block from the '
+           "top (Adebayo et al. 2018): how similar its sonifications of the "
+           "same maps stay to the trained ones.</p>"]
+  for name, folder in sanity.items():
+    with open(os.path.join(folder, "sanity.json")) as f:
+      result = json.load(f)
+    rel = os.path.join("assets", "sanity_" + _slug(name), result["figure"])
+    _copy(os.path.join(folder, result["figure"]), os.path.join(out_dir, rel))
+    parts.append(f"<h3>{esc(name)}</h3><p><b>{esc(result['headline'])}</b>"
+                 "</p><details><summary>every layer and rule</summary><ul>" +
+                 "".join(f"<li>{esc(v)}</li>"
+                         for v in sanity_lib.verdicts(result)) +
+                 "</ul></details>")
+    parts.append(_figure_html(rel, f"{name}: similarity to the trained "
+                              "sonifications vs blocks randomised (95 % "
+                              "CI over clip-map pairs).", wide=True))
+  parts.append("</section>")
+  return parts
+
+
 def _evolution_html(name: str, evo_dir: str, out_dir: str) -> List[str]:
   """Full-width evolution figures and, per (map, clip), its audio at every
   kept step."""
@@ -270,7 +296,8 @@ def write_gallery(out_dir: str, models: Dict[str, str],
                   max_ranks: int = 3, notes: Optional[str] = None,
                   figures: Optional[Dict[str, str]] = None,
                   evolution: Optional[Dict[str, str]] = None,
-                  links: Optional[Dict[str, str]] = None) -> str:
+                  links: Optional[Dict[str, str]] = None,
+                  sanity: Optional[Dict[str, str]] = None) -> str:
   """Writes ``out_dir/index.html`` and its assets; returns the page's path.
 
   Args:
@@ -286,6 +313,9 @@ def write_gallery(out_dir: str, models: Dict[str, str],
       full-width figures and every step's audio.
     links: optional ``{text: path relative to out_dir}`` of related pages
       (e.g. the atlas page, ``atlas_page.write_atlas_page``).
+    sanity: optional ``{model name: folder of a run_sanity output}``: the
+      section "Does it depend on the weights?" (a verdict per layer and
+      rule, and the figure).
   """
   if not models:
     raise ValueError("no models to show")
@@ -311,6 +341,8 @@ def write_gallery(out_dir: str, models: Dict[str, str],
       f"{esc(m['checkpoint'])}" for m in loaded) + ".</p>")
   for text, href in (links or {}).items():
     parts.append(f'<p><a href="{_url(href)}">{esc(text)}</a></p>')
+  if sanity:
+    parts.extend(_sanity_html(sanity, out_dir))
   for i, (caption, png) in enumerate((figures or {}).items()):
     rel = os.path.join("assets", "figures", f"{i:02d}_{os.path.basename(png)}")
     _copy(png, os.path.join(out_dir, rel))

@@ -30,6 +30,7 @@ from sonify_jax.analysis import common
 CLIP_SAMPLES = 8000
 TOPK_LAYERS = (2, 5, 8, 11)
 EVOLUTION_LAYERS = (2, 11)
+SANITY_LAYERS = (2, 6, 11)
 SHARED_CLIPS = 3  # clips heard through both models at every top-k layer
 
 
@@ -151,6 +152,18 @@ def run_story(workdir: str, quick: bool = False,
   from sonify_jax.analysis import studies_cli  # pylint: disable=g-import-not-at-top
   figures.update(studies_cli.story_figures(list(models.items()), source,
                                            workdir, quick, max_clips))
+  # Does it depend on the weights? The sanity study of both models.
+  from sonify_jax.analysis import sanity  # pylint: disable=g-import-not-at-top
+  sanity_dirs = {}
+  for name, run in models.items():
+    common.log(f"[story] sanity study, {name} ({time.time() - start:.0f} s "
+               "so far)")
+    sanity_dirs[name] = os.path.join(workdir, f"sanity_{name}")
+    sanity.run_sanity(run, source, sanity_dirs[name],
+                      layers=(2,) if quick else SANITY_LAYERS,
+                      rules=("deconvnet", "gradient"),
+                      max_clips=3 if quick else 6,
+                      clip_samples=CLIP_SAMPLES, model_name=name)
   # The atlas: every map of every layer of both models, inside the gallery.
   gallery_dir = os.path.join(workdir, "gallery")
   atlas_dirs = {}
@@ -172,7 +185,8 @@ def run_story(workdir: str, quick: bool = False,
       notes="What the feature maps of each model respond to, as sound: the "
       "same clips through both models, then the top clips of each model's "
       "strongest maps, each next to its controls.",
-      figures=figures, evolution={"contrastive": evo_dir})
+      figures=figures, evolution={"contrastive": evo_dir},
+      sanity=sanity_dirs)
   seconds = time.time() - start
   print(f"Listening gallery: file://{page}")
   rates = ", ".join(f"{k} {v['clips_per_s']:.1f} clips/s"
