@@ -79,6 +79,17 @@ class Progress:
     self._printed = self.done
 
 
+def spread_layers(arch: Network, count: int = 4) -> Tuple[int, ...]:
+  """``count`` blocks spread evenly from block 2 to the last (CNN12:
+  2, 5, 8, 11), the default layers of studies that show a few."""
+  last = arch.num_blocks
+  first = min(2, last)
+  if count <= 1 or last == first:
+    return (last,)
+  return tuple(sorted({last - int(round(i * (last - first) / (count - 1)))
+                       for i in range(count)}))
+
+
 def check_layers(layers: Optional[Sequence[int]], arch: Network
                  ) -> Tuple[int, ...]:
   """``None`` -> all blocks; else validated, sorted, de-duplicated ints."""

@@ -40,7 +40,7 @@ def load_checkpoints(workdir: str, steps: Optional[Sequence[int]] = None
 
 def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
                   arch: Network, source, out_dir: str,
-                  layers: Sequence[int] = (2, 5, 8, 11),
+                  layers: Optional[Sequence[int]] = None,
                   maps_per_layer: int = 4, batch_size: int = 16,
                   clip_samples: Optional[int] = None,
                   max_clips: Optional[int] = None, write_wavs: bool = True,
@@ -53,7 +53,7 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
     arch: the architecture of every checkpoint.
     source: ClipSource to pick the top clips from.
     out_dir: output folder.
-    layers: blocks to study.
+    layers: blocks to study (default ``common.spread_layers``).
     maps_per_layer: strongest maps (top-1 activation, selected checkpoint).
     selected_step: the checkpoint that picks the maps and their clips, and
       is marked in the figures: the run's selected step (best on
@@ -77,7 +77,8 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
   if selected_step not in steps:
     raise ValueError(f"selected step {selected_step} is not among the "
                      f"checkpoints {steps}")
-  layers = common.check_layers(layers, arch)
+  layers = common.check_layers(
+      common.spread_layers(arch) if layers is None else layers, arch)
   min_samples = arch.min_input_length(max(layers))
   selected = dict(checkpoints)[selected_step]
   tops = topk.stream_topk(selected, arch, source, layers, k=1,

@@ -364,7 +364,7 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
     from sonify_jax.analysis import evolution  # pylint: disable=g-import-not-at-top
     checkpoints, arch = evolution.load_checkpoints(ckpts[0][1])
     evolution.run_evolution(checkpoints, arch, source, workdir,
-                            layers=layers or (2, 5, 8, 11),
+                            layers=layers,
                             maps_per_layer=_MAPS_PER_LAYER.value,
                             selected_step=chosen[0][2].step, **common_kw)
     record_checkpoints(os.path.join(workdir, "evolution.json"), chosen[:1])

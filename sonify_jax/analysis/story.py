@@ -16,7 +16,7 @@
   6. writes the listening gallery comparing them (with the coherence and
      evolution figures), and prints where it is.
 
-Clips are cropped / zero-padded to 1 s (``CLIP_SAMPLES``) so every study
+Clips are cropped / zero-padded to 1 s (``CLIP_SECONDS``) so every study
 compiles one shape per layer; the embedded clips are 1-4 s long.
 Re-running resumes training from the workdir's checkpoints.
 """
@@ -27,10 +27,7 @@ from typing import Any, Dict, Optional
 from sonify_jax import config_files
 from sonify_jax.analysis import common
 
-CLIP_SAMPLES = 8000
-TOPK_LAYERS = (2, 5, 8, 11)
-EVOLUTION_LAYERS = (2, 11)
-SANITY_LAYERS = (2, 6, 11)
+CLIP_SECONDS = 1.0
 SHARED_CLIPS = 3  # clips heard through both models at every top-k layer
 
 
@@ -83,8 +80,6 @@ def run_story(workdir: str, quick: bool = False,
   steps = steps or (4 if quick else 800)
   if quick and max_clips is None:
     max_clips = 6
-  layers = (2, 11) if quick else None
-  topk_layers = (2, 11) if quick else TOPK_LAYERS
   models = {}
   for name, config_file, arg in (
       ("contrastive", "demo_simclr.py", f"steps={steps}"),
@@ -106,6 +101,11 @@ def run_story(workdir: str, quick: bool = False,
     common.log(f"[story] {name}: " + ", ".join(
         f"{k}={v:.4f}" for k, v in sorted(final.items())))
 
+  arch = models["supervised"].arch
+  clip_samples = int(CLIP_SECONDS * arch.sample_rate)
+  last = arch.num_blocks
+  topk_layers = (2, last) if quick else common.spread_layers(arch, 4)
+  layers = (2, last) if quick else None   # coherence and atlas: all
   common.log(f"[story] linear probe of the contrastive encoder and its "
              f"untrained init ({time.time() - start:.0f} s so far)")
   probed = probe.probe_run(
@@ -119,7 +119,7 @@ def run_story(workdir: str, quick: bool = False,
   coh = coherence.run_coherence(
       {k: [run] for k, run in models.items()}, source,
       os.path.join(workdir, "coherence"), layers=layers,
-      clip_samples=CLIP_SAMPLES, max_clips=max_clips)
+      clip_samples=clip_samples, max_clips=max_clips)
   topk_dirs = {}
   shared = shared_clips(source, max_clips, 2 if quick else SHARED_CLIPS)
   for name, run in models.items():
@@ -128,7 +128,7 @@ def run_story(workdir: str, quick: bool = False,
     out = os.path.join(workdir, f"topk_{name}")
     topk.run_topk(run.trained, run.arch, source, out, layers=topk_layers,
                   k=3, max_maps=2 if quick else 3,
-                  clip_samples=CLIP_SAMPLES, max_clips=max_clips,
+                  clip_samples=clip_samples, max_clips=max_clips,
                   model_name=name, figure_maps=4, untrained=run.untrained,
                   shared_clips=shared)
     topk_dirs[name] = out
@@ -139,8 +139,8 @@ def run_story(workdir: str, quick: bool = False,
   simclr_dir = os.path.join(workdir, "simclr")
   ckpts, evo_arch = evolution.load_checkpoints(simclr_dir)
   evo = evolution.run_evolution(
-      ckpts, evo_arch, source, evo_dir, layers=EVOLUTION_LAYERS,
-      maps_per_layer=2 if quick else 3, clip_samples=CLIP_SAMPLES,
+      ckpts, evo_arch, source, evo_dir, layers=common.spread_layers(arch, 2),
+      maps_per_layer=2 if quick else 3, clip_samples=clip_samples,
       max_clips=max_clips, progress=True,
       selected_step=checkpoints.choose_step(simclr_dir).step)
   del evo
@@ -160,10 +160,10 @@ def run_story(workdir: str, quick: bool = False,
                "so far)")
     sanity_dirs[name] = os.path.join(workdir, f"sanity_{name}")
     sanity.run_sanity(run, source, sanity_dirs[name],
-                      layers=(2,) if quick else SANITY_LAYERS,
+                      layers=(2,) if quick else common.spread_layers(arch, 3),
                       rules=("deconvnet", "gradient"),
                       max_clips=3 if quick else 6,
-                      clip_samples=CLIP_SAMPLES, model_name=name)
+                      clip_samples=clip_samples, model_name=name)
   # The atlas: every map of every layer of both models, inside the gallery.
   gallery_dir = os.path.join(workdir, "gallery")
   atlas_dirs = {}
@@ -172,7 +172,7 @@ def run_story(workdir: str, quick: bool = False,
     atlas_dirs[name] = os.path.join(gallery_dir, "atlas", name)
     atlas.run_atlas(run.trained, run.arch, source, atlas_dirs[name],
                     layers=layers, k=2 if quick else 5,
-                    clip_samples=CLIP_SAMPLES, max_clips=max_clips,
+                    clip_samples=clip_samples, max_clips=max_clips,
                     model_name=name)
   atlas_page.write_atlas_page(
       gallery_dir, atlas_dirs,

@@ -65,19 +65,21 @@ def run_study(study: str, runs: Sequence[Tuple[str, Any]], source,
   raise ValueError(f"unknown study {study!r}; known: {STUDIES}")
 
 
-STORY_LAYERS = (1, 4, 8, 11)
-
-
 def story_figures(runs: Sequence[Tuple[str, Any]], source, workdir: str,
                   quick: bool = False, max_clips: Optional[int] = None
                   ) -> Dict[str, str]:
   """Both studies on the demo's models, cheaply (a few layers, few maps and
   clips); returns ``{caption: png}`` for the gallery."""
   import os  # pylint: disable=g-import-not-at-top
-  layers = (1, 11) if quick else STORY_LAYERS
+  from sonify_jax.analysis import common  # pylint: disable=g-import-not-at-top
+  arch = controls.as_run(runs[0][1]).arch
+  last = arch.num_blocks
+  layers = (1, last) if quick else tuple(sorted(
+      {1} | set(common.spread_layers(arch, 3))))
+  clip_samples = arch.sample_rate   # 1 s
   figures = {}
   for study, kw in (("activity", dict(k=2, max_maps=2 if quick else 4,
-                                      clip_samples=8000,
+                                      clip_samples=clip_samples,
                                       max_clips=max_clips)),
                     ("time_invariance", dict(max_clips=2))):
     out = os.path.join(workdir, study)

@@ -236,16 +236,16 @@ def load_clips(source, count: Optional[int], samples: int) -> np.ndarray:
 
 def run_time_invariance(
     models: Dict[str, Dict[str, Tuple[Params, Network]]], source,
-    out_dir: str, layers: Optional[Sequence[int]] = None, length: int = 8000,
-    max_shift: int = 2000, max_clips: Optional[int] = 8, seed: int = 0,
+    out_dir: str, layers: Optional[Sequence[int]] = None,
+    length: Optional[int] = None, max_shift: Optional[int] = None, max_clips: Optional[int] = 8, seed: int = 0,
     batch_size: int = 16) -> Dict[str, Any]:
   """Writes ``time_invariance.json`` and ``time_invariance.png``.
 
   Args:
     models: ``{name: {'trained': (params, arch), 'untrained': ...}}``.
-    length: samples per compared clip; must exceed twice the deepest
-      layer's edge margin plus ``max_shift``.
-    max_shift: the largest shift drawn.
+    length: samples per compared clip (default 1 s at the network's rate);
+      must exceed twice the deepest layer's edge margin plus ``max_shift``.
+    max_shift: the largest shift drawn (default a quarter of ``length``).
   Returns:
     ``{'models': {name: {str(layer): {'trained': ..., 'untrained': ...}}},
     'statement', 'caption', ...}``.
@@ -253,6 +253,8 @@ def run_time_invariance(
   from sonify_jax.analysis import time_invariance_figure as fig_lib  # pylint: disable=g-import-not-at-top
   arch0 = next(iter(next(iter(models.values())).values()))[1]
   layers = common.check_layers(layers, arch0)
+  length = length or arch0.sample_rate
+  max_shift = length // 4 if max_shift is None else max_shift
   deepest = max(layers)
   if length - max_shift <= 2 * edge_margin(arch0, deepest):
     raise UserError(
