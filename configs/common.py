@@ -20,9 +20,10 @@ Model selection: ``eval_split`` is evaluated during training and picks the
 best checkpoint (``best_metric``); ``test_split`` is evaluated once, at the
 end, on that checkpoint (``WORKDIR/final_metrics.json``).
 
-A config file loads this module with
-``common = config_files.sibling(__file__)`` (``sonify_jax.config_files``:
-config files are imported by path, not as a package) and builds on one
+A config file imports this module with
+``from sonify_jax.config_files import common`` (config files are imported by
+path, not as members of the ``configs`` package, so they reach it through
+``sonify_jax.config_files``) and builds on one
 function per idea: ``simclr_config`` / ``supervised_base`` (the task's
 fixed fields), ``model_selection`` (evaluation and best checkpoint),
 ``supervised_config`` (the thesis' supervised experiments), ``demo_budget``
@@ -31,6 +32,9 @@ fixed fields), ``model_selection`` (evaluation and best checkpoint),
 from typing import Any, Dict
 
 import ml_collections
+
+from sonify_jax.errors import UserError
+from sonify_jax.models.registry import TRAINABLE
 
 # Table 4.1 augmentation ablations: which of the four augmentations are on.
 AUGMENTATION_SETS = {
@@ -45,8 +49,6 @@ AUGMENTATION_SETS = {
     "only_mask": ("masks",),
     "only_mix": ("mix",),
 }
-
-MODELS = ("cnn12", "cnn12_x2", "cnn12_small", "cnn12_tiny")
 
 # Thesis ch. 4.3-4.4 (the same for every experiment).
 LEARNING_RATE = 1e-3
@@ -63,7 +65,8 @@ def parse_arg(arg, **defaults) -> Dict[str, Any]:
   """'k1=v1,k2=v2' -> dict over ``defaults``, values cast to the defaults' types.
 
   Raises:
-    ValueError: for an unknown key, a malformed item or an uncastable value.
+    UserError (a ValueError): an unknown key, a malformed item or an
+      uncastable value.
   """
   out = dict(defaults)
   if not arg:
@@ -73,29 +76,29 @@ def parse_arg(arg, **defaults) -> Dict[str, Any]:
     if not item:
       continue
     if "=" not in item:
-      raise ValueError(f"config arg item {item!r} is not key=value "
-                       f"(keys: {sorted(defaults)})")
+      raise UserError(f"config arg item {item!r} is not key=value "
+                      f"(keys: {sorted(defaults)})")
     key, value = (s.strip() for s in item.split("=", 1))
     if key not in defaults:
-      raise ValueError(f"unknown config arg {key!r}; choose from "
-                       f"{sorted(defaults)}")
+      raise UserError(f"unknown config arg {key!r}; choose from "
+                      f"{sorted(defaults)}")
     kind = type(defaults[key])
     if kind is bool:
       if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError(f"config arg {key}={value!r} is not a boolean")
+        raise UserError(f"config arg {key}={value!r} is not a boolean")
       out[key] = value.lower() in ("true", "1", "yes")
     else:
       try:
         out[key] = kind(value)
       except ValueError:
-        raise ValueError(
+        raise UserError(
             f"config arg {key}={value!r} is not a {kind.__name__}") from None
   return out
 
 
 def check_choice(name: str, value, choices) -> None:
   if value not in choices:
-    raise ValueError(f"{name}={value!r}; choose from {sorted(choices)}")
+    raise UserError(f"{name}={value!r}; choose from {sorted(choices)}")
 
 
 def augment_config(aug: str = "all") -> ml_collections.ConfigDict:
@@ -116,7 +119,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.task = "supervised"           # 'simclr' | 'supervised'
   c.seed = 0
-  c.model = "cnn12"               # sonify_jax.models.get_architecture name
+  c.model = "cnn12"               # one of models.registry.TRAINABLE
   c.dropout = 0.4                 # before the embedding Dense
 
   # Data (sonify_jax.data.catalog.get_source).

@@ -18,14 +18,12 @@ against its own untrained init).
 Then train a classifier on its encoder with
 ``configs/demo_supervised.py:init=contrastive --config.init_from=WORKDIR``.
 """
-from sonify_jax import config_files
-
-common = config_files.sibling(__file__)
+from sonify_jax.config_files import common
 
 
 def get_config(arg=None):
   a = common.parse_arg(arg, model="cnn12_tiny", tau=0.2, aug="all", steps=300)
-  common.check_choice("model", a["model"], common.MODELS)
+  common.check_choice("model", a["model"], common.TRAINABLE)
   c = common.simclr_config(model=a["model"], dataset="embedded",
                            crop_seconds=0.5, batch_size=32, tau=a["tau"],
                            aug=a["aug"])

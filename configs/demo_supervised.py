@@ -16,15 +16,13 @@ norm 1, no mixup. As in the thesis: gain + noise + time masks, no background
 injection; the best checkpoint is picked on the embedded 'validation' holdout
 (voices / source files never in 'train') and 'test' is scored once at the end.
 """
-from sonify_jax import config_files
-
-common = config_files.sibling(__file__)
+from sonify_jax.config_files import common
 
 
 def get_config(arg=None):
   a = common.parse_arg(arg, init="scratch", mode="fconly", model="cnn12_tiny",
                        steps=300)
-  common.check_choice("model", a["model"], common.MODELS)
+  common.check_choice("model", a["model"], common.TRAINABLE)
   common.check_choice("init", a["init"], ("scratch", "contrastive"))
   c = common.supervised_base(model=a["model"], dataset="embedded",
                              crop_seconds=0.5, batch_size=32)

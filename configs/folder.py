@@ -35,9 +35,7 @@ get_config), a smaller default batch for small sets; model selection on the
 """
 import os
 
-from sonify_jax import config_files
-
-common = config_files.sibling(__file__)
+from sonify_jax.config_files import common
 
 
 def get_config(arg=None):
@@ -47,9 +45,9 @@ def get_config(arg=None):
       init="scratch", mode="full", model="cnn12", crop=1.0, batch=64,
       epochs=30, eval_every=100)
   if not a["path"]:
-    raise ValueError("configs/folder.py needs path=<your dataset's root "
+    raise common.UserError("configs/folder.py needs path=<your dataset's root "
                      "folder>, e.g. --config=configs/folder.py:path=/data/x")
-  common.check_choice("model", a["model"], common.MODELS)
+  common.check_choice("model", a["model"], common.TRAINABLE)
   path = os.path.abspath(os.path.expanduser(a["path"]))
   name = a["name"] or os.path.basename(os.path.normpath(path))
   c = common.supervised_config(

@@ -15,9 +15,7 @@ warmup epochs then cosine; 100 epochs (30 fconly). Model selection on the
 official validation split; reported once on the eval ('test') split, whole
 clips up to 30 s: mAP, mAUC, d-prime.
 """
-from sonify_jax import config_files
-
-common = config_files.sibling(__file__)
+from sonify_jax.config_files import common
 
 
 def get_config(arg=None):

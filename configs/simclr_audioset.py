@@ -18,9 +18,7 @@ the supervised runs select on). No labelled eval or test during
 pre-training: judge the encoder by linear eval,
 configs/supervised_audioset.py:init=contrastive,mode=fconly.
 """
-from sonify_jax import config_files
-
-common = config_files.sibling(__file__)
+from sonify_jax.config_files import common
 
 
 def get_config(arg=None):

@@ -21,9 +21,7 @@ On a small labelled set the coupled L2 can win over the tiny gradients of
 this normalisation-free encoder (see sonify_jax.train.health, which says so
 when it happens); ``--config.decoupled_weight_decay=True`` is the knob.
 """
-from sonify_jax import config_files
-
-common = config_files.sibling(__file__)
+from sonify_jax.config_files import common
 
 
 TASKS = {"35": "speech_commands", "12": "speech_commands12"}

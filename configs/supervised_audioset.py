@@ -16,9 +16,7 @@ Model selection on 'validation', the deterministic 10 % holdout of the train
 clips (by clip-id hash; training uses the other 90 %, catalog 'train');
 reported once on the eval set ('test'): mAP, mAUC, d-prime of whole clips.
 """
-from sonify_jax import config_files
-
-common = config_files.sibling(__file__)
+from sonify_jax.config_files import common
 
 
 def get_config(arg=None):

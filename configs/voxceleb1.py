@@ -14,9 +14,7 @@ every mode, no background injection; Adam lr 1e-3 (1e-4 full fine-tune) with
 L2 1e-3, 10 warmup epochs then cosine; 50 epochs (20 fconly). Model
 selection on the validation split (accuracy); reported once on the test split.
 """
-from sonify_jax import config_files
-
-common = config_files.sibling(__file__)
+from sonify_jax.config_files import common
 
 
 def get_config(arg=None):

@@ -380,7 +380,8 @@ def _setup_other(module, case, tmp, run):
           "model='resnet'", "cnn12_tiny"]
     if case == "batch_size_0":
       return [f"--config={simclr}", f"--workdir={out}",
-              "--config.batch_size=0"], out, ["batch_size must be >= 1"]
+              "--config.batch_size=0"], out, [
+                  "config.batch_size must be an integer >= 1, got 0"]
     if case == "batch_size_not_int":
       return [f"--config={simclr}", f"--workdir={out}",
               "--config.batch_size=abc"], out, ["--config.batch_size=abc"]
@@ -397,7 +398,9 @@ def _setup_other(module, case, tmp, run):
                   "cnn12_tiny", "cnn12_small", "fresh --workdir"]
     if case == "unknown_dataset":
       return [f"--config={simclr}", f"--workdir={out}",
-              "--config.dataset=bogus"], out, ["unknown dataset 'bogus'"]
+              "--config.dataset=bogus"], out, [
+                  "config.dataset must be a dataset", "'bogus'",
+                  "'folder:<name>'"]
     if case == "workdir_is_a_file":
       with open(out, "w") as f:
         f.write("mine")
@@ -406,7 +409,22 @@ def _setup_other(module, case, tmp, run):
     if case == "init_from_missing_run":
       return ["--config=configs/demo_supervised.py:init=contrastive",
               f"--workdir={out}", f"--config.init_from={tmp}/nope",
-              "--config.progress=False"], None, ["nope", "does not exist"]
+              "--config.progress=False"], out, ["nope", "does not exist"]
+    if case in _MAIN_FIELD_CASES:
+      overrides, words = _MAIN_FIELD_CASES[case]
+      return [f"--config={simclr}", f"--workdir={out}", *overrides
+              ], out, words
+    if case in _CONFIG_FILE_CASES:
+      text, words = _CONFIG_FILE_CASES[case]
+      path = tmp / "my_config.py"
+      path.write_text(text)
+      named = [] if case == "config_file_with_a_typo_field" else [str(path)]
+      return [f"--config={path}", f"--workdir={out}"], out, [*named, *words]
+    if case == "workdir_under_a_file":
+      with open(tmp / "file", "w") as f:
+        f.write("mine")
+      return [f"--config={simclr}", f"--workdir={tmp}/file/run"], None, [
+          "Not a directory", f"{tmp}/file"]
   if module == "sonify_jax.analysis.run":
     base = ["--study=topk", f"--workdir={out}"]
     if case == "missing_checkpoint_dir":
@@ -482,13 +500,80 @@ def _setup_other(module, case, tmp, run):
   raise ValueError((module, case))
 
 
+# sonify_jax.main on configs/demo_simclr.py: overrides -> expected words.
+# Each was once caught late (a traceback from the optimiser, a run that
+# trained anyway, an error after lines of other output), or not at all.
+_MAIN_FIELD_CASES = {
+    "learning_rate_negative": (["--config.learning_rate=-0.001"], [
+        "config.learning_rate must be a number > 0, got -0.001"]),
+    "dropout_1.5": (["--config.dropout=1.5"], [
+        "config.dropout must be a number in [0, 1), got 1.5"]),
+    "gain_p_above_1": (["--config.augment.gain_p=1.5"], [
+        "config.augment.gain_p", "[0, 1]", "1.5"]),
+    "noise_range_reversed": (["--config.augment.noise_range=(0.5,0.1)"], [
+        "config.augment.noise_range", "low <= high"]),
+    "total_steps_0": (["--config.total_steps=0"], [
+        "config.total_steps", "got 0", "or -1"]),
+    "warmup_steps_minus_5": (["--config.warmup_steps=-5"], [
+        "config.warmup_steps", "got -5"]),
+    "keep_steps_negative": (["--config.keep_steps=(0,-100)"], [
+        "config.keep_steps", "(0, -100)"]),
+    "listen_layers_12": (["--config.listen_layers=(3,12)"], [
+        "config.listen_layers", "1..11"]),
+    "listen_clips_negative": (["--config.listen_clips=-1"], [
+        "config.listen_clips", "got -1"]),
+    "eval_split_unknown": (["--config.eval_split=dev"], [
+        "config.eval_split", "'dev'", "train_all"]),
+    "train_split_malformed": (["--config.train_split=train[:10"], [
+        "config.train_split", "train[:10"]),
+    "compute_dtype_float64": (["--config.compute_dtype=float64"], [
+        "config.compute_dtype", "'bfloat16'", "'float64'"]),
+    "crop_below_receptive_field": (["--config.crop_seconds=0.1"], [
+        "config.crop_seconds", "receptive field", "0.1"]),
+    "best_mode_median": (["--config.best_mode=median"], [
+        "config.best_mode", "'max'", "'median'"]),
+    "temperature_0": (["--config.temperature=0"], [
+        "config.temperature must be a number > 0"]),
+    "batch_not_a_multiple_of_devices": (["--config.batch_size=12"], [
+        "batch_size=12", "devices"]),
+}
+
+# Config files that cannot give a config -> words of the error line.
+_CONFIG_FILE_CASES = {
+    "config_file_syntax_error": (
+        "def get_config(arg=None)\n  return None\n",
+        ["syntax error", "line 1"]),
+    "config_file_raises_on_import": (
+        "raise RuntimeError('no GPU here')\n",
+        ["RuntimeError: no GPU here", "importing"]),
+    "config_file_without_get_config": (
+        "import ml_collections\nCONFIG = ml_collections.ConfigDict()\n",
+        ["no get_config"]),
+    "config_file_get_config_returns_none": (
+        "def get_config(arg=None):\n  pass\n", ["NoneType", "return"]),
+    "config_file_get_config_raises_keyerror": (
+        "def get_config(arg=None):\n  return {}['batch']\n",
+        ["KeyError", "batch"]),
+    "config_file_with_a_typo_field": (
+        "from sonify_jax.config_files import common\n"
+        "def get_config(arg=None):\n"
+        "  c = common.base_config()\n"
+        "  c.dataset = 'embedded'\n"
+        "  c.learning_rat = 0.1\n"
+        "  return c\n", ["config.learning_rat", "config.learning_rate?"]),
+}
+
 OTHER_CASES = [
     ("sonify_jax.main", c) for c in (
         "unknown_config_field", "misspelt_config_field",
-        "config_arg_model_resnet", "batch_size_0", "batch_size_not_int",
-        "missing_config_file", "missing_workdir_flag",
+        # missing_workdir_flag follows a row whose flags parse completely:
+        # after a row that fails while parsing (a bad --config) the worker
+        # keeps that row's --workdir (cli.run resets only parsed flags).
+        "config_arg_model_resnet", "batch_size_not_int", "batch_size_0",
+        "missing_workdir_flag", "missing_config_file",
         "run_dir_of_another_architecture", "init_from_missing_run",
-        "unknown_dataset", "workdir_is_a_file")] + [
+        "unknown_dataset", "workdir_is_a_file", "workdir_under_a_file",
+        *_MAIN_FIELD_CASES, *_CONFIG_FILE_CASES)] + [
     ("sonify_jax.analysis.run", c) for c in (
         "missing_checkpoint_dir", "unknown_study", "layers_not_ints",
         "corrupt_run", "negative_step", "step_folder_of_another_step",

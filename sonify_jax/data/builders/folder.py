@@ -65,9 +65,11 @@ def dataset_name(text: str) -> str:
 def parse_split_percent(text) -> Tuple[float, float, float]:
   """'80/10/10' (or fractions '0.8/0.1/0.1', or a 3-sequence) -> fractions
   of (train, validation, test) summing to 1."""
-  parts = text.split("/") if isinstance(text, str) else list(text)
   try:
+    parts = text.split("/") if isinstance(text, str) else list(text)
     values = [float(p) for p in parts]
+    if not all(np.isfinite(values)):
+      values = []
   except (TypeError, ValueError):
     values = []
   total = sum(values)
