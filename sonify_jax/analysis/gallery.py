@@ -23,7 +23,7 @@ import json
 import os
 import re
 import shutil
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -51,6 +51,8 @@ audio{width:16em;max-width:100%}
 .meta{color:#666;font-size:.8em}
 nav a{margin-right:.8em}
 .hidden{display:none}
+.headline{font-weight:bold;font-size:1.05em;max-width:60em}
+figure.study img{min-width:min(40em,100%)}
 """
 
 _JS = """
@@ -221,12 +223,33 @@ _GUIDE = (
     "where the study figures' intervals (n >= 2 runs) do not overlap.")
 
 
-def _figure_html(rel: str, caption: str, wide: bool) -> str:
+def _is_wide(png: str) -> bool:
+  """A figure of several panels side by side reads only at full width."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(png) as image:
+    width, height = image.size
+  return width > 2.2 * height
+
+
+def _split_caption(caption: str) -> Tuple[str, str]:
+  """(its first two sentences, the rest)."""
+  sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z(])", caption.strip())
+  return " ".join(sentences[:2]), " ".join(sentences[2:])
+
+
+def _figure_html(rel: str, caption: str, wide: bool,
+                 headline: Optional[str] = None) -> str:
+  """A figure, click to enlarge: its headline (the result against its
+  control) above it, at most two sentences of caption, details folded."""
   esc = html.escape
-  return (f'<figure class="{"wide" if wide else "study"}"><a href="{_url(rel)}"'
-          f' target="_blank" title="open full size"><img src="{_url(rel)}" '
-          f'alt="{esc(caption)}"></a><figcaption class="meta">{esc(caption)}'
-          " (click to enlarge)</figcaption></figure>")
+  short, rest = _split_caption(caption)
+  details = (f"<details><summary>details</summary>{esc(rest)}</details>"
+             if rest else "")
+  top = f'<p class="headline">{esc(headline)}</p>' if headline else ""
+  return (f'{top}<figure class="{"wide" if wide else "study"}"><a '
+          f'href="{_url(rel)}" target="_blank" title="open full size"><img '
+          f'src="{_url(rel)}" alt="{esc(short)}"></a><figcaption class="meta">'
+          f"{esc(short)} (click to enlarge){details}</figcaption></figure>")
 
 
 def _sanity_html(sanity: Dict[str, str], out_dir: str) -> List[str]:
@@ -243,14 +266,15 @@ def _sanity_html(sanity: Dict[str, str], out_dir: str) -> List[str]:
       result = json.load(f)
     rel = os.path.join("assets", "sanity_" + _slug(name), result["figure"])
     _copy(os.path.join(folder, result["figure"]), os.path.join(out_dir, rel))
-    parts.append(f"<h3>{esc(name)}</h3><p><b>{esc(result['headline'])}</b>"
-                 "</p><details><summary>every layer and rule</summary><ul>" +
+    parts.append(f"<h3>{esc(name)}</h3><p class=\"headline\">"
+                 f"{esc(result['headline'])}</p><details><summary>every layer and rule</summary><ul>" +
                  "".join(f"<li>{esc(v)}</li>"
                          for v in sanity_lib.verdicts(result)) +
                  "</ul></details>")
     parts.append(_figure_html(rel, f"{name}: similarity to the trained "
                               "sonifications vs blocks randomised (95 % "
-                              "CI over clip-map pairs).", wide=True))
+                              "CI over clip-map pairs).",
+                              wide=len(result["layers"]) >= 3))
   parts.append("</section>")
   return parts
 
@@ -306,9 +330,10 @@ def write_gallery(out_dir: str, models: Dict[str, str],
     title: page title.
     max_ranks: top clips shown per map.
     notes: optional paragraph of plain text under the title.
-    figures: optional ``{caption: png path}`` study figures (e.g. the
-      coherence plot, with its controls) copied beside the page and shown
-      above the layers, click to enlarge.
+    figures: optional ``{caption: png path or (png path, headline)}``
+      study figures (e.g. the coherence plot, with its controls) copied
+      beside the page and shown above the layers, click to enlarge; the
+      headline (one sentence: the result against its control) opens it.
     evolution: optional ``{model name: folder of a run_evolution output}``:
       full-width figures and every step's audio.
     links: optional ``{text: path relative to out_dir}`` of related pages
@@ -344,9 +369,11 @@ def write_gallery(out_dir: str, models: Dict[str, str],
   if sanity:
     parts.extend(_sanity_html(sanity, out_dir))
   for i, (caption, png) in enumerate((figures or {}).items()):
+    png, headline = png if isinstance(png, tuple) else (png, None)
     rel = os.path.join("assets", "figures", f"{i:02d}_{os.path.basename(png)}")
     _copy(png, os.path.join(out_dir, rel))
-    parts.append(_figure_html(rel, caption, wide=False))
+    parts.append(_figure_html(rel, caption, wide=_is_wide(png),
+                              headline=headline))
   parts.append('<p><label>Layer: <select id="layer-select">'
                '<option value="all">all</option>' +
                "".join(f'<option value="{l}">{l}</option>' for l in layers) +

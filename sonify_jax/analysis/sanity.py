@@ -307,6 +307,7 @@ def save_figure(result: Dict[str, Any], path: str) -> str:
             ax.axhline(level, color=colour, linestyle=style, linewidth=1)
       ax.axhline(1.0, color="gray", linewidth=0.8)
       ax.set_ylim(-0.05, 1.05)
+      ax.set_xticks(range(int(layer) + 1))
       ax.set_xlabel("blocks randomised from the top")
       if col == 0:
         ax.set_ylabel(titles[metric])

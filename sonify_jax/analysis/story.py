@@ -24,6 +24,8 @@ import os
 import time
 from typing import Any, Dict, Optional
 
+import numpy as np
+
 from sonify_jax import config_files
 from sonify_jax.analysis import common
 
@@ -146,9 +148,11 @@ def run_story(workdir: str, quick: bool = False,
   del evo
   figures = {f"Mean top-5 coherence between each {data['split']} clip and "
              "the sonification of its most active map, per layer (solid), "
-             "next to its controls (dashed): the untrained init of the same "
-             "run, and a random live map of the trained model":
-             os.path.join(workdir, "coherence", "coherence.png")}
+             "next to its controls (dashed). The controls are the untrained "
+             "init of the same run and a random live map of the trained "
+             "model.":
+             (os.path.join(workdir, "coherence", "coherence.png"),
+              coherence_headline(coh))}
   from sonify_jax.analysis import studies_cli  # pylint: disable=g-import-not-at-top
   figures.update(studies_cli.story_figures(list(models.items()), source,
                                            workdir, quick, max_clips))
@@ -202,3 +206,16 @@ def run_story(workdir: str, quick: bool = False,
   return {"gallery": page, "coherence": coh, "topk": topk_dirs,
           "probe": {k: v.to_dict() for k, v in probed.items()},
           "seconds": seconds}
+
+
+def coherence_headline(summary: Dict[str, Any]) -> str:
+  """One sentence: each model's coherence over layers against its
+  controls."""
+  from sonify_jax.analysis import controls  # pylint: disable=g-import-not-at-top
+  parts = []
+  for name, s in summary.items():
+    means = {c: float(np.mean(t["mean"])) for c, t in s["conditions"].items()}
+    trained = means.pop(controls.TRAINED)
+    parts.append(f"{name} {trained:.3f} (" + ", ".join(
+        f"{controls.LABELS[c]} {m:.3f}" for c, m in means.items()) + ")")
+  return "Top-5 coherence, mean over layers: " + "; ".join(parts) + "."

@@ -69,7 +69,7 @@ def story_figures(runs: Sequence[Tuple[str, Any]], source, workdir: str,
                   quick: bool = False, max_clips: Optional[int] = None
                   ) -> Dict[str, str]:
   """Both studies on the demo's models, cheaply (a few layers, few maps and
-  clips); returns ``{caption: png}`` for the gallery."""
+  clips); returns ``{caption: (png, headline)}`` for the gallery."""
   import os  # pylint: disable=g-import-not-at-top
   from sonify_jax.analysis import common  # pylint: disable=g-import-not-at-top
   arch = controls.as_run(runs[0][1]).arch
@@ -84,5 +84,43 @@ def story_figures(runs: Sequence[Tuple[str, Any]], source, workdir: str,
                     ("time_invariance", dict(max_clips=2))):
     out = os.path.join(workdir, study)
     result = run_study(study, runs, source, out, layers, **kw)
-    figures[result["caption"]] = os.path.join(out, result["figure"])
+    headline = (time_invariance_headline(result)
+                if study == "time_invariance" else activity_headline(result))
+    figures[result["caption"]] = (os.path.join(out, result["figure"]),
+                                  headline)
   return figures
+
+
+def activity_headline(result: Dict[str, Any]) -> str:
+  """One sentence: each model's live-map share at its deepest layer
+  studied, against its untrained init."""
+  parts = []
+  for name, per_layer in result["models"].items():
+    layer = max(per_layer, key=int)
+    entry = per_layer[layer]
+    text = f"{name} {entry['trained']['live_fraction']:.2f}"
+    if entry.get("untrained"):
+      text += f" (untrained {entry['untrained']['live_fraction']:.2f})"
+    parts.append(text)
+  return (f"Share of feature maps live on a clip at layer {layer}: "
+          + "; ".join(parts) + ".")
+
+
+def time_invariance_headline(result: Dict[str, Any]) -> str:
+  """One sentence: the largest error of stride-multiple shifts against the
+  smallest median of the others, trained and untrained alike."""
+  multiple, other = {}, {}
+  for per_layer in result["models"].values():
+    for entry in per_layer.values():
+      for variant in ("trained", "untrained"):
+        if variant in entry:
+          e = entry[variant]
+          multiple[variant] = max(multiple.get(variant, 0.0),
+                                  e["multiple"]["relative_error"]["max"])
+          other[variant] = min(other.get(variant, float("inf")),
+                               e["non_multiple"]["relative_error"]["median"])
+  text = "; ".join(f"{v}: max {multiple[v]:.1e} vs median {other[v]:.2f}"
+                   for v in multiple)
+  return ("A shift by a multiple of the pooling stride shifts the "
+          "sonification exactly, any other shift changes it (relative "
+          f"error, {text}).")
