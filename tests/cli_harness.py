@@ -76,6 +76,23 @@ class CliWorker:
       self._proc.kill()
 
 
+@contextlib.contextmanager
+def worker_pool():
+  """``get(module)``: that module's worker, started on first use; every
+  worker is closed on exit."""
+  started = {}
+
+  def get(module: str) -> CliWorker:
+    if module not in started:
+      started[module] = CliWorker(module)
+    return started[module]
+  try:
+    yield get
+  finally:
+    for worker in started.values():
+      worker.close()
+
+
 _RUN_MODULES = []  # every run's __main__ module, never freed (see above)
 
 

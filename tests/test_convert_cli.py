@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from cli_harness import CliWorker
+import cli_harness
 
 pytest.importorskip("torch")
 needs_torchcrepe = pytest.mark.skipif(
@@ -25,15 +25,8 @@ needs_torchcrepe = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def workers():
-  started = {}
-
-  def get(module):
-    if module not in started:
-      started[module] = CliWorker(module)
-    return started[module]
-  yield get
-  for worker in started.values():
-    worker.close()
+  with cli_harness.worker_pool() as get:
+    yield get
 
 
 def _tone(path, seconds, rate, freq=330.0):
