@@ -58,3 +58,20 @@ def test_decoder_equals_torchcrepe_local_average(tiny):
       torch.from_numpy(logits.T[None].copy()))
   cents = 1200 * np.abs(np.log2(hz / theirs.numpy()[0]))
   assert cents.max() < 20, cents.max()
+
+
+def test_pitch_study_reads_crepe_on_its_input_and_sonifications(tiny,
+                                                               tmp_path):
+  from sonify_jax.analysis import controls, pitch  # pylint: disable=g-import-not-at-top
+  from sonify_jax.data import sources  # pylint: disable=g-import-not-at-top
+  net, params, _ = tiny
+  encoder = {k: v for k, v in params.items() if k != net.head.name}
+  head = {net.head.name: params[net.head.name]}
+  run = controls.RunParams(encoder, None, net, frame_head=head)
+  source = sources.ArraySource([_tone(220.0, 0.6), _tone(330.0, 0.6)],
+                               [0, 0], 1)
+  result = pitch.run_pitch(run, source, str(tmp_path), layers=[1],
+                           maps_per_clip=1, clip_samples=8000)
+  assert result["network_on_input"]["mean"] > 0.8   # CREPE hears the notes
+  share = result["layers"]["1"]["trained"]["network_share"]
+  assert share["n"] == 2 and 0.0 <= share["mean"] <= 1.0

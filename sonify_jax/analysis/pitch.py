@@ -31,6 +31,8 @@ TOLERANCE_CENTS = 50.0
 FMIN_HZ, FMAX_HZ = 65.0, 1050.0   # C2 .. C6
 FRAME_SECONDS = 0.064
 HOP_SECONDS = 0.016
+# The network reads every 4th pyin frame: a CREPE full frame costs ~1 GMAC.
+NETWORK_EVERY = 4
 CONDITIONS = ("trained", "random_map", "top_block_random", "untrained")
 LABELS = {"trained": "trained, top maps", "random_map": "random live map",
           "top_block_random": "top block random", "untrained": "untrained"}
@@ -66,12 +68,19 @@ def share_within(reference_hz: np.ndarray, reference_voiced: np.ndarray,
 
 
 def _network_pitch(run, audio: np.ndarray):
-  """``(f0, voiced)`` of CREPE's own reading, on pyin's frame grid."""
+  """``(f0, voiced)`` of CREPE's own reading, on every
+  :data:`NETWORK_EVERY`-th frame of pyin's grid (centred frames)."""
   from sonify_jax.models import crepe_pitch  # pylint: disable=g-import-not-at-top
   _, hop = _frames(run.arch.sample_rate)
   hz, periodicity = crepe_pitch.pitch({**run.trained, **run.frame_head},
-                                      run.arch, audio, hop=hop)
+                                      run.arch, audio,
+                                      hop=hop * NETWORK_EVERY)
   return hz, periodicity > crepe_pitch.VOICED_THRESHOLD
+
+
+def _every(f0_voiced):
+  hz, voiced = f0_voiced
+  return hz[::NETWORK_EVERY], voiced[::NETWORK_EVERY]
 
 
 def run_pitch(run: controls.RunParams, source, out_dir: str,
@@ -108,8 +117,8 @@ def run_pitch(run: controls.RunParams, source, out_dir: str,
       "fmin_hz": FMIN_HZ, "fmax_hz": FMAX_HZ, "conditions": list(CONDITIONS),
       "layers": {}}
   if own:
-    per_clip = [share_within(*inputs[i], *_network_pitch(run, clips[i]))
-                for i in keep]
+    per_clip = [share_within(*_every(inputs[i]),
+                             *_network_pitch(run, clips[i])) for i in keep]
     result["network_on_input"] = sanity._interval(per_clip)  # pylint: disable=protected-access
   clips, inputs = clips[keep], [inputs[i] for i in keep]
   bar = common.Progress("pitch", len(layers) * len(CONDITIONS), unit="runs")
@@ -139,7 +148,7 @@ def run_pitch(run: controls.RunParams, source, out_dir: str,
       metrics = {"pyin_share": _over_clips(rows, scores)}
       if own:
         metrics["network_share"] = _over_clips(rows, [
-            share_within(*inputs[r], *_network_pitch(run, s[p]))
+            share_within(*_every(inputs[r]), *_network_pitch(run, s[p]))
             for p, r in enumerate(rows)])
       entry[condition] = metrics
       bar.update(1)
