@@ -466,6 +466,16 @@ def _setup_other(module, case, tmp, run):
               f"--data_dir={out}"], out, ["imagenet"]
     if case == "missing_required_flags":
       return ["--dataset=fsd50k"], None, ["--manual_dir"]
+    if case in _BUILDER_FLAG_CASES:
+      flags_, words = _BUILDER_FLAG_CASES[case]
+      os.makedirs(tmp / "src", exist_ok=True)
+      if case == "data_dir_is_a_file":
+        with open(out, "w") as f:
+          f.write("mine")
+        return ["--dataset=folder", f"--manual_dir={tmp}/src",
+                f"--data_dir={out}"], None, [out, *words]
+      return [*flags_, f"--manual_dir={tmp}/src", f"--data_dir={out}"
+              ], out, words
   if module == "sonify_jax.demo":
     if case == "workdir_is_a_file":
       with open(out, "w") as f:
@@ -563,6 +573,25 @@ _CONFIG_FILE_CASES = {
         "  return c\n", ["config.learning_rat", "config.learning_rate?"]),
 }
 
+# sonify_jax.data.builders: flags -> words (checked before anything is
+# listed, decoded or written).
+_BUILDER_FLAG_CASES = {
+    "num_workers_0": (["--dataset=folder", "--num_workers=0"], [
+        "--num_workers=0", ">= 1"]),
+    "split_seed_negative": (["--dataset=folder", "--split_seed=-3"], [
+        "--split_seed=-3", ">= 0"]),
+    "split_percent_two_shares": (["--dataset=folder",
+                                  "--split_percent=80/20"], [
+                                      "split_percent='80/20'", "80/10/10"]),
+    "group_regex_unclosed": (["--dataset=folder", "--group_regex=(spk"], [
+        "--group_regex='(spk'", "not a regular expression"]),
+    "folder_flag_on_fsd50k": (["--dataset=fsd50k", "--split_seed=1"], [
+        "--split_seed", "--dataset=folder only"]),
+    "name_with_a_slash": (["--dataset=folder", "--name=a/b"], [
+        "--name='a/b'", "letters, digits"]),
+    "data_dir_is_a_file": ([], ["not a directory"]),
+}
+
 OTHER_CASES = [
     ("sonify_jax.main", c) for c in (
         "unknown_config_field", "misspelt_config_field",
@@ -579,7 +608,8 @@ OTHER_CASES = [
         "corrupt_run", "negative_step", "step_folder_of_another_step",
         "k_0", "max_clips_0", "batch_size_0", "layer_out_of_range")] + [
     ("sonify_jax.data.builders", c) for c in (
-        "missing_manual_dir", "unknown_dataset", "missing_required_flags")] + [
+        "missing_manual_dir", "unknown_dataset", "missing_required_flags",
+        *_BUILDER_FLAG_CASES)] + [
     ("sonify_jax.demo", c) for c in ("workdir_is_a_file", "unknown_flag",
                                      "workdir_on_gs")] + [
     ("sonify_jax.analysis.aggregate", c) for c in (

@@ -8,12 +8,20 @@ r"""Builds one dataset from its layout.
 
 A dataset already built in data_dir from the same manual_dir is reused; one
 built from another manual_dir (or with other options) is refused unless
---overwrite, which rebuilds it atomically.
+--overwrite, which rebuilds it atomically. Every flag is checked
+(``check_flags``) before anything is read or written. The last line counts
+the skipped clips by kind (undecodable, truncated, non-finite, shorter than
+the receptive field, ...); each is listed with its reason in
+``skipped_clips.tsv``.
 """
+import os
+import re
+
 from absl import flags
 
 from sonify_jax import cli
 from sonify_jax.data import builders
+from sonify_jax.data.builders import base
 from sonify_jax.errors import UserError
 
 _DATASET = flags.DEFINE_string(
@@ -44,14 +52,66 @@ _SPLIT_SEED = flags.DEFINE_integer("split_seed", None,
                                    "folder: seed of the split (default 0).")
 
 
+def check_flags() -> str:
+  """Raises UserError for the first flag outside its domain; returns the
+  dataset's catalogue name."""
+  name = _DATASET.value
+  kind = name.partition(":")[0]
+  if kind not in builders.BUILDERS or (":" in name and kind != "folder"):
+    raise UserError(f"--dataset={name}: no builder for it; choose from "
+                    f"{', '.join(sorted(builders.BUILDERS))} or "
+                    f"folder:<name>")
+  if _NUM_WORKERS.value < 1:
+    raise UserError(f"--num_workers={_NUM_WORKERS.value}: must be an "
+                    f"integer >= 1 (decoding processes)")
+  for flag, value in (("--manual_dir", _MANUAL_DIR.value),
+                      ("--data_dir", _DATA_DIR.value)):
+    if not value:
+      raise UserError(f"{flag} is empty: pass a folder")
+  if not os.path.isdir(_MANUAL_DIR.value):
+    raise UserError(f"--manual_dir={_MANUAL_DIR.value}: not a directory "
+                    f"(the dataset's root folder)")
+  data_dir = _DATA_DIR.value
+  if "://" not in data_dir and os.path.exists(data_dir) and (
+      not os.path.isdir(data_dir)):
+    raise UserError(f"--data_dir={data_dir}: not a directory (a file is "
+                    f"there)")
+  folder_only = [f"--{n}" for n, v in (
+      ("name", _NAME.value), ("group_regex", _GROUP_REGEX.value),
+      ("split_percent", _SPLIT_PERCENT.value),
+      ("split_seed", _SPLIT_SEED.value)) if v is not None]
+  if folder_only and kind != "folder":
+    raise UserError(f"{', '.join(folder_only)} apply to --dataset=folder "
+                    f"only, not --dataset={name}")
+  if _NAME.value is not None:
+    if ":" in name:
+      raise UserError(f"--name={_NAME.value} and --dataset={name} both name "
+                      f"the dataset; pass one")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_ .-]*", _NAME.value):
+      raise UserError(f"--name={_NAME.value!r}: must be letters, digits, "
+                      f"'_', ' ', '.' or '-'")
+    name = f"folder:{_NAME.value}"
+  if _GROUP_REGEX.value is not None:
+    try:
+      re.compile(_GROUP_REGEX.value)
+    except re.error as error:
+      raise UserError(f"--group_regex={_GROUP_REGEX.value!r}: not a regular "
+                      f"expression ({error})") from None
+  if _SPLIT_PERCENT.value is not None:
+    try:
+      builders.folder.parse_split_percent(_SPLIT_PERCENT.value)
+    except UserError as error:
+      raise UserError(f"--{error}") from None
+  if _SPLIT_SEED.value is not None and _SPLIT_SEED.value < 0:
+    raise UserError(f"--split_seed={_SPLIT_SEED.value}: must be an integer "
+                    f">= 0")
+  return name
+
+
 def main(argv):
   if len(argv) > 1:
     raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-  name = _DATASET.value
-  if _NAME.value:
-    if name != "folder":
-      raise UserError("--name applies to --dataset=folder only")
-    name = f"folder:{_NAME.value}"
+  name = check_flags()
   options = {k: v for k, v in (("group_regex", _GROUP_REGEX.value),
                                ("split_percent", _SPLIT_PERCENT.value),
                                ("split_seed", _SPLIT_SEED.value))
@@ -67,8 +127,8 @@ def main(argv):
   for split, info in builder.info.splits.items():
     print(f"{split}: {info.num_examples} clips")
   skipped = metadata.get("skipped", {})
-  print(f"skipped: {sum(len(v) for v in skipped.values())} "
-        f"(see {builder.data_dir}/skipped_clips.tsv)")
+  print(f"skipped: {base.skip_summary(skipped)}; see "
+        f"{builder.data_dir}/{base.REPORT_NAME}")
 
 
 if __name__ == "__main__":

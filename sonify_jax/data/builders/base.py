@@ -15,19 +15,26 @@ Features of every example:
 Class names, the label kind, every skipped clip and what the build was
 made from (``source``: manual_dir, file count and bytes, options; see
 provenance.py) live in ``info.metadata`` (written atomically with the
-shards), so reading needs no source files. Clips that are missing or cannot be decoded are skipped and
-listed in ``<data_dir>/<name>/<version>/skipped_clips.tsv`` (and in
-metadata['skipped']), never dropped silently.
+shards), so reading needs no source files. Clips that are missing, cannot
+be decoded, are truncated (a WAV whose header promises more samples than
+the file holds), hold NaN/Inf samples or are shorter than the trainable
+networks' receptive field (``MIN_SAMPLES``) are skipped and listed with
+their reason in ``<data_dir>/<name>/<version>/skipped_clips.tsv`` (and in
+metadata['skipped']), never dropped silently; ``skip_summary`` counts them
+by kind.
 
 int16 storage halves the disk footprint of float32 (AudioSet at 8 kHz:
 ~2 M clips x 10 s -> ~320 GB instead of 640 GB) at a quantisation noise
 floor of about -101 dBFS, far below any real recording's.
 """
 import abc
+import collections
 import csv
 import dataclasses
+import functools
 import logging
 import os
+import struct
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import grain
@@ -45,6 +52,67 @@ from sonify_jax.data.sources import SAMPLE_RATE
 AUDIO_EXTENSIONS = audio_io.AUDIO_EXTENSIONS
 REPORT_NAME = "skipped_clips.tsv"
 INT16_SCALE = 32767.0
+
+
+# Skip reasons start with one of these (skip_summary counts by them).
+NO_FILE = "no audio file found"
+UNDECODABLE = "undecodable"
+TRUNCATED = "truncated"
+NO_SAMPLES = "no samples after resampling"
+NON_FINITE = "non-finite samples (NaN/Inf)"
+TOO_SHORT = "shorter than the receptive field"
+
+
+@functools.lru_cache(maxsize=None)
+def min_samples() -> int:
+  """The fewest 8 kHz samples any trainable network takes (its receptive
+  field through every block): a shorter clip gives no output at all."""
+  # Imported here: the networks are not needed to read a built dataset.
+  from sonify_jax.models.registry import TRAINABLE, get_network  # pylint: disable=g-import-not-at-top
+  lengths = []
+  for name in TRAINABLE:
+    network = get_network(name)
+    if network.sample_rate == SAMPLE_RATE:
+      lengths.append(network.min_input_length(network.num_blocks))
+  return min(lengths)
+
+
+def wav_truncation(path: str) -> Optional[str]:
+  """Why a RIFF/WAVE file is truncated (its data chunk's header promises
+  more bytes than follow it), or None: not a WAV, a streamed WAV with an
+  unknown size (0 or 0xFFFFFFFF), or complete."""
+  try:
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+      head = f.read(12)
+      if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or (
+          head[8:12] != b"WAVE"):
+        return None
+      order = "<" if head[:4] == b"RIFF" else ">"
+      block_align = 0
+      offset = 12
+      while offset + 8 <= size:
+        f.seek(offset)
+        chunk, length = struct.unpack(order + "4sI", f.read(8))
+        if chunk == b"fmt " and length >= 14:
+          fmt = f.read(14)
+          block_align = struct.unpack(order + "H", fmt[12:14])[0]
+        if chunk == b"data":
+          if length in (0, 0xFFFFFFFF):
+            return None
+          held = size - offset - 8
+          if held >= length:
+            return None
+          if block_align:
+            return (f"{TRUNCATED}: the WAV header promises "
+                    f"{length // block_align} frames, the file holds "
+                    f"{held // block_align}")
+          return (f"{TRUNCATED}: the WAV header promises {length} bytes of "
+                  f"audio, the file holds {held}")
+        offset += 8 + length + (length & 1)
+  except (OSError, struct.error):
+    return None
+  return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,20 +140,31 @@ def decode_clip(path: Optional[str],
   Module-level so that worker processes can run it.
   """
   if path is None:
-    return None, "no audio file found"
+    return None, NO_FILE
+  truncated = wav_truncation(path)
+  if truncated:
+    return None, truncated
   try:
     audio = audio_io.load_audio(path, SAMPLE_RATE)
+  except audio_io.AudioReadError as error:
+    text = " ".join(str(error).split())
+    if "NaN or Inf" in text:
+      return None, NON_FINITE
+    return None, f"{UNDECODABLE}: {text}"
   except Exception as error:  # pylint: disable=broad-except
     # Anything the decoders throw means "this file is unusable"; the reason
     # goes into the report.
-    return None, f"undecodable: {type(error).__name__}: {error}".replace(
+    return None, f"{UNDECODABLE}: {type(error).__name__}: {error}".replace(
         "\t", " ").replace("\n", " ")
   if segment is not None:
     audio = audio[segment[0]:segment[1]]
   if audio.size == 0:
-    return None, "no samples after resampling"
+    return None, NO_SAMPLES
   if not np.all(np.isfinite(audio)):
-    return None, "non-finite samples (NaN/Inf)"
+    return None, NON_FINITE
+  if audio.size < min_samples():
+    return None, (f"{TOO_SHORT}: {audio.size} samples at {SAMPLE_RATE} Hz, "
+                  f"the networks need >= {min_samples()}")
   pcm = np.round(np.clip(audio, -1.0, 1.0) * INT16_SCALE).astype(np.int16)
   return pcm, ""
 
@@ -293,6 +372,20 @@ def write_skip_report(dataset_dir: str, skipped: Dict[str, list]) -> str:
   if total:
     logging.warning("%d clips skipped; listed in %s", total, path)
   return path
+
+
+def skip_summary(skipped: Dict[str, list]) -> str:
+  """'5 (2 truncated, 1 shorter than the receptive field, ...)': the
+  skipped clips of ``metadata['skipped']`` counted by kind."""
+  kinds = collections.Counter()
+  for rows in skipped.values():
+    for _, _, reason in rows:
+      kinds[reason.split(":", 1)[0].split(" (", 1)[0]] += 1
+  total = sum(kinds.values())
+  if not total:
+    return "0"
+  return f"{total} (" + ", ".join(f"{n} {kind}" for kind, n in sorted(
+      kinds.items(), key=lambda kv: (-kv[1], kv[0]))) + ")"
 
 
 def read_skip_report(dataset_dir: str) -> List[Dict[str, str]]:
