@@ -190,7 +190,8 @@ def _model_data(name: str, atlas_dir: str, site_dir: str) -> Dict:
       rows.append([part["layer"], m["map"], int(m["dead"]), m["activation"],
                    m["centroid_hz"], top])
   return {"name": name, "arch": index["arch"], "source": index["source"],
-          "k": index["k"], "base": base, "clips": clips, "rows": rows}
+          "k": index["k"], "rule": index.get("rule", "deconvnet"),
+          "base": base, "clips": clips, "rows": rows}
 
 
 def write_atlas_page(site_dir: str, atlases: Dict[str, str],
@@ -218,7 +219,8 @@ def write_atlas_page(site_dir: str, atlases: Dict[str, str],
       for v, t in items)
   summary = "; ".join(
       f"{esc(m['name'])}: {esc(m['arch'])} on {esc(m['source'])}, "
-      f"{len(m['rows'])} maps, top {m['k']} clips each" for m in models)
+      f"{len(m['rows'])} maps, top {m['k']} clips each, {esc(m['rule'])} "
+      "sonifications" for m in models)
   page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -226,7 +228,7 @@ def write_atlas_page(site_dir: str, atlases: Dict[str, str],
 <title>{esc(title)}</title><style>{_CSS}</style></head><body>
 <h1>{esc(title)}</h1>
 {f'<p>{esc(notes)}</p>' if notes else ''}
-<p class="meta">{summary}. Each map: its top clips (input) and the deconvnet
+<p class="meta">{summary}. Each map: its top clips (input) and the
 sonification of that map alone on each. Dead maps never fire on the data.</p>
 <div id="controls">
 <label>model<select id="f-model">{options([("all", "all")] +
