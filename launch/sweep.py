@@ -29,9 +29,9 @@ or one after another on one existing VM (``--tpu_mode=shared``).
 ``<workdir>/<name>/seed<i>`` (``<workdir>/seed<i>`` without settings): the
 runs ``python -m sonify_jax.analysis.aggregate`` combines into intervals.
 """
+import ast
 import dataclasses
 import datetime
-import importlib.util
 import inspect
 import itertools
 import json
@@ -50,6 +50,7 @@ from absl import logging
 from launch import tpu_vm
 from sonify_jax import atomic_io
 from sonify_jax import cli
+from sonify_jax import config_files
 
 OVERRIDE_PREFIX = "config."
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -137,14 +138,12 @@ def split_config(config: str) -> Tuple[str, Optional[str]]:
 
 
 def load_config_module(path: str):
-  """Imports a config file by path (as ml_collections' config_flags does)."""
+  """Imports a config file by path (``config_files.load_config_module``:
+  a missing file, a syntax error, an exception on import or no
+  ``get_config`` is a one-line UserError; FileNotFoundError for no file)."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f"config file not found: {path}")
-  name = "sonify_sweep_config_" + re.sub(r"\W", "_", os.path.basename(path))
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_files.load_config_module(path)
 
 
 def _call_with_optional_arg(fn, arg):
@@ -279,32 +278,68 @@ def _setting_jobs(config: str, workdir: str,
   return jobs
 
 
+def _override_value(old: Any, text: str, where: str) -> Any:
+  """``--config.FIELD=text`` as the field's type (as config_flags reads it)."""
+  try:
+    if isinstance(old, bool):
+      if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError("not a bool")
+      return text.lower() in ("true", "1")
+    if isinstance(old, int):
+      return int(text)
+    if isinstance(old, float):
+      return float(text)
+    if isinstance(old, (tuple, list)):
+      value = ast.literal_eval(text)
+      return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+  except (ValueError, SyntaxError) as error:
+    kind = {bool: "a bool", int: "an integer", float: "a number"}.get(
+        type(old), "a tuple")
+    raise ValueError(f"{where}: {text!r} is not {kind} ({error})") from None
+  return text
+
+
 def validate_jobs(jobs: Sequence[Job]) -> None:
-  """Builds every job's config here (catches typos before launching).
+  """Builds every job's config here, with its overrides, and checks every
+  field (``sonify_jax.config_check``): typos and values outside a field's
+  domain are caught before anything is launched.
 
   Raises:
     ValueError: naming the job whose config arg or override is rejected.
   """
+  from sonify_jax import config_check  # pylint: disable=g-import-not-at-top
   for job in jobs:
-    path, arg = split_config(job.config)
-    module = load_config_module(path)
     try:
-      cfg = (_call_with_optional_arg(module.get_config, arg)
-             if arg is not None else module.get_config())
-    except Exception as e:  # pylint: disable=broad-except
-      raise ValueError(f"job {job.name}: get_config({arg!r}) failed: "
-                       f"{e}") from e
+      cfg = config_files.load_config(job.config)
+    except ValueError as e:
+      raise ValueError(f"job {job.name}: {e}") from None
     for item in job.overrides:
       if not item.startswith("--" + OVERRIDE_PREFIX):
         continue
-      field = item[len("--" + OVERRIDE_PREFIX):].split("=", 1)[0]
+      field, _, text = item[len("--" + OVERRIDE_PREFIX):].partition("=")
+      *parents, leaf = field.split(".")
       node = cfg
-      for part in field.split("."):
-        try:
+      try:
+        for part in parents:
           node = node[part]
-        except (KeyError, TypeError, AttributeError):
-          raise ValueError(f"job {job.name}: config has no field "
-                           f"{field!r}") from None
+        old = node[leaf]
+      except (KeyError, TypeError, AttributeError):
+        raise ValueError(f"job {job.name}: config has no field "
+                         f"{field!r}") from None
+      value = _override_value(old, text, f"job {job.name}: {item}")
+      with cfg.unlocked():
+        node[leaf] = value
+      if field in config_check.FIELDS:
+        try:
+          config_check.check_field(field, value)
+        except ValueError as e:
+          raise ValueError(f"job {job.name}: {e}") from None
+    if config_check.is_complete(cfg):
+      try:
+        # The paths are the jobs' machines' (init_from may not exist here).
+        config_check.validate(cfg, check_paths=False)
+      except ValueError as e:
+        raise ValueError(f"job {job.name}: {e}") from None
 
 
 def local_command(job: Job, python: str) -> List[str]:

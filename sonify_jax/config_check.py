@@ -545,6 +545,12 @@ def _closest(name: str) -> Optional[str]:
   return match[0] if match else None
 
 
+def is_complete(config: Mapping[str, Any]) -> bool:
+  """Whether ``config`` has every required field (a training config)."""
+  names = {n for n, _ in fields(config)}
+  return all(n in names for n, d in FIELDS.items() if d.required)
+
+
 def validate(config: Mapping[str, Any], check_paths: bool = True) -> None:
   """Raises UserError for the first field of ``config`` outside its domain
   (``FIELDS``), a missing field, or a broken rule between fields; with

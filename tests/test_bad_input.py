@@ -490,6 +490,15 @@ def _setup_other(module, case, tmp, run):
     base = ["--study=coherence", f"--out={out}"]
     if case == "runs_match_nothing":
       return [*base, f"--runs={tmp}/nope*"], out, ["matches nothing"]
+    if case == "confidence_1.5":
+      os.makedirs(tmp / "seed0")
+      return [*base, f"--runs={tmp}/seed*", "--confidence=1.5"], out, [
+          "--confidence=1.5", "(0, 1)"]
+    if case == "out_is_a_file":
+      os.makedirs(tmp / "seed0")
+      with open(out, "w") as f:
+        f.write("mine")
+      return [*base, f"--runs={tmp}/seed*"], None, [out, "not a directory"]
     if case == "torn_study_json":
       os.makedirs(tmp / "seed0")
       (tmp / "seed0" / "coherence.json").write_text('{"layers": [1, 2')
@@ -504,6 +513,18 @@ def _setup_other(module, case, tmp, run):
   if module == "launch.sweep":
     if case == "missing_config":
       return [f"--workdir={out}", "--dry_run"], out, ["--config is required"]
+    if case == "sweep_value_out_of_domain":
+      return [f"--config={simclr}", f"--workdir={out}",
+              "--sweep=config.augment.mix_p=0.5,2", "--dry_run"], out, [
+                  "job augment.mix_p=2", "config.augment.mix_p", "[0, 1]"]
+    if case == "extra_override_not_an_int":
+      return [f"--config={simclr}", f"--workdir={out}",
+              "--extra=--config.batch_size=many", "--dry_run"], out, [
+                  "--config.batch_size=many", "not an integer"]
+    if case == "config_file_syntax_error":
+      (tmp / "bad.py").write_text("def get_config(:\n")
+      return [f"--config={tmp}/bad.py", f"--workdir={out}", "--dry_run"
+              ], out, ["syntax error", "bad.py"]
     if case == "bad_sweep_axis":
       return [f"--config={simclr}", f"--workdir={out}", "--sweep=tau",
               "--dry_run"], out, ["sweep axis 'tau'"]
@@ -613,9 +634,12 @@ OTHER_CASES = [
     ("sonify_jax.demo", c) for c in ("workdir_is_a_file", "unknown_flag",
                                      "workdir_on_gs")] + [
     ("sonify_jax.analysis.aggregate", c) for c in (
-        "runs_match_nothing", "torn_study_json")] + [
+        "runs_match_nothing", "torn_study_json", "confidence_1.5",
+        "out_is_a_file")] + [
     ("launch.tpu_vm", c) for c in ("unknown_action", "missing_name")] + [
-    ("launch.sweep", c) for c in ("missing_config", "bad_sweep_axis")]
+    ("launch.sweep", c) for c in (
+        "missing_config", "bad_sweep_axis", "sweep_value_out_of_domain",
+        "extra_override_not_an_int", "config_file_syntax_error")]
 
 
 @pytest.mark.parametrize("module,case", OTHER_CASES)

@@ -246,14 +246,29 @@ def aggregate(study: str, runs: Sequence[str], out_dir: str,
   return payload
 
 
+def check_flags(f) -> None:
+  """Raises UserError for the first flag outside its domain (before any
+  run is read or anything written)."""
+  missing = [n for n in ("study", "runs", "out") if not getattr(f, n)]
+  if missing:
+    raise UserError(f"{', '.join('--' + n for n in missing)} "
+                    f"{'is' if len(missing) == 1 else 'are'} required "
+                    f"(--study, --runs and --out)")
+  if not 0.0 < f.confidence < 1.0:
+    raise UserError(f"--confidence={f.confidence}: must be a number in "
+                    f"(0, 1), e.g. 0.95")
+  if paths.is_local(f.out) and os.path.exists(f.out) and not os.path.isdir(
+      f.out):
+    raise UserError(f"--out={f.out}: not a directory (a file is there)")
+
+
 def main(argv):
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
-  if not f.study or not f.runs or not f.out:
-    raise app.UsageError("--study, --runs and --out are required")
+  check_flags(f)
   result = aggregate(f.study, expand_runs(f.runs), f.out, f.confidence)
   print(f"{f.study} over {result['num_runs']} runs: {result['json']}"
         + (f", {result['figure']}" if "figure" in result else ""))
