@@ -104,6 +104,17 @@ def test_rectifying_network_keeps_a_planted_pitch(tmp_path):
   trained = result["layers"]["1"]["trained"]["pyin_share"]
   assert trained["mean"] > 0.9 and trained["n"] == 2
   assert "network_share" not in result["layers"]["1"]["trained"]
+  # The chain's input pass-through is known in closed form: the trained
+  # sonification is relu(x), the untrained one (weight -1) is -relu(-x).
+  tones = [_tones([f])[0]["audio"] for f in (196.0, 261.6)]
+  through = {
+      "trained": [abs(np.corrcoef(np.maximum(x, 0), x)[0, 1]) for x in tones],
+      "untrained": [abs(np.corrcoef(np.minimum(x, 0), x)[0, 1])
+                    for x in tones]}
+  for condition, values in through.items():
+    kept = result["layers"]["1"][condition]["input_waveform_r"]["mean"]
+    expected = np.mean(values)
+    assert kept == pytest.approx(expected, abs=1e-3)
   assert _strict(tmp_path / "pitch.json")["headline"].startswith("model")
 
 

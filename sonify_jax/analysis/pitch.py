@@ -145,7 +145,13 @@ def run_pitch(run: controls.RunParams, source, out_dir: str,
       hz, voiced = f0(s, rate)
       scores = [share_within(*inputs[r], hz[p], voiced[p])
                 for p, r in enumerate(rows)]
-      metrics = {"pyin_share": _over_clips(rows, scores)}
+      metrics = {"pyin_share": _over_clips(rows, scores),
+                 # How much of the input the chain lets through: a network
+                 # that keeps the whole waveform keeps its f0 too, so the
+                 # share above is read against this.
+                 "input_waveform_r": _over_clips(rows, [
+                     sanity.waveform_abs_pearson(s[p], clips[r])
+                     for p, r in enumerate(rows)])}
       if own:
         metrics["network_share"] = _over_clips(rows, [
             share_within(*_every(inputs[r]), *_network_pitch(run, s[p]))
@@ -199,10 +205,12 @@ def save_figure(result: Dict[str, Any], path: str) -> str:
   95 % interval; a second panel for the network's own pitch reading."""
   layers = sorted(result["layers"], key=int)
   metrics = ["pyin_share"] + (["network_share"]
-                              if "network_on_input" in result else [])
+                              if "network_on_input" in result else []) + [
+                                  "input_waveform_r"]
   fig, axes = plotting.new_figure(1, len(metrics), (7.0 * len(metrics), 4.5))
   titles = {"pyin_share": "f0 kept by pyin",
-            "network_share": "f0 kept by the network's own reading"}
+            "network_share": "f0 kept by the network's own reading",
+            "input_waveform_r": "|waveform r| with the input"}
   x = np.array([int(l) for l in layers])
   for ax, metric in zip(axes[0], metrics):
     for offset, condition in enumerate(CONDITIONS):
@@ -220,7 +228,8 @@ def save_figure(result: Dict[str, Any], path: str) -> str:
     ax.set_ylim(-0.02, 1.02)
     ax.set_xticks(x)
     ax.set_xlabel("layer")
-    ax.set_ylabel("share of the input's voiced frames")
+    ax.set_ylabel("|Pearson r|" if metric == "input_waveform_r"
+                  else "share of the input's voiced frames")
     ax.set_title(titles[metric])
   axes[0][0].legend(fontsize=8)
   fig.suptitle(f"{result['model']} ({result['arch']}, {result['rule']}): "
