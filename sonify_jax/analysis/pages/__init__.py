@@ -1,2 +1,0 @@
-"""Offline HTML pages over study outputs: the listening gallery and the atlas
-browser."""
