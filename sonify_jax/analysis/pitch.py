@@ -16,6 +16,9 @@ cents of the input's. Against the controls that could refute it:
 run has a frame head (converted CREPE), the network's own pitch reading of
 each sonification (``models.crepe_pitch``) is scored the same way, beside
 its reading of the input itself (how often CREPE and pyin agree at all).
+Every condition also reports ``input_waveform_r``, the |Pearson r| of each
+sonification with its input: a chain that lets the waveform through keeps
+the f0 without any selectivity, so the share is read against it.
 """
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -202,7 +205,8 @@ def headline(result: Dict[str, Any]) -> str:
 
 def save_figure(result: Dict[str, Any], path: str) -> str:
   """Share of voiced frames kept per layer: one line per condition with its
-  95 % interval; a second panel for the network's own pitch reading."""
+  95 % interval; a panel for the network's own pitch reading where it has
+  one, and one for the sonifications' |waveform r| with their input."""
   layers = sorted(result["layers"], key=int)
   metrics = ["pyin_share"] + (["network_share"]
                               if "network_on_input" in result else []) + [
