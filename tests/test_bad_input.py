@@ -6,10 +6,14 @@ that stderr holds exactly one ``error:`` line with the expected words and no
 traceback, and that no output (or partial output) was left behind. Rows that
 must work (step folders, stereo/24-bit/96 kHz files) check the output instead.
 """
+import gc
 import glob
 import json
 import os
 import shutil
+import sys
+import time
+import types
 
 import jax
 import numpy as np
@@ -333,6 +337,32 @@ def test_checksums_catch_a_flipped_byte_and_old_runs_still_load(
   assert arch == "cnn12_tiny"
   assert "unverified" in caplog.text
   jax.tree.map(np.testing.assert_array_equal, loaded, intact)
+
+
+def test_a_failed_unverified_read_reports_nothing_later(
+    tmp_path, run_dir, monkeypatch):
+  """After the error, the failed read's orphans stay silent: their reports
+  (tensorstore threads, later garbage collections) would otherwise print
+  tracebacks in whatever the process does next. Other reports still pass."""
+  from sonify_jax.train.checkpointing import orbax_compat  # pylint: disable=import-outside-toplevel
+  reports = []
+  monkeypatch.setattr(orbax_compat, "_HOOK_INSTALLED", False)
+  monkeypatch.setattr(sys, "unraisablehook", reports.append)
+  run = str(tmp_path / "run")
+  shutil.copytree(run_dir, run)
+  for path in _data_files(run, 2):
+    _garble(path, 10 ** 9)
+  os.remove(os.path.join(run, "checkpoints", "2", checkpoints.CHECKSUMS_FILE))
+  with pytest.raises(checkpoints.CorruptCheckpointError, match="unreadable"):
+    checkpoints.load_encoder(run)
+  for _ in range(5):
+    gc.collect()
+    time.sleep(0.2)
+  assert not reports, [(r.exc_value, r.object) for r in reports]
+  other = types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed"),
+                                exc_traceback=None, object=None)
+  sys.unraisablehook(other)
+  assert reports == [other]
 
 
 def test_checksums_record_every_file_of_the_step(run_dir):

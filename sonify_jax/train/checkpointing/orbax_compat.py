@@ -9,14 +9,13 @@ errors, and restoring on a topology other than the writer's.
   exception: ``describe_read_error`` makes one line of it, naming the file.
 * When one of orbax's parallel reads of a step fails, the others are left
   orphaned and report "Event loop is closed" / dying coroutines through
-  ``sys.unraisablehook`` (see ``read_or_explain``).
+  ``sys.unraisablehook``, at any later time (see ``_drop_orphaned_reads``).
 """
-import contextlib
 import gc
 import re
 import sys
-import time
-from typing import Any, Callable, Iterator
+import traceback
+from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
@@ -67,20 +66,18 @@ def read_or_explain(read: Callable[[], Any], what: str,
   """``read()``; an exception becomes a ``CorruptCheckpointError``.
 
   Only an unverified (pre-checksum) step can fail this way: a verified one
-  has the bytes it was saved with. For such steps the orphaned reads' noise
-  is dropped while the read runs and while they die after a failure.
+  has the bytes it was saved with. Such a failure leaves orphaned reads
+  behind, whose reports are dropped from then on (``_drop_orphaned_reads``).
   """
   if verified:
     return read()
-  with _orphaned_reads_dropped():
-    try:
-      return read()
-    except Exception as error:  # pylint: disable=broad-except
-      gc.collect()     # most orphaned reads die now, silently
-      time.sleep(0.5)  # let the reads still running in tensorstore finish
-      gc.collect()     # and collect those that died meanwhile
-      raise layout.CorruptCheckpointError(
-          f"{what}: {describe_read_error(error)}") from error
+  try:
+    return read()
+  except Exception as error:  # pylint: disable=broad-except
+    _drop_orphaned_reads()
+    gc.collect()  # most orphaned reads die now
+    raise layout.CorruptCheckpointError(
+        f"{what}: {describe_read_error(error)}") from error
 
 
 _ORPHANED_READ = "_read_array_index_and_device_put"
@@ -90,27 +87,37 @@ _CLOSED_LOOP = "Event loop is closed"
 def _is_orphaned_read(unraisable: Any) -> bool:
   """Whether ``sys.unraisablehook``'s argument reports an orphaned read:
   orbax's read coroutine dying with an exception, or tensorstore's callback
-  finding the read's event loop closed."""
+  finding the read's event loop closed (raised in asyncio's
+  ``call_soon_threadsafe``, called from tensorstore's C++ threads)."""
   code = getattr(unraisable.object, "cr_code", None)
-  return (getattr(code, "co_name", "") == _ORPHANED_READ or
-          (isinstance(unraisable.exc_value, RuntimeError) and
-           str(unraisable.exc_value) == _CLOSED_LOOP))
+  if getattr(code, "co_name", "") == _ORPHANED_READ:
+    return True
+  if not (isinstance(unraisable.exc_value, RuntimeError) and
+          str(unraisable.exc_value) == _CLOSED_LOOP):
+    return False
+  frames = traceback.extract_tb(unraisable.exc_traceback)
+  return bool(frames) and frames[0].name == "call_soon_threadsafe"
 
 
-@contextlib.contextmanager
-def _orphaned_reads_dropped() -> Iterator[None]:
-  """Drops the reports of orbax's orphaned reads while the block runs.
+def _drop_orphaned_reads() -> None:
+  """From now on, drops the reports of orbax's orphaned reads.
 
   When one of orbax's parallel reads of a step fails, orbax closes its event
   loop; the other reads' tensorstore callbacks then fail ("Event loop is
   closed") and their coroutines die, garbage-collected with an exception.
   Python prints each of those through ``sys.unraisablehook``, from
-  tensorstore's threads and at any later collection: dozens of tracebacks
-  around the one ``error:`` line. They are not exceptions of ours to catch
-  and orbax offers no way to wait for or silence them, so the process-wide
-  hook is the only place they can be told apart from real reports. It is
-  set for this block only and passes every other report on.
+  tensorstore's threads, for seconds afterwards, and at any later collection
+  (a notebook's next cell, the next case of a test worker): dozens of
+  tracebacks far from the one ``error:`` line. They are not exceptions of
+  ours to catch, and orbax offers no handle to wait for or cancel the reads
+  (closing their coroutines makes asyncio log them instead), so the
+  process-wide hook is the only place they can be told apart; and since they
+  come at any later time, it stays. It is installed once, on the first
+  failed read, drops only those two reports and passes every other on.
   """
+  global _HOOK_INSTALLED
+  if _HOOK_INSTALLED:
+    return
   previous = sys.unraisablehook
 
   def hook(unraisable):
@@ -118,11 +125,10 @@ def _orphaned_reads_dropped() -> Iterator[None]:
       previous(unraisable)
 
   sys.unraisablehook = hook
-  try:
-    yield
-  finally:
-    if sys.unraisablehook is hook:  # unless someone replaced it meanwhile
-      sys.unraisablehook = previous
+  _HOOK_INSTALLED = True
+
+
+_HOOK_INSTALLED = False
 
 
 def describe_read_error(error: BaseException) -> str:
