@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax import deconvnet
-from sonify_jax.analysis import atlas, topk
+from sonify_jax.analysis.studies import atlas
+from sonify_jax.analysis.studies import topk
 from sonify_jax.data import catalog
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.models import build_encoder

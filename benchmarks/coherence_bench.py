@@ -19,7 +19,9 @@ _MAX_CLIPS = flags.DEFINE_integer("max_clips", None, "Clips to use.")
 def main(argv):
   del argv
   import jax  # pylint: disable=g-import-not-at-top
-  from sonify_jax.analysis import coherence, common, story  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.studies import coherence  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.core import common  # pylint: disable=g-import-not-at-top
+  from sonify_jax.demo import story  # pylint: disable=g-import-not-at-top
   from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
   from sonify_jax.models.registry import get_network  # pylint: disable=g-import-not-at-top
   if _WORKDIR.value:

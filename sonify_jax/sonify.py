@@ -18,7 +18,7 @@ from absl import flags
 
 from sonify_jax import cli, paths
 from sonify_jax.deconv.rules import RULES
-from sonify_jax.sonify_file import load_model, sonify_file
+from sonify_jax.sonification import load_model, sonify_file
 
 _AUDIO = flags.DEFINE_string("audio", None, "Input audio file.")
 _LAYER = flags.DEFINE_integer("layer", None, "Block number (1..number of "

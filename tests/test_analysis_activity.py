@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from sonify_jax.analysis import activity, common
+from sonify_jax.analysis.studies import activity
+from sonify_jax.analysis.core import common
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.models import registry
 from sonify_jax.models.registry import CNN12_TINY

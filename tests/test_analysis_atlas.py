@@ -10,7 +10,10 @@ import soundfile
 import helpers
 
 from sonify_jax import deconvnet
-from sonify_jax.analysis import activity, atlas, common, topk
+from sonify_jax.analysis.studies import activity
+from sonify_jax.analysis.studies import atlas
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.studies import topk
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.errors import UserError
 from sonify_jax.models.registry import CNN12_TINY

@@ -6,7 +6,8 @@ import scipy.signal
 import scipy.stats
 
 from sonify_jax import deconvnet
-from sonify_jax.analysis import coherence, common
+from sonify_jax.analysis.studies import coherence
+from sonify_jax.analysis.core import common
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.models.registry import CNN12_TINY
 

@@ -3,7 +3,7 @@ respect the crop/pad policy; CLI checkpoint parsing."""
 import numpy as np
 import pytest
 
-from sonify_jax.analysis import common
+from sonify_jax.analysis.core import common
 from sonify_jax.analysis.run import parse_checkpoints
 from sonify_jax.data.sources import ArraySource
 

@@ -12,8 +12,14 @@ import pytest
 import scipy.stats
 
 from sonify_jax import atomic_io
-from sonify_jax.analysis import (aggregate, coherence, common, controls,
-                                 layer_importance, residual, run_data, topk)
+from sonify_jax.analysis import aggregate
+from sonify_jax.analysis.studies import coherence
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
+from sonify_jax.analysis.studies import layer_importance
+from sonify_jax.analysis.studies import residual
+from sonify_jax.analysis.cli import run_data
+from sonify_jax.analysis.studies import topk
 from sonify_jax.data import catalog
 from sonify_jax.errors import UserError
 from sonify_jax.train import checkpoints, trainer

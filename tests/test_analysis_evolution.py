@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sonify_jax import deconvnet
-from sonify_jax.analysis import common, evolution
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.studies import evolution
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.models.registry import CNN12_TINY
 

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from sonify_jax.analysis import common, layer_importance as li
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.studies import layer_importance as li
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.models.registry import CNN12_TINY
 

@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from sonify_jax.analysis import common, residual
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.studies import residual
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.models.registry import CNN12_TINY
 from sonify_jax.models.encoder import Encoder

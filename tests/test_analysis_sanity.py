@@ -15,7 +15,10 @@ import os
 import numpy as np
 import pytest
 
-from sonify_jax.analysis import common, controls, pitch, sanity
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
+from sonify_jax.analysis.studies import pitch
+from sonify_jax.analysis.studies import sanity
 from sonify_jax.data import sources
 from sonify_jax.models.network import Conv, MaxPool, Network, ReLU
 
@@ -119,7 +122,7 @@ def test_rectifying_network_keeps_a_planted_pitch(tmp_path):
 
 
 def test_gallery_section_states_each_verdict(tmp_path):
-  from sonify_jax.analysis import gallery  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.pages import gallery  # pylint: disable=g-import-not-at-top
   run = controls.RunParams(common.random_params(TOY, 0),
                            common.random_params(TOY, 1), TOY)
   result = sanity.run_sanity(run, _tones([220, 330]), str(tmp_path / "s"),

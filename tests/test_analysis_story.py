@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_quick_story(tmp_path, capsys):
-  from sonify_jax.analysis import story  # pylint: disable=g-import-not-at-top
+  from sonify_jax.demo import story  # pylint: disable=g-import-not-at-top
   result = story.run_story(str(tmp_path), quick=True)
   assert os.path.isfile(result["gallery"])
   assert result["gallery"] in capsys.readouterr().out

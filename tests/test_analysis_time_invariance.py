@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sonify_jax.analysis import controls, studies_cli, time_invariance as ti
+from sonify_jax.analysis.core import controls
+from sonify_jax.analysis.cli import studies_cli
+from sonify_jax.analysis.studies import time_invariance as ti
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.errors import UserError
 from sonify_jax.models.registry import CNN12_TINY

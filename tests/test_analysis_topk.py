@@ -8,7 +8,8 @@ import pytest
 import soundfile
 
 from sonify_jax import deconvnet
-from sonify_jax.analysis import common, topk
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.studies import topk
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.models.registry import CNN12_TINY
 

@@ -16,7 +16,8 @@ import soundfile
 import helpers
 
 from sonify_jax import atomic_io, audio_io, plotting
-from sonify_jax.analysis import atlas, atlas_page
+from sonify_jax.analysis.studies import atlas
+from sonify_jax.analysis.pages import atlas_page
 from sonify_jax.models.registry import CNN12
 
 K = 5

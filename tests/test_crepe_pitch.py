@@ -62,7 +62,8 @@ def test_decoder_equals_torchcrepe_local_average(tiny):
 
 def test_pitch_study_reads_crepe_on_its_input_and_sonifications(tiny,
                                                                tmp_path):
-  from sonify_jax.analysis import controls, pitch  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.core import controls  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.studies import pitch  # pylint: disable=g-import-not-at-top
   from sonify_jax.data import sources  # pylint: disable=g-import-not-at-top
   net, params, _ = tiny
   encoder = {k: v for k, v in params.items() if k != net.head.name}

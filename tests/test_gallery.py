@@ -10,7 +10,10 @@ import pytest
 import soundfile
 
 import helpers
-from sonify_jax.analysis import common, evolution, gallery, topk
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.studies import evolution
+from sonify_jax.analysis.pages import gallery
+from sonify_jax.analysis.studies import topk
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.models.registry import CNN12_TINY
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from sonify_jax import logs
-from sonify_jax.analysis import common
+from sonify_jax.analysis.core import common
 from sonify_jax.train import checkpoints
 
 from test_configs import load

@@ -79,7 +79,7 @@ ODD = network.Network("odd", (
 
 
 def _odd_params(seed=0):
-  from sonify_jax.analysis import common  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.core import common  # pylint: disable=g-import-not-at-top
   return common.random_params(ODD, seed)
 
 

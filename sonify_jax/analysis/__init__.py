@@ -1,5 +1,15 @@
-"""Analysis studies (thesis chapters 5-6): top-k, residual, layer importance,
-coherence, feature evolution, and the listening gallery.
+"""Analysis (thesis chapters 5-6 and the sanity and pitch studies).
 
-Each study takes encoder params + an ``Network`` and a ``ClipSource``.
+Layout:
+
+* ``run`` / ``aggregate``: the commands (``python -m sonify_jax.analysis.run``,
+  ``python -m sonify_jax.analysis.aggregate``);
+* ``cli/``: their glue (which data a study reads, flags to study calls);
+* ``studies/``: one module per study (top-k, residual, layer importance,
+  coherence, evolution, activity, time invariance, atlas, sanity, pitch);
+* ``core/``: shared machinery (streaming, top-k, pairs) and the controls;
+* ``figures/``: the studies' figures; ``pages/``: the gallery and the atlas
+  browser.
+
+Each study takes encoder params + a ``Network`` and a ``ClipSource``.
 """

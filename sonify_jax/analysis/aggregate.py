@@ -29,7 +29,8 @@ import numpy as np
 from sonify_jax import atomic_io
 from sonify_jax import mirror
 from sonify_jax import paths
-from sonify_jax.analysis import common, controls
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
 from sonify_jax.errors import UserError
 
 STUDY_FILES = {"coherence": "coherence.json", "residual": "residual.json",
@@ -224,7 +225,7 @@ def aggregate(study: str, runs: Sequence[str], out_dir: str,
               confidence: float = 0.95) -> Dict[str, Any]:
   """Combines ``study`` over ``runs``; writes ``aggregate_<study>.json`` and
   ``aggregate_<study>.png`` into ``out_dir``; returns the JSON payload."""
-  from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.figures import panels  # pylint: disable=g-import-not-at-top
   results = load_results(study, runs)
   combined = combine(results, confidence)
   metric = str(results[0].get("metric", ""))
@@ -237,10 +238,10 @@ def aggregate(study: str, runs: Sequence[str], out_dir: str,
     os.makedirs(staged.local, exist_ok=True)
     atomic_io.write_json(
         os.path.join(staged.local, f"aggregate_{study}.json"), payload)
-    panels = _panels(combined, metric, metric or study)
-    if panels:
-      figures.condition_panels(
-          os.path.join(staged.local, f"aggregate_{study}.png"), panels)
+    figure_panels = _panels(combined, metric, metric or study)
+    if figure_panels:
+      panels.condition_panels(
+          os.path.join(staged.local, f"aggregate_{study}.png"), figure_panels)
       payload["figure"] = paths.join(out_dir, f"aggregate_{study}.png")
   payload["json"] = paths.join(out_dir, f"aggregate_{study}.json")
   return payload

@@ -162,7 +162,7 @@ def _source(run, split=None, what="eval", labelled=False):
   run's own dataset unless --dataset/--split say. ``labelled``: the study
   scores the run's classifier on the labels, so their classes must match
   its head's."""
-  from sonify_jax.analysis import run_data  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.cli import run_data  # pylint: disable=g-import-not-at-top
   from sonify_jax.data import sources  # pylint: disable=g-import-not-at-top
   if _AUDIO_DIR.value:
     if _DATASET.value or _SPLIT.value:
@@ -229,12 +229,12 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
                say) -> None:
   """Runs ``study`` into the local folder ``workdir``; ``say`` prints a
   line (naming paths in ``workdir`` where the user will find them)."""
-  from sonify_jax.analysis import controls  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.core import controls  # pylint: disable=g-import-not-at-top
   from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
   layers = _parse_layers(_LAYERS.value)
 
   if study == "gallery":
-    from sonify_jax.analysis import gallery  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.pages import gallery  # pylint: disable=g-import-not-at-top
     with contextlib.ExitStack() as stack:  # gs:// topk folders: local copies
       path = gallery.write_gallery(workdir, {
           name: stack.enter_context(mirror.pulled(topk_dir))
@@ -264,13 +264,13 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
       _source(run)  # every run must fit the data studied (class count)
 
   if study in ("activity", "time_invariance"):
-    from sonify_jax.analysis import studies_cli  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.cli import studies_cli  # pylint: disable=g-import-not-at-top
     studies_cli.run_study(study, runs, source, workdir, layers, k=_K.value,
                           max_maps=_MAX_MAPS.value, say=say, **common_kw)
     record_checkpoints(os.path.join(workdir, f"{study}.json"), chosen)
 
   if study == "topk":
-    from sonify_jax.analysis import topk  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.studies import topk  # pylint: disable=g-import-not-at-top
     for entry, (name, run) in zip(chosen, runs):
       out = workdir if len(runs) == 1 else os.path.join(workdir, name)
       topk.run_topk(run.trained, run.arch, source, out, layers=layers,
@@ -280,8 +280,8 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
       record_checkpoints(os.path.join(out, "topk.json"), [entry])
       say(f"topk ({name}): {out}/topk.json")
   elif study == "atlas":
-    from sonify_jax.analysis import atlas  # pylint: disable=g-import-not-at-top
-    from sonify_jax.analysis import atlas_page  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.studies import atlas  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.pages import atlas_page  # pylint: disable=g-import-not-at-top
     outs = {}
     for entry, (name, run) in zip(chosen, runs):
       out = workdir if len(runs) == 1 else os.path.join(workdir, name)
@@ -293,7 +293,7 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
       outs[name] = out
     atlas_page.write_atlas_page(workdir, outs)  # logs where the page is
   elif study == "sanity":
-    from sonify_jax.analysis import sanity  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.studies import sanity  # pylint: disable=g-import-not-at-top
     for entry, (name, run) in zip(chosen, runs):
       out = workdir if len(runs) == 1 else os.path.join(workdir, name)
       result = sanity.run_sanity(
@@ -307,7 +307,7 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
         say(line)
       say(f"sanity ({name}): {out}/sanity.json, {out}/sanity.png")
   elif study == "pitch":
-    from sonify_jax.analysis import pitch  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.studies import pitch  # pylint: disable=g-import-not-at-top
     for entry, (name, run) in zip(chosen, runs):
       out = workdir if len(runs) == 1 else os.path.join(workdir, name)
       result = pitch.run_pitch(
@@ -319,7 +319,7 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
       say(result["headline"])
       say(f"pitch ({name}): {out}/pitch.json, {out}/pitch.png")
   elif study == "coherence":
-    from sonify_jax.analysis import coherence  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.studies import coherence  # pylint: disable=g-import-not-at-top
     models: Dict[str, list] = {}
     for name, run in runs:
       models.setdefault(name, []).append(run)
@@ -334,7 +334,7 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
               ", ".join(f"{m:.3f}" for m in table["mean"]))
     say(f"coherence: {workdir}/coherence.png")
   elif study == "residual":
-    from sonify_jax.analysis import residual  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.studies import residual  # pylint: disable=g-import-not-at-top
     name, run = runs[0]
     if run.head is None:
       raise UserError(f"{ckpts[0][1]} is not a classifier run (no "
@@ -350,7 +350,7 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
         say("  " + _print_metrics(f"L{layer}", metrics))
     say(f"residual: {workdir}/residual.json, {workdir}/residual.png")
   elif study == "layer_importance":
-    from sonify_jax.analysis import layer_importance  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.studies import layer_importance  # pylint: disable=g-import-not-at-top
     name, run = runs[0]
     train = _source(run, _TRAIN_SPLIT.value or (run.info or {}).get(
         "config", {}).get("train_split", "train"), what="probe train")
@@ -361,7 +361,7 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
                        chosen[:1])
     say(f"layer importance: {workdir}/layer_importance.png")
   elif study == "evolution":
-    from sonify_jax.analysis import evolution  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.studies import evolution  # pylint: disable=g-import-not-at-top
     checkpoints, arch = evolution.load_checkpoints(ckpts[0][1])
     evolution.run_evolution(checkpoints, arch, source, workdir,
                             layers=layers,

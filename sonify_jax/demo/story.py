@@ -27,7 +27,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from sonify_jax import config_files
-from sonify_jax.analysis import common
+from sonify_jax.analysis.core import common
 
 CLIP_SECONDS = 1.0
 SHARED_CLIPS = 3  # clips heard through both models at every top-k layer
@@ -73,7 +73,14 @@ def run_story(workdir: str, quick: bool = False,
     steps: training steps per model (default 800, quick 4).
     max_clips: clips of the test split per study (default all, quick 6).
   """
-  from sonify_jax.analysis import atlas, atlas_page, coherence, controls, evolution, gallery, run_data, topk  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.studies import atlas  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.pages import atlas_page  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.studies import coherence  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.core import controls  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.studies import evolution  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.pages import gallery  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.cli import run_data  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.studies import topk  # pylint: disable=g-import-not-at-top
   from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
   from sonify_jax.train import checkpoints, probe, trainer  # pylint: disable=g-import-not-at-top
 
@@ -153,11 +160,11 @@ def run_story(workdir: str, quick: bool = False,
              "model.":
              (os.path.join(workdir, "coherence", "coherence.png"),
               coherence_headline(coh))}
-  from sonify_jax.analysis import studies_cli  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.cli import studies_cli  # pylint: disable=g-import-not-at-top
   figures.update(studies_cli.story_figures(list(models.items()), source,
                                            workdir, quick, max_clips))
   # Does it depend on the weights? The sanity study of both models.
-  from sonify_jax.analysis import sanity  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.studies import sanity  # pylint: disable=g-import-not-at-top
   sanity_dirs = {}
   for name, run in models.items():
     common.log(f"[story] sanity study, {name} ({time.time() - start:.0f} s "
@@ -211,7 +218,7 @@ def run_story(workdir: str, quick: bool = False,
 def coherence_headline(summary: Dict[str, Any]) -> str:
   """One sentence: each model's coherence over layers against its
   controls."""
-  from sonify_jax.analysis import controls  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.core import controls  # pylint: disable=g-import-not-at-top
   parts = []
   for name, s in summary.items():
     means = {c: float(np.mean(t["mean"])) for c, t in s["conditions"].items()}

@@ -10,7 +10,7 @@ one line: the numbers would be meaningless.
 """
 from typing import Any, Dict, Optional, Tuple
 
-from sonify_jax.analysis import common
+from sonify_jax.analysis.core import common
 from sonify_jax.errors import UserError
 
 DEFAULT_SPLITS = ("validation",)

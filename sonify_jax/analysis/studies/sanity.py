@@ -39,7 +39,8 @@ import numpy as np
 import scipy.stats
 
 from sonify_jax import atomic_io, plotting
-from sonify_jax.analysis import common, controls
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
 from sonify_jax.deconv import rules as rules_lib
 from sonify_jax.errors import UserError
 

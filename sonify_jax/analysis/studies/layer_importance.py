@@ -25,7 +25,8 @@ import numpy as np
 import optax
 
 from sonify_jax import atomic_io
-from sonify_jax.analysis import common, controls
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
 from sonify_jax.models.network import Network
 from sonify_jax.models.encoder import Encoder
 
@@ -277,7 +278,7 @@ def run_layer_importance(params: Params, arch: Network, train_source,
     ``{mode: {layer: metrics}}`` of the trained encoder, plus
     ``'untrained'`` (same shape, if given) and ``'prior'`` (metrics).
   """
-  from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.figures import panels  # pylint: disable=g-import-not-at-top
   layers = common.check_layers(layers, arch)
   for mode in modes:
     if mode not in ("fconly", "full"):
@@ -292,7 +293,7 @@ def run_layer_importance(params: Params, arch: Network, train_source,
   prior = prior_baseline(train_source, test_source, max_clips)
   results: Dict[str, Any] = dict(conditions[controls.TRAINED])
   os.makedirs(out_dir, exist_ok=True)
-  figures.condition_curves(
+  panels.condition_curves(
       os.path.join(out_dir, "layer_importance.png"), layers,
       {m: ({c: ([r[m][l][metric] for l in layers], None)
             for c, r in conditions.items()}, 1) for m in modes},

@@ -42,7 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax import atomic_io, audio_io, deconvnet, plotting
-from sonify_jax.analysis import activity, common, topk
+from sonify_jax.analysis.studies import activity
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.studies import topk
 from sonify_jax.errors import UserError
 from sonify_jax.models.network import Network
 

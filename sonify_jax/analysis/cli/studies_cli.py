@@ -7,7 +7,7 @@ headline (with the untrained control next to every number).
 """
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from sonify_jax.analysis import controls
+from sonify_jax.analysis.core import controls
 
 STUDIES = ("activity", "time_invariance")
 DEFAULT_MAX_MAPS = 32       # activity: live maps per layer with band features
@@ -40,7 +40,7 @@ def run_study(study: str, runs: Sequence[Tuple[str, Any]], source,
     if "untrained" not in variants:
       say(f"note: {name} has no untrained control")
   if study == "activity":
-    from sonify_jax.analysis import activity  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.studies import activity  # pylint: disable=g-import-not-at-top
     result = activity.run_activity(
         models, source, workdir, layers=layers, k=k,
         max_maps=DEFAULT_MAX_MAPS if max_maps is None else max_maps,
@@ -50,7 +50,7 @@ def run_study(study: str, runs: Sequence[Tuple[str, Any]], source,
     say(f"activity: {workdir}/activity.json, {workdir}/activity.png")
     return result
   if study == "time_invariance":
-    from sonify_jax.analysis import time_invariance  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.studies import time_invariance  # pylint: disable=g-import-not-at-top
     rate = next(iter(models.values()))["trained"][1].sample_rate
     length = clip_samples or int(DEFAULT_TI_SECONDS * rate)
     result = time_invariance.run_time_invariance(
@@ -71,7 +71,7 @@ def story_figures(runs: Sequence[Tuple[str, Any]], source, workdir: str,
   """Both studies on the demo's models, cheaply (a few layers, few maps and
   clips); returns ``{caption: (png, headline)}`` for the gallery."""
   import os  # pylint: disable=g-import-not-at-top
-  from sonify_jax.analysis import common  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.core import common  # pylint: disable=g-import-not-at-top
   arch = controls.as_run(runs[0][1]).arch
   last = arch.num_blocks
   layers = (1, last) if quick else tuple(sorted(

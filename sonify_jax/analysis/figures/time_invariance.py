@@ -13,7 +13,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from sonify_jax import plotting
-from sonify_jax.analysis.time_invariance import FLOAT32_EPS
+from sonify_jax.analysis.studies.time_invariance import FLOAT32_EPS
 
 _KINDS = (("multiple", "k a multiple of the stride"),
           ("non_multiple", "k not a multiple"))

@@ -1,4 +1,5 @@
-"""Sonify an audio file: the library behind ``python -m sonify_jax.sonify``.
+"""Library: sonify an audio file and write the results (WAV + spectrogram PNG
+per map, ``index.json``); the command ``python -m sonify_jax.sonify`` calls it.
 
 Kept apart from the CLI module so that importing it defines no absl flags.
 The output folder is built under a temporary name and renamed into place
@@ -7,18 +8,31 @@ folder or none, never a mix. ``--out`` may be a ``gs://`` URL (built locally,
 then uploaded; see ``atomic_io``).
 """
 import os
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 import jax.numpy as jnp
 import numpy as np
 
-from sonify_jax import atomic_io, audio_io, deconvnet, outputs, paths
+from sonify_jax import atomic_io, audio_io, deconvnet, paths, plotting
 from sonify_jax.errors import UserError
 from sonify_jax.deconv import rules
 from sonify_jax.models import encoder, get_network
 
 INDEX_FILE = "index.json"
+
+
+def write_pair(out_dir: str, stem: str, audio: np.ndarray,
+               sonification: np.ndarray, *, title: str = "",
+               sample_rate: int) -> Dict[str, str]:
+  """Write ``{stem}.wav`` (sonification) and ``{stem}.png`` (input vs
+  sonification log-spectrograms). Returns the paths, relative to out_dir."""
+  wav = f"{stem}.wav"
+  png = f"{stem}.png"
+  audio_io.write_wav(os.path.join(out_dir, wav), sonification, sample_rate)
+  plotting.save_pair_figure(os.path.join(out_dir, png), audio, sonification,
+                            sample_rate, title=title)
+  return {"wav": wav, "png": png}
 
 
 def random_encoder(model: str = "cnn12", seed: int = 0):
@@ -117,9 +131,8 @@ def sonify_file(audio_path: str, layer: int, maps_spec: str, out_dir: str,
     audio_io.write_wav(os.path.join(tmp_dir, "input.wav"), waveform, rate)
     entries = []
     for m, s in zip(maps, sonifications):
-      written = outputs.write_pair(tmp_dir, f"layer{layer}_map{m}", waveform,
-                                   s, title=f"layer {layer}, map {m}",
-                                   sample_rate=rate)
+      written = write_pair(tmp_dir, f"layer{layer}_map{m}", waveform, s,
+                           title=f"layer {layer}, map {m}", sample_rate=rate)
       entries.append({"layer": layer, "map": m, **written})
       logging.info("wrote %s", os.path.join(out_dir, written["wav"]))
     atomic_io.write_json(

@@ -24,7 +24,8 @@ import os
 from typing import Dict, Optional
 
 from sonify_jax import atomic_io
-from sonify_jax.analysis import atlas, common
+from sonify_jax.analysis.studies import atlas
+from sonify_jax.analysis.core import common
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1em 2em;background:#fafafa;

@@ -26,7 +26,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from sonify_jax import atomic_io, plotting
-from sonify_jax.analysis import common, controls, sanity
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
+from sonify_jax.analysis.studies import sanity
 from sonify_jax.deconv import rules as rules_lib
 from sonify_jax.errors import UserError
 

@@ -8,12 +8,11 @@ both, writes the listening gallery and prints where it is (a few minutes on a
 2-core CPU; ``--quick`` is a smoke run whose outputs mean nothing).
 Re-running with the same workdir resumes the trainings from their checkpoints.
 """
-from absl import app
 from absl import flags
 
 from sonify_jax import cli
 from sonify_jax import paths
-from sonify_jax.analysis import story
+from sonify_jax.demo import story
 from sonify_jax.errors import UserError
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/sonify_demo",

@@ -30,7 +30,8 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 
 from sonify_jax import atomic_io, audio_io, deconvnet
-from sonify_jax.analysis import common, controls
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
 from sonify_jax.models.network import Network
 
 Params = Any
@@ -185,9 +186,9 @@ def run_topk(params: Params, arch: Network, source, out_dir: str,
       index["same_clip"][str(layer)] = _same_clip_entries(
           run, layer, shared_clips, clips, batch_size, seed, writer, rule)
     if figure_maps > 0 and rows:
-      from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
+      from sonify_jax.analysis.figures import panels  # pylint: disable=g-import-not-at-top
       path = os.path.join(out_dir, f"figure_layer{layer:02d}.png")
-      figures.topk_grid(path, rows, arch.sample_rate,
+      panels.topk_grid(path, rows, arch.sample_rate,
                         title=f"{model_name}: layer {layer}, "
                         f"top-{figure_clips} clips per map")
       index["figures"][str(layer)] = os.path.relpath(path, out_dir)
@@ -273,7 +274,7 @@ class _EntryWriter:
     return os.path.relpath(path, self.out_dir)
 
   def write(self, stem, m, r, ci, value, view):
-    from sonify_jax.analysis import coherence  # pylint: disable=g-import-not-at-top
+    from sonify_jax.analysis.studies import coherence  # pylint: disable=g-import-not-at-top
     clip = self.clips[ci]
     sonif = view[controls.TRAINED][1]
     entry = {

@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from sonify_jax import atomic_io, audio_io
-from sonify_jax.analysis import common
+from sonify_jax.analysis.core import common
 from sonify_jax.models.network import Network
 
 Params = Any
@@ -65,7 +65,8 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
     {...}}``. Step 0 (the untrained init, which the trainer always keeps)
     is the control.
   """
-  from sonify_jax.analysis import figures, topk  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.figures import panels  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.studies import topk  # pylint: disable=g-import-not-at-top
   if not checkpoints:
     raise ValueError("no checkpoints given")
   checkpoints = sorted(checkpoints, key=lambda c: c[0])
@@ -125,7 +126,7 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
       entries.append(entry)
     result["layers"][str(layer)] = entries
     fig = os.path.join(out_dir, f"evolution_layer{layer:02d}.png")
-    figures.evolution_grid(
+    panels.evolution_grid(
         fig, [(f"map {m}", c) for m, c in zip(maps, clips)], steps, rows,
         arch.sample_rate, title=f"layer {layer}: sonification of the selected model's (step "
         f"{selected_step}) top clip per map, across training",

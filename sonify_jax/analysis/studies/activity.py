@@ -40,7 +40,7 @@ import numpy as np
 import scipy.signal
 
 from sonify_jax import atomic_io
-from sonify_jax.analysis import common
+from sonify_jax.analysis.core import common
 from sonify_jax.errors import UserError
 from sonify_jax.models import network as network_lib
 from sonify_jax.models.network import Network
@@ -342,7 +342,7 @@ def run_activity(models: Dict[str, Dict[str, Tuple[Params, Network]]],
     ``{'models': {name: {str(layer): {'trained': ..., 'untrained': ...}}},
     'clips', 'k', 'max_maps', 'figure', 'caption'}``.
   """
-  from sonify_jax.analysis import activity_figure  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.figures import activity as activity_figure  # pylint: disable=g-import-not-at-top
   k = measure_kw.setdefault("k", 3)
   max_maps = measure_kw.setdefault("max_maps", 32)
   result: Dict[str, Any] = {"study": "activity", "metric": "live_fraction",

@@ -20,7 +20,8 @@ import numpy as np
 import scipy.signal
 
 from sonify_jax import atomic_io
-from sonify_jax.analysis import common, controls
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
 from sonify_jax.models.network import Network
 
 Params = Any
@@ -198,7 +199,7 @@ def run_coherence(models: Dict[str, Sequence[Any]],
   Returns:
     ``{kind: summarize_runs(...) plus 'clips_per_s', 'num_runs'}``.
   """
-  from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.figures import panels  # pylint: disable=g-import-not-at-top
   os.makedirs(out_dir, exist_ok=True)
   summary: Dict[str, Any] = {}
   for kind, runs in models.items():
@@ -222,7 +223,7 @@ def run_coherence(models: Dict[str, Sequence[Any]],
                                          else float("nan"))
     summary[kind]["num_runs"] = len(per_run)
   first = next(iter(summary.values()))
-  figures.condition_curves(
+  panels.condition_curves(
       os.path.join(out_dir, "coherence.png"), first["layers"],
       {k: ({c: (t["mean"], t["ci_half_width"])
             for c, t in v["conditions"].items()}, v["num_runs"])

@@ -41,7 +41,7 @@ import numpy as np
 import scipy.signal
 
 from sonify_jax import atomic_io
-from sonify_jax.analysis import common
+from sonify_jax.analysis.core import common
 from sonify_jax.errors import UserError
 from sonify_jax.models.network import Network
 
@@ -250,7 +250,7 @@ def run_time_invariance(
     ``{'models': {name: {str(layer): {'trained': ..., 'untrained': ...}}},
     'statement', 'caption', ...}``.
   """
-  from sonify_jax.analysis import time_invariance_figure as fig_lib  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.figures import time_invariance as fig_lib  # pylint: disable=g-import-not-at-top
   arch0 = next(iter(next(iter(models.values())).values()))[1]
   layers = common.check_layers(layers, arch0)
   length = length or arch0.sample_rate

@@ -133,7 +133,7 @@ def condition_panels(path: str, panels: Sequence[Dict]) -> str:
 
 
 def _condition_curve_set(models: ConditionModels):
-  from sonify_jax.analysis import controls  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.core import controls  # pylint: disable=g-import-not-at-top
   curves, ns = {}, set()
   for i, (name, (conditions, n)) in enumerate(models.items()):
     ns.add(int(n))

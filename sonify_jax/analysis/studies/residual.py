@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax import atomic_io
-from sonify_jax.analysis import common, controls
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
 from sonify_jax.models.network import Network
 
 Params = Any
@@ -56,7 +57,7 @@ def condition_sonify_fn(condition: str, run: controls.RunParams,
   """What a condition subtracts: the trained model's most active map, the
   untrained init's most active map, or a random live map of the trained
   model (``controls.choose_maps``), each sonified by its own encoder."""
-  from sonify_jax.analysis import coherence  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.studies import coherence  # pylint: disable=g-import-not-at-top
   params = controls.condition_params(condition, run)
 
   def fn(audio, layers, indices=None):
@@ -145,7 +146,7 @@ def run_residual(encoder_params: Params, head_params: Params,
   given), a random live map's (``random_map``). Writes residual.json
   (``per_layer``: ``{layer: {condition: metrics}}``) and residual.png.
   """
-  from sonify_jax.analysis import figures  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.figures import panels  # pylint: disable=g-import-not-at-top
   layers = common.check_layers(layers, arch)
   score_fn = make_classifier_fn(encoder_params, head_params, arch,
                                 bool(source.multilabel))
@@ -159,7 +160,7 @@ def run_residual(encoder_params: Params, head_params: Params,
   conditions = result["conditions"]
   os.makedirs(out_dir, exist_ok=True)
   base = result["baseline"][metric]
-  figures.condition_curves(
+  panels.condition_curves(
       os.path.join(out_dir, "residual.png"), layers,
       {"residual x - s(x)": ({c: ([v[l][metric] for l in layers], None)
                              for c, v in conditions.items()}, 1)},

@@ -28,7 +28,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from sonify_jax import atomic_io, audio_io, plotting
-from sonify_jax.analysis import common, controls
+from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1em 2em;background:#fafafa;
@@ -255,7 +256,7 @@ def _figure_html(rel: str, caption: str, wide: bool,
 def _sanity_html(sanity: Dict[str, str], out_dir: str) -> List[str]:
   """The sanity study of each model: its headline, a verdict per layer and
   rule (folded away), and its figure."""
-  from sonify_jax.analysis import sanity as sanity_lib  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.studies import sanity as sanity_lib  # pylint: disable=g-import-not-at-top
   esc = html.escape
   parts = ['<section class="sanity"><h2>Does it depend on the weights?</h2>',
            '<p class="meta">Each model re-initialised block by block from the '

@@ -1,0 +1,3 @@
+"""Command-line glue of ``python -m sonify_jax.analysis.run``: the data a study
+reads (``run_data``) and the flag-to-study calls of some studies
+(``studies_cli``)."""

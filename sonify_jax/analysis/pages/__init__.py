@@ -1,0 +1,2 @@
+"""Offline HTML pages over study outputs: the listening gallery and the atlas
+browser."""
