@@ -20,12 +20,18 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from sonify_jax.data import builders  # pylint: disable=g-import-not-at-top
 from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
+from sonify_jax import flag_check  # pylint: disable=g-import-not-at-top
+from sonify_jax.domains import Float, Int, Text  # pylint: disable=g-import-not-at-top
 
 _CLIPS = flags.DEFINE_integer("clips", 600, "Number of clips.")
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Clip length (AudioSet: 10).")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/bench_array_record",
                                "Scratch folder (deleted at the end).")
 _THREADS = flags.DEFINE_integer("threads", 4, "Reader threads.")
+
+FLAG_DOMAINS = {"clips": Int(1), "seconds": Float(0.0, low_open=True),
+                "workdir": Text(r".+", "a folder path"), "threads": Int(1)}
+flag_check.register(FLAG_DOMAINS)
 
 
 def main(argv):

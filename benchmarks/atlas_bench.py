@@ -30,11 +30,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax import deconvnet
+from sonify_jax import config_check
+from sonify_jax import flag_check
 from sonify_jax.analysis.studies import atlas
 from sonify_jax.analysis.studies import topk
 from sonify_jax.data import catalog
 from sonify_jax.data.sources import ArraySource
+from sonify_jax.domains import (Choice, Either, Float, Int, Lazy, ListOf,
+                                OrNone, Text)
 from sonify_jax.models import build_encoder
+from sonify_jax.models import registry
 from sonify_jax.models.registry import get_network
 
 _ARCH = flags.DEFINE_string("arch", "cnn12", "Network name.")
@@ -54,6 +59,19 @@ _SCALE_LAYERS = flags.DEFINE_list("scale_layers", ["6", "11"],
                                   "Layers of the sonify scaling part.")
 _SCALE_PAIRS = flags.DEFINE_integer("scale_pairs", 16,
                                     "Pairs per timed sonify batch.")
+
+FLAG_DOMAINS = {
+    "arch": Lazy(lambda: Choice(tuple(registry.NETWORKS))), "dataset": config_check.Dataset(),
+    "split": config_check.Split(empty_ok=False),
+    "layers": OrNone(Either(ListOf(Choice(("all",)), str), ListOf(Int(1)),
+                            "'all' or comma-separated integers >= 1")),
+    "k": Int(1),
+    "max_clips": OrNone(Int(1)), "workdir": OrNone(Text(r".+", "a folder")),
+    "skip_atlas": flag_check.ANY,
+    "scale_seconds": ListOf(Float(0.0, low_open=True), float, empty_ok=True),
+    "scale_clips": ListOf(Int(1), empty_ok=True),
+    "scale_layers": ListOf(Int(1), empty_ok=True), "scale_pairs": Int(1)}
+flag_check.register(FLAG_DOMAINS)
 
 
 def _peak_rss_gib() -> float:
@@ -145,6 +163,8 @@ def main(argv):
   arch = get_network(_ARCH.value)
   layers = ([int(l) for l in _LAYERS.value]
             if _LAYERS.value and _LAYERS.value != ["all"] else None)
+  for layer in (layers or []) + [int(l) for l in _SCALE_LAYERS.value]:
+    arch.check_block(layer)  # the layer rule needs --arch: here, first
   print(f"devices: {jax.devices()}  cpus: {os.cpu_count()}  {_load()}")
   # The model's own (He) init, as training starts: its deep maps are live.
   params = jax.jit(build_encoder(arch.name).init)(

@@ -10,10 +10,19 @@ Uses a trained run's encoder with --workdir, else seeded random params
 """
 from absl import flags
 
+from sonify_jax import flag_check
+from sonify_jax.domains import Choice, Int, Lazy, OrNone, Text
+from sonify_jax.models import registry
+
 _MODEL = flags.DEFINE_string("model", "cnn12_tiny", "Network name.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained run (optional).")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Clips per batch.")
 _MAX_CLIPS = flags.DEFINE_integer("max_clips", None, "Clips to use.")
+
+FLAG_DOMAINS = {"model": Lazy(lambda: Choice(tuple(registry.NETWORKS))),
+                "workdir": OrNone(Text(r".+", "a trained run's folder")),
+                "batch_size": Int(1), "max_clips": OrNone(Int(1))}
+flag_check.register(FLAG_DOMAINS)
 
 
 def main(argv):

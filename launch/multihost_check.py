@@ -24,16 +24,18 @@ Two processes on one machine, 4 virtual CPU devices each:
     --coordinator_address=127.0.0.1:12345 --num_processes=2 --process_id=$i \
     --out=/tmp/mh_$i.npz & done; wait
 """
-import os
 import time
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
-from absl import app
 from absl import flags
 import numpy as np
 
 from sonify_jax import atomic_io
 from sonify_jax import cli
+from sonify_jax import flag_check
+from sonify_jax.domains import Choice, Int, Lazy, OrNone, Text
+from sonify_jax.errors import UserError
+from sonify_jax.models import registry
 
 FLAGS = flags.FLAGS
 
@@ -66,6 +68,34 @@ def define_flags():
                        "shortest crop that gives the encoder's last block "
                        "two frames (2626 for the CNN12 family).")
   flags.DEFINE_integer("seed", 0, "Seed of data and init.")
+  flag_check.register(FLAG_DOMAINS)
+
+
+_TEXT = Text(r".+", "a path")
+FLAG_DOMAINS = {
+    "coordinator_address": OrNone(Text(r"[^\s:]+:\d+", "host:port")),
+    "num_processes": OrNone(Int(1)), "process_id": OrNone(Int(0)),
+    "cpu_collectives": OrNone(Choice(("gloo", "mpi"))),
+    "out": OrNone(_TEXT), "workdir": OrNone(_TEXT),
+    "step": flag_check.ANY, "data": flag_check.ANY,
+    "arch": Lazy(lambda: Choice(registry.TRAINABLE)), "steps": Int(1),
+    "global_batch": Int(0, meaning="0: two per device"),
+    "clip_samples": Int(0, meaning="0: the shortest that works"),
+    "seed": Int(0)}
+
+
+def check_flags() -> None:
+  """The rules between flags (each flag's own domain is checked while
+  parsing): before JAX starts or any process connects."""
+  if FLAGS.workdir and FLAGS.step == "ntxent":
+    raise UserError("--workdir needs --step=simclr or auto (the project's "
+                    "train step saves a TrainState); --step=ntxent has none")
+  given = [FLAGS.num_processes is not None, FLAGS.process_id is not None]
+  if any(given) and not all(given):
+    raise UserError("--num_processes and --process_id go together")
+  if all(given) and FLAGS.process_id >= FLAGS.num_processes:
+    raise UserError(f"--process_id={FLAGS.process_id} must be below "
+                    f"--num_processes={FLAGS.num_processes}")
 
 
 def default_clip_samples(arch: str) -> int:
@@ -349,6 +379,7 @@ def run(arch: str = "cnn12_tiny", num_steps: int = 3, global_batch_size: int = 1
 
 def main(argv):
   del argv
+  check_flags()
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.cpu_collectives:
     jax.config.update("jax_cpu_collectives_implementation",

@@ -51,6 +51,8 @@ from launch import tpu_vm
 from sonify_jax import atomic_io
 from sonify_jax import cli
 from sonify_jax import config_files
+from sonify_jax import flag_check
+from sonify_jax.domains import Int, OrNone, Text
 
 OVERRIDE_PREFIX = "config."
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -474,6 +476,17 @@ def define_flags():
   flags.DEFINE_bool("skip_done", False, "local: skip jobs the manifest "
                     "marks done.")
   flags.DEFINE_bool("keep_going", False, "local: go on after a failed job.")
+  flag_check.register(FLAG_DOMAINS)
+
+
+FLAG_DOMAINS = {
+    "config": OrNone(Text(r"[^:]+\.py(:.*)?", "a config file path[:arg]")),
+    "workdir": OrNone(Text(r".+", "a folder")), "sweep": flag_check.ANY,
+    "extra": flag_check.ANY, "seeds": Int(0, meaning="0: the config's seed"),
+    "target": flag_check.ANY, "tpu_mode": flag_check.ANY,
+    "create_vms": flag_check.ANY, "local_python": Text(r".+", "a Python"),
+    "validate": flag_check.ANY, "skip_done": flag_check.ANY,
+    "keep_going": flag_check.ANY}
 
 
 def build_commands(f) -> Tuple[List[Job], List[List[str]]]:

@@ -40,6 +40,8 @@ from absl import flags
 from absl import logging
 
 from sonify_jax import cli
+from sonify_jax import flag_check
+from sonify_jax.domains import Int, OrNone, Path, Text, TextList
 
 ACTIONS = ("create", "setup", "run", "up", "check", "logs", "stop", "status",
            "delete")
@@ -415,6 +417,39 @@ def execute(commands: Sequence[Sequence[str]], dry_run: bool,
     subprocess.run(list(argv), check=True)
 
 
+_NAME = Text(r"[a-z]([-a-z0-9]*[a-z0-9])?", "a GCP resource name "
+             "(lowercase letters, digits and '-')")
+_SOME_TEXT = Text(r"\S+", "a non-empty word")
+_ANY_TEXT = Text(r".+", "not empty")
+# The launcher's flags (sweep.py's TPU targets use them too).
+TPU_FLAG_DOMAINS = {
+    "name": OrNone(_NAME), "zone": OrNone(Text(
+        r"[a-z0-9-]+", "a GCP zone such as europe-west4-a")),
+    "project": OrNone(_SOME_TEXT),
+    "accelerator_type": Text(r"v\d+[a-z]*-\d+",
+                             "a TPU type such as v3-8 or v4-32"),
+    "version": OrNone(_SOME_TEXT), "spot": flag_check.ANY,
+    "dry_run": flag_check.ANY,
+    "preemptible": flag_check.ANY, "repo_url": OrNone(_SOME_TEXT),
+    "repo_ref": flag_check.ANY, "local_repo": Path(empty_ok=False),
+    "tarball": Text(r".+\.tar\.gz", "a .tar.gz path"),
+    "remote_dir": _SOME_TEXT, "jax_spec": _SOME_TEXT,
+    "venv": flag_check.ANY,
+    "python_version": Text(r"3\.\d+", "a Python version such as 3.11"),
+    "python": _SOME_TEXT, "extra_pip": flag_check.ANY,
+    "mount_bucket": OrNone(Text(r"[a-z0-9][-_.a-z0-9]{1,221}[a-z0-9]",
+                                "a bucket name (no gs://)")),
+    "mount_point": Text(r"/.*", "an absolute path"),
+    "log_file": _SOME_TEXT,
+    "env": TextList(r"[A-Za-z_][A-Za-z0-9_]*=.*", "KEY=VALUE items")}
+# This command's own flags.
+FLAG_DOMAINS = {
+    "config": OrNone(_ANY_TEXT), "workdir": OrNone(_ANY_TEXT),
+    "extra": flag_check.ANY,
+    "worker": Text(r"\d+|all", "a worker number (0, 1, ...) or 'all'"),
+    "lines": Int(1), "follow": flag_check.ANY}
+
+
 def define_flags():
   """The launcher's flags (sweep.py defines the same ones for TPU targets);
   a second call (an entry point run again in one process) defines nothing."""
@@ -456,6 +491,7 @@ def define_flags():
   flags.DEFINE_multi_string("env", [], "KEY=VALUE for the training process "
                             "(repeatable), e.g. TFDS_DATA_DIR=gs://b/tfds.")
   flags.DEFINE_bool("dry_run", False, "Print the commands, run nothing.")
+  flag_check.register(TPU_FLAG_DOMAINS)
 
 
 def spec_from_flags() -> TpuVmSpec:
@@ -503,4 +539,5 @@ if __name__ == "__main__":
   flags.DEFINE_string("worker", "0", "Worker for 'logs' (0, 1, ... or all).")
   flags.DEFINE_integer("lines", 100, "Lines of log for 'logs'.")
   flags.DEFINE_bool("follow", False, "Stream the log ('logs').")
+  flag_check.register(FLAG_DOMAINS)
   cli.run(main)

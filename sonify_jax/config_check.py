@@ -13,260 +13,18 @@ JAX starts, any data is read or the workdir is made (the trainer's own
 missing from ``FIELDS`` is refused too: a config carries only fields that
 the trainer reads, so a field nobody checks is a field nobody reads.
 
-Each ``Domain`` also names values outside it (``bad_values``), so the tests
-can try one for every field of every shipped config.
+The domains are ``sonify_jax.domains``; each names values outside it
+(``bad_values``), so the tests can try one for every field of every shipped
+config.
 """
-import math
 import os
 import re
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
-from typing import Sequence, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
+from sonify_jax.domains import (Bool, Choice, Domain, Float, Int, IntList,
+                                Lazy, Optional_, Pair, Path, Probability,
+                                Regex)
 from sonify_jax.errors import UserError
-
-
-class Domain:
-  """What a field may hold; ``error(value)`` is None inside it."""
-
-  required = True
-
-  def error(self, value) -> Optional[str]:  # pragma: no cover - abstract
-    raise NotImplementedError
-
-  def describe(self) -> str:  # pragma: no cover - abstract
-    raise NotImplementedError
-
-  def bad_values(self) -> List[Any]:
-    """Values outside the domain (the wrong type first)."""
-    return [object()]
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-  return (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and math.isfinite(value))
-
-
-def _bounds(low, high) -> str:
-  if low is not None and high is not None:
-    return f"in {low}..{high}"
-  if low is not None:
-    return f">= {low}"
-  if high is not None:
-    return f"<= {high}"
-  return ""
-
-
-class Int(Domain):
-  """An integer in [low, high], or one of ``also`` (e.g. -1 = 'derive')."""
-
-  def __init__(self, low=None, high=None, also=(), meaning=""):
-    self.low, self.high, self.also, self.meaning = low, high, tuple(also), \
-        meaning
-
-  def error(self, value):
-    if not _is_int(value):
-      return "wrong type"
-    if value in self.also:
-      return None
-    if self.low is not None and value < self.low:
-      return "too small"
-    if self.high is not None and value > self.high:
-      return "too large"
-    return None
-
-  def describe(self):
-    text = " ".join(filter(None, ["an integer", _bounds(self.low,
-                                                         self.high)]))
-    for v in self.also:
-      text += f" or {v}"
-    return text + (f" ({self.meaning})" if self.meaning else "")
-
-  def bad_values(self):
-    bad = ["1", 1.5, True]
-    if self.low is not None:
-      bad += [v for v in (self.low - 1, self.low - 10) if v not in self.also]
-    if self.high is not None:
-      bad.append(self.high + 1)
-    return bad
-
-
-class Float(Domain):
-  """A finite number (an int is fine) in its bounds."""
-
-  def __init__(self, low=None, high=None, low_open=False, high_open=False,
-               meaning=""):
-    self.low, self.high = low, high
-    self.low_open, self.high_open, self.meaning = low_open, high_open, meaning
-
-  def error(self, value):
-    if not _is_number(value):
-      return "not a finite number"
-    if self.low is not None and (value < self.low or (
-        self.low_open and value == self.low)):
-      return "too small"
-    if self.high is not None and (value > self.high or (
-        self.high_open and value == self.high)):
-      return "too large"
-    return None
-
-  def describe(self):
-    if self.low is not None and self.high is not None:
-      where = (f"in {'(' if self.low_open else '['}{self.low:g}, "
-               f"{self.high:g}{')' if self.high_open else ']'}")
-    elif self.low is not None:
-      where = f"{'>' if self.low_open else '>='} {self.low:g}"
-    elif self.high is not None:
-      where = f"{'<' if self.high_open else '<='} {self.high:g}"
-    else:
-      where = ""
-    text = " ".join(filter(None, ["a number", where]))
-    return text + (f" ({self.meaning})" if self.meaning else "")
-
-  def bad_values(self):
-    bad = ["0.5", float("nan"), float("inf"), True]
-    if self.low is not None:
-      bad.append(self.low if self.low_open else self.low - 1)
-    if self.high is not None:
-      bad.append(self.high if self.high_open else self.high + 1)
-    return bad
-
-
-def Probability():  # pylint: disable=invalid-name
-  return Float(0.0, 1.0)
-
-
-class Bool(Domain):
-
-  def error(self, value):
-    return None if isinstance(value, bool) else "not a bool"
-
-  def describe(self):
-    return "True or False"
-
-  def bad_values(self):
-    return ["yes", 1, None]
-
-
-class Choice(Domain):
-
-  def __init__(self, choices: Sequence[Any]):
-    self.choices = tuple(choices)
-
-  def error(self, value):
-    return None if isinstance(value, str) and value in self.choices else (
-        "not a choice")
-
-  def describe(self):
-    return "one of " + ", ".join(repr(c) for c in self.choices)
-
-  def bad_values(self):
-    return ["bogus", 3, None]
-
-
-class Text(Domain):
-  """A string; ``pattern`` (a regex it must match in full) if given."""
-
-  def __init__(self, pattern: str = "", what: str = "a string",
-               required: bool = True):
-    self.pattern, self.what, self.required = pattern, what, required
-
-  def error(self, value):
-    if not isinstance(value, str):
-      return "not a string"
-    if self.pattern and not re.fullmatch(self.pattern, value):
-      return "malformed"
-    return None
-
-  def describe(self):
-    return self.what
-
-  def bad_values(self):
-    bad = [3, None]
-    if self.pattern and not re.fullmatch(self.pattern, "bad value!"):
-      bad.append("bad value!")
-    return bad
-
-
-class Path(Domain):
-  """A path string ('' when ``empty_ok``); an existing local path must be a
-  folder (a gs:// path is not looked at)."""
-
-  def __init__(self, empty_ok: bool = True, meaning: str = "",
-               required: bool = True):
-    self.empty_ok, self.meaning, self.required = empty_ok, meaning, required
-
-  def error(self, value):
-    if not isinstance(value, str):
-      return "not a string"
-    if not value:
-      return None if self.empty_ok else "empty"
-    if "://" not in value:
-      local = os.path.expanduser(value)
-      if os.path.exists(local) and not os.path.isdir(local):
-        return "not a folder"
-    return None
-
-  def describe(self):
-    text = "a folder path" + (" or ''" if self.empty_ok else "")
-    return text + (f" ({self.meaning})" if self.meaning else "")
-
-  def bad_values(self):
-    return [3, None] + ([] if self.empty_ok else [""])
-
-
-class Pair(Domain):
-  """(low, high): two finite numbers with low <= high, each >= ``low``."""
-
-  def __init__(self, low=None):
-    self.low = low
-
-  def error(self, value):
-    if isinstance(value, (str, bytes)) or not isinstance(
-        value, (tuple, list)) or len(value) != 2:
-      return "not a pair"
-    if not all(_is_number(v) for v in value):
-      return "not numbers"
-    if value[0] > value[1]:
-      return "low > high"
-    if self.low is not None and value[0] < self.low:
-      return "too small"
-    return None
-
-  def describe(self):
-    return ("(low, high), two numbers with low <= high" +
-            (f", both >= {self.low:g}" if self.low is not None else ""))
-
-  def bad_values(self):
-    bad = ["1,2", (1.0,), (2.0, 1.0), (0.0, float("nan"))]
-    if self.low is not None:
-      bad.append((self.low - 1, self.low + 1))
-    return bad
-
-
-class IntList(Domain):
-  """A tuple/list of integers, each >= ``low``."""
-
-  def __init__(self, low: int = 0, meaning: str = ""):
-    self.low, self.meaning = low, meaning
-
-  def error(self, value):
-    if isinstance(value, (str, bytes)) or not isinstance(value,
-                                                          (tuple, list)):
-      return "not a list"
-    if not all(_is_int(v) and v >= self.low for v in value):
-      return "bad item"
-    return None
-
-  def describe(self):
-    return (f"a list of integers >= {self.low}" +
-            (f" ({self.meaning})" if self.meaning else ""))
-
-  def bad_values(self):
-    return ["1,2", 3, (self.low - 1,), (1.5,)]
 
 
 class Split(Domain):
@@ -294,27 +52,6 @@ class Split(Domain):
     return [3, None, "train[", "a b"] + ([] if self.empty_ok else [""])
 
 
-class Regex(Domain):
-
-  def __init__(self, required: bool = True):
-    self.required = required
-
-  def error(self, value):
-    if not isinstance(value, str):
-      return "not a string"
-    try:
-      re.compile(value)
-    except re.error:
-      return "not a regex"
-    return None
-
-  def describe(self):
-    return "a regular expression (or '')"
-
-  def bad_values(self):
-    return [3, "(unclosed"]
-
-
 class SplitPercent(Domain):
 
   def __init__(self, required: bool = True):
@@ -336,23 +73,6 @@ class SplitPercent(Domain):
     return ["80/20", "0/50/50", "a/b/c", 3]
 
 
-class Optional_(Domain):  # pylint: disable=invalid-name
-  """A field a config may leave out (then the trainer's default holds)."""
-
-  def __init__(self, inner: Domain):
-    self.inner = inner
-    self.required = False
-
-  def error(self, value):
-    return self.inner.error(value)
-
-  def describe(self):
-    return self.inner.describe()
-
-  def bad_values(self):
-    return self.inner.bad_values()
-
-
 _SPLIT_PART = re.compile(r"^[A-Za-z_]+(\[[^\[\]]*\])?$")
 
 
@@ -368,28 +88,6 @@ def _trainable():
 def _compute_dtypes():
   from sonify_jax.models.composite import COMPUTE_DTYPES  # pylint: disable=g-import-not-at-top
   return tuple(sorted(COMPUTE_DTYPES))
-
-
-class _Lazy(Domain):
-  """A domain built on first use (its choices come from another module)."""
-
-  def __init__(self, make: Callable[[], Domain]):
-    self._make, self._domain = make, None
-
-  @property
-  def domain(self) -> Domain:
-    if self._domain is None:
-      self._domain = self._make()
-    return self._domain
-
-  def error(self, value):
-    return self.domain.error(value)
-
-  def describe(self):
-    return self.domain.describe()
-
-  def bad_values(self):
-    return self.domain.bad_values()
 
 
 class Dataset(Domain):
@@ -426,7 +124,7 @@ TASKS = ("simclr", "supervised")
 FIELDS: Dict[str, Domain] = {
     "task": Choice(TASKS),
     "seed": Int(0),
-    "model": _Lazy(lambda: Choice(_trainable())),
+    "model": Lazy(lambda: Choice(_trainable())),
     "dropout": Float(0.0, 1.0, high_open=True),
     "dataset": Dataset(),
     "data_dir": Path(meaning="'' = the catalog's default"),
@@ -445,7 +143,7 @@ FIELDS: Dict[str, Domain] = {
     "weight_decay": Float(0.0),
     "decoupled_weight_decay": Bool(),
     "clip_norm": Float(0.0, meaning="0 = off"),
-    "compute_dtype": _Lazy(lambda: Choice(_compute_dtypes())),
+    "compute_dtype": Lazy(lambda: Choice(_compute_dtypes())),
     "temperature": Float(0.0, low_open=True),
     "proj_hidden": Int(1),
     "proj_out": Int(1),

@@ -10,6 +10,12 @@ freed module could hand to the next one); ``cli.run`` resets the flags.
 
   worker = CliWorker("sonify_jax.sonify")
   result = worker.run("--audio", path, ...)   # .code .stdout .stderr
+
+A script runs by its path (``CliWorker("benchmarks/sonify_bench.py")``),
+with its folder on ``sys.path`` as ``python SCRIPT`` has it.
+``worker.flag_cases()`` runs ``--helpshort`` and reports, from the flags
+the command then has, a bad command-line value for every flag with a
+``sonify_jax.flag_check`` domain, and the repo's flags that have none.
 """
 import contextlib
 import dataclasses
@@ -55,7 +61,11 @@ class CliWorker:
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
   def run(self, *args: str) -> Result:
-    self._proc.stdin.write(json.dumps([str(a) for a in args]) + "\n")
+    reply = self._request([str(a) for a in args])
+    return Result(reply["code"], reply["stdout"], reply["stderr"])
+
+  def _request(self, request) -> dict:
+    self._proc.stdin.write(json.dumps(request) + "\n")
     self._proc.stdin.flush()
     timer = threading.Timer(self.timeout, self._proc.kill)
     timer.start()
@@ -64,9 +74,12 @@ class CliWorker:
     finally:
       timer.cancel()
     if not line:
-      raise RuntimeError(f"{self.module} worker died (args {args})")
-    reply = json.loads(line)
-    return Result(reply["code"], reply["stdout"], reply["stderr"])
+      raise RuntimeError(f"{self.module} worker died (request {request})")
+    return json.loads(line)
+
+  def flag_cases(self) -> dict:
+    """{"cases": [[flag, [args...]], ...], "unchecked": [flag, ...]}."""
+    return self._request({"flag_cases": True})
 
   def close(self):
     self._proc.stdin.close()
@@ -97,7 +110,13 @@ _RUN_MODULES = []  # every run's __main__ module, never freed (see above)
 
 
 def _run_as_main(module: str) -> None:
-  spec = importlib.util.find_spec(module)
+  if module.endswith(".py"):  # a script, as `python SCRIPT` runs it
+    path = os.path.join(REPO, module)
+    if os.path.dirname(path) not in sys.path:
+      sys.path.insert(0, os.path.dirname(path))
+    spec = importlib.util.spec_from_file_location("__main__", path)
+  else:
+    spec = importlib.util.find_spec(module)
   if spec.submodule_search_locations is not None:  # a package: its __main__
     spec = importlib.util.find_spec(f"{module}.__main__")
   main = types.ModuleType("__main__")
@@ -114,6 +133,59 @@ def _run_as_main(module: str) -> None:
     sys.modules["__main__"] = saved
 
 
+def _command_line_texts(value) -> list:
+  """Ways to write ``value`` on a command line (none for None/objects)."""
+  if isinstance(value, (list, tuple)):
+    return [",".join(str(v) for v in value)]
+  if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    return []
+  return [str(value)]
+
+
+def _flag_cases(module: str) -> dict:
+  """See ``CliWorker.flag_cases``."""
+  import copy  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from sonify_jax import flag_check  # pylint: disable=g-import-not-at-top
+  with contextlib.redirect_stdout(io.StringIO()), \
+      contextlib.redirect_stderr(io.StringIO()):
+    sys.argv = [module, "--helpshort"]
+    try:
+      _run_as_main(module)
+    except SystemExit:
+      pass
+  table = flag_check.registered()
+  cases, unchecked = [], []
+  for name, defining in sorted(
+      (n, flags.FLAGS.find_module_defining_flag(n)) for n in flags.FLAGS):
+    if name != flags.FLAGS[name].name:
+      continue  # a short name
+    if name not in table:
+      if defining and (defining.startswith(("sonify_jax", "launch",
+                                            "benchmarks", "__main__")) or
+                       defining.startswith(REPO)):
+        unchecked.append(name)
+      continue
+    domain = table[name]
+    if domain is None:
+      continue
+    flag = flags.FLAGS[name]
+    multi = isinstance(flag, flags.MultiFlag)
+    for bad in domain.bad_values():
+      texts = ([[str(v) for v in bad]] if multi and isinstance(bad, list)
+               else [[t] for t in _command_line_texts(bad)])
+      for items in texts:
+        probe = copy.deepcopy(flag)
+        try:
+          probe.parse(items if multi else items[0])
+          if domain.error(probe.value) is None:
+            continue  # fine on a command line (e.g. "1" for an integer)
+        except Exception:  # pylint: disable=broad-except
+          pass  # absl refuses it while parsing: a bad case too
+        cases.append([name, [f"--{name}={t}" for t in items]])
+  return {"cases": cases, "unchecked": unchecked}
+
+
 def _serve(module: str) -> None:
   # Replies go to the real stdout; anything written to fd 1 behind Python's
   # back (C++ logging) goes to stderr instead of into the protocol.
@@ -122,6 +194,10 @@ def _serve(module: str) -> None:
   sys.path.insert(0, REPO)
   for line in sys.stdin:
     args = json.loads(line)
+    if isinstance(args, dict):  # flag_cases
+      replies.write(json.dumps(_flag_cases(module)) + "\n")
+      replies.flush()
+      continue
     out, err = io.StringIO(), io.StringIO()
     code = 0
     sys.argv = [module, *args]

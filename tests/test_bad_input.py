@@ -715,3 +715,28 @@ def test_interrupted_sonify_leaves_the_previous_output(tmp_path, monkeypatch):
            for n in os.listdir(out)}
   assert after == before
   assert sorted(os.listdir(tmp_path)) == ["clip.wav", "out"]
+
+
+# ------------------------------------- launchers and benchmarks: every flag
+
+FLAG_CHECKED_COMMANDS = [
+    "launch.tpu_vm", "launch.multihost_check", "launch.sweep",
+    *sorted(f"benchmarks/{n}" for n in os.listdir(
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+            __file__))), "benchmarks")) if n.endswith("_bench.py") and
+            n != "imported_bench.py")]
+
+
+@pytest.mark.parametrize("command", FLAG_CHECKED_COMMANDS)
+def test_every_flag_refuses_its_bad_values_first(command, workers):
+  """Each flag of the command has a domain (flag_check), and every bad value
+  its domain names ends in one ``error:`` line naming that flag, exit 2,
+  before the command does anything (absl's validators run while parsing)."""
+  worker = workers(command)
+  found = worker.flag_cases()
+  assert not found["unchecked"], found["unchecked"]
+  assert found["cases"]
+  for name, args in found["cases"]:
+    line = _assert_one_error(worker.run(*args), f"--{name}")
+    assert "must be" in line or "flag" in line, line
+  assert worker.run("--help").code == 0

@@ -16,7 +16,6 @@ For a dataset too large to hold in memory, build it once with
 import os
 from typing import List, Tuple
 
-import numpy as np
 
 from sonify_jax import audio_io
 from sonify_jax.data import sources
