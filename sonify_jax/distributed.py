@@ -255,7 +255,10 @@ def global_batch(local_batch: Any, mesh: Mesh, axis_name: str = "data"
   Every leaf ``[B_local, ...]`` becomes a global ``[B_local * process_count,
   ...]`` array split over the mesh's ``axis_name``; row order is process 0's
   rows, then process 1's, and so on (the order of
-  :func:`host_local_batch_slice`). Single-process this is a ``device_put``.
+  :func:`host_local_batch_slice`). Single-process this is a ``device_put``
+  (a leaf that already is a ``jax.Array``, e.g. a global batch after a
+  jitted augmentation, is moved to the batch sharding on the devices). The one batch placement of the project: the train
+  steps, the input pipeline's callers and the multi-host check use it.
 
   Args:
     local_batch: pytree of arrays with this process's rows on axis 0.
@@ -274,6 +277,8 @@ def global_batch(local_batch: Any, mesh: Mesh, axis_name: str = "data"
   local_shards = mesh.shape[axis_name] // count if count else 0
 
   def put(x):
+    if isinstance(x, jax.Array):  # already placed (a global array): moved
+      return jax.device_put(x, sharding)
     x = np.asarray(x)
     if x.ndim == 0:
       raise ValueError("batch leaves need a batch axis, got a scalar")

@@ -241,6 +241,11 @@ def test_global_batch_places_rows_on_devices():
       i = mesh.devices.tolist().index(shard.device)
       np.testing.assert_array_equal(np.asarray(shard.data),
                                     local[name][2 * i:2 * i + 2])
+  on_device = distributed.global_batch(
+      {"audio": jax.device_put(local["audio"])}, mesh)["audio"]
+  assert on_device.sharding.is_equivalent_to(
+      NamedSharding(mesh, P("data")), 2)
+  np.testing.assert_array_equal(np.asarray(on_device), local["audio"])
   with pytest.raises(ValueError, match="split"):
     distributed.global_batch({"audio": np.zeros((n + 1, 3))}, mesh)
   with pytest.raises(ValueError, match="scalar"):

@@ -348,27 +348,6 @@ def test_bad_clips_rejected_clearly():
     next(it)
 
 
-def test_shard_for_devices_splits_the_batch_over_the_mesh():
-  import jax  # pylint: disable=g-import-not-at-top
-  devices = jax.devices()
-  if len(devices) < 2:
-    pytest.skip("needs several (virtual) devices")
-  mesh = jax.sharding.Mesh(np.array(devices), ("data",))
-  n = len(devices)
-  batch = {"audio": np.arange(n * 2 * 6, dtype=np.float32).reshape(n, 2, 6),
-           "label": np.arange(n, dtype=np.int32)}
-  out = pipeline.shard_for_devices(batch, mesh)
-  for key, value in batch.items():
-    np.testing.assert_array_equal(np.asarray(out[key]), value)
-    assert out[key].sharding.spec == jax.sharding.PartitionSpec("data")
-    for shard in out[key].addressable_shards:
-      np.testing.assert_array_equal(np.asarray(shard.data),
-                                    value[shard.index])
-      assert shard.data.shape[0] == 1
-  with pytest.raises(ValueError, match="multiple"):
-    pipeline.shard_for_devices({"x": np.zeros(n + 1)}, mesh)
-
-
 def test_embedded_source_through_the_pipeline():
   catalog = pytest.importorskip("sonify_jax.data.catalog")
   try:

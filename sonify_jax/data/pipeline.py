@@ -79,7 +79,7 @@ Parallelism (``train_batches`` arguments -> grain):
 The batches are the same either way. Close the iterators (``close()`` or
 ``with``) to stop their threads and worker processes early (grain also stops
 them when the iterator is garbage-collected or the interpreter exits).
-``shard_for_devices`` puts a host batch onto a 1-D 'data' mesh.
+Batches go onto the devices with ``distributed.global_batch``.
 """
 import dataclasses
 import functools
@@ -606,42 +606,3 @@ def eval_batches(source: ClipSource, *, batch_size: int,
   return BatchIterator(make, 0, PipelineStats(), log_every=log_every,
                        total=len(batches),
                        unreadable_rule="marked invalid, never replaced")
-
-
-# ------------------------------------------------------------- device arrays
-def shard_for_devices(batch: Batch, mesh, axis_name: str = "data") -> Dict:
-  """Put this process's batch onto a 1-D data mesh as global jax.Arrays.
-
-  Every array is split along axis 0 over ``mesh``'s ``axis_name`` axis
-  (``NamedSharding(mesh, P(axis_name))``). With several processes each one
-  passes its own ``B_local`` rows and the global array has
-  ``B_local * process_count`` rows, assembled by
-  ``jax.make_array_from_process_local_data`` without any copy between hosts.
-  ``B_local`` must be a multiple of the process's local device count.
-
-  Args:
-    batch: dict of numpy arrays with the local batch on axis 0.
-    mesh: a ``jax.sharding.Mesh`` with an ``axis_name`` axis.
-
-  Returns:
-    dict of ``jax.Array`` with the global batch on axis 0.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
-  sharding = NamedSharding(mesh, PartitionSpec(axis_name))
-  local_devices = sum(1 for d in mesh.devices.flat
-                      if d.process_index == jax.process_index())
-  out = {}
-  for name, value in batch.items():
-    value = np.asarray(value)
-    if value.ndim == 0 or value.shape[0] % max(local_devices, 1):
-      raise ValueError(f"batch[{name!r}] has shape {value.shape}: axis 0 "
-                       f"must be a multiple of the {local_devices} local "
-                       "devices")
-    global_shape = (value.shape[0] * jax.process_count(),) + value.shape[1:]
-    out[name] = jax.make_array_from_process_local_data(sharding, value,
-                                                       global_shape)
-  return out
-
-
-to_global_array = shard_for_devices

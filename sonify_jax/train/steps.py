@@ -30,6 +30,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from sonify_jax import distributed
 from sonify_jax.models.registry import get_network
 from sonify_jax.train import losses, optim
 from sonify_jax.train.state import TrainState
@@ -50,28 +51,6 @@ def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
 
 def _replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
-
-
-def _batch_sharded(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(AXIS))
-
-
-def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
-  """Places host arrays as global arrays sharded on axis 0 over ``mesh``.
-
-  With several processes each passes its own share (``pipeline.train_batches``
-  with ``process_index``/``process_count``); the global batch is their
-  concatenation. Arrays that already are ``jax.Array`` are re-placed only if
-  their sharding differs.
-  """
-  sharding = _batch_sharded(mesh)
-
-  def put(x):
-    if isinstance(x, jax.Array):
-      return jax.device_put(x, sharding)
-    return jax.make_array_from_process_local_data(sharding, np.asarray(x))
-
-  return jax.tree_util.tree_map(put, batch)
 
 
 def _check_batch(name: str, x: Any, mesh: Mesh, ndim: int,
@@ -166,12 +145,12 @@ def _wrap(train_step: Callable, mesh: Mesh, prepare: Callable[[Batch], Batch],
   sharded on axis 0) behind Python-side checks and placement."""
   replicated = _replicated(mesh)
   jitted = jax.jit(train_step,
-                   in_shardings=(replicated, _batch_sharded(mesh), replicated),
+                   in_shardings=(replicated, distributed.batch_sharding(mesh, AXIS), replicated),
                    out_shardings=(replicated, replicated),
                    donate_argnums=(0,) if donate else ())
 
   def step(state: TrainState, batch: Batch, rng: jax.Array):
-    batch = shard_batch(prepare(batch), mesh)
+    batch = distributed.global_batch(prepare(batch), mesh, AXIS)
     state = jax.device_put(state, replicated)
     rng = jax.device_put(rng, replicated)
     return jitted(state, batch, rng)
@@ -396,9 +375,9 @@ def make_eval_step(model: nn.Module, mesh: Mesh,
                           in_specs=(P(), P(AXIS), P(AXIS)), out_specs=P(AXIS))
   replicated = _replicated(mesh)
   jitted = jax.jit(sharded,
-                   in_shardings=(replicated, _batch_sharded(mesh),
-                                 _batch_sharded(mesh)),
-                   out_shardings=_batch_sharded(mesh))
+                   in_shardings=(replicated, distributed.batch_sharding(mesh, AXIS),
+                                 distributed.batch_sharding(mesh, AXIS)),
+                   out_shardings=distributed.batch_sharding(mesh, AXIS))
 
   def eval_step(params_or_state, batch: Batch) -> np.ndarray:
     params = (params_or_state.params
@@ -423,8 +402,8 @@ def make_eval_step(model: nn.Module, mesh: Mesh,
       audio = np.pad(audio, ((0, pad), (0, 0)))
       mask = np.pad(mask, ((0, pad), (0, 0)))
     params = jax.device_put(params, replicated)
-    scores = jitted(params, jax.device_put(audio, _batch_sharded(mesh)),
-                    jax.device_put(mask, _batch_sharded(mesh)))
+    scores = jitted(params, jax.device_put(audio, distributed.batch_sharding(mesh, AXIS)),
+                    jax.device_put(mask, distributed.batch_sharding(mesh, AXIS)))
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       scores = multihost_utils.process_allgather(scores, tiled=True)
