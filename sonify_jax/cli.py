@@ -198,8 +198,9 @@ def run(main: Callable[[List[str]], object],
   if argv is None:
     huge_pages.reexec_with_huge_pages()
   argv = list(sys.argv if argv is None else argv)
-  if flags.FLAGS.is_parsed():
-    flags.FLAGS.unparse_flags()
+  # Always: a run that failed while parsing leaves the flags it had set
+  # (absl marks them parsed only at the end).
+  flags.FLAGS.unparse_flags()
   saved_argv = sys.argv
   sys.argv = argv  # ml_collections reads --config.FIELD overrides from here
   try:

@@ -645,12 +645,10 @@ _BUILDER_FLAG_CASES = {
 
 OTHER_CASES = [
     ("sonify_jax.main", c) for c in (
+        # cli.run resets every flag before a run: rows may come in any order.
         "unknown_config_field", "misspelt_config_field",
-        # missing_workdir_flag follows a row whose flags parse completely:
-        # after a row that fails while parsing (a bad --config) the worker
-        # keeps that row's --workdir (cli.run resets only parsed flags).
-        "config_arg_model_resnet", "batch_size_not_int", "batch_size_0",
-        "missing_workdir_flag", "missing_config_file",
+        "missing_workdir_flag", "config_arg_model_resnet",
+        "batch_size_not_int", "batch_size_0", "missing_config_file",
         "run_dir_of_another_architecture", "init_from_missing_run",
         "unknown_dataset", "workdir_is_a_file", "workdir_under_a_file",
         *_MAIN_FIELD_CASES, *_CONFIG_FILE_CASES)] + [
