@@ -19,9 +19,9 @@ import ml_collections
 import numpy as np
 
 from sonify_jax import atomic_io
+from sonify_jax import config_check
 from sonify_jax import paths
 from sonify_jax.errors import UserError
-from sonify_jax.data.sources import SAMPLE_RATE
 from sonify_jax.models.registry import get_network
 from sonify_jax.train import checkpoints
 from sonify_jax.train import evaluate as evaluate_lib
@@ -33,7 +33,6 @@ from sonify_jax.train import preemption
 from sonify_jax.train import state as state_lib
 from sonify_jax.train import steps as steps_lib
 
-TASKS = ("simclr", "supervised")
 # The test split's metrics of the selected checkpoint, written once at the end.
 FINAL_METRICS = checkpoints.FINAL_METRICS
 
@@ -64,60 +63,16 @@ def make_schedule(config: ml_collections.ConfigDict,
 
 def validate_config(config: ml_collections.ConfigDict,
                     num_devices: Optional[int] = None) -> None:
-  """Raises UserError for an unusable config (before any data is read)."""
-  if config.task not in TASKS:
-    raise UserError(f"config.task={config.task!r}; choose from {TASKS}")
-  arch = get_network(config.model)
-  state_lib.compute_dtype(config.compute_dtype)  # raises for an unknown one
-  if config.batch_size < 1:
-    raise UserError(f"config.batch_size must be >= 1, got "
-                     f"{config.batch_size}")
+  """Raises UserError for an unusable config (before any data is read):
+  every field and rule of ``config_check`` (the one place they live), and
+  the rule only the trainer can check, that the batch splits over the
+  devices."""
+  config_check.validate(config, check_paths=False)
   num_devices = jax.device_count() if num_devices is None else num_devices
   if config.batch_size % num_devices:
     raise UserError(
         f"config.batch_size={config.batch_size} is not a multiple of the "
         f"{num_devices} devices")
-  crop = int(round(config.crop_seconds * SAMPLE_RATE))
-  rf = arch.min_input_length(arch.num_blocks)
-  if crop < rf:
-    raise UserError(
-        f"config.crop_seconds={config.crop_seconds} gives {crop} samples, "
-        f"below {config.model}'s receptive field of {rf} samples")
-  if config.task == "simclr":
-    if config.num_crops != 2:
-      raise UserError("SimCLR needs config.num_crops=2 (two views per clip)"
-                       f", got {config.num_crops}")
-    if config.temperature <= 0:
-      raise UserError(f"config.temperature must be > 0, got "
-                       f"{config.temperature}")
-    if config.init_from or config.freeze_encoder:
-      raise UserError("init_from/freeze_encoder are for supervised runs")
-  else:
-    if config.num_crops != 1:
-      raise UserError("supervised training uses config.num_crops=1, got "
-                       f"{config.num_crops}")
-    if config.init not in ("scratch", "") and not config.init_from:
-      raise UserError(
-          f"config.init={config.init!r} needs the source run: pass "
-          "--config.init_from=WORKDIR (a workdir or checkpoint directory)")
-  test_split = config.get("test_split", "")
-  if config.task == "supervised" and test_split and (
-      test_split == config.eval_split):
-    raise UserError(
-        f"config.eval_split == config.test_split == {test_split!r}: models "
-        "are selected on a validation split and tested once on another")
-  if config.best_metric and not config.best_metric.startswith("eval/"):
-    raise UserError(f"config.best_metric={config.best_metric!r} must be an "
-                     "'eval/...' metric (of config.eval_split)")
-  if config.keep_last < 1:
-    raise UserError(f"config.keep_last must be >= 1, got {config.keep_last}")
-  if config.checkpoint_every_steps < 1:
-    raise UserError("config.checkpoint_every_steps must be >= 1")
-  if config.best_mode not in ("max", "min"):
-    raise UserError(f"config.best_mode must be 'max' or 'min', got "
-                     f"{config.best_mode!r}")
-  if any(int(s) < 0 for s in config.keep_steps):
-    raise UserError(f"config.keep_steps must be >= 0: {config.keep_steps}")
 
 
 def _get_source(config, split: str):
@@ -278,8 +233,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if eval_source is None and config.eval_split:
       eval_source = _get_source(config, config.eval_split)
 
+  sample_rate = get_network(config.model).sample_rate
+
   def run_eval(params, source, prefix="eval/", with_scores=False):
-    max_samples = (int(round(config.eval_max_seconds * SAMPLE_RATE))
+    max_samples = (int(round(config.eval_max_seconds * sample_rate))
                    if config.eval_max_seconds > 0 else None)
     start = time.time()
     scores, labels = evaluate_lib.predict(
@@ -294,7 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     out[prefix + "seconds"] = time.time() - start
     return (out, scores, labels) if with_scores else out
 
-  crop_samples = int(round(config.crop_seconds * SAMPLE_RATE))
+  crop_samples = int(round(config.crop_seconds * sample_rate))
   monitor = health.HealthMonitor(
       config.task, warmup_steps=schedule.warmup_steps,
       patience=config.get("health_patience", health.PATIENCE),
