@@ -1,6 +1,5 @@
 """The atlas study against independent facts: brute-force top-k per map,
 sonify() of each (map, clip) pair, strict JSON, resumability."""
-import json
 import os
 
 import numpy as np

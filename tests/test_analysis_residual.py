@@ -3,7 +3,6 @@ sonification equal to the clip gives constant scores (AP = prevalence), and
 the classifier function matches a hand-written head."""
 import json
 
-import jax
 import numpy as np
 import pytest
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import jax.numpy as jnp
-import pytest
 
 from sonify_jax import logs
 from sonify_jax.analysis.core import common

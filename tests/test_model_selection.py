@@ -3,14 +3,12 @@ checkpoint on ``eval_split`` and reads ``test_split`` only at the end."""
 import json
 import os
 
-import numpy as np
 import pytest
 
 from sonify_jax.data import catalog
 from sonify_jax.train import checkpoints
 from sonify_jax.train import evaluate
 from sonify_jax.train import logging_utils
-from sonify_jax.train import state as state_lib
 from sonify_jax.train import steps
 from sonify_jax.train import trainer
 

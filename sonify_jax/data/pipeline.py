@@ -1,4 +1,4 @@
-"""Host-side input pipeline on grain: crops, batches, shuffling, sharding.
+"""Host-side input streams on grain: crops, batches, shuffling.
 
 Training (``train_batches``) is an endless stream of global batches that is a
 pure function of ``(seed, step)``:
@@ -81,207 +81,25 @@ The batches are the same either way. Close the iterators (``close()`` or
 them when the iterator is garbage-collected or the interpreter exits).
 Batches go onto the devices with ``distributed.global_batch``.
 """
-import dataclasses
 import functools
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-from absl import flags
-from absl import logging
 import grain
 import numpy as np
 
 from sonify_jax.audio_io import AudioReadError
+from sonify_jax.data import batch_iterator
+from sonify_jax.data.batch_iterator import BatchIterator, PipelineStats
 from sonify_jax.data.sources import ClipSource
 
-Batch = Dict[str, np.ndarray]
+Batch = batch_iterator.Batch
 
 # Stream tags keep the shuffling and cropping generators independent.
 _SHUFFLE_STREAM = 1
 _CROP_STREAM = 2
-_MAX_WARNINGS = 5
-# Key of the per-row reports that travel with the data to the consumer.
-_REPORT = "_report"
 # Training streams are endless; grain's datasets have a length, so use one no
 # run reaches.
 _ENDLESS = 2 ** 62
-
-
-@dataclasses.dataclass
-class PipelineStats:
-  """What the batches consumed so far met (counted per clip read)."""
-  clips_read: int = 0
-  nonfinite_clips: int = 0
-  silent_clips: int = 0
-  short_clips: int = 0
-  unreadable: Dict[int, str] = dataclasses.field(default_factory=dict)
-
-  def summary(self) -> str:
-    return (f"{self.clips_read} clips read, {self.nonfinite_clips} with "
-            f"NaN/Inf (zeroed), {self.silent_clips} silent, "
-            f"{self.short_clips} shorter than the crops (zero-padded), "
-            f"{len(self.unreadable)} unreadable (skipped)")
-
-
-def _new_report() -> Dict[str, Any]:
-  """What reading one row met; plain data, so it crosses process bounds."""
-  return {"read": 0, "nonfinite": None, "silent": False, "short": False,
-          "unreadable": []}
-
-
-class _ClipReader:
-  """Reads clips from a source as finite float32 audio, with a report.
-
-  Runs wherever grain reads (a reader thread, a worker process); remembers
-  the unreadable clips it met, so each is tried once per process.
-  """
-
-  def __init__(self, source: ClipSource):
-    self.source = source
-    self._unreadable: Dict[int, str] = {}
-
-  def __getstate__(self):
-    # Worker processes start with a fresh memory.
-    return {"source": self.source}
-
-  def __setstate__(self, state):
-    self.__init__(state["source"])
-
-  def read(self, index: int, report: Dict[str, Any]) -> Dict[str, Any]:
-    """``source[index]`` cleaned; raises AudioReadError (reported)."""
-    try:
-      example = self.source[index]
-    except AudioReadError as error:
-      self._unreadable[index] = str(error)
-      report["unreadable"].append((int(index), str(error)))
-      raise
-    return self._clean(index, example, report)
-
-  def read_or_next(self, index: int,
-                   report: Dict[str, Any]) -> Dict[str, Any]:
-    """``source[index]``, or the next readable clip in source order."""
-    n = len(self.source)
-    for attempt in range(n):
-      i = (index + attempt) % n
-      if i in self._unreadable:
-        continue
-      try:
-        return self.read(i, report)
-      except AudioReadError:
-        continue
-    raise AudioReadError(f"none of the {n} clips of {self.source.name!r} "
-                         "could be read")
-
-  def _clean(self, index: int, example,
-             report: Dict[str, Any]) -> Dict[str, Any]:
-    audio = np.asarray(example["audio"], np.float32)
-    if audio.ndim != 1:
-      raise ValueError(f"clip {index} of {self.source.name!r}: audio must be "
-                       f"[time], got shape {audio.shape}")
-    finite = np.isfinite(audio)
-    if not finite.all():
-      audio = np.where(finite, audio, np.float32(0))
-      report["nonfinite"] = (int(index), str(example.get("id", "?")),
-                             int((~finite).sum()))
-    report["read"] += 1
-    report["silent"] = not np.any(audio)
-    return {"audio": audio, "label": example["label"], "index": index}
-
-
-class BatchIterator(grain.DatasetIterator):
-  """Batches with ``stats``, ``close()``, ``with`` and a checkpointable state.
-
-  Wraps the grain iterator ``make(start)`` (``start``: the first step, or
-  batch, to yield): pops each batch's row reports into ``stats`` and logs
-  their warnings (a few). ``get_state()`` is ``{'start_step', 'next_step',
-  'grain'}`` (the grain iterator's own state); ``set_state`` rebuilds the
-  grain iterator at ``start_step`` and hands it its state, so it goes on at
-  ``next_step``. ``grain.checkpoint.CheckpointSave(it)`` saves it with orbax.
-  """
-
-  def __init__(self, make: Callable[[int], Any], start: int,
-               stats: PipelineStats, *, unreadable_rule: str,
-               log_every: int = 0, total: Optional[int] = None):
-    super().__init__()
-    self.stats = stats
-    self._unreadable_rule = unreadable_rule
-    self._make = make
-    self._start = self._next_step = int(start)
-    self._inner = make(self._start)
-    self._log_every, self._total = log_every, total
-    self._warnings = 0
-
-  @property
-  def next_step(self) -> int:
-    """The step (or batch) the next ``next()`` yields."""
-    return self._next_step
-
-  def __next__(self) -> Batch:
-    if self._closed:
-      raise StopIteration
-    if self._log_every and (self._next_step % self._log_every == 0) and (
-        self._total is None or self._next_step < self._total):
-      logging.info("eval batches: %d/%s", self._next_step, self._total)
-    try:
-      batch = next(self._inner)
-    except StopIteration:
-      raise
-    except BaseException:
-      self.close()  # stop the other readers; the error is the answer
-      raise
-    for report in batch.pop(_REPORT):
-      self._record(report)
-    self._next_step += 1
-    return batch
-
-  def _warn(self, msg: str, *args) -> None:
-    self._warnings += 1
-    if self._warnings <= _MAX_WARNINGS:
-      logging.warning(msg, *args)
-    elif self._warnings == _MAX_WARNINGS + 1:
-      logging.warning("further input warnings suppressed; see stats")
-
-  def _record(self, report: Dict[str, Any]) -> None:
-    stats = self.stats
-    for index, message in report["unreadable"]:
-      if index not in stats.unreadable:
-        stats.unreadable[index] = message
-        self._warn("unreadable clip %d (%s): %s", index,
-                   self._unreadable_rule, message)
-    stats.clips_read += report["read"]
-    stats.silent_clips += int(report["silent"])
-    stats.short_clips += int(report["short"])
-    if report["nonfinite"] is not None:
-      stats.nonfinite_clips += 1
-      self._warn("clip %d (%s): %d NaN/Inf samples replaced by zeros",
-                 *report["nonfinite"])
-
-  def get_state(self) -> Dict[str, Any]:
-    return {"start_step": self._start, "next_step": self._next_step,
-            "grain": self._inner.get_state()}
-
-  def set_state(self, state: Dict[str, Any]) -> None:
-    self._inner.close()
-    self._closed = False
-    self._start = int(state["start_step"])
-    self._inner = self._make(self._start)
-    self._inner.set_state(state["grain"])
-    self._next_step = int(state["next_step"])
-
-  def start_prefetch(self) -> None:
-    self._inner.start_prefetch()
-
-  def close(self) -> None:
-    """Stops grain's reader threads and worker processes."""
-    inner = getattr(self, "_inner", None)  # None: __init__ failed
-    if not self._closed and inner is not None:
-      self._closed = True
-      inner.close()
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    self.close()
 
 
 # ---------------------------------------------------------------------- crops
@@ -377,7 +195,7 @@ class _TrainRow:
 
   def __init__(self, source, *, seed, global_batch_size, local, first_row,
                crop_samples, num_crops, disjoint):
-    self.reader = _ClipReader(source)
+    self.reader = batch_iterator.ClipReader(source)
     self.num_clips = len(source)
     self.seed, self.global_batch_size = seed, global_batch_size
     self.local, self.first_row = local, first_row
@@ -389,7 +207,7 @@ class _TrainRow:
     row = self.first_row + r
     position = np.asarray([step * self.global_batch_size + row], np.int64)
     index = int(_clip_indices(self.num_clips, self.seed, position)[0])
-    report = _new_report()
+    report = batch_iterator.new_report()
     example = self.reader.read_or_next(index, report)
     audio = example["audio"]
     needed = (self.num_crops if self.disjoint else 1) * self.crop_samples
@@ -399,7 +217,7 @@ class _TrainRow:
                            self.disjoint)
     return {"audio": cut_crops(audio, offsets, self.crop_samples),
             "label": example["label"], "index": example["index"],
-            _REPORT: report}
+            batch_iterator.REPORT: report}
 
 
 def _collate_train(rows: Sequence[Dict[str, Any]], multilabel: bool,
@@ -409,7 +227,7 @@ def _collate_train(rows: Sequence[Dict[str, Any]], multilabel: bool,
            "label": _stack_labels([r["label"] for r in rows], multilabel)}
   if include_index:
     batch["index"] = np.asarray([r["index"] for r in rows], np.int32)
-  batch[_REPORT] = [r[_REPORT] for r in rows]
+  batch[batch_iterator.REPORT] = [r[batch_iterator.REPORT] for r in rows]
   return batch
 
 
@@ -485,7 +303,7 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
       # step) and reads inline; grain interleaves them back in step order.
       batches = rows.batch(local, batch_fn=collate).to_iter_dataset(
           grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-      enable_grain_worker_processes()
+      batch_iterator.enable_grain_worker_processes()
       return iter(batches.mp_prefetch(grain.MultiprocessingOptions(
           num_workers=num_workers, per_worker_buffer_size=max(prefetch, 1))))
     buffer_rows = max(prefetch, 1 if num_workers else 0) * local
@@ -499,24 +317,15 @@ def train_batches(source: ClipSource, *, global_batch_size: int,
                        "takes its place")
 
 
-def enable_grain_worker_processes() -> None:
-  """Call before grain's ``mp_prefetch``: it reads an absl flag of its own,
-  which raises when absl has not parsed the command line (tests, notebooks,
-  library use); marking that one flag present lets grain read its default,
-  as grain itself does for its other flags."""
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS["grain_enable_multiprocess_worker_profiling"].present = True
-
-
 class _EvalClip:
   """Clip index -> the clip, truncated; unreadable: None (grain map)."""
 
   def __init__(self, source, max_samples):
-    self.reader = _ClipReader(source)
+    self.reader = batch_iterator.ClipReader(source)
     self.max_samples = max_samples
 
   def __call__(self, index: int) -> Dict[str, Any]:
-    report = _new_report()
+    report = batch_iterator.new_report()
     try:
       example = self.reader.read(int(index), report)
     except AudioReadError:
@@ -525,7 +334,7 @@ class _EvalClip:
       example = None
     if example is not None:
       example["audio"] = example["audio"][:self.max_samples]
-    return {"example": example, "index": int(index), _REPORT: report}
+    return {"example": example, "index": int(index), batch_iterator.REPORT: report}
 
 
 def _collate_eval(clips: Sequence[Dict[str, Any]], batch_size: int,
@@ -552,7 +361,7 @@ def _collate_eval(clips: Sequence[Dict[str, Any]], batch_size: int,
     indices = [c["index"] for c in clips]
     batch["index"] = np.asarray(
         indices + [-1] * (batch_size - len(indices)), np.int32)
-  batch[_REPORT] = [c[_REPORT] for c in clips]
+  batch[batch_iterator.REPORT] = [c[batch_iterator.REPORT] for c in clips]
   return batch
 
 

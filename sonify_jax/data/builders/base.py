@@ -43,7 +43,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import py_utils as tfds_py_utils
 
 from sonify_jax import atomic_io, audio_io
-from sonify_jax.data import pipeline
+from sonify_jax.data import batch_iterator
 from sonify_jax.data.builders import provenance
 from sonify_jax.errors import UserError
 from sonify_jax.data.sources import check_index
@@ -311,7 +311,7 @@ class AudioClipBuilder(tfds.core.GeneratorBasedBuilder,
     # JAX/XLA threads) decode every num_workers-th clip; grain hands them
     # back in order and keeps each worker at most a window of clips ahead of
     # the writer (all of AudioSet decoded at once would not fit in memory).
-    pipeline.enable_grain_worker_processes()
+    batch_iterator.enable_grain_worker_processes()
     decoded = iter(grain.MapDataset.source(list(items)).map(
         decode_item).to_iter_dataset(
             grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
