@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from sonify_jax import deconvnet
-from sonify_jax.deconv import budget, cnn12_fast
+from sonify_jax.deconv import budget, cnn12_fast, cnn12_kernels
 from sonify_jax.errors import UserError
 from sonify_jax.models import build_encoder
 from sonify_jax.models.registry import CNN12 as CNN12_ARCH
@@ -346,7 +346,7 @@ def test_max_unpool_routes_exactly(length):
   np.testing.assert_array_equal(np.asarray(repooled), np.asarray(pooled))
   # The fast path's fused ReLU + unpool routes signed values the same way.
   signed = np.asarray(pooled) - 0.8
-  fused = cnn12_fast._relu_unpool(  # pylint: disable=protected-access
+  fused = cnn12_kernels.relu_unpool(  # pylint: disable=protected-access
       jnp.asarray(signed), switches, length)
   np.testing.assert_array_equal(
       np.asarray(fused),
@@ -383,7 +383,7 @@ def test_block1_polyphase_equals_unpool_then_transpose(pooled_len, odd):
   dense = ops.conv1d_transpose(
       ops.max_unpool(jnp.asarray(h), jnp.broadcast_to(switches, h.shape),
                      t_conv), kernel, t_conv + 6)
-  poly = cnn12_fast._unpool_transpose_to_waveform(  # pylint: disable=protected-access
+  poly = cnn12_kernels.unpool_transpose_to_waveform(  # pylint: disable=protected-access
       jnp.asarray(h), jnp.asarray(switches), jnp.asarray(kernel), t_conv + 6)
   _assert_close(np.asarray(poly), np.asarray(dense))
 
@@ -396,7 +396,7 @@ def test_single_channel_transpose_equals_dense(k, length):
   kernel = rng.standard_normal((k, 5, 4)).astype(np.float32)
   dense = ops.conv1d_transpose(
       jnp.zeros((1, length, 4)).at[0, :, 2].set(u), kernel, length + k - 1)
-  single = cnn12_fast._single_channel_transpose(  # pylint: disable=protected-access
+  single = cnn12_kernels.single_channel_transpose(  # pylint: disable=protected-access
       jnp.asarray(u), jnp.asarray(kernel[:, :, 2]), length + k - 1)
   _assert_close(np.asarray(single), np.asarray(dense)[0])
 

@@ -14,8 +14,9 @@ one matmul; the dense blocks in between run batched over maps, the 3- and
 (:mod:`sonify_jax.deconv.winograd`: 2x and 2.5x fewer multiply-adds,
 transformed kernels computed once per call) and the pooled 7-tap block 2
 at the pooled rate, as a 4-tap conv from both switch parities to both
-output parities, by F(5, 4) (:func:`_unpool_transpose_polyphase`: 2.2x
-fewer multiply-adds); maps go in chunks bounded by
+output parities, by F(5, 4)
+(:func:`cnn12_kernels.unpool_transpose_polyphase`: 2.2x fewer
+multiply-adds); maps go in chunks bounded by
 ``budget.CHUNK_BYTES`` and clips one after another, so memory stays
 bounded for long clips and many maps. Within a chunk the short, wide deep
 blocks run on all its maps at once (a wide conv needs many rows) and the
@@ -26,56 +27,8 @@ it.
 ``sonify_clip_pairs`` runs the fast path on (clip, map) pairs that may mix
 clips of one padded length (the atlas: every map on its own top clips).
 
-Below the top block every transposed conv is dense, so without Winograd
-the fast path executes the dense chain's FLOPs less the top block's, at
-best at the machine's matmul rate. Tried (10 s clip, CNN12, 2 shared cores;
-CPU time, interleaved, as the machine was loaded):
-
-* Winograd (kept) for the 3- and 5-tap blocks, interleaved A/B of the
-  whole chain, 20 maps, median maps/s, dense -> Winograd: layer 4 62.9 ->
-  71.7, 6 44.2 -> 51.9, 9 33.7 -> 42.6, 11 26.5 -> 35.2. F(6, 3) was no
-  faster than F(4, 3) and has larger transformed kernels and error.
-* block 2 in polyphase form by F(5, 4) (kept), interleaved A/B, 16 maps,
-  median maps/s, XLA conv -> polyphase: layer 4 65.7 -> 77.5, 6 50.5 ->
-  55.3, 9 40.9 -> 46.3 (F(4, 4) and F(6, 4) 1-5 % slower than F(5, 4)).
-  The same form for the pooled 5-tap blocks (F(4, 3) or F(6, 3) on the
-  parities) was 5-12 % slower than F(4, 5) on the unpooled signal, and
-  for the 3-tap ones (F(6, 2)) 12 % slower at layer 9. Not kept: F(2, 7)
-  for block 2 on its unpooled signal (64 channels: its matmuls are too
-  narrow for the transforms' memory traffic; 0.3-1.2x per block, layer 4
-  -7 %);
-  running the tiles in cache-sized time segments; reading the tile inputs
-  straight from the pooled signal and switches instead of the unpooled
-  signal (both within noise); block 2 as an FFT overlap-save conv (2x
-  slower) or as im2col matmuls over time segments (1.2-1.8x slower).
-
-* the cache split (kept): blocks 2-5 ran at 170-290 GFLOP/s with 10 maps
-  per batch and their unpool pass took 3-7 ms a map (memory-bound); one map
-  at a time they run at 350-430 GFLOP/s and the unpool is ~0.2 ms. The
-  deep blocks need the batch (block 8: 170 GFLOP/s for one map, 410 for
-  10). Whole chain (``benchmarks/sonify_bench.py``, quiet machine):
-  layer 3 78.6 -> 98.5 maps/s, 5 35.4 -> 42.9, 7 28.8 -> 33.2, 11 21.2 ->
-  23.5. A single chunk size for every block (1 to 20 maps) gained at most
-  10 %; the single-channel top block in the bottom stage, or block 1 alone
-  there one map at a time, was slower (layer 2: 1.2-4x).
-* XLA CPU flags: ``xla_cpu_use_onednn``,
-  ``xla_cpu_experimental_onednn_custom_call``, ``xla_cpu_use_xnnpack`` and
-  ``xla_cpu_experimental_{xnn,ynn,onednn}_fusion_type=
-  LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION`` left the convs' time
-  unchanged; ``xla_cpu_use_thunk_runtime=false`` was 30 % slower.
-* a polyphase split of a pooled block's input by switch parity does not
-  lower its dense FLOPs (switches are per contracted channel, so the parity
-  groups double the contracted channels). As an XLA conv over sample pairs
-  (``2C -> 2Cin``, 8/7 of the FLOPs at k = 7) it was 5-30 % slower than
-  XLA's conv on the unpooled signal, and as a conv with ``lhs_dilation=2``
-  on ``[h (1 - s), h s]`` 1.4-1.8x slower; by Winograd F(5, 4) it is
-  faster (above): its matmuls are twice as wide as F(2, 7)'s on the
-  unpooled signal, and no unpooled signal is built.
-* NCW instead of NWC layout, or padding the unpooled input inside the
-  unpool fusion instead of in the conv: no change. The unpool as two
-  ``where`` stacked: no change; as a scatter: 3x slower.
-* the transposed conv as matmul first then overlap-add (``[T, C] @ [C, k
-  Cin]``): the matmul alone ran at 67 GFLOP/s for C = 64, not pursued.
+What was tried and measured for these kernels (kept and not kept) is in
+docs/sonify_speed.md, "The CNN12 fast path: what was tried".
 """
 import dataclasses
 import functools
@@ -84,7 +37,7 @@ from typing import Any, NamedTuple, Optional, Sequence, Tuple
 import jax
 import jax.numpy as jnp
 
-from sonify_jax.deconv import budget, winograd
+from sonify_jax.deconv import budget, cnn12_kernels, winograd
 from sonify_jax.models import forward, ops, shapes
 from sonify_jax.models import network as network_lib
 
@@ -149,10 +102,10 @@ def plan_of(net: network_lib.Network) -> Optional[Plan]:
 WINOGRAD_TILES = {3: 4, 5: 4}
 
 # Outputs per Winograd tile, by kernel size, of the pooled dense blocks run
-# at the pooled rate (:func:`_unpool_transpose_polyphase`): a ``k``-tap
-# block is a ``k // 2 + 1``-tap conv there, so CNN12's 7-tap block 2 runs as
-# F(5, 4) (8 points, 2.2x fewer multiply-adds than the dense conv). Taken
-# before :data:`WINOGRAD_TILES`; other kernel sizes run as XLA convs.
+# at the pooled rate (``cnn12_kernels.unpool_transpose_polyphase``): a
+# ``k``-tap block is a ``k // 2 + 1``-tap conv there, so CNN12's 7-tap
+# block 2 runs as F(5, 4) (8 points, 2.2x fewer multiply-adds than the
+# dense conv). Taken before :data:`WINOGRAD_TILES`; other kernel sizes run as XLA convs.
 POLYPHASE_TILES = {7: 5}
 
 
@@ -180,7 +133,7 @@ def transpose_kernels(params: Params, layer: int, arch: Plan
   clips and maps):
 
   * ``[alpha, 2 Cin, 2 C]``, the Winograd transform of
-    :func:`_polyphase_taps`, for the ``'polyphase'`` form
+    :func:`cnn12_kernels.polyphase_taps`, for the ``'polyphase'`` form
     (:func:`dense_form`);
   * ``[alpha, Cin, C]``, the Winograd transform of the flipped taps in
     their own ``[Cin, C]`` layout (output-major for the transposed conv, so
@@ -196,119 +149,13 @@ def transpose_kernels(params: Params, layer: int, arch: Plan
     kernel = params[f"block{block}"]["kernel"]  # [k, Cin, C]
     form, tile = dense_form(arch.kernels[block - 1], arch.is_pooled(block))
     if form == "polyphase":
-      kernels.append(winograd.transform_kernel(_polyphase_taps(kernel), tile))
+      kernels.append(winograd.transform_kernel(
+          cnn12_kernels.polyphase_taps(kernel), tile))
     elif form == "winograd":
       kernels.append(winograd.transform_kernel(kernel[::-1], tile))
     else:
       kernels.append(_kernel_taps_first(kernel)[::-1])
   return tuple(kernels)
-
-
-def _dense_transpose(h: jax.Array, kernel: jax.Array, k: int,
-                     tile: Optional[int], input_length: int) -> jax.Array:
-  """Dense transposed conv ``[M, T, C] -> [M, input_length, Cin]``.
-
-  A full correlation with the flipped taps (``kernel``, see
-  :func:`transpose_kernels`): by Winograd F(tile, k) given a ``tile``
-  (1.3-1.8x faster than XLA's conv for 128-1024 channels), else as an XLA
-  conv, the form XLA's CPU convolution runs fastest (measured against
-  ``jax.linear_transpose``).
-  """
-  pad_right = input_length - h.shape[1]
-  if tile:
-    padded = jnp.pad(h, ((0, 0), (k - 1, pad_right), (0, 0)))
-    return winograd.correlate_transformed(padded, kernel, tile, k)
-  return jax.lax.conv_general_dilated(
-      h, kernel, window_strides=(1,), padding=[(k - 1, pad_right)],
-      dimension_numbers=ops._DIMENSION_NUMBERS)  # pylint: disable=protected-access
-
-
-def _single_channel_transpose(u: jax.Array, kernel_column: jax.Array,
-                              input_length: int) -> jax.Array:
-  """Transposed conv of a signal that lives in a single channel.
-
-  Where the chain starts only the kept map is non-zero, so the top block's
-  transposed conv is a sum of ``k`` shifted outer products (rank 1 per tap):
-  ``k * Cin`` multiply-adds per sample instead of ``k * C * Cin``. XLA fuses
-  the shifted products into one pass over the output.
-
-  Args:
-    u: ``[T_conv]`` the kept map after unpooling and ReLU.
-    kernel_column: ``[k, Cin]`` the map's own column ``kernel[:, :, m]``.
-    input_length: ``T_conv + k - 1``.
-  Returns:
-    ``[input_length, Cin]``.
-  """
-  k = kernel_column.shape[0]
-  out = 0.0
-  for j in range(k):
-    # x[t + j] += y[t] * K[j]: the adjoint of the VALID cross-correlation.
-    shifted = jnp.pad(u, (j, input_length - u.shape[0] - j))
-    out = out + shifted[:, None] * kernel_column[j][None, :]
-  return out
-
-
-def _relu_unpool(h: jax.Array, switches: jax.Array, length: int) -> jax.Array:
-  """``max_unpool(relu(h))`` as one fused elementwise pass.
-
-  Sample ``t`` of the output takes pooled value ``t // 2`` where that value's
-  switch equals ``t % 2`` (ReLU first: unpooling only adds zeros).
-
-  Args:
-    h: ``[M, N, C]``.
-    switches: ``[1, N, C]`` or ``[M, N, C]`` int8 in {0, 1}.
-    length: the pre-pool length, ``2N`` or ``2N + 1``.
-  Returns:
-    ``[M, length, C]``.
-  """
-  m, n, c = h.shape
-  doubled = jnp.broadcast_to(jax.nn.relu(h)[:, :, None, :], (m, n, 2, c))
-  parity = jnp.arange(2, dtype=switches.dtype)[None, None, :, None]
-  routed = jnp.where(switches[:, :, None, :] == parity, doubled, 0.0)
-  return jnp.pad(routed.reshape(m, 2 * n, c),
-                 ((0, 0), (0, length - 2 * n), (0, 0)))
-
-
-def _unpool_transpose_to_waveform(h: jax.Array, switches: jax.Array,
-                                  kernel: jax.Array,
-                                  input_length: int) -> jax.Array:
-  """Block 1's max-unpool + transposed conv (``C -> 1`` channel), polyphase.
-
-  The unpooled signal is zero at half its positions, and a conv with one
-  output channel is a poor fit for XLA's conv. So every pooled value is
-  contracted at the pooled length with the taps it reaches, which depend on
-  its switch: ``h @ W0 + (h * s) @ (W1 - W0)`` (``[N, C] @ [C, 2q]``, s the
-  0/1 switch), and the few resulting columns are overlap-added at the pooled
-  rate and interleaved into even and odd output samples. Neither the
-  half-zero unpooled signal nor a ``2C``-channel parity split is built (the
-  split, ``[N, 2C] @ [2C, 2q]``, ran at half this speed on CPU).
-
-  Args:
-    h: ``[M, N, C]`` pooled-domain signal, already ReLU'd.
-    switches: ``[1, N, C]`` or ``[M, N, C]`` int8 in {0, 1}.
-    kernel: ``[k, 1, C]``.
-    input_length: ``T_conv + k - 1`` with ``T_conv`` in {2N, 2N + 1}.
-  Returns:
-    ``[M, input_length, 1]``.
-  """
-  m, n, _ = h.shape
-  k = kernel.shape[0]
-  q = k // 2 + 1
-  # taps[j + 1] is tap j; taps -1 and >= k are zero.
-  taps = jnp.pad(kernel[:, 0, :], ((1, 2 * q + 1 - k), (0, 0)))  # [2q+2, C]
-  tap = lambda j: taps[j + 1]
-  # A value at pooled n with switch s sits at 2n + s and reaches output
-  # 2(n + o) + e through tap 2o + e - s. Columns (o, e):
-  first = jnp.stack([tap(2 * o + e) for o in range(q) for e in (0, 1)],
-                    axis=1)  # [C, 2q], switch 0
-  second = jnp.stack([tap(2 * o + e - 1) for o in range(q) for e in (0, 1)],
-                     axis=1)  # [C, 2q], switch 1
-  odd = switches.astype(h.dtype)
-  y = (h @ first + (h * odd) @ (second - first)).reshape(m, n, q, 2)
-  rows = -(-input_length // 2)
-  phases = sum(jnp.pad(y[:, :, o], ((0, 0), (o, rows - n - o), (0, 0)))
-               for o in range(q))  # [M, rows, 2]
-  return phases.reshape(m, 2 * rows)[:, :input_length, None]
 
 
 def chain_lengths(arch: Plan, layer: int, length: int
@@ -319,63 +166,6 @@ def chain_lengths(arch: Plan, layer: int, length: int
                for t_in, t_conv, _ in block_lengths(arch, layer, length))
 
 
-def _polyphase_taps(kernel: jax.Array) -> jax.Array:
-  """A pooled block's transposed conv at the pooled rate: its taps.
-
-  A value at pooled ``n`` with switch ``s`` sits at ``2n + s`` and reaches
-  output ``2(n + o) + e`` through tap ``2o + e - s``. So the even and odd
-  outputs (``2 Cin`` channels) are a ``q = k // 2 + 1``-tap conv of the
-  pooled signal split by switch, ``[h (1 - s), h s]`` (``2C`` channels).
-
-  Args:
-    kernel: ``[k, Cin, C]`` the block's conv kernel.
-  Returns:
-    ``[q, 2 Cin, 2 C]`` output-major correlation taps, offset ``q - 1``
-    first (a correlation reads the oldest pooled value first): block
-    ``(e, s)`` of offset ``o`` is tap ``2o + e - s``, zero outside
-    ``0..k-1``.
-  """
-  k, cin, c = kernel.shape
-  zero = jnp.zeros((cin, c), kernel.dtype)
-  tap = lambda j: kernel[j] if 0 <= j < k else zero
-  offsets = [jnp.block([[tap(2 * o + e - s) for s in (0, 1)] for e in (0, 1)])
-             for o in range(k // 2 + 1)]
-  return jnp.stack(offsets[::-1])
-
-
-def _unpool_transpose_polyphase(h: jax.Array, switches: jax.Array,
-                                kernel_hat: jax.Array, k: int, tile: int,
-                                input_length: int) -> jax.Array:
-  """A pooled block's ReLU, max-unpool and transposed conv at the pooled rate.
-
-  The unpooled signal is never built: the pooled signal, split by switch
-  into ``2C`` channels, is correlated by Winograd F(tile, q) with
-  :func:`_polyphase_taps`, and the
-  ``2 Cin`` output channels are interleaved into even and odd samples.
-
-  Args:
-    h: ``[M, N, C]`` pooled-domain signal, before ReLU.
-    switches: ``[1, N, C]`` or ``[M, N, C]`` int8 in {0, 1}.
-    kernel_hat: ``[alpha, 2 Cin, 2 C]`` transformed polyphase taps
-      (:func:`transpose_kernels`).
-    k: the block's kernel size.
-    tile: outputs per Winograd tile.
-    input_length: ``T_conv + k - 1`` with ``T_conv`` in {2N, 2N + 1}.
-  Returns:
-    ``[M, input_length, Cin]``.
-  """
-  maps, n, _ = h.shape
-  q = k // 2 + 1
-  h = jax.nn.relu(h)
-  split = jnp.concatenate([jnp.where(switches == 0, h, 0.0),
-                           jnp.where(switches == 1, h, 0.0)], axis=-1)
-  rows = -(-input_length // 2)
-  # Output row r gets pooled values r - q + 1 .. r: q - 1 zeros in front.
-  split = jnp.pad(split, ((0, 0), (q - 1, rows - n), (0, 0)))
-  y = winograd.correlate_transformed(split, kernel_hat, tile, q)
-  return y.reshape(maps, 2 * rows, -1)[:, :input_length]
-
-
 def _dense_block(kernels, switches, h: jax.Array, block: int,
                  lengths: Sequence[Tuple[int, int]]) -> jax.Array:
   """Block ``block``'s unpool (if pooled), ReLU and dense transposed conv."""
@@ -384,13 +174,13 @@ def _dense_block(kernels, switches, h: jax.Array, block: int,
   pooled = switches[block - 1] is not None
   form, tile = dense_form(k, pooled)
   if form == "polyphase":
-    return _unpool_transpose_polyphase(h, switches[block - 1],
+    return cnn12_kernels.unpool_transpose_polyphase(h, switches[block - 1],
                                        kernels[block - 1], k, tile, t_in)
   if pooled:
-    h = _relu_unpool(h, switches[block - 1], t_conv)
+    h = cnn12_kernels.relu_unpool(h, switches[block - 1], t_conv)
   else:
     h = jax.nn.relu(h)
-  return _dense_transpose(h, kernels[block - 1], k, tile, t_in)
+  return cnn12_kernels.dense_transpose(h, kernels[block - 1], k, tile, t_in)
 
 
 def _top_stage(params: Params, kernels, switches: Sequence[Optional[jax.Array]],
@@ -400,7 +190,8 @@ def _top_stage(params: Params, kernels, switches: Sequence[Optional[jax.Array]],
 
   Block ``layer``'s unpool, ReLU and transposed conv run on the single
   non-zero channel with the map's own kernel column
-  (:func:`_single_channel_transpose`); the blocks below it are dense.
+  (:func:`cnn12_kernels.single_channel_transpose`); the blocks below it
+  are dense.
   """
   top = jax.lax.dynamic_index_in_dim(top, feature_map, axis=1,
                                      keepdims=False)  # [T_out]
@@ -412,7 +203,7 @@ def _top_stage(params: Params, kernels, switches: Sequence[Optional[jax.Array]],
                                      axis=1, keepdims=False)
     top = ops.max_unpool(top[None, :, None], s[None, :, None],
                          lengths[layer - 1][1])[0, :, 0]
-  h = _single_channel_transpose(jax.nn.relu(top), column,
+  h = cnn12_kernels.single_channel_transpose(jax.nn.relu(top), column,
                                 lengths[layer - 1][0])[None]
   for block in range(layer - 1, stop, -1):
     h = _dense_block(kernels, switches, h, block, lengths)
@@ -427,7 +218,7 @@ def _bottom_stage(params: Params, kernels,
   h = h[None]
   for block in range(stop, 1, -1):
     h = _dense_block(kernels, switches, h, block, lengths)
-  h = _unpool_transpose_to_waveform(
+  h = cnn12_kernels.unpool_transpose_to_waveform(
       jax.nn.relu(h), switches[0], params["block1"]["kernel"], lengths[0][0])
   return h[0, :, 0]
 
