@@ -16,8 +16,9 @@ exit status 2.
 from absl import app
 from absl import flags
 
-from sonify_jax import cli, paths
+from sonify_jax import cli, flag_check, paths
 from sonify_jax.deconv.rules import RULES
+from sonify_jax.domains import Choice, Float, Int, Lazy, OrNone, Text
 from sonify_jax.sonification import load_model, sonify_file
 
 _AUDIO = flags.DEFINE_string("audio", None, "Input audio file.")
@@ -41,6 +42,33 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random init.")
 _MAX_SECONDS = flags.DEFINE_float(
     "max_seconds", 120.0, "Refuse longer clips (the deconvnet holds every "
     "layer's activations for the whole clip in memory).")
+
+
+
+def _network_names():
+  from sonify_jax.models.registry import NETWORKS  # pylint: disable=g-import-not-at-top
+  return Choice(sorted(NETWORKS))
+
+
+# Every flag's domain, checked while the flags are parsed (flag_check);
+# what needs the network or the clip (the layer's range, a map's index,
+# top:N against the layer's width, the clip's length) is checked in main,
+# before anything is written.
+FLAG_DOMAINS = {
+    "audio": OrNone(Text(r".+", "an audio file path")),
+    "layer": OrNone(Int(1, meaning="a block number")),
+    "maps": Text(r"\s*(top:\s*\d+|\d+(\s*,\s*\d+)*)\s*",
+                 "map indices like 0,5, or top:N"),
+    "out": OrNone(Text(r".+", "an output folder")),
+    "checkpoint": OrNone(Text(r".+", "a run folder")),
+    "step": OrNone(Text(r"(?i)\s*(-?\d+|latest|best|selected)?\s*",
+                        "a step number, 'latest' or 'best'")),
+    "model": Lazy(_network_names),
+    "rule": flag_check.ANY,
+    "seed": Int(0),
+    "max_seconds": Float(0.0, low_open=True, meaning="seconds"),
+}
+flag_check.register(FLAG_DOMAINS)
 
 
 def main(argv):

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from sonify_jax.analysis.core import controls
-from sonify_jax.analysis.cli import studies_cli
 from sonify_jax.analysis.studies import time_invariance as ti
 from sonify_jax.data.sources import ArraySource
 from sonify_jax.errors import UserError
@@ -80,9 +79,8 @@ def test_exact_for_multiples_of_the_stride_not_for_others():
 
 def test_cli_glue_writes_strict_json_figure_and_statement(tmp_path, capsys):
   run = controls.RunParams(_he_init(0), _he_init(1), ARCH)
-  result = studies_cli.run_study("time_invariance", [("m", run)], _source(n=2),
-                                 str(tmp_path), layers=(2, 7),
-                                 clip_samples=LENGTH)
+  result = ti.run_on_runs([("m", run)], _source(n=2), str(tmp_path),
+                         layers=(2, 7), clip_samples=LENGTH)
   loaded = helpers.strict_load(os.path.join(tmp_path, "time_invariance.json"))
   assert os.path.getsize(os.path.join(tmp_path, "time_invariance.png")) > 0
   assert loaded["max_shift"] == LENGTH // 4 and loaded["clips"] == 2

@@ -248,19 +248,14 @@ def aggregate(study: str, runs: Sequence[str], out_dir: str,
 
 
 def check_flags(f) -> None:
-  """Raises UserError for the first flag outside its domain (before any
-  run is read or anything written)."""
+  """Raises UserError for a required flag left out (each value's domain,
+  ``FLAG_DOMAINS``, was checked while the flags were parsed; nothing has
+  been read or written yet)."""
   missing = [n for n in ("study", "runs", "out") if not getattr(f, n)]
   if missing:
     raise UserError(f"{', '.join('--' + n for n in missing)} "
                     f"{'is' if len(missing) == 1 else 'are'} required "
                     f"(--study, --runs and --out)")
-  if not 0.0 < f.confidence < 1.0:
-    raise UserError(f"--confidence={f.confidence}: must be a number in "
-                    f"(0, 1), e.g. 0.95")
-  if paths.is_local(f.out) and os.path.exists(f.out) and not os.path.isdir(
-      f.out):
-    raise UserError(f"--out={f.out}: not a directory (a file is there)")
 
 
 def main(argv):
@@ -285,13 +280,27 @@ def main(argv):
       print(f"  {path or '.'} L{layer}: {text}")
 
 
+def _flag_domains():
+  from sonify_jax import flag_check  # pylint: disable=g-import-not-at-top
+  from sonify_jax.domains import Float, ListOf, OrNone, Path, Text  # pylint: disable=g-import-not-at-top
+  return {
+      "study": flag_check.ANY,
+      "runs": OrNone(ListOf(Text(r".*", "a folder or glob"), str)),
+      "out": OrNone(Path(empty_ok=False, meaning="not a file")),
+      "confidence": Float(0.0, 1.0, low_open=True, high_open=True,
+                          meaning="e.g. 0.95"),
+  }
+
+
 def _define_flags():
   from absl import flags  # pylint: disable=g-import-not-at-top
+  from sonify_jax import flag_check  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("study", None, sorted(STUDY_FILES), "Which study.")
   flags.DEFINE_list("runs", None, "Study output dirs of the runs (comma-"
                     "separated; globs allowed).")
   flags.DEFINE_string("out", None, "Output folder.")
   flags.DEFINE_float("confidence", 0.95, "Interval confidence.")
+  flag_check.register(_flag_domains())
 
 
 if __name__ == "__main__":

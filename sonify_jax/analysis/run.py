@@ -1,4 +1,4 @@
-r"""Command line for the analysis studies.
+r"""Command line for the analysis studies: parse, check, load, dispatch.
 
   python -m sonify_jax.analysis.run --study=topk --workdir=/tmp/topk \
       --checkpoint=/tmp/simclr_run --layers=3,6,9 --k=5 --max_maps=8
@@ -20,6 +20,19 @@ r"""Command line for the analysis studies.
   python -m sonify_jax.analysis.run --study=gallery --workdir=/tmp/site \
       --checkpoint=contrastive=/tmp/topk_a,supervised=/tmp/topk_b
 
+A study is one module, ``sonify_jax.analysis.studies.<name>``, found by its
+name (``studies.get``): its flags, its checks, its run, its JSON. This
+command only dispatches, in this order, so that bad input stops it before
+anything is read or written:
+
+1. absl parses the flags; each has a domain (``FLAG_DOMAINS``, made absl
+   validators by ``flag_check``), so a bad value is one ``error:`` line;
+2. the study is looked up, and a flag the user set that the study does not
+   read is refused (``--rule`` with ``--study=coherence``), as are flags
+   that contradict each other (``--audio_dir`` with ``--dataset``);
+3. the study checks its own options (``Study.check``);
+4. only then are the checkpoints and the data read and the study run.
+
 ``--checkpoint`` takes training workdirs (or their ``checkpoints`` dirs), as
 ``path`` or ``name=path``, comma-separated and/or repeated; for the gallery
 it takes top-k output folders. Every study writes JSON + PNG into
@@ -36,32 +49,36 @@ says which step and why, and each study's JSON records it
 study has one run).
 
 Data: by default the run's own dataset (``checkpoints/run.json``), its
-``validation`` split where it has one (``analysis.run_data``);
+``validation`` split where it has one (``analysis.cli.run_data``);
 ``--dataset``/``--split``/``--data_dir`` override that, and a classifier
 whose head predicts another number of classes is refused.
 """
-import contextlib
 import json
-import os
-from typing import Dict, List, Optional, Tuple
+import types
+from typing import List, Optional, Tuple
 
 from absl import app
 from absl import flags
 import numpy as np
 
 from sonify_jax import cli
+from sonify_jax import flag_check
 from sonify_jax import mirror
+from sonify_jax.analysis import studies
+from sonify_jax.domains import (Choice, Either, Float, Int, ListOf, OrNone,
+                                Path, Text)
 from sonify_jax.errors import UserError
 
-STUDIES = ("topk", "residual", "layer_importance", "coherence", "evolution",
-           "gallery", "atlas", "activity", "time_invariance", "sanity",
-           "pitch")
+STUDIES = studies.names()
+# deconv.rules.RULES (not imported here: it imports jax).
+RULES = ("deconvnet", "guided", "gradient", "input_x_gradient")
+LI_MODES = ("fconly", "full")
 
 _STUDY = flags.DEFINE_enum("study", None, STUDIES, "Which study to run.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.")
 _CHECKPOINT = flags.DEFINE_multi_string(
     "checkpoint", [], "Training workdir(s) as path or name=path; "
-    "comma-separated and/or repeated.")
+    "comma-separated and/or repeated (gallery: top-k output folders).")
 _STEP = flags.DEFINE_string(
     "step", None, "Checkpoint step: N, 'latest', or (default) the step the "
     "run selected on validation (its latest when it ranks none).")
@@ -77,32 +94,28 @@ _TRAIN_SPLIT = flags.DEFINE_string(
 _AUDIO_DIR = flags.DEFINE_string(
     "audio_dir", None, "A plain folder of audio files (any format, any rate, "
     "recursive) to study instead of a dataset: what a converted network "
-    "(no dataset of its own) needs; labels are the first-level sub-folders.")
+    "(no dataset of its own) needs; labels are the first-level sub-folders. "
+    "layer_importance fits its probe on some files and scores it on the "
+    "others (a grouped split, recorded in its JSON).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder (default: the "
                                 "run's config.data_dir).")
 _LAYERS = flags.DEFINE_list("layers", None, "Blocks, or 'all' (default).")
-_K = flags.DEFINE_integer("k", 5, "Top clips per map (topk).",
-                          lower_bound=1)
+_K = flags.DEFINE_integer("k", 5, "Top clips per map (topk, atlas, "
+                          "activity).")
 _MAX_MAPS = flags.DEFINE_integer("max_maps", None,
-                                 "Strongest maps per layer (topk, gallery).",
-                                 lower_bound=1)
+                                 "Strongest maps per layer (topk, activity).")
 _MAPS_PER_LAYER = flags.DEFINE_integer("maps_per_layer", 4,
-                                       "Maps per layer (evolution).",
-                                       lower_bound=1)
-_MODES = flags.DEFINE_list("modes", ["fconly", "full"],
+                                       "Maps per layer (evolution).")
+_MODES = flags.DEFINE_list("modes", list(LI_MODES),
                            "layer_importance modes.")
-_BATCH = flags.DEFINE_integer("batch_size", 16, "Clips per batch.",
-                              lower_bound=1)
+_BATCH = flags.DEFINE_integer("batch_size", 16, "Clips per batch.")
 _CLIP_SECONDS = flags.DEFINE_float(
     "clip_seconds", None, "Crop/zero-pad every clip to this length (one "
-    "compiled shape); default: whole clips grouped by length.",
-    lower_bound=1e-3)
+    "compiled shape); default: whole clips grouped by length.")
 _MAX_CLIPS = flags.DEFINE_integer("max_clips", None,
-                                  "Only the first clips of the split.",
-                                  lower_bound=1)
+                                  "Only the first clips of the split.")
 _RULE = flags.DEFINE_enum(
-    "rule", "deconvnet", ("deconvnet", "guided", "gradient",
-                          "input_x_gradient"),
+    "rule", "deconvnet", RULES,
     "How ReLUs transpose (topk, atlas, pitch): the thesis' deconvnet, "
     "guided backprop, the plain gradient, input x gradient.")
 _RULES = flags.DEFINE_list(
@@ -110,9 +123,39 @@ _RULES = flags.DEFINE_list(
     "sanity: the rules compared.")
 _MAPS_PER_CLIP = flags.DEFINE_integer(
     "maps_per_clip", 2, "sanity, pitch: each clip's strongest live maps "
-    "sonified per layer.", lower_bound=1)
+    "sonified per layer.")
 _PAIR_FIGURES = flags.DEFINE_bool("pair_figures", True,
                                   "topk: one spectrogram PNG per clip.")
+
+_POSITIVE = Int(1)
+FLAG_DOMAINS = {
+    "study": flag_check.ANY,
+    "workdir": OrNone(Text(r".+", "an output folder")),
+    "checkpoint": flag_check.ANY,
+    "step": OrNone(Text(r"(?i)\s*(-?\d+|latest|best|selected)?\s*",
+                        "a step number, 'latest' or 'best'")),
+    "dataset": OrNone(Text(r".+", "a dataset name")),
+    "split": OrNone(Text(r".+", "a split name")),
+    "train_split": OrNone(Text(r".+", "a split name")),
+    "audio_dir": OrNone(Path(empty_ok=False, meaning="a folder of audio")),
+    "data_dir": OrNone(Path(empty_ok=False)),
+    "layers": OrNone(Either(
+        ListOf(Int(1)), ListOf(Choice(("all",)), str),
+        "block numbers like 3,6,9, or 'all'")),
+    "k": _POSITIVE,
+    "max_maps": OrNone(_POSITIVE),
+    "maps_per_layer": _POSITIVE,
+    "modes": ListOf(Choice(LI_MODES), str),
+    "batch_size": _POSITIVE,
+    "clip_seconds": OrNone(Float(0.0, low_open=True,
+                                 meaning="seconds")),
+    "max_clips": OrNone(_POSITIVE),
+    "rule": flag_check.ANY,
+    "rules": ListOf(Choice(RULES), str),
+    "maps_per_clip": _POSITIVE,
+    "pair_figures": flag_check.ANY,
+}
+flag_check.register(FLAG_DOMAINS)
 
 
 def parse_checkpoints(values: List[str]) -> List[Tuple[str, str]]:
@@ -165,8 +208,6 @@ def _source(run, split=None, what="eval", labelled=False):
   from sonify_jax.analysis.cli import run_data  # pylint: disable=g-import-not-at-top
   from sonify_jax.data import sources  # pylint: disable=g-import-not-at-top
   if _AUDIO_DIR.value:
-    if _DATASET.value or _SPLIT.value:
-      raise UserError("--audio_dir replaces --dataset/--split; give one")
     from sonify_jax.data import audio_folder  # pylint: disable=g-import-not-at-top
     source = audio_folder.AudioFolderSource(
         _AUDIO_DIR.value, run.arch.sample_rate,
@@ -188,20 +229,40 @@ def _source(run, split=None, what="eval", labelled=False):
   return sources.at_rate(source, run.arch.sample_rate)
 
 
-def _print_metrics(label: str, metrics: Dict[str, float]) -> str:
-  return f"{label}: " + ", ".join(f"{k} {v:.4f}"
-                                  for k, v in sorted(metrics.items()))
-
-
 def _parse_layers(values: Optional[List[str]]) -> Optional[List[int]]:
-  """``--layers`` as block numbers; None for all."""
+  """``--layers`` (its domain: block numbers or 'all') as ints; None for
+  all."""
   if not values or values == ["all"]:
     return None
-  try:
-    return [int(v) for v in values]
-  except ValueError:
-    raise UserError(f"--layers must be block numbers like 3,6,9 or 'all', "
-                    f"got {','.join(values)!r}") from None
+  return [int(v) for v in values]
+
+
+def check_flags(study: studies.Study, flag_values=flags.FLAGS
+                ) -> types.SimpleNamespace:
+  """The checks that need no file: a flag the user set that ``study`` does
+  not read, flags that contradict each other, then the study's own
+  ``check``. Returns the study's options (its flags' values).
+
+  Raises:
+    UserError: the first problem, naming the flag and the study.
+  """
+  used = study.flags | studies.COMMON_FLAGS
+  for name in sorted(FLAG_DOMAINS):
+    if name not in used and flag_values[name].present:
+      reads = ", ".join(f"--{n}" for n in sorted(used - {"study"}))
+      raise UserError(f"--{name} is not used by --study={study.name} (it "
+                      f"reads {reads}); leave it out")
+  present = lambda n: n in used and flag_values[n].present  # pylint: disable=unnecessary-lambda-assignment
+  if present("audio_dir"):
+    clash = [f"--{n}" for n in ("dataset", "split", "data_dir")
+             if present(n)]
+    if clash:
+      raise UserError(f"--audio_dir replaces {'/'.join(clash)}: give one")
+  options = types.SimpleNamespace(**{n: flag_values[n].value
+                                     for n in sorted(used)})
+  if study.check is not None:
+    study.check(options)
+  return options
 
 
 def main(argv):
@@ -209,41 +270,41 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _STUDY.value or not _WORKDIR.value:
     raise app.UsageError("--study and --workdir are required")
-  from sonify_jax.deconv import rules  # pylint: disable=g-import-not-at-top
-  for rule in _RULES.value:
-    rules.check(rule)
+  study = studies.get(_STUDY.value)
+  options = check_flags(study)
   ckpts = parse_checkpoints(_CHECKPOINT.value)
   if not ckpts:
     raise app.UsageError("--checkpoint is required")
+  if study.max_runs is not None and len(ckpts) > study.max_runs:
+    raise UserError(f"--study={study.name} studies {study.max_runs} run, "
+                    f"got {len(ckpts)} --checkpoint entries: run it once "
+                    "per run")
   # A gs:// --workdir: the study writes into a local stand-in folder (with
   # what is there already), uploaded when the study succeeds.
   with mirror.staged(_WORKDIR.value) as out:
     if not out.remote:
-      _run_study(_STUDY.value, ckpts, _WORKDIR.value, print)
+      _run_study(study, options, ckpts, _WORKDIR.value, print)
       return
-    _run_study(_STUDY.value, ckpts, out.local,
+    _run_study(study, options, ckpts, out.local,
                lambda text: print(text.replace(out.local, out.dest)))
 
 
-def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
-               say) -> None:
-  """Runs ``study`` into the local folder ``workdir``; ``say`` prints a
-  line (naming paths in ``workdir`` where the user will find them)."""
+def _run_study(study: studies.Study, options, ckpts: List[Tuple[str, str]],
+               workdir: str, say) -> None:
+  """Loads what ``study`` reads and runs it into the local folder
+  ``workdir``; ``say`` prints a line (naming paths in ``workdir`` where the
+  user will find them)."""
+  context = studies.Context(options=options, checkpoints=ckpts,
+                            workdir=workdir, say=say,
+                            layers=_parse_layers(_LAYERS.value),
+                            data=_source, record=record_checkpoints)
+  if not study.reads_runs:
+    study.run(context)
+    return
   from sonify_jax.analysis.core import controls  # pylint: disable=g-import-not-at-top
   from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
-  layers = _parse_layers(_LAYERS.value)
-
-  if study == "gallery":
-    from sonify_jax.analysis.pages import gallery  # pylint: disable=g-import-not-at-top
-    with contextlib.ExitStack() as stack:  # gs:// topk folders: local copies
-      path = gallery.write_gallery(workdir, {
-          name: stack.enter_context(mirror.pulled(topk_dir))
-          for name, topk_dir in ckpts})
-    say(f"gallery: {path}")
-    return
-
   runs = [(name, controls.load_run(path, checkpoints.parse_step(_STEP.value)))
-           for name, path in ckpts]
+          for name, path in ckpts]
   # [(name, path, StepChoice)] per run, in --checkpoint order.
   chosen = [(name, path, run.choice)
             for (name, path), (_, run) in zip(ckpts, runs)]
@@ -253,122 +314,14 @@ def _run_study(study: str, ckpts: List[Tuple[str, str]], workdir: str,
   if any(run.arch.sample_rate != rate for _, run in runs):
     raise UserError("the runs compared have different sample rates: study "
                     "them one at a time")
-  clip_samples = (int(round(_CLIP_SECONDS.value * rate))
-                  if _CLIP_SECONDS.value else None)
-  common_kw = dict(batch_size=_BATCH.value, clip_samples=clip_samples,
-                   max_clips=_MAX_CLIPS.value)
-  source = _source(runs[0][1], labelled=study in ("residual",
-                                                   "layer_importance"))
-  for name, run in runs[1:]:
+  context.runs, context.chosen = runs, chosen
+  context.clip_samples = (int(round(_CLIP_SECONDS.value * rate))
+                          if _CLIP_SECONDS.value else None)
+  context.source = _source(runs[0][1], labelled=study.labelled)
+  for _, run in runs[1:]:
     if not _AUDIO_DIR.value:
       _source(run)  # every run must fit the data studied (class count)
-
-  if study in ("activity", "time_invariance"):
-    from sonify_jax.analysis.cli import studies_cli  # pylint: disable=g-import-not-at-top
-    studies_cli.run_study(study, runs, source, workdir, layers, k=_K.value,
-                          max_maps=_MAX_MAPS.value, say=say, **common_kw)
-    record_checkpoints(os.path.join(workdir, f"{study}.json"), chosen)
-
-  if study == "topk":
-    from sonify_jax.analysis.studies import topk  # pylint: disable=g-import-not-at-top
-    for entry, (name, run) in zip(chosen, runs):
-      out = workdir if len(runs) == 1 else os.path.join(workdir, name)
-      topk.run_topk(run.trained, run.arch, source, out, layers=layers,
-                    k=_K.value, max_maps=_MAX_MAPS.value, model_name=name,
-                    pair_figures=_PAIR_FIGURES.value,
-                    untrained=run.untrained, rule=_RULE.value, **common_kw)
-      record_checkpoints(os.path.join(out, "topk.json"), [entry])
-      say(f"topk ({name}): {out}/topk.json")
-  elif study == "atlas":
-    from sonify_jax.analysis.studies import atlas  # pylint: disable=g-import-not-at-top
-    from sonify_jax.analysis.pages import atlas_page  # pylint: disable=g-import-not-at-top
-    outs = {}
-    for entry, (name, run) in zip(chosen, runs):
-      out = workdir if len(runs) == 1 else os.path.join(workdir, name)
-      atlas.run_atlas(run.trained, run.arch, source, out, layers=layers,
-                      k=_K.value, model_name=name, rule=_RULE.value,
-                      **common_kw)
-      record_checkpoints(os.path.join(out, atlas.INDEX), [entry])
-      say(f"atlas ({name}): {out}/{atlas.INDEX}")
-      outs[name] = out
-    atlas_page.write_atlas_page(workdir, outs)  # logs where the page is
-  elif study == "sanity":
-    from sonify_jax.analysis.studies import sanity  # pylint: disable=g-import-not-at-top
-    for entry, (name, run) in zip(chosen, runs):
-      out = workdir if len(runs) == 1 else os.path.join(workdir, name)
-      result = sanity.run_sanity(
-          run, source, out, layers=layers, rules=_RULES.value,
-          maps_per_clip=_MAPS_PER_CLIP.value,
-          max_clips=_MAX_CLIPS.value or sanity.DEFAULT_CLIPS,
-          clip_samples=clip_samples, batch_size=_BATCH.value,
-          model_name=name)
-      record_checkpoints(os.path.join(out, "sanity.json"), [entry])
-      for line in sanity.verdicts(result):
-        say(line)
-      say(f"sanity ({name}): {out}/sanity.json, {out}/sanity.png")
-  elif study == "pitch":
-    from sonify_jax.analysis.studies import pitch  # pylint: disable=g-import-not-at-top
-    for entry, (name, run) in zip(chosen, runs):
-      out = workdir if len(runs) == 1 else os.path.join(workdir, name)
-      result = pitch.run_pitch(
-          run, source, out, layers=layers, rule=_RULE.value,
-          maps_per_clip=_MAPS_PER_CLIP.value, max_clips=_MAX_CLIPS.value,
-          clip_samples=clip_samples, batch_size=_BATCH.value,
-          model_name=name)
-      record_checkpoints(os.path.join(out, "pitch.json"), [entry])
-      say(result["headline"])
-      say(f"pitch ({name}): {out}/pitch.json, {out}/pitch.png")
-  elif study == "coherence":
-    from sonify_jax.analysis.studies import coherence  # pylint: disable=g-import-not-at-top
-    models: Dict[str, list] = {}
-    for name, run in runs:
-      models.setdefault(name, []).append(run)
-    summary = coherence.run_coherence(models, source, workdir, layers=layers,
-                                      **common_kw)
-    record_checkpoints(os.path.join(workdir, "coherence.json"), chosen)
-    for name, s in summary.items():
-      say(f"{name}: {s['clips_per_s']:.2f} clips/s; mean top-5 coherence "
-            f"per layer {s['layers']}:")
-      for condition, table in s["conditions"].items():
-        say(f"  {controls.LABELS[condition]}: " +
-              ", ".join(f"{m:.3f}" for m in table["mean"]))
-    say(f"coherence: {workdir}/coherence.png")
-  elif study == "residual":
-    from sonify_jax.analysis.studies import residual  # pylint: disable=g-import-not-at-top
-    name, run = runs[0]
-    if run.head is None:
-      raise UserError(f"{ckpts[0][1]} is not a classifier run (no "
-                      "classifier head): the residual study needs one")
-    result = residual.run_residual(run.trained, run.head, run.arch, source,
-                                   workdir, layers=layers,
-                                   untrained=run.untrained, **common_kw)
-    record_checkpoints(os.path.join(workdir, "residual.json"), chosen[:1])
-    say(_print_metrics("intact clips", result["baseline"]))
-    for condition, per_layer in result["conditions"].items():
-      say(f"residual x - s(x), s = {controls.LABELS[condition]}:")
-      for layer, metrics in per_layer.items():
-        say("  " + _print_metrics(f"L{layer}", metrics))
-    say(f"residual: {workdir}/residual.json, {workdir}/residual.png")
-  elif study == "layer_importance":
-    from sonify_jax.analysis.studies import layer_importance  # pylint: disable=g-import-not-at-top
-    name, run = runs[0]
-    train = _source(run, _TRAIN_SPLIT.value or (run.info or {}).get(
-        "config", {}).get("train_split", "train"), what="probe train")
-    layer_importance.run_layer_importance(
-        run.trained, run.arch, train, source, workdir, layers=layers,
-        modes=_MODES.value, untrained=run.untrained, **common_kw)
-    record_checkpoints(os.path.join(workdir, "layer_importance.json"),
-                       chosen[:1])
-    say(f"layer importance: {workdir}/layer_importance.png")
-  elif study == "evolution":
-    from sonify_jax.analysis.studies import evolution  # pylint: disable=g-import-not-at-top
-    checkpoints, arch = evolution.load_checkpoints(ckpts[0][1])
-    evolution.run_evolution(checkpoints, arch, source, workdir,
-                            layers=layers,
-                            maps_per_layer=_MAPS_PER_LAYER.value,
-                            selected_step=chosen[0][2].step, **common_kw)
-    record_checkpoints(os.path.join(workdir, "evolution.json"), chosen[:1])
-    say(f"evolution: {workdir}/evolution.json")
+  study.run(context)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ Re-running resumes training from the workdir's checkpoints.
 """
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -160,9 +160,8 @@ def run_story(workdir: str, quick: bool = False,
              "model.":
              (os.path.join(workdir, "coherence", "coherence.png"),
               coherence_headline(coh))}
-  from sonify_jax.analysis.cli import studies_cli  # pylint: disable=g-import-not-at-top
-  figures.update(studies_cli.story_figures(list(models.items()), source,
-                                           workdir, quick, max_clips))
+  figures.update(_activity_and_time_invariance(list(models.items()), source,
+                                              workdir, quick, max_clips))
   # Does it depend on the weights? The sanity study of both models.
   from sonify_jax.analysis.studies import sanity  # pylint: disable=g-import-not-at-top
   sanity_dirs = {}
@@ -226,3 +225,30 @@ def coherence_headline(summary: Dict[str, Any]) -> str:
     parts.append(f"{name} {trained:.3f} (" + ", ".join(
         f"{controls.LABELS[c]} {m:.3f}" for c, m in means.items()) + ")")
   return "Top-5 coherence, mean over layers: " + "; ".join(parts) + "."
+
+
+def _activity_and_time_invariance(runs, source, workdir: str,
+                                  quick: bool = False,
+                                  max_clips: Optional[int] = None
+                                  ) -> Dict[str, Tuple[str, str]]:
+  """Both studies on the demo's models, cheaply (a few layers, few maps and
+  clips); returns ``{caption: (png, headline)}`` for the gallery."""
+  from sonify_jax.analysis.core import controls  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.studies import activity, time_invariance  # pylint: disable=g-import-not-at-top
+  arch = controls.as_run(runs[0][1]).arch
+  layers = (1, arch.num_blocks) if quick else tuple(sorted(
+      {1} | set(common.spread_layers(arch, 3))))
+  figures = {}
+  out = os.path.join(workdir, "activity")
+  result = activity.run_on_runs(runs, source, out, layers, k=2,
+                                max_maps=2 if quick else 4,
+                                clip_samples=arch.sample_rate,   # 1 s
+                                max_clips=max_clips)
+  figures[result["caption"]] = (os.path.join(out, result["figure"]),
+                                activity.short_headline(result))
+  out = os.path.join(workdir, "time_invariance")
+  result = time_invariance.run_on_runs(runs, source, out, layers,
+                                       max_clips=2)
+  figures[result["caption"]] = (os.path.join(out, result["figure"]),
+                                time_invariance.short_headline(result))
+  return figures

@@ -1,3 +1,2 @@
 """Command-line glue of ``python -m sonify_jax.analysis.run``: the data a study
-reads (``run_data``) and the flag-to-study calls of some studies
-(``studies_cli``)."""
+reads (``run_data``)."""

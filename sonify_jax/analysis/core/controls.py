@@ -190,3 +190,18 @@ def conditions_of(run: RunParams) -> Sequence[str]:
   """The conditions measurable for ``run`` (no untrained without params)."""
   return tuple(c for c in CONDITIONS
                if c != UNTRAINED or run.untrained is not None)
+
+
+def models_of(runs: Sequence[Any]) -> Dict[str, Dict[str, Any]]:
+  """``[(name, run)]`` -> ``{name: {'trained': (params, arch),
+  'untrained': (params, arch)}}`` (the activity and time-invariance studies'
+  input; ``'untrained'`` only where the run has it). ``run`` is a
+  ``RunParams`` or a ``(params, arch[, untrained])`` tuple."""
+  models = {}
+  for name, run in runs:
+    run = as_run(run)
+    variants = {TRAINED: (run.trained, run.arch)}
+    if run.untrained is not None:
+      variants[UNTRAINED] = (run.untrained, run.arch)
+    models[name] = variants
+  return models

@@ -30,6 +30,7 @@ import numpy as np
 from sonify_jax import atomic_io, audio_io, plotting
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
+from sonify_jax.errors import UserError
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1em 2em;background:#fafafa;
@@ -129,12 +130,71 @@ def _load_entry(name: str, layer: str, e: Dict[str, Any], topk_dir: str,
   return item
 
 
-def _load_model(name: str, topk_dir: str, out_dir: str, max_ranks: int
-                ) -> Dict[str, Any]:
+def read_index(path: str, keys: Tuple[str, ...] = ()) -> Dict[str, Any]:
+  """A study's JSON index, read before the gallery writes anything.
+
+  Raises:
+    UserError: it is missing, not valid JSON (a torn write, an edited file)
+      or lacks one of ``keys``; the message names the file.
+  """
+  try:
+    with open(path) as f:
+      index = json.load(f)
+  except FileNotFoundError:
+    raise UserError(f"{path} not found (run the study first)") from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise UserError(f"{path} is not valid JSON ({error}); run the study "
+                    "again") from None
+  missing = [k for k in keys if not isinstance(index, dict) or k not in index]
+  if missing:
+    raise UserError(f"{path} is not a study index (no "
+                    f"{', '.join(repr(k) for k in missing)}); run the study "
+                    "again")
+  return index
+
+
+def _named_files(index: Dict[str, Any]) -> List[str]:
+  """Every file a top-k index names (relative to its folder)."""
+  entries = [e for maps in index["layers"].values() for clips in
+             maps.values() for e in clips]
+  entries += [e for per_layer in (index.get("same_clip") or {}).values()
+              for e in per_layer]
+  files = []
+  for e in entries:
+    files += [e["input_wav"], e["sonification_wav"]]
+    files += [v["sonification_wav"] for v in (e.get("controls") or
+                                              {}).values()]
+    if e.get("figure"):
+      files.append(e["figure"])
+  return files
+
+
+def _check_topk(name: str, topk_dir: str) -> Dict[str, Any]:
+  """The top-k index of ``topk_dir``, checked: valid JSON, and every file
+  it names present."""
+  path = os.path.join(topk_dir, "topk.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{name}: no topk.json in {topk_dir} (run the "
+                            "top-k study first)")
+  index = read_index(path, ("layers",))
+  try:
+    files = _named_files(index)
+  except (AttributeError, KeyError, TypeError) as error:
+    raise UserError(f"{path} is not a top-k index ({error!r} missing or "
+                    "malformed); run the study again") from None
+  missing = [f for f in files if not os.path.isfile(
+      os.path.join(topk_dir, f))]
+  if missing:
+    raise UserError(f"{path} names {len(missing)} missing file(s), e.g. "
+                    f"{os.path.join(topk_dir, missing[0])}; run the study "
+                    "again")
+  return index
+
+
+def _load_model(name: str, topk_dir: str, out_dir: str, max_ranks: int,
+                index: Dict[str, Any]) -> Dict[str, Any]:
   """Copies one model's assets; returns its layers (maps strongest first),
   its same-clip entries and its per-layer control numbers."""
-  with open(os.path.join(topk_dir, "topk.json")) as f:
-    index = json.load(f)
   asset_root = os.path.join("assets", _slug(name))
   layers: Dict[int, List] = {}
   for layer, maps in index["layers"].items():
@@ -263,8 +323,7 @@ def _sanity_html(sanity: Dict[str, str], out_dir: str) -> List[str]:
            "top (Adebayo et al. 2018): how similar its sonifications of the "
            "same maps stay to the trained ones.</p>"]
   for name, folder in sanity.items():
-    with open(os.path.join(folder, "sanity.json")) as f:
-      result = json.load(f)
+    result = read_index(os.path.join(folder, "sanity.json"))
     rel = os.path.join("assets", "sanity_" + _slug(name), result["figure"])
     _copy(os.path.join(folder, result["figure"]), os.path.join(out_dir, rel))
     parts.append(f"<h3>{esc(name)}</h3><p class=\"headline\">"
@@ -283,8 +342,7 @@ def _sanity_html(sanity: Dict[str, str], out_dir: str) -> List[str]:
 def _evolution_html(name: str, evo_dir: str, out_dir: str) -> List[str]:
   """Full-width evolution figures and, per (map, clip), its audio at every
   kept step."""
-  with open(os.path.join(evo_dir, "evolution.json")) as f:
-    evo = json.load(f)
+  evo = read_index(os.path.join(evo_dir, "evolution.json"))
   root = os.path.join("assets", "evolution_" + _slug(name))
   selected = evo.get("selected_step", max(evo["steps"]))
   parts = [f"<h2>Feature evolution over training: {html.escape(name)}</h2>",
@@ -345,12 +403,18 @@ def write_gallery(out_dir: str, models: Dict[str, str],
   """
   if not models:
     raise ValueError("no models to show")
-  for name, path in models.items():
-    if not os.path.isfile(os.path.join(path, "topk.json")):
-      raise FileNotFoundError(f"{name}: no topk.json in {path} (run the "
-                              "top-k study first)")
+  # Every index read and checked before anything is written: a torn or
+  # edited one stops the gallery with nothing left behind.
+  indices = {name: _check_topk(name, path) for name, path in models.items()}
+  for name, folder in (sanity or {}).items():
+    read_index(os.path.join(folder, "sanity.json"),
+               ("figure", "headline", "layers"))
+  for name, folder in (evolution or {}).items():
+    read_index(os.path.join(folder, "evolution.json"),
+               ("layers", "figures", "steps"))
   os.makedirs(out_dir, exist_ok=True)
-  loaded = [_load_model(n, p, out_dir, max_ranks) for n, p in models.items()]
+  loaded = [_load_model(n, p, out_dir, max_ranks, indices[n])
+            for n, p in models.items()]
   layers = sorted({l for m in loaded for l in m["layers"]})
   esc = html.escape
   parts = [

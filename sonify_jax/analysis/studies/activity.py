@@ -40,7 +40,9 @@ import numpy as np
 import scipy.signal
 
 from sonify_jax import atomic_io
+from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
 from sonify_jax.errors import UserError
 from sonify_jax.models import network as network_lib
 from sonify_jax.models.network import Network
@@ -370,3 +372,58 @@ def run_activity(models: Dict[str, Dict[str, Tuple[Params, Network]]],
                           "maps")
   atomic_io.write_json(os.path.join(out_dir, "activity.json"), result)
   return result
+
+
+# ------------------------------------------------ python -m analysis.run
+
+
+DEFAULT_MAX_MAPS = 32       # live maps per layer with band features
+
+
+def run_on_runs(runs: Sequence[Tuple[str, Any]], source, out_dir: str,
+                layers: Optional[Sequence[int]] = None, k: int = 5,
+                max_maps: Optional[int] = None, batch_size: int = 16,
+                clip_samples: Optional[int] = None,
+                max_clips: Optional[int] = None, say=print
+                ) -> Dict[str, Any]:
+  """:func:`run_activity` on ``[(name, controls.RunParams or (params,
+  arch[, untrained]))]``; prints (``say``) its headline and where it wrote
+  what, with a note for a run without its untrained control."""
+  models = controls.models_of(runs)
+  for name, variants in models.items():
+    if controls.UNTRAINED not in variants:
+      say(f"note: {name} has no untrained control")
+  result = run_activity(
+      models, source, out_dir, layers=layers, k=k,
+      max_maps=DEFAULT_MAX_MAPS if max_maps is None else max_maps,
+      batch_size=batch_size, clip_samples=clip_samples, max_clips=max_clips)
+  say(headline(result))
+  say(f"activity: {out_dir}/activity.json, {out_dir}/activity.png")
+  return result
+
+
+def short_headline(result: Dict[str, Any]) -> str:
+  """One sentence (the gallery's): each model's live-map share at its
+  deepest layer studied, against its untrained init."""
+  parts = []
+  for name, per_layer in result["models"].items():
+    layer = max(per_layer, key=int)
+    entry = per_layer[layer]
+    text = f"{name} {entry['trained']['live_fraction']:.2f}"
+    if entry.get("untrained"):
+      text += f" (untrained {entry['untrained']['live_fraction']:.2f})"
+    parts.append(text)
+  return (f"Share of feature maps live on a clip at layer {layer}: "
+          + "; ".join(parts) + ".")
+
+
+def _run_study(context) -> None:
+  run_on_runs(context.runs, context.source, context.workdir, context.layers,
+              k=context.options.k, max_maps=context.options.max_maps,
+              say=context.say, **context.common_kw())
+  context.record(os.path.join(context.workdir, "activity.json"),
+                 context.chosen)
+
+
+STUDY = studies.Study("activity", studies.DATA_FLAGS | {"k", "max_maps"},
+                      _run_study)

@@ -399,3 +399,30 @@ def write_index(out_dir: str, model_name: str, arch: Network, source,
            "clips": clips, "layers": layers}
   atomic_io.write_json(os.path.join(out_dir, INDEX), index)
   return index
+
+
+# ------------------------------------------------ python -m analysis.run
+
+
+def _run_study(context) -> None:
+  from sonify_jax.analysis.pages import atlas_page  # pylint: disable=g-import-not-at-top
+  outs = {}
+  for entry, (name, run) in zip(context.chosen, context.runs):
+    out = context.out_dir(name)
+    run_atlas(run.trained, run.arch, context.source, out,
+              layers=context.layers, k=context.options.k, model_name=name,
+              rule=context.options.rule, **context.common_kw())
+    context.record(os.path.join(out, INDEX), [entry])
+    context.say(f"atlas ({name}): {out}/{INDEX}")
+    outs[name] = out
+  atlas_page.write_atlas_page(context.workdir, outs)  # logs where the page is
+
+
+def _study():
+  # Imported here: the rest of this module is the sonification path.
+  from sonify_jax.analysis import studies  # pylint: disable=g-import-not-at-top
+  return studies.Study("atlas", studies.DATA_FLAGS | {"k", "rule"},
+                       _run_study)
+
+
+STUDY = _study()

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.signal
 
 from sonify_jax import atomic_io
+from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
 from sonify_jax.models.network import Network
@@ -236,3 +237,26 @@ def run_coherence(models: Dict[str, Sequence[Any]],
                       "conditions": list(controls.CONDITIONS),
                       "models": summary})
   return summary
+
+
+# ------------------------------------------------ python -m analysis.run
+
+
+def _run_study(context) -> None:
+  models: Dict[str, list] = {}
+  for name, run in context.runs:
+    models.setdefault(name, []).append(run)
+  summary = run_coherence(models, context.source, context.workdir,
+                          layers=context.layers, **context.common_kw())
+  context.record(os.path.join(context.workdir, "coherence.json"),
+                 context.chosen)
+  for name, s in summary.items():
+    context.say(f"{name}: {s['clips_per_s']:.2f} clips/s; mean top-5 "
+                f"coherence per layer {s['layers']}:")
+    for condition, table in s["conditions"].items():
+      context.say(f"  {controls.LABELS[condition]}: " +
+                  ", ".join(f"{m:.3f}" for m in table["mean"]))
+  context.say(f"coherence: {context.workdir}/coherence.png")
+
+
+STUDY = studies.Study("coherence", studies.DATA_FLAGS, _run_study)

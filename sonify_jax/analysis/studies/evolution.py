@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from sonify_jax import atomic_io, audio_io
+from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.models.network import Network
 
@@ -138,3 +139,22 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
   atomic_io.write_json(os.path.join(out_dir, "evolution.json"), result)
   result["sonifications"] = arrays  # {layer: [pair][step] waveforms}
   return result
+
+
+# ------------------------------------------------ python -m analysis.run
+
+
+def _run_study(context) -> None:
+  steps, arch = load_checkpoints(context.checkpoints[0][1])
+  run_evolution(steps, arch, context.source, context.workdir,
+                layers=context.layers,
+                maps_per_layer=context.options.maps_per_layer,
+                selected_step=context.chosen[0][2].step,
+                **context.common_kw())
+  context.record(os.path.join(context.workdir, "evolution.json"),
+                 context.chosen[:1])
+  context.say(f"evolution: {context.workdir}/evolution.json")
+
+
+STUDY = studies.Study("evolution", studies.DATA_FLAGS | {"maps_per_layer"},
+                      _run_study, max_runs=1)

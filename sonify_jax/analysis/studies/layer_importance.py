@@ -14,10 +14,17 @@ For each L: keep blocks 1..L, mean-pool block L's output over time
 
 Both are scored on the test source with ``sonify_jax.train.metrics``. Params
 of blocks above L are never read: the truncated tree holds blocks 1..L only.
+
+Train and test clips never overlap: from a dataset they are two of its splits
+(the run's ``train_split`` and the split studied); from one folder
+(``--audio_dir``) :func:`grouped_split` holds out whole source files (a
+file's clips, and files that differ only in their extension, all on one
+side), and the JSON records which clips fell where (``probe_split``).
 """
 import functools
+import hashlib
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +33,9 @@ import optax
 
 from sonify_jax import atomic_io
 from sonify_jax.analysis.core import common
+from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import controls
+from sonify_jax.errors import UserError
 from sonify_jax.models.network import Network
 from sonify_jax.models.encoder import Encoder
 
@@ -262,7 +271,8 @@ def run_layer_importance(params: Params, arch: Network, train_source,
                          clip_samples: Optional[int] = None,
                          max_clips: Optional[int] = None,
                          metric: str = "mAP", progress: bool = True,
-                         untrained: Optional[Params] = None
+                         untrained: Optional[Params] = None,
+                         probe_split: Optional[Dict[str, Any]] = None
                          ) -> Dict[str, Dict[int, Dict[str, float]]]:
   """Scores per truncation depth; writes layer_importance.{json,png}.
 
@@ -273,6 +283,9 @@ def run_layer_importance(params: Params, arch: Network, train_source,
 
   ``clip_samples`` must be at least the receptive field of the deepest layer
   for fixed-length crops; by default clips are used whole.
+
+  ``probe_split`` (how train and test clips were chosen, e.g.
+  :func:`grouped_split`'s record) is written to the JSON as is.
 
   Returns:
     ``{mode: {layer: metrics}}`` of the trained encoder, plus
@@ -306,8 +319,134 @@ def run_layer_importance(params: Params, arch: Network, train_source,
       "per_layer": {str(l): {
           **{c: {m: r[m][l] for m in modes} for c, r in conditions.items()},
           controls.RANDOM_MAP: None} for l in layers},
-      "prior_baseline": prior})
+      "prior_baseline": prior,
+      **({"probe_split": probe_split} if probe_split is not None else {})})
   if untrained is not None:
     results[controls.UNTRAINED] = conditions[controls.UNTRAINED]
   results["prior"] = prior
   return results
+
+
+# ------------------------------------------- held-out clips of one folder
+
+TEST_FRACTION = 0.3     # share of a folder's clips the probe is scored on
+MIN_GROUPS_PER_SIDE = 2
+
+
+def file_group(clip_id: str) -> str:
+  """The group of a clip: its source file, without the extension (one
+  recording saved as ``a.wav`` and ``a.flac`` is one group)."""
+  return os.path.splitext(str(clip_id).split("#", 1)[0])[0]
+
+
+class Subset:
+  """The clips ``indices`` of a ClipSource, with its attributes."""
+
+  def __init__(self, source, indices: Sequence[int], part: str):
+    self.source, self.indices = source, [int(i) for i in indices]
+    self.num_classes = source.num_classes
+    self.multilabel = source.multilabel
+    self.class_names = getattr(source, "class_names", None)
+    self.name = f"{getattr(source, 'name', 'source')} ({part})"
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, i: int):
+    return self.source[self.indices[i]]
+
+
+def grouped_split(ids: Sequence[str], test_fraction: float = TEST_FRACTION,
+                  seed: int = 0,
+                  group_of: Callable[[str], str] = file_group
+                  ) -> Tuple[List[int], List[int], Dict[str, Any]]:
+  """Train and test clip indices with no group on both sides.
+
+  Whole groups go to test in the SHA-256 order of ``'{seed}:{group}'``
+  until test holds ``round(test_fraction * len(ids))`` clips (at least one
+  group), the rest to train.
+
+  Returns:
+    ``(train indices, test indices, record)``; the record (for the JSON)
+    names the rule, the seed and every clip id of each side.
+  Raises:
+    UserError: fewer than ``2 * MIN_GROUPS_PER_SIDE`` groups.
+  """
+  groups: Dict[str, List[int]] = {}
+  for i, clip_id in enumerate(ids):
+    groups.setdefault(group_of(clip_id), []).append(i)
+  if len(groups) < 2 * MIN_GROUPS_PER_SIDE:
+    raise UserError(
+        f"layer_importance needs clips it does not fit its probe on: "
+        f"{len(groups)} source file(s) cannot be split into "
+        f"{MIN_GROUPS_PER_SIDE} held-out and {MIN_GROUPS_PER_SIDE} training "
+        f"files; give --audio_dir at least {2 * MIN_GROUPS_PER_SIDE} files")
+  order = sorted(groups, key=lambda g: hashlib.sha256(
+      f"{seed}:{g}".encode("utf-8")).hexdigest())
+  target = max(1, int(round(test_fraction * len(ids))))
+  test_groups: List[str] = []
+  taken = 0
+  for group in order:
+    if taken >= target or len(order) - len(test_groups) <= (
+        MIN_GROUPS_PER_SIDE):
+      break
+    test_groups.append(group)
+    taken += len(groups[group])
+  while len(test_groups) < MIN_GROUPS_PER_SIDE:  # tiny groups, large target
+    test_groups.append(order[len(test_groups)])
+  held = set(test_groups)
+  test = sorted(i for g in test_groups for i in groups[g])
+  train = sorted(i for g in order if g not in held for i in groups[g])
+  record = {"how": "held-out source files (grouped: no file on both sides)",
+            "seed": seed, "test_fraction": test_fraction,
+            "groups": {"train": len(groups) - len(held), "test": len(held)},
+            "train_clips": [str(ids[i]) for i in train],
+            "test_clips": [str(ids[i]) for i in test]}
+  return train, test, record
+
+
+# ------------------------------------------------ python -m analysis.run
+
+
+def _check(options) -> None:
+  if options.audio_dir and options.train_split:
+    raise UserError("--train_split names a dataset split; with --audio_dir "
+                    "the probe's train clips are held out of the folder "
+                    "itself (a grouped split): leave --train_split out")
+  twice = sorted({m for m in options.modes if options.modes.count(m) > 1})
+  if twice:
+    raise UserError(f"--modes names {', '.join(twice)} twice")
+
+
+def _run_study(context) -> None:
+  o = context.options
+  _, run = context.runs[0]
+  if o.audio_dir:
+    folder = context.source
+    ids = [folder[i]["id"] for i in range(len(folder))]
+    train_idx, test_idx, probe_split = grouped_split(ids)
+    train = Subset(folder, train_idx, "probe train")
+    test = Subset(folder, test_idx, "held out")
+    context.say(f"layer importance: probe fit on {len(train)} clips of "
+                f"{probe_split['groups']['train']} files, scored on "
+                f"{len(test)} held-out clips of "
+                f"{probe_split['groups']['test']} other files")
+  else:
+    test = context.source
+    train = context.data(run, o.train_split or (run.info or {}).get(
+        "config", {}).get("train_split", "train"), what="probe train")
+    probe_split = {"how": "dataset splits",
+                   "train": getattr(train, "name", None),
+                   "test": getattr(test, "name", None)}
+  run_layer_importance(
+      run.trained, run.arch, train, test, context.workdir,
+      layers=context.layers, modes=o.modes, untrained=run.untrained,
+      probe_split=probe_split, **context.common_kw())
+  context.record(os.path.join(context.workdir, "layer_importance.json"),
+                 context.chosen[:1])
+  context.say(f"layer importance: {context.workdir}/layer_importance.png")
+
+
+STUDY = studies.Study(
+    "layer_importance", studies.DATA_FLAGS | {"modes", "train_split"},
+    _run_study, check=_check, labelled=True, max_runs=1)

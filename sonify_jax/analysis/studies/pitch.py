@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from sonify_jax import atomic_io, plotting
+from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
 from sonify_jax.analysis.studies import sanity
@@ -242,3 +243,25 @@ def save_figure(result: Dict[str, Any], path: str) -> str:
                "does a sonification keep the input's pitch? (95 % CI over "
                f"{len(result['clips'])} clips)")
   return plotting.save_figure(fig, path)
+
+
+# ------------------------------------------------ python -m analysis.run
+
+
+def _run_study(context) -> None:
+  o = context.options
+  for entry, (name, run) in zip(context.chosen, context.runs):
+    out = context.out_dir(name)
+    result = run_pitch(run, context.source, out, layers=context.layers,
+                       rule=o.rule, maps_per_clip=o.maps_per_clip,
+                       max_clips=o.max_clips,
+                       clip_samples=context.clip_samples,
+                       batch_size=o.batch_size, model_name=name)
+    context.record(os.path.join(out, "pitch.json"), [entry])
+    context.say(result["headline"])
+    context.say(f"pitch ({name}): {out}/pitch.json, {out}/pitch.png")
+
+
+STUDY = studies.Study("pitch",
+                      studies.DATA_FLAGS | {"rule", "maps_per_clip"},
+                      _run_study)

@@ -21,8 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax import atomic_io
+from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
+from sonify_jax.errors import UserError
 from sonify_jax.models.network import Network
 
 Params = Any
@@ -174,3 +176,33 @@ def run_residual(encoder_params: Params, head_params: Params,
                     for l in layers},
       "clips": result["clips"]})
   return result
+
+
+# ------------------------------------------------ python -m analysis.run
+
+
+def _print_metrics(label: str, metrics: Dict[str, float]) -> str:
+  return f"{label}: " + ", ".join(f"{k} {v:.4f}"
+                                  for k, v in sorted(metrics.items()))
+
+
+def _run_study(context) -> None:
+  _, run = context.runs[0]
+  if run.head is None:
+    raise UserError(f"{context.checkpoints[0][1]} is not a classifier run "
+                    "(no classifier head): the residual study needs one")
+  workdir = context.workdir
+  result = run_residual(run.trained, run.head, run.arch, context.source,
+                        workdir, layers=context.layers,
+                        untrained=run.untrained, **context.common_kw())
+  context.record(os.path.join(workdir, "residual.json"), context.chosen[:1])
+  context.say(_print_metrics("intact clips", result["baseline"]))
+  for condition, per_layer in result["conditions"].items():
+    context.say(f"residual x - s(x), s = {controls.LABELS[condition]}:")
+    for layer, metrics in per_layer.items():
+      context.say("  " + _print_metrics(f"L{layer}", metrics))
+  context.say(f"residual: {workdir}/residual.json, {workdir}/residual.png")
+
+
+STUDY = studies.Study("residual", studies.DATA_FLAGS, _run_study,
+                      labelled=True, max_runs=1)

@@ -39,6 +39,7 @@ import numpy as np
 import scipy.stats
 
 from sonify_jax import atomic_io, plotting
+from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
 from sonify_jax.deconv import rules as rules_lib
@@ -194,6 +195,8 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
   ``out_dir``; returns the JSON's content."""
   arch = run.arch
   layers = common.check_layers(layers, arch)
+  if not rules:
+    raise UserError("no rules to compare (--rules names none)")
   for rule in rules:
     rules_lib.check(rule)
   random = run.untrained
@@ -323,3 +326,33 @@ def save_figure(result: Dict[str, Any], path: str) -> str:
                "trained network's sonifications as its weights are "
                "randomised (95 % CI over pairs)")
   return plotting.save_figure(fig, path)
+
+
+# ------------------------------------------------ python -m analysis.run
+
+
+def _check(options) -> None:
+  twice = sorted({r for r in options.rules if options.rules.count(r) > 1})
+  if twice:
+    raise UserError(f"--rules names {', '.join(twice)} twice: each rule is "
+                    "compared once")
+
+
+def _run_study(context) -> None:
+  o = context.options
+  for entry, (name, run) in zip(context.chosen, context.runs):
+    out = context.out_dir(name)
+    result = run_sanity(run, context.source, out, layers=context.layers,
+                        rules=o.rules, maps_per_clip=o.maps_per_clip,
+                        max_clips=o.max_clips or DEFAULT_CLIPS,
+                        clip_samples=context.clip_samples,
+                        batch_size=o.batch_size, model_name=name)
+    context.record(os.path.join(out, "sanity.json"), [entry])
+    for line in verdicts(result):
+      context.say(line)
+    context.say(f"sanity ({name}): {out}/sanity.json, {out}/sanity.png")
+
+
+STUDY = studies.Study("sanity",
+                      studies.DATA_FLAGS | {"rules", "maps_per_clip"},
+                      _run_study, check=_check)

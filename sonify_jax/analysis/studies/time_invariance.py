@@ -41,7 +41,9 @@ import numpy as np
 import scipy.signal
 
 from sonify_jax import atomic_io
+from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
 from sonify_jax.errors import UserError
 from sonify_jax.models.network import Network
 
@@ -287,3 +289,68 @@ def run_time_invariance(
       os.path.join(out_dir, "time_invariance.png"), result, overlays)
   atomic_io.write_json(os.path.join(out_dir, "time_invariance.json"), result)
   return result
+
+
+# ------------------------------------------------ python -m analysis.run
+
+
+DEFAULT_CLIPS = 8        # clips compared
+DEFAULT_SECONDS = 1.0    # compared length
+
+
+def run_on_runs(runs: Sequence[Tuple[str, Any]], source, out_dir: str,
+                layers: Optional[Sequence[int]] = None,
+                batch_size: int = 16, clip_samples: Optional[int] = None,
+                max_clips: Optional[int] = None, say=print
+                ) -> Dict[str, Any]:
+  """:func:`run_time_invariance` on ``[(name, controls.RunParams or
+  (params, arch[, untrained]))]``: clips of ``clip_samples`` (default
+  ``DEFAULT_SECONDS``), shifts up to a quarter of that, ``max_clips``
+  (default ``DEFAULT_CLIPS``) clips; prints (``say``) its statement and
+  where it wrote what."""
+  models = controls.models_of(runs)
+  for name, variants in models.items():
+    if controls.UNTRAINED not in variants:
+      say(f"note: {name} has no untrained control")
+  rate = next(iter(models.values()))[controls.TRAINED][1].sample_rate
+  length = clip_samples or int(DEFAULT_SECONDS * rate)
+  result = run_time_invariance(
+      models, source, out_dir, layers=layers, length=length,
+      max_shift=length // 4,
+      max_clips=DEFAULT_CLIPS if max_clips is None else max_clips,
+      batch_size=batch_size)
+  say(result["statement"])
+  say(f"time invariance: {out_dir}/time_invariance.json, "
+      f"{out_dir}/time_invariance.png")
+  return result
+
+
+def short_headline(result: Dict[str, Any]) -> str:
+  """One sentence (the gallery's): the largest error of stride-multiple
+  shifts against the smallest median of the others, trained and untrained
+  alike."""
+  multiple, other = {}, {}
+  for per_layer in result["models"].values():
+    for entry in per_layer.values():
+      for variant in ("trained", "untrained"):
+        if variant in entry:
+          e = entry[variant]
+          multiple[variant] = max(multiple.get(variant, 0.0),
+                                  e["multiple"]["relative_error"]["max"])
+          other[variant] = min(other.get(variant, float("inf")),
+                               e["non_multiple"]["relative_error"]["median"])
+  text = "; ".join(f"{v}: max {multiple[v]:.1e} vs median {other[v]:.2f}"
+                   for v in multiple)
+  return ("A shift by a multiple of the pooling stride shifts the "
+          "sonification exactly, any other shift changes it (relative "
+          f"error, {text}).")
+
+
+def _run_study(context) -> None:
+  run_on_runs(context.runs, context.source, context.workdir, context.layers,
+              say=context.say, **context.common_kw())
+  context.record(os.path.join(context.workdir, "time_invariance.json"),
+                 context.chosen)
+
+
+STUDY = studies.Study("time_invariance", studies.DATA_FLAGS, _run_study)

@@ -30,6 +30,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 
 from sonify_jax import atomic_io, audio_io, deconvnet
+from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
 from sonify_jax.models.network import Network
@@ -328,3 +329,23 @@ def _sonify_grouped(params, arch, layer, pairs, clips, batch_size, rule):
   return out
 
 
+
+
+# ------------------------------------------------ python -m analysis.run
+
+
+def _run_study(context) -> None:
+  o = context.options
+  for entry, (name, run) in zip(context.chosen, context.runs):
+    out = context.out_dir(name)
+    run_topk(run.trained, run.arch, context.source, out,
+             layers=context.layers, k=o.k, max_maps=o.max_maps,
+             model_name=name, pair_figures=o.pair_figures,
+             untrained=run.untrained, rule=o.rule, **context.common_kw())
+    context.record(os.path.join(out, "topk.json"), [entry])
+    context.say(f"topk ({name}): {out}/topk.json")
+
+
+STUDY = studies.Study(
+    "topk", studies.DATA_FLAGS | {"k", "max_maps", "rule", "pair_figures"},
+    _run_study)

@@ -8,20 +8,23 @@ r"""Builds one dataset from its layout.
 
 A dataset already built in data_dir from the same manual_dir is reused; one
 built from another manual_dir (or with other options) is refused unless
---overwrite, which rebuilds it atomically. Every flag is checked
-(``check_flags``) before anything is read or written. The last line counts
+--overwrite, which rebuilds it atomically. Every flag is checked before
+anything is read or written: its value against its domain (``FLAG_DOMAINS``)
+while the flags are parsed, then the rules between flags (``check_flags``). The last line counts
 the skipped clips by kind (undecodable, truncated, non-finite, shorter than
 the receptive field, ...); each is listed with its reason in
 ``skipped_clips.tsv``.
 """
 import os
-import re
 
 from absl import flags
 
 from sonify_jax import cli
+from sonify_jax import flag_check
 from sonify_jax.data import builders
 from sonify_jax.data.builders import base
+from sonify_jax.domains import (Choice, Either, Int, OrNone, Path, Regex,
+                                Text)
 from sonify_jax.errors import UserError
 
 _DATASET = flags.DEFINE_string(
@@ -51,31 +54,39 @@ _SPLIT_PERCENT = flags.DEFINE_string(
 _SPLIT_SEED = flags.DEFINE_integer("split_seed", None,
                                    "folder: seed of the split (default 0).")
 
+_SHARE = r"\s*\d+(\.\d*)?\s*"
+# Every flag's domain, checked while the flags are parsed (flag_check);
+# what involves several flags or the file system is check_flags'.
+FLAG_DOMAINS = {
+    "dataset": OrNone(Either(
+        Choice(sorted(builders.BUILDERS)), Text(r"folder:.+"),
+        f"one of {', '.join(sorted(builders.BUILDERS))}, or folder:<name>")),
+    "manual_dir": OrNone(Path(empty_ok=False,
+                              meaning="the dataset's root folder")),
+    "data_dir": OrNone(Path(empty_ok=False, meaning="not a file")),
+    "num_workers": Int(1, meaning="decoding processes"),
+    "overwrite": flag_check.ANY,
+    "name": OrNone(Text(r"[A-Za-z0-9_][A-Za-z0-9_ .-]*",
+                        "letters, digits, '_', ' ', '.' or '-'")),
+    "group_regex": OrNone(Regex()),
+    "split_percent": OrNone(Text(f"{_SHARE}/{_SHARE}/{_SHARE}",
+                                 "train/validation/test shares such as "
+                                 "80/10/10")),
+    "split_seed": OrNone(Int(0)),
+}
+flag_check.register(FLAG_DOMAINS)
+
 
 def check_flags() -> str:
-  """Raises UserError for the first flag outside its domain; returns the
+  """Raises UserError for what the flags' domains (``FLAG_DOMAINS``,
+  checked while parsing) cannot say: a missing --manual_dir, flags that
+  contradict each other, shares that do not make a split. Returns the
   dataset's catalogue name."""
   name = _DATASET.value
   kind = name.partition(":")[0]
-  if kind not in builders.BUILDERS or (":" in name and kind != "folder"):
-    raise UserError(f"--dataset={name}: no builder for it; choose from "
-                    f"{', '.join(sorted(builders.BUILDERS))} or "
-                    f"folder:<name>")
-  if _NUM_WORKERS.value < 1:
-    raise UserError(f"--num_workers={_NUM_WORKERS.value}: must be an "
-                    f"integer >= 1 (decoding processes)")
-  for flag, value in (("--manual_dir", _MANUAL_DIR.value),
-                      ("--data_dir", _DATA_DIR.value)):
-    if not value:
-      raise UserError(f"{flag} is empty: pass a folder")
   if not os.path.isdir(_MANUAL_DIR.value):
     raise UserError(f"--manual_dir={_MANUAL_DIR.value}: not a directory "
                     f"(the dataset's root folder)")
-  data_dir = _DATA_DIR.value
-  if "://" not in data_dir and os.path.exists(data_dir) and (
-      not os.path.isdir(data_dir)):
-    raise UserError(f"--data_dir={data_dir}: not a directory (a file is "
-                    f"there)")
   folder_only = [f"--{n}" for n, v in (
       ("name", _NAME.value), ("group_regex", _GROUP_REGEX.value),
       ("split_percent", _SPLIT_PERCENT.value),
@@ -87,24 +98,12 @@ def check_flags() -> str:
     if ":" in name:
       raise UserError(f"--name={_NAME.value} and --dataset={name} both name "
                       f"the dataset; pass one")
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_ .-]*", _NAME.value):
-      raise UserError(f"--name={_NAME.value!r}: must be letters, digits, "
-                      f"'_', ' ', '.' or '-'")
     name = f"folder:{_NAME.value}"
-  if _GROUP_REGEX.value is not None:
-    try:
-      re.compile(_GROUP_REGEX.value)
-    except re.error as error:
-      raise UserError(f"--group_regex={_GROUP_REGEX.value!r}: not a regular "
-                      f"expression ({error})") from None
-  if _SPLIT_PERCENT.value is not None:
+  if _SPLIT_PERCENT.value is not None:  # train > 0: a share of something
     try:
       builders.folder.parse_split_percent(_SPLIT_PERCENT.value)
     except UserError as error:
       raise UserError(f"--{error}") from None
-  if _SPLIT_SEED.value is not None and _SPLIT_SEED.value < 0:
-    raise UserError(f"--split_seed={_SPLIT_SEED.value}: must be an integer "
-                    f">= 0")
   return name
 
 
