@@ -122,15 +122,16 @@ def sonify_clip_pairs(params: Params, waveforms: jax.Array,
   may mix clips and a clip chosen by many maps is traced once per batch:
   fixed-size batches keep one compiled shape whatever the pairs.
 
-  Clips may be zero-padded at the end to a common length: block ``layer``'s
-  frames that read any padding are zeroed, so on its first
-  ``valid_lengths[s]`` samples the sonification of a padded clip equals that
-  of the unpadded clip, and it is zero after them (``chain.traces``).
+  Clips may be zero-padded at the end to a common length: on its first
+  ``valid_lengths[s]`` samples the sonification of a padded clip equals
+  :func:`sonify` of the unpadded clip, and it is zero after them (the one
+  padding rule: :mod:`sonify_jax.models.shapes`, ``chain.traces``).
 
   Args:
     params: encoder params.
     waveforms: ``[S, T]`` clips, zero-padded to ``T``.
-    valid_lengths: ``[S]`` int samples of each clip before its padding.
+    valid_lengths: ``[S]`` int samples of each clip before its padding;
+      None: the clips are whole.
     slots: ``[P]`` int clip positions in ``waveforms``.
     maps: ``[P]`` int map indices of block ``layer``.
     layer, arch: static block number and network.
@@ -140,6 +141,9 @@ def sonify_clip_pairs(params: Params, waveforms: jax.Array,
     ``[P, T]``.
   """
   plan = _fast_plan(arch, "fast", rule)
+  if plan is not None and valid_lengths is None:
+    valid_lengths = jnp.full((waveforms.shape[0],), waveforms.shape[1],
+                             jnp.int32)
   if plan is not None:
     return cnn12_fast.sonify_clip_pairs(params, waveforms, valid_lengths,
                                         slots, maps, layer, plan, scale)

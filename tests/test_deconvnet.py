@@ -461,33 +461,5 @@ def test_sonify_is_jittable_and_vmappable(tiny_params):
   np.testing.assert_allclose(np.asarray(per_clip), want, atol=1e-6)
 
 
-# --- (h) pairs of padded clips (the atlas' batched path) --------------------
-
-
-def test_clip_pairs_of_padded_clips_equal_unpadded_sonify(tiny_params):
-  """Zero-padding a clip and masking the frames that see the padding gives
-  the unpadded clip's sonification exactly, and silence after it."""
-  layer, padded = 6, 1400
-  lengths = (1400, 1103, 700)  # full, odd, short
-  clips = [_clips(1, n, seed=40 + i)[0] for i, n in enumerate(lengths)]
-  x = np.zeros((3, padded), np.float32)
-  for s, c in enumerate(clips):
-    x[s, :c.shape[0]] = c
-  slots = np.array([2, 0, 1, 1, 2], np.int32)  # pairs mixing the clips
-  # Each pair's map among its clip's two most active (not a silent map).
-  strongest = [np.argsort(-np.asarray(deconvnet.feature_map_activations(
-      tiny_params, c[None], layer, TINY))[0])[:2] for c in clips]
-  maps = np.array([strongest[s][p % 2] for p, s in enumerate(slots)],
-                  np.int32)
-  got = np.asarray(deconvnet.sonify_clip_pairs(
-      tiny_params, jnp.asarray(x), jnp.asarray(lengths, jnp.int32),
-      jnp.asarray(slots), jnp.asarray(maps), layer, TINY))
-  assert got.shape == (5, padded)
-  for p, (s, m) in enumerate(zip(slots, maps)):
-    n = lengths[s]
-    want = np.asarray(deconvnet.sonify(tiny_params, clips[s][None], layer,
-                                       [m], TINY))[0, 0]
-    assert np.max(np.abs(want)) > 0
-    np.testing.assert_allclose(got[p, :n], want, rtol=0,
-                               atol=1e-5 * np.abs(clips[s]).max())
-    assert np.all(got[p, n:] == 0)
+# (h) pairs of padded clips: tests/test_padding_rule.py, on every network
+# kind and rule.

@@ -121,12 +121,19 @@ def test_frame_span_is_the_support_of_each_frame(block):
   assert ODD.output_length(rf - 1, block) <= 0
 
 
-def test_frames_inside_cnn12_counts_unpadded_frames():
-  arch = get_network("cnn12_tiny")
-  for valid in (2370, 2371, 2500, 4001):
-    for block in (1, 5, 11):
-      assert shapes.frames_inside(arch, block, valid) == max(
-          arch.output_length(valid, block), 0)
+def test_valid_lengths_follow_the_shape_rule_layer_by_layer():
+  """The traceable per-layer lengths equal the int rule's (clamped at 0)
+  on strided, padded and pooled nets, for clips of several lengths."""
+  for arch in (get_network("cnn12_tiny"), get_network("crepe_tiny"), ODD):
+    for valid in (arch.min_input_length(arch.num_blocks), 2370, 2371, 4001):
+      got = shapes.valid_lengths(arch, jnp.array([valid, valid + 3]),
+                                 arch.num_blocks)
+      t = valid
+      for layer, length in zip(arch.layers_upto(arch.num_blocks), got):
+        assert int(length[0]) == max(t, 0)
+        t = shapes.layer_output_length(layer, t) if t > 0 else t
+      assert int(got[-1][0]) == max(arch.output_length(valid,
+                                                       arch.num_blocks), 0)
 
 
 def test_descriptions_round_trip_through_json():

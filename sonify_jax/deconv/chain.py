@@ -69,16 +69,25 @@ class Traces(NamedTuple):
   residuals: per layer of blocks ``1..layer``: a max-pool's switches
     ``[S, T', C]``, a ReLU's forward mask ``[S, T, C]`` (rules that read
     it), else None.
-  top: ``[S, T_L, C_L]`` block ``layer``'s output; frames that read past a
-    clip's valid samples are zero (see :func:`traces`).
+  top: ``[S, T_L, C_L]`` block ``layer``'s output; frames the unpadded
+    clip does not have are zero (see :func:`traces`).
   peak: ``[S]`` ``max|x|`` of each clip.
   prepared: ``[S, T]`` the input as the network sees it (its input
     convention applied), for ``input_x_gradient``.
+  lengths: per layer, ``[S]`` its input's length on each unpadded clip
+    (``shapes.valid_lengths``); None for clips that are not padded.
   """
   residuals: Tuple[Optional[jax.Array], ...]
   top: jax.Array
   peak: jax.Array
   prepared: jax.Array
+  lengths: Optional[Tuple[jax.Array, ...]] = None
+
+
+def _fill(layer) -> float:
+  """What a padded clip holds past its valid positions at a layer's input:
+  the value the layer's own padding reads (``-inf`` for a max-pool)."""
+  return -jnp.inf if isinstance(layer, network_lib.MaxPool) else 0.0
 
 
 def traces(params: Params, waveforms: jax.Array, net: network_lib.Network,
@@ -88,15 +97,25 @@ def traces(params: Params, waveforms: jax.Array, net: network_lib.Network,
   recording each layer's residual.
 
   ``valid_lengths`` (``[S]`` samples before each clip's zero padding):
-  block ``layer``'s frames that read any later sample are zeroed, so a
-  padded clip's sonification equals the unpadded clip's on its valid
-  samples (``shapes.frames_inside``) and is zero after them.
+  before every layer, the positions the unpadded clip does not have there
+  are blanked (``forward.keep_valid``), so each layer's own padding reads
+  what it reads on the unpadded clip and block ``layer``'s output equals
+  the unpadded clip's, zero after it (:mod:`sonify_jax.models.shapes`);
+  :func:`_down` blanks the same positions on the way down.
   """
   needs_mask = rule != "deconvnet"
-  prepared = forward.prepare_input(net, waveforms)
+  layers = net.layers_upto(layer)
+  lengths = None
+  if valid_lengths is not None:
+    lengths = shapes.valid_lengths(
+        net, jnp.asarray(valid_lengths, jnp.int32), layer)
+  prepared = forward.prepare_input(
+      net, waveforms, None if lengths is None else lengths[0])
   h = prepared[..., None]
   residuals = []
-  for layer_ in net.layers_upto(layer):
+  for i, layer_ in enumerate(layers):
+    if lengths is not None:
+      h = forward.keep_valid(h, lengths[i], _fill(layer_))
     if isinstance(layer_, network_lib.MaxPool):
       h, switches = forward.max_pool(layer_, h)
       residuals.append(switches)
@@ -106,14 +125,10 @@ def traces(params: Params, waveforms: jax.Array, net: network_lib.Network,
     else:
       residuals.append(None)
     h = forward.apply_layer(layer_, params, h)
-  if valid_lengths is not None:
-    stride, _, last = shapes.frame_span(net, layer)
-    frames = jnp.arange(h.shape[1])
-    keep = (frames[None, :] * stride + last
-            < jnp.asarray(valid_lengths, jnp.int32)[:, None])
-    h = jnp.where(keep[:, :, None], h, 0.0)
+  if lengths is not None:
+    h = forward.keep_valid(h, lengths[-1])
   return Traces(tuple(residuals), h, jnp.max(jnp.abs(waveforms), axis=1),
-                prepared)
+                prepared, None if lengths is None else lengths[:-1])
 
 
 def _linear(layer, params, h: jax.Array, residual) -> jax.Array:
@@ -185,12 +200,14 @@ def _one_channel(layer, params: Params, residual, spectrum, m):
 
 
 def _down(net, params, residuals, g, start, stop, sizes, rule, top_map=None,
-          spectra_=None):
+          spectra_=None, lengths=None):
   """Layers ``stop - 1`` down to ``start`` of ``net.layers_upto(...)``;
   ``top_map``: those layers run on that one channel. ``spectra_`` (from
   :func:`spectra`): the fast forms, long convs through the FFT and max-pools
   by :func:`fft_conv.unpool`; None: every layer by ``jax.linear_transpose``
-  (the reference)."""
+  (the reference). ``lengths`` (``Traces.lengths`` of this clip): each
+  layer's input past the unpadded clip's length is blanked, the transpose
+  of the forward's blanking."""
   layers = net.layers_upto(len(net.blocks))
   for i in range(stop - 1, start - 1, -1):
     layer, residual, p = layers[i], residuals[i], params
@@ -208,6 +225,8 @@ def _down(net, params, residuals, g, start, stop, sizes, rule, top_map=None,
       g = fft_conv.unpool(layer, g, residual, shape[0])
     else:
       g = transpose_layer(layer, p, g, residual, shape, rule)
+    if lengths is not None:
+      g = forward.keep_valid(g, lengths[i])
   return g
 
 
@@ -240,12 +259,15 @@ def reference(params: Params, waveforms: jax.Array, layer: int,
   return jax.vmap(one_clip)(waveforms)
 
 
-def _slot_traces(traces_: Traces, slot) -> Tuple[Tuple, jax.Array]:
-  """One clip's residuals (``[1, ...]``) and top output ``[T_L, C_L]``."""
+def _slot_traces(traces_: Traces, slot):
+  """One clip's residuals (``[1, ...]``), top output ``[T_L, C_L]`` and
+  per-layer lengths (``[1]`` each, or None)."""
   take = lambda a: jax.lax.dynamic_index_in_dim(a, slot, keepdims=True)  # pylint: disable=unnecessary-lambda-assignment
   residuals = tuple(None if r is None else take(r)
                     for r in traces_.residuals)
-  return residuals, take(traces_.top)[0]
+  lengths = (None if traces_.lengths is None
+             else tuple(take(l) for l in traces_.lengths))
+  return residuals, take(traces_.top)[0], lengths
 
 
 def sonify_pairs(params: Params, traces_: Traces, slots: Optional[jax.Array],
@@ -259,15 +281,15 @@ def sonify_pairs(params: Params, traces_: Traces, slots: Optional[jax.Array],
   spectra_ = spectra(net, params, layer)
 
   def one(m, slot):
-    residuals, top = _slot_traces(traces_, slot)
+    residuals, top, lengths = _slot_traces(traces_, slot)
     column = jax.lax.dynamic_slice_in_dim(top, m, 1, axis=1)[None]
     g = _down(net, params, residuals, column, start, stop, sizes, rule,
-              top_map=m, spectra_=spectra_)
+              top_map=m, spectra_=spectra_, lengths=lengths)
     if not has_conv:  # the segment ran on channel m of the block's input
       g = jax.lax.dynamic_update_slice_in_dim(
           jnp.zeros((1,) + sizes[start], g.dtype), g, m, axis=2)
     s = _down(net, params, residuals, g, 0, start, sizes, rule,
-              spectra_=spectra_)
+              spectra_=spectra_, lengths=lengths)
     return _finish(s[0, :, 0], traces_, slot, rule, scale)
 
   if slots is None:
@@ -282,7 +304,8 @@ def sonify_clip_pairs(params: Params, waveforms: jax.Array,
                       maps: jax.Array, layer: int, net: network_lib.Network,
                       scale: bool = True, rule: str = rules.DEFAULT_RULE
                       ) -> jax.Array:
-  """:func:`sonify_pairs` on zero-padded clips (see :func:`traces`)."""
+  """:func:`sonify_pairs` on zero-padded clips (see :func:`traces`);
+  ``valid_lengths`` None: clips that are not padded."""
   length = waveforms.shape[1]
   traces_ = traces(params, waveforms, net, layer, rule, valid_lengths)
   chunk = budget.maps_per_chunk(net, layer, length, maps.shape[0])

@@ -249,10 +249,11 @@ def _clip_traces(params, waveforms, layer, arch, valid_lengths=None):
       h, s = forward.max_pool(_POOL, h)
     switches.append(s)
   if valid_lengths is not None:
-    stride, _, last = shapes.frame_span(arch.net, layer)
-    keep = (jnp.arange(h.shape[1])[None, :] * stride + last
-            < jnp.asarray(valid_lengths, jnp.int32)[:, None])
-    h = jnp.where(keep[:, :, None], h, 0.0)
+    # CNN12 pads nothing itself (VALID convs, unpadded pools): blanking the
+    # top frames the unpadded clip lacks is the whole of the padding rule.
+    top = shapes.valid_lengths(
+        arch.net, jnp.asarray(valid_lengths, jnp.int32), layer)[-1]
+    h = forward.keep_valid(h, top)
   return ClipTraces(tuple(switches), h, jnp.max(jnp.abs(waveforms), axis=1))
 
 

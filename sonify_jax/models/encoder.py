@@ -120,19 +120,20 @@ class Encoder(nn.Module):
     """Temporal mean of a block's output ``[B, C]`` (float32).
 
     ``mask`` (``[B, T]`` of 0/1 over input samples) restricts the mean to
-    the frames that read only valid samples (``shapes.frames_inside``;
+    the frames the unpadded clip has (``shapes.valid_lengths``;
     frame 0 always), so zero-padded clips of different lengths each give
-    their own whole-clip mean.
+    their own whole-clip mean (exactly so for networks that pad nothing
+    themselves, as the trainable CNN12 family; ``deconv.chain.traces``
+    is the rule for any network).
     """
     upto_block = self.net.num_blocks if upto_block is None else upto_block
     h = self.block_features(waveforms, upto_block).astype(jnp.float32)
     if mask is None:
       return h.mean(axis=1)
-    stride, _, last = shapes.frame_span(self.net, upto_block)
-    valid = jnp.asarray(mask).sum(axis=1)
+    valid = jnp.asarray(mask).sum(axis=1).astype(jnp.int32)
     frames = jnp.arange(h.shape[1])
-    frame_mask = (frames[None, :] * stride + last) < valid[:, None]
-    frame_mask = frame_mask | (frames[None, :] == 0)
+    kept = shapes.valid_lengths(self.net, valid, upto_block)[-1]
+    frame_mask = (frames[None, :] < kept[:, None]) | (frames[None, :] == 0)
     weights = frame_mask.astype(h.dtype)
     return (h * weights[..., None]).sum(1) / weights.sum(1, keepdims=True)
 

@@ -28,19 +28,40 @@ _DIMENSION_NUMBERS = ("NWC", "WIO", "NWC")
 _STD_FLOOR = 1e-10
 
 
-def prepare_input(net: network_lib.Network, waveforms: jax.Array
-                  ) -> jax.Array:
-  """The network's input convention applied to ``[B, T]`` clips."""
+def prepare_input(net: network_lib.Network, waveforms: jax.Array,
+                  lengths: Optional[jax.Array] = None) -> jax.Array:
+  """The network's input convention applied to ``[B, T]`` clips;
+  ``lengths`` (``[B]``): each clip is its first ``lengths[b]`` samples,
+  zero-padded after (see :mod:`sonify_jax.models.shapes`)."""
+  if lengths is not None:
+    waveforms = keep_valid(waveforms[..., None], lengths)[..., 0]
   if net.input_convention == "standardize":
-    return standardize(waveforms)
+    return standardize(waveforms, lengths)
   return waveforms
 
 
-def standardize(x: jax.Array) -> jax.Array:
+def keep_valid(h: jax.Array, lengths: jax.Array, fill: float = 0.0
+               ) -> jax.Array:
+  """``[B, T, C]`` with every position at or past ``lengths[b]`` set to
+  ``fill``: a padded clip's positions that the unpadded clip does not
+  have (``fill=-inf`` before a max-pool, whose own padding is ``-inf``)."""
+  inside = jnp.arange(h.shape[1])[None, :] < lengths[:, None]
+  return jnp.where(inside[..., None], h, fill)
+
+
+def standardize(x: jax.Array, lengths: Optional[jax.Array] = None
+                ) -> jax.Array:
   """Zero mean, unit standard deviation along the last axis (the unbiased
-  estimate, ``ddof=1``, as torchcrepe's ``torch.std`` of each frame)."""
-  x = x - x.mean(axis=-1, keepdims=True)
-  return x / jnp.maximum(x.std(axis=-1, ddof=1, keepdims=True), _STD_FLOOR)
+  estimate, ``ddof=1``, as torchcrepe's ``torch.std`` of each frame);
+  ``lengths``: over each row's first ``lengths[b]`` samples, zero after."""
+  if lengths is None:
+    x = x - x.mean(axis=-1, keepdims=True)
+    return x / jnp.maximum(x.std(axis=-1, ddof=1, keepdims=True), _STD_FLOOR)
+  inside = jnp.arange(x.shape[-1])[None, :] < lengths[:, None]
+  count = lengths[:, None].astype(x.dtype)
+  centred = jnp.where(inside, x - x.sum(-1, keepdims=True) / count, 0.0)
+  var = (centred ** 2).sum(-1, keepdims=True) / jnp.maximum(count - 1, 1)
+  return centred / jnp.maximum(jnp.sqrt(var), _STD_FLOOR)
 
 
 def conv(layer: network_lib.Conv, params: Params, h: jax.Array,

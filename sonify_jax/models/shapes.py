@@ -14,8 +14,18 @@ Network`'s layers, by the rules of the layers themselves:
 Output position ``p`` of such a layer reads input positions
 ``p s - l .. p s - l + e - 1``, so frame ``t`` of a block reads an affine
 range of input samples (:func:`frame_span`).
+
+Padding a clip to a common length (to batch clips of different lengths)
+means, everywhere in this project: *the unpadded clip's result on its own
+samples, zero after them; the network's own padding is the network's and
+stays*. :func:`valid_lengths` gives, per layer, how many of a padded clip's
+positions the unpadded clip has there; :func:`sonify_jax.models.forward.
+keep_valid` blanks the rest before each layer, so each layer's own padding
+reads exactly what it reads on the unpadded clip.
 """
-from typing import List, Tuple
+from typing import Any, List, Tuple
+
+import jax.numpy as jnp
 
 from sonify_jax.models import network as network_lib
 
@@ -38,6 +48,19 @@ def layer_output_length(layer, length: int) -> int:
   if padded < extent:
     return min(0, padded - extent + 1)
   return (padded - extent) // stride + 1
+
+
+def valid_lengths(net, lengths, upto_block: int) -> Tuple[Any, ...]:
+  """Per layer of blocks ``1..upto_block``, the length of its *input* on
+  each unpadded clip, and last the length of block ``upto_block``'s output:
+  :func:`layer_output_length` on ``[S]`` int arrays (traceable; a clip too
+  short for a layer has 0 positions there)."""
+  out = [lengths]
+  for layer in net.layers_upto(upto_block):
+    stride, left, right, extent = _geometry(layer)
+    padded = out[-1] + left + right
+    out.append(jnp.maximum((padded - extent) // stride + 1, 0))
+  return tuple(out)
 
 
 def layer_lengths(net, length: int, upto_block: int) -> List[List[int]]:
@@ -83,13 +106,3 @@ def frame_span(net, block: int) -> Tuple[int, int, int]:
     stride, first, last = (stride * s, first * s - left,
                            last * s - left + extent - 1)
   return stride, first, last
-
-
-def frames_inside(net, block: int, valid_length: int) -> int:
-  """How many leading frames of block ``block`` read only samples before
-  ``valid_length`` (and the network's own left padding): the frames whose
-  values and sonifications do not depend on what follows the clip."""
-  stride, _, last = frame_span(net, block)
-  if valid_length - 1 < last:
-    return 0
-  return (valid_length - 1 - last) // stride + 1

@@ -220,10 +220,10 @@ def sonify_pairs_unchecked(params: Params, waveforms: jax.Array,
       return deconvnet.sonify_unchecked(params, x[None], layer, m[None],
                                         arch=arch, scale=scale)[0, 0]
     return jax.vmap(one)(waveforms, maps)
-  count = waveforms.shape[0]
+  # The clips are whole (not padded): nothing to blank, as in ``sonify``.
   return deconvnet.sonify_clip_pairs(
-      params, waveforms, jnp.full((count,), waveforms.shape[1], jnp.int32),
-      jnp.arange(count), maps, layer, arch, scale, rule)
+      params, waveforms, None, jnp.arange(waveforms.shape[0]), maps, layer,
+      arch, scale, rule)
 
 
 def sonify_pairs(params: Params, waveforms: np.ndarray, maps: np.ndarray,
