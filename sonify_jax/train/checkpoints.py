@@ -11,7 +11,7 @@ here:
   ``keep_last`` steps, the best one by the run's metric and ``keep_steps``;
 * ``checksums``: process 0 records sha256 of every file of a finished step
   and every load verifies them first (a step without them loads with a
-  warning);
+  warning, once each of its arrays has been read synchronously);
 * ``selection``: which step a loader reads (``choose_step``): without a
   step, the one the run selected on validation, else ``LATEST`` or a step
   number;
@@ -68,7 +68,7 @@ def _restore_raw(path: str, step: StepRequest
   manager, directory, step, config = selection.open_for_choice(path, step)
   try:
     step = selection.choose(manager, directory, step, config).step
-    verified = verify_checksums(paths.join(directory, str(step)))
+    verified = checksums.verify_step(paths.join(directory, str(step)))
     target = orbax_compat.local_target(orbax_compat.read_or_explain(
         lambda: manager.item_metadata(step)[STATE_ITEM],
         f"cannot read the metadata of step {step} of {directory}", verified))

@@ -3,7 +3,9 @@
 Once a step is on disk, process 0 writes ``<step>/checksums.json`` (sha256
 and size of every file of the step; orbax keeps no checksums of its own).
 Every load verifies them first and names the file that changed; a step
-without the file (older runs) loads with a warning.
+without the file (older runs) loads with a warning, after each of its arrays
+has been read once synchronously (``verify_step``), so a bad file stops the
+load before orbax starts reading.
 """
 import hashlib
 import json
@@ -78,15 +80,35 @@ def verify_checksums(step_dir: str) -> bool:
   return True
 
 
+def verify_step(step_dir: str) -> bool:
+  """Checks a step before orbax reads it: its checksums (True), or, for a
+  step saved without them, that every array of its train state decodes
+  (False, with a warning): each is read once, one at a time
+  (``orbax_compat.read_every_array``). Either way orbax then never starts a
+  read that fails mid-way, whose orphaned parallel reads would be reported
+  through ``sys.unraisablehook`` long after the error.
+
+  Raises:
+    CorruptCheckpointError: naming the file that is missing, changed or
+      does not decode.
+  """
+  if verify_checksums(step_dir):
+    return True
+  directory, step = paths.split(step_dir)
+  orbax_compat.read_every_array(paths.join(step_dir, layout.STATE_ITEM),
+                                f"cannot read step {step} of {directory}")
+  return False
+
+
 def verified_restore(manager: ocp.CheckpointManager, directory: str,
                      step: int, target: Any,
                      verified: Optional[bool] = None) -> Any:
-  """Restores ``step`` after checking its checksums (unless ``verified``
-  says it was done); a file orbax cannot decode becomes a
+  """Restores ``step`` after checking it (``verify_step``, unless
+  ``verified`` gives its result); a file orbax cannot decode becomes a
   ``CorruptCheckpointError`` naming the step. Only the train state is read;
   the input iterator's state is ``Checkpointer.restore_data_iter``'s."""
   if verified is None:
-    verified = verify_checksums(paths.join(directory, str(step)))
+    verified = verify_step(paths.join(directory, str(step)))
   def read():
     return manager.restore(step, args=ocp.args.Composite(**{
         layout.STATE_ITEM: ocp.args.StandardRestore(target)}))[

@@ -9,16 +9,17 @@ errors, and restoring on a topology other than the writer's.
   exception: ``describe_read_error`` makes one line of it, naming the file.
 * When one of orbax's parallel reads of a step fails, the others are left
   orphaned and report "Event loop is closed" / dying coroutines through
-  ``sys.unraisablehook``, at any later time (see ``_drop_orphaned_reads``).
+  ``sys.unraisablehook``, at any later time: a step without checksums is
+  therefore read synchronously first (``read_every_array``), so orbax never
+  starts a read that fails.
 """
-import gc
 import re
-import sys
-import traceback
 from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
+from orbax.checkpoint._src.serialization import tensorstore_utils
+import tensorstore as ts
 
 from sonify_jax import logs
 from sonify_jax import paths
@@ -63,72 +64,64 @@ def local_target(metadata: Any) -> Any:
 
 def read_or_explain(read: Callable[[], Any], what: str,
                     verified: bool) -> Any:
-  """``read()``; an exception becomes a ``CorruptCheckpointError``.
+  """``read()``; for an unverified (pre-checksum) step, an exception becomes
+  a ``CorruptCheckpointError``.
 
-  Only an unverified (pre-checksum) step can fail this way: a verified one
-  has the bytes it was saved with. Such a failure leaves orphaned reads
-  behind, whose reports are dropped from then on (``_drop_orphaned_reads``).
+  Callers check the step first (``checksums.verify_step``): a verified one
+  has the bytes it was saved with, and an unverified one has had every array
+  read by ``read_every_array``, so neither fails here because of its files.
   """
   if verified:
     return read()
   try:
     return read()
   except Exception as error:  # pylint: disable=broad-except
-    _drop_orphaned_reads()
-    gc.collect()  # most orphaned reads die now
     raise layout.CorruptCheckpointError(
         f"{what}: {describe_read_error(error)}") from error
 
 
-_ORPHANED_READ = "_read_array_index_and_device_put"
-_CLOSED_LOOP = "Event loop is closed"
+# Where an array's metadata lies in an item's key-value store: zarr v2
+# (orbax's default) or zarr v3, each with its TensorStore driver.
+_ARRAY_METADATA = ((".zarray", "zarr"), ("zarr.json", "zarr3"))
 
 
-def _is_orphaned_read(unraisable: Any) -> bool:
-  """Whether ``sys.unraisablehook``'s argument reports an orphaned read:
-  orbax's read coroutine dying with an exception, or tensorstore's callback
-  finding the read's event loop closed (raised in asyncio's
-  ``call_soon_threadsafe``, called from tensorstore's C++ threads)."""
-  code = getattr(unraisable.object, "cr_code", None)
-  if getattr(code, "co_name", "") == _ORPHANED_READ:
-    return True
-  if not (isinstance(unraisable.exc_value, RuntimeError) and
-          str(unraisable.exc_value) == _CLOSED_LOOP):
-    return False
-  frames = traceback.extract_tb(unraisable.exc_traceback)
-  return bool(frames) and frames[0].name == "call_soon_threadsafe"
+def read_every_array(item_dir: str, what: str) -> int:
+  """Reads every array of an orbax item folder (``<step>/default``) once,
+  one at a time, each read waited for before the next starts; returns how
+  many there were.
 
+  Orbax reads a step's arrays in parallel on an event loop that it closes as
+  soon as one read fails; the reads still under way then finish on
+  TensorStore's threads into the closed loop, and Python reports each of
+  them ("Event loop is closed", dying coroutines) through
+  ``sys.unraisablehook``, at any later time. A step without checksums is
+  read here first, synchronously and without an event loop, so a file that
+  does not decode is found before orbax starts a read: nothing is left
+  running when the error is raised. The key-value store is the one orbax
+  reads (its own spec builder: OCDBT or not, local or ``gs://``).
 
-def _drop_orphaned_reads() -> None:
-  """From now on, drops the reports of orbax's orphaned reads.
-
-  When one of orbax's parallel reads of a step fails, orbax closes its event
-  loop; the other reads' tensorstore callbacks then fail ("Event loop is
-  closed") and their coroutines die, garbage-collected with an exception.
-  Python prints each of those through ``sys.unraisablehook``, from
-  tensorstore's threads, for seconds afterwards, and at any later collection
-  (a notebook's next cell, the next case of a test worker): dozens of
-  tracebacks far from the one ``error:`` line. They are not exceptions of
-  ours to catch, and orbax offers no handle to wait for or cancel the reads
-  (closing their coroutines makes asyncio log them instead), so the
-  process-wide hook is the only place they can be told apart; and since they
-  come at any later time, it stays. It is installed once, on the first
-  failed read, drops only those two reports and passes every other on.
+  Raises:
+    CorruptCheckpointError: ``what``, then the file that does not decode.
   """
-  global _HOOK_INSTALLED
-  if _HOOK_INSTALLED:
-    return
-  previous = sys.unraisablehook
-
-  def hook(unraisable):
-    if not _is_orphaned_read(unraisable):
-      previous(unraisable)
-
-  sys.unraisablehook = hook
-  _HOOK_INSTALLED = True
-
-
-_HOOK_INSTALLED = False
+  ocdbt = paths.as_path(item_dir, "manifest.ocdbt").exists()
+  kv_spec = tensorstore_utils.build_kvstore_tspec(
+      paths.resolve(item_dir), use_ocdbt=ocdbt)
+  kv_spec.pop("cache_pool", None)   # names a resource of orbax's context
+  count = 0
+  try:
+    keys = ts.KvStore.open(kv_spec).result().list().result()
+    for key in sorted(k.decode() for k in keys):
+      for name, driver in _ARRAY_METADATA:
+        if key == name or key.endswith("/" + name):
+          array = ts.open({"driver": driver, "kvstore": {
+              **kv_spec, "path": key[:-len(name)]}},
+                          open=True, read=True).result()
+          array.read().result()
+          count += 1
+  except Exception as error:  # pylint: disable=broad-except
+    raise layout.CorruptCheckpointError(
+        f"{what}: {describe_read_error(error)}") from None
+  return count
 
 
 def describe_read_error(error: BaseException) -> str:
