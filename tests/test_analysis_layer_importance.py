@@ -80,3 +80,31 @@ def test_run_layer_importance_both_modes(tmp_path):
   with pytest.raises(ValueError, match="mode"):
     li.run_layer_importance(params, ARCH, source, source, str(tmp_path),
                             layers=[1], modes=("bogus",), progress=False)
+
+
+def test_grouped_split_keeps_every_recording_on_one_side():
+  """Clip ids of 9 recordings, each saved as 1-3 files (``rec{g}.wav``,
+  ``.flac``, ``.ogg``) in class folders: the split's two sides, mapped back
+  to the recordings by the table the ids were made from, share none, cover
+  every clip once, hold >= 2 recordings each and about the asked share of
+  clips; the same call gives the same split, and 3 recordings are refused."""
+  from sonify_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  ids, recording = [], []
+  for g in range(9):
+    for ext in (".wav", ".flac", ".ogg")[:1 + g % 3]:
+      ids.append(f"{'ab'[g % 2]}/rec{g}{ext}")
+      recording.append(g)
+  train, test, record = li.grouped_split(ids, test_fraction=0.3, seed=0)
+  assert sorted(train + test) == list(range(len(ids)))
+  train_recs = {recording[i] for i in train}
+  test_recs = {recording[i] for i in test}
+  assert not train_recs & test_recs
+  assert len(train_recs) >= 2 and len(test_recs) >= 2
+  assert abs(len(test) - 0.3 * len(ids)) <= 3   # whole recordings of <= 3
+  assert record["train_clips"] == [ids[i] for i in train]
+  assert record["test_clips"] == [ids[i] for i in test]
+  assert record["groups"] == {"train": len(train_recs),
+                              "test": len(test_recs)}
+  assert li.grouped_split(ids, 0.3, 0)[:2] == (train, test)
+  with pytest.raises(UserError, match="3 source file"):
+    li.grouped_split(["a.wav", "b.wav", "c.wav", "a.flac"])

@@ -661,6 +661,8 @@ _STUDY_FLAG_CASES = {
         "--clip_seconds=0", "> 0"]),
     "step_not_a_step": (["--study=topk", "--step=best_one"], [
         "--step=best_one", "'latest'"]),
+    "unknown_dataset": (["--study=topk", "--dataset=bogus"], [
+        "--dataset=bogus", "folder:<name>"]),
     "residual_of_two_runs": (["--study=residual",
                               "--checkpoint=/tmp/other_run"], [
                                   "--study=residual studies 1 run", "got 2"]),

@@ -65,8 +65,8 @@ from sonify_jax import cli
 from sonify_jax import flag_check
 from sonify_jax import mirror
 from sonify_jax.analysis import studies
-from sonify_jax.domains import (Choice, Either, Float, Int, ListOf, OrNone,
-                                Path, Text)
+from sonify_jax.domains import (Choice, Either, Float, Int, Lazy, ListOf,
+                                OrNone, Path, Text)
 from sonify_jax.errors import UserError
 
 STUDIES = studies.names()
@@ -128,13 +128,21 @@ _PAIR_FIGURES = flags.DEFINE_bool("pair_figures", True,
                                   "topk: one spectrogram PNG per clip.")
 
 _POSITIVE = Int(1)
+
+
+def _dataset_names():
+  from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
+  return Either(Choice(catalog.NAMES), Text(r"folder:.+"),
+                f"one of {', '.join(catalog.NAMES)}, or folder:<name>")
+
+
 FLAG_DOMAINS = {
     "study": flag_check.ANY,
     "workdir": OrNone(Text(r".+", "an output folder")),
     "checkpoint": flag_check.ANY,
     "step": OrNone(Text(r"(?i)\s*(-?\d+|latest|best|selected)?\s*",
                         "a step number, 'latest' or 'best'")),
-    "dataset": OrNone(Text(r".+", "a dataset name")),
+    "dataset": OrNone(Lazy(_dataset_names)),
     "split": OrNone(Text(r".+", "a split name")),
     "train_split": OrNone(Text(r".+", "a split name")),
     "audio_dir": OrNone(Path(empty_ok=False, meaning="a folder of audio")),
@@ -314,6 +322,9 @@ def _run_study(study: studies.Study, options, ckpts: List[Tuple[str, str]],
   if any(run.arch.sample_rate != rate for _, run in runs):
     raise UserError("the runs compared have different sample rates: study "
                     "them one at a time")
+  for _, run in runs:  # the blocks asked for, before any clip is read
+    for layer in context.layers or ():
+      run.arch.check_block(layer)
   context.runs, context.chosen = runs, chosen
   context.clip_samples = (int(round(_CLIP_SECONDS.value * rate))
                           if _CLIP_SECONDS.value else None)
