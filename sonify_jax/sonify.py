@@ -11,7 +11,9 @@ accepted, mixed to mono and resampled to the network's rate.
 Writes DIR/input.wav, DIR/layer{L}_map{M}.wav/.png and DIR/index.json; DIR is
 built beside its final place and renamed in when complete, so a failed run
 leaves the previous DIR (or none). Bad input ends in one ``error:`` line and
-exit status 2.
+exit status 2: a flag's value outside its domain (``FLAG_DOMAINS``) while the
+flags are parsed, what needs the network or the clip before anything is
+written.
 """
 from absl import app
 from absl import flags
