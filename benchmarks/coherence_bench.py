@@ -34,8 +34,9 @@ def main(argv):
   from sonify_jax.data import catalog  # pylint: disable=g-import-not-at-top
   from sonify_jax.models.registry import get_network  # pylint: disable=g-import-not-at-top
   if _WORKDIR.value:
-    from sonify_jax.analysis.run import load_encoder  # pylint: disable=g-import-not-at-top
-    params, arch = load_encoder(_WORKDIR.value)
+    from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
+    params, arch_name = checkpoints.load_encoder(_WORKDIR.value)
+    arch = get_network(arch_name)
   else:
     arch = get_network(_MODEL.value)
     params = common.random_params(arch, 0)
