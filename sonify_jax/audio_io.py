@@ -14,7 +14,9 @@ import numpy as np
 from sonify_jax import atomic_io
 from sonify_jax import paths
 from sonify_jax.errors import UserError
-from sonify_jax.data.sources import SAMPLE_RATE
+# The datasets' rate (data.sources.SAMPLE_RATE is the same value; that module
+# reads files through this one, so the value comes from where both get it).
+from sonify_jax.models.registry import CNN12_SAMPLE_RATE as SAMPLE_RATE
 
 
 # What counts as an audio file by its extension (folders of clips).

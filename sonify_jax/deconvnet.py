@@ -27,7 +27,7 @@ implementations give the same result to float32 rounding:
 padded length (the atlas: every map on its own top clips).
 """
 import functools
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +47,6 @@ RULES = rules.RULES
 DEFAULT_RULE = rules.DEFAULT_RULE
 CHUNK_BYTES = budget.CHUNK_BYTES
 scale_to_peak = budget.scale_to_peak
-maps_per_chunk = budget.maps_per_chunk
 
 
 def scale_to_input_peak(sonification: jax.Array, waveform: jax.Array
@@ -75,7 +74,18 @@ def trace_bytes(net: Network, layer: int, length: int) -> int:
   plan = cnn12_fast.plan_of(net)
   if plan is not None:
     return cnn12_fast.trace_bytes(plan, layer, length)
-  return budget.trace_bytes(net, layer, length)
+  return chain.trace_bytes(net, layer, length)
+
+
+def maps_per_chunk(net: Network, layer: int, length: int, num_maps: int,
+                   budget_bytes: Optional[int] = None) -> int:
+  """How many maps of one clip go down at once within ``budget_bytes``
+  (default :data:`CHUNK_BYTES`), by the tuned CNN12 path's estimate where
+  its plan fits ``net``, else the generic chain's."""
+  plan = cnn12_fast.plan_of(net)
+  per_map = (cnn12_fast.per_map_bytes(plan, layer, length) if plan
+             else chain.per_map_bytes(net, layer, length))
+  return budget.maps_per_chunk(per_map, num_maps, budget_bytes)
 
 
 @functools.partial(jax.jit,

@@ -42,7 +42,7 @@ needs_torchcrepe = pytest.mark.skipif(
     importlib.util.find_spec("torchcrepe") is None,
     reason="torchcrepe not installed")
 
-from sonify_jax.importers import reference, torch_graph, torch_modules  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sonify_jax.importers import reference, torch_graph, torch_layers, torch_modules  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 RULES = deconvnet.RULES
 
@@ -393,13 +393,13 @@ def test_an_lstm_in_a_sequential_is_refused_naming_the_node():
 
 
 def test_a_planted_wrong_weight_is_refused_naming_the_block(monkeypatch):
-  real, calls = torch_modules.conv_kernel, []
+  real, calls = torch_layers.conv_kernel, []
 
   def planted(weight):   # the second conv's kernel, slightly off
     calls.append(1)
     kernel = real(weight)
     return kernel * 1.01 if len(calls) == 2 else kernel
-  monkeypatch.setattr(torch_modules, "conv_kernel", planted)
+  monkeypatch.setattr(torch_layers, "conv_kernel", planted)
   with pytest.raises(UserError, match=r"block 2's output differs from "
                      r"torch's by .* of its peak"):
     torch_modules.from_modules(_nested_net(), "nested", 16000)

@@ -63,6 +63,27 @@ def layer_shapes(net: network_lib.Network, layer: int, length: int
   return tuple(out)
 
 
+def per_map_bytes(net: network_lib.Network, layer: int, length: int) -> int:
+  """Peak memory of one map going down: the largest layer's float32 input
+  and output signals (and a long conv's spectra, ``fft_conv``), twice."""
+  sizes = layer_shapes(net, layer, length)
+  peak = 1
+  for layer_, (t_in, c_in), (t_out, c_out) in zip(
+      net.layers_upto(layer), sizes[:-1], sizes[1:]):
+    signals = 4 * (t_in * c_in + t_out * c_out)
+    if fft_conv.uses_fft(layer_):
+      signals += sum(fft_conv.mixed_bytes(layer_, c_in, c_out, t_in))
+    peak = max(peak, signals)
+  return 2 * peak
+
+
+def trace_bytes(net: network_lib.Network, layer: int, length: int) -> int:
+  """Peak memory of one clip's forward with its residuals: every layer's
+  float32 output and an int8/bool residual, twice."""
+  sizes = [t * c for t, c in layer_shapes(net, layer, length)]
+  return 2 * 5 * max(sum(sizes[1:]), 1)
+
+
 class Traces(NamedTuple):
   """What the transposed chain needs of ``S`` clips' forward passes.
 
@@ -308,7 +329,8 @@ def sonify_clip_pairs(params: Params, waveforms: jax.Array,
   ``valid_lengths`` None: clips that are not padded."""
   length = waveforms.shape[1]
   traces_ = traces(params, waveforms, net, layer, rule, valid_lengths)
-  chunk = budget.maps_per_chunk(net, layer, length, maps.shape[0])
+  chunk = budget.maps_per_chunk(per_map_bytes(net, layer, length),
+                               maps.shape[0])
   return sonify_pairs(params, traces_, slots, maps, net, layer, length, rule,
                       chunk, scale)
 
@@ -320,7 +342,8 @@ def sonify_structured(params: Params, waveforms: jax.Array, layer: int,
   """Every map of ``maps`` on every clip: ``[clips, maps, time]``; clips
   one after another, so one clip's chunk of maps is live at a time."""
   length = waveforms.shape[1]
-  chunk = budget.maps_per_chunk(net, layer, length, maps.shape[0])
+  chunk = budget.maps_per_chunk(per_map_bytes(net, layer, length),
+                               maps.shape[0])
 
   def one_clip(x):
     traces_ = traces(params, x[None], net, layer, rule)

@@ -361,7 +361,8 @@ def sonify_clip_pairs(params: Params, waveforms: jax.Array,
   length = waveforms.shape[1]
   traces = _clip_traces(params, waveforms, layer, arch, valid_lengths)
   lengths = chain_lengths(arch, layer, length)
-  chunk = budget.maps_per_chunk(arch.net, layer, length, maps.shape[0])
+  chunk = budget.maps_per_chunk(per_map_bytes(arch, layer, length),
+                               maps.shape[0])
   return _deconv_pairs(params, transpose_kernels(params, layer, arch), traces,
                        slots, maps, layer, arch, lengths, chunk, scale)
 
@@ -437,8 +438,8 @@ def sonify(params, waveforms, layer, feature_maps, arch, scale):
   params = by_block_names(params, arch)
   length = waveforms.shape[1]
   lengths = chain_lengths(arch, layer, length)
-  chunk = budget.maps_per_chunk(arch.net, layer, length,
-                                feature_maps.shape[0])
+  chunk = budget.maps_per_chunk(per_map_bytes(arch, layer, length),
+                               feature_maps.shape[0])
   kernels = transpose_kernels(params, layer, arch)
 
   def one_clip(x):  # [time] -> [maps, time]

@@ -25,6 +25,8 @@ is "conv L and what follows it"; layers are named ``conv1, conv2, ...`` and
 """
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from sonify_jax.errors import UserError
 from sonify_jax.importers import torch_graph
 from sonify_jax.models import network as network_lib
@@ -34,6 +36,32 @@ SUPPORTED = ("supported: Conv1d, Conv2d (k, 1), ReLU / F.relu, "
              "ZeroPad / ConstantPad (0) / F.pad (zeros, time axis), Dropout "
              "/ F.dropout (eval), Identity, and reshapes that only add or "
              "remove a width-1 axis")
+
+
+def to_numpy(tensor) -> np.ndarray:
+  return np.asarray(tensor.detach().cpu().numpy(), np.float32)
+
+
+def conv_kernel(weight) -> np.ndarray:
+  """torch ``[C_out, C_in, k]`` or ``[C_out, C_in, k, 1]`` -> ``[k, C_in,
+  C_out]``."""
+  w = weight if isinstance(weight, np.ndarray) else to_numpy(weight)
+  if w.ndim == 4:
+    w = w[..., 0]
+  return np.ascontiguousarray(np.transpose(w, (2, 1, 0)), np.float32)
+
+
+def batch_norm_affine(weight, bias, mean, var, eps: float
+                      ) -> Dict[str, np.ndarray]:
+  """Eval-mode BatchNorm as ``{'scale', 'bias'}``."""
+  mean = np.asarray(mean, np.float64)
+  scale = 1.0 / np.sqrt(np.asarray(var, np.float64) + eps)
+  if weight is not None:
+    scale = scale * np.asarray(weight, np.float64)
+  shift = -mean * scale
+  if bias is not None:
+    shift = shift + np.asarray(bias, np.float64)
+  return {"scale": scale.astype(np.float32), "bias": shift.astype(np.float32)}
 
 
 def time_value(value, what: str, two_d: bool) -> int:
@@ -239,7 +267,6 @@ class Reader:
         "dropout" if kind == "dropout" else "identity")]
 
   def _conv(self, module, what: str) -> network_lib.Conv:
-    from sonify_jax.importers import torch_modules  # pylint: disable=g-import-not-at-top
     two_d = isinstance(module, self.torch.nn.Conv2d)
     if module.groups != 1 or module.padding_mode != "zeros":
       raise UserError(f"{what}: only groups=1 and zero padding are "
@@ -259,20 +286,19 @@ class Reader:
         stride=time_value(module.stride, what, two_d),
         dilation=time_value(module.dilation, what, two_d),
         padding=padding, use_bias=module.bias is not None)
-    self.params[name] = {"kernel": torch_modules.conv_kernel(module.weight)}
+    self.params[name] = {"kernel": conv_kernel(module.weight)}
     if module.bias is not None:
-      self.params[name]["bias"] = torch_modules.to_numpy(module.bias)
+      self.params[name]["bias"] = to_numpy(module.bias)
     return layer
 
   def _batch_norm(self, module, what: str) -> network_lib.Affine:
-    from sonify_jax.importers import torch_modules  # pylint: disable=g-import-not-at-top
     if module.training or not module.track_running_stats:
       raise UserError(f"{what}: BatchNorm must be in eval mode with running "
                       "statistics (call .eval())")
     self.count["bn"] += 1
     name = f"bn{self.count['bn']}"
-    numpy = torch_modules.to_numpy
-    self.params[name] = torch_modules.batch_norm_affine(
+    numpy = to_numpy
+    self.params[name] = batch_norm_affine(
         None if module.weight is None else numpy(module.weight),
         None if module.bias is None else numpy(module.bias),
         numpy(module.running_mean), numpy(module.running_var),

@@ -41,38 +41,16 @@ from sonify_jax import cli
 from sonify_jax.errors import UserError
 from sonify_jax.importers import require_torch, self_check, torch_graph
 from sonify_jax.importers import torch_layers
+# The weight conversions live with the layers that use them (torch_layers);
+# named here too, as torchcrepe and callers read them from this module.
+from sonify_jax.importers.torch_layers import (batch_norm_affine, conv_kernel,
+                                               to_numpy)
 from sonify_jax.models import network as network_lib
 
 TORCH_BN_EPS = 1e-5
 # Lengths the shape probe tries: long enough for most networks' receptive
 # fields first, then for very deep ones.
 _SHAPE_PROBE_LENGTHS = (4096, 65536)
-
-
-def to_numpy(tensor) -> np.ndarray:
-  return np.asarray(tensor.detach().cpu().numpy(), np.float32)
-
-
-def conv_kernel(weight) -> np.ndarray:
-  """torch ``[C_out, C_in, k]`` or ``[C_out, C_in, k, 1]`` -> ``[k, C_in,
-  C_out]``."""
-  w = weight if isinstance(weight, np.ndarray) else to_numpy(weight)
-  if w.ndim == 4:
-    w = w[..., 0]
-  return np.ascontiguousarray(np.transpose(w, (2, 1, 0)), np.float32)
-
-
-def batch_norm_affine(weight, bias, mean, var, eps: float
-                      ) -> Dict[str, np.ndarray]:
-  """Eval-mode BatchNorm as ``{'scale', 'bias'}``."""
-  mean = np.asarray(mean, np.float64)
-  scale = 1.0 / np.sqrt(np.asarray(var, np.float64) + eps)
-  if weight is not None:
-    scale = scale * np.asarray(weight, np.float64)
-  shift = -mean * scale
-  if bias is not None:
-    shift = shift + np.asarray(bias, np.float64)
-  return {"scale": scale.astype(np.float32), "bias": shift.astype(np.float32)}
 
 
 def _as_module(modules, torch):

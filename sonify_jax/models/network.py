@@ -44,6 +44,9 @@ Padding = Tuple[int, int]
 INPUT_CONVENTIONS = ("none", "standardize")
 HEAD_ACTIVATIONS = ("sigmoid", "softmax", "none")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# (stride, left pad, right pad, extent) of a layer that keeps the length; each
+# layer's ``geometry`` is what models/shapes.py reads (it imports no layer type).
+_KEEPS_LENGTH = (1, 0, 0, 1)
 
 
 def _padding(value: Union[str, int, Tuple[int, int], list], span: int,
@@ -115,16 +118,23 @@ class Conv:
     """Input samples one output sample reads: ``dilation (k - 1) + 1``."""
     return self.dilation * (self.kernel_size - 1) + 1
 
+  @property
+  def geometry(self) -> Tuple[int, int, int, int]:
+    """``(stride, left pad, right pad, extent)`` (models/shapes.py)."""
+    return self.stride, self.padding[0], self.padding[1], self.span
+
 
 @dataclasses.dataclass(frozen=True)
 class ReLU:
   """max(x, 0); its transpose is the explanation rule's (deconvnet, ...)."""
+  geometry = _KEEPS_LENGTH
 
 
 @dataclasses.dataclass(frozen=True)
 class Affine:
   """``x * scale + bias`` per channel (eval-mode BatchNorm)."""
   name: str
+  geometry = _KEEPS_LENGTH
 
   def __post_init__(self):
     _name(self.name, f"affine {self.name!r}")
@@ -146,6 +156,11 @@ class MaxPool:
       raise UserError(f"max-pool: padding {self.padding} must be smaller "
                       f"than its size {self.size} (a window of padding only)")
 
+  @property
+  def geometry(self) -> Tuple[int, int, int, int]:
+    """``(stride, left pad, right pad, extent)`` (models/shapes.py)."""
+    return self.stride, self.padding[0], self.padding[1], self.size
+
 
 @dataclasses.dataclass(frozen=True)
 class Pad:
@@ -155,11 +170,17 @@ class Pad:
   def __post_init__(self):
     object.__setattr__(self, "padding", _padding(self.padding, 1, 1, "pad"))
 
+  @property
+  def geometry(self) -> Tuple[int, int, int, int]:
+    """``(stride, left pad, right pad, extent)`` (models/shapes.py)."""
+    return 1, self.padding[0], self.padding[1], 1
+
 
 @dataclasses.dataclass(frozen=True)
 class Identity:
   """A layer that does nothing at inference (``what``: e.g. 'dropout')."""
   what: str = "identity"
+  geometry = _KEEPS_LENGTH
 
 
 Layer = Union[Conv, ReLU, Affine, MaxPool, Pad, Identity]

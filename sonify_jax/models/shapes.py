@@ -27,18 +27,11 @@ from typing import Any, List, Tuple
 
 import jax.numpy as jnp
 
-from sonify_jax.models import network as network_lib
-
-
 def _geometry(layer) -> Tuple[int, int, int, int]:
-  """``(stride, left pad, right pad, extent)`` of a layer."""
-  if isinstance(layer, network_lib.Conv):
-    return layer.stride, layer.padding[0], layer.padding[1], layer.span
-  if isinstance(layer, network_lib.MaxPool):
-    return layer.stride, layer.padding[0], layer.padding[1], layer.size
-  if isinstance(layer, network_lib.Pad):
-    return 1, layer.padding[0], layer.padding[1], 1
-  return 1, 0, 0, 1
+  """``(stride, left pad, right pad, extent)`` of a layer (its own
+  ``geometry``: ``models/network.py`` owns the layer types, this module reads
+  only what they say)."""
+  return layer.geometry
 
 
 def layer_output_length(layer, length: int) -> int:

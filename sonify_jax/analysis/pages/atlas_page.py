@@ -24,7 +24,6 @@ import os
 from typing import Dict, Optional
 
 from sonify_jax import atomic_io
-from sonify_jax.analysis.studies import atlas
 from sonify_jax.analysis.core import common
 
 _CSS = """
@@ -162,6 +161,10 @@ _JS = r"""
 })();
 """
 
+# The file of an atlas study's folder that this page reads (the study,
+# studies/atlas.py, writes it under this name).
+INDEX = "atlas.json"
+
 
 def _url(path: str) -> str:
   from urllib.parse import quote  # pylint: disable=g-import-not-at-top
@@ -169,13 +172,13 @@ def _url(path: str) -> str:
 
 
 def _model_data(name: str, atlas_dir: str, site_dir: str) -> Dict:
-  path = os.path.join(atlas_dir, atlas.INDEX)
+  path = os.path.join(atlas_dir, INDEX)
   try:
     with open(path) as f:
       import json  # pylint: disable=g-import-not-at-top
       index = json.load(f)
   except OSError:
-    raise FileNotFoundError(f"{name}: no {atlas.INDEX} in {atlas_dir} (run "
+    raise FileNotFoundError(f"{name}: no {INDEX} in {atlas_dir} (run "
                             "the atlas study first)") from None
   base = os.path.relpath(atlas_dir, site_dir)
   base = "" if base == "." else _url(base) + "/"

@@ -44,13 +44,14 @@ import numpy as np
 from sonify_jax import atomic_io, audio_io, deconvnet, plotting
 from sonify_jax.analysis.studies import activity
 from sonify_jax.analysis.core import common
+from sonify_jax.analysis.pages import atlas_page
 from sonify_jax.analysis.studies import topk
 from sonify_jax.errors import UserError
 from sonify_jax.models.network import Network
 
 Params = Any
 
-INDEX = "atlas.json"
+INDEX = atlas_page.INDEX  # the page reads what this study writes
 TOPK_PASS = "topk_pass.json"
 LAYER_DONE = "layer.json"
 # Pairs and clips per sonify call, at most (fewer where memory says so).
@@ -405,7 +406,6 @@ def write_index(out_dir: str, model_name: str, arch: Network, source,
 
 
 def _run_study(context) -> None:
-  from sonify_jax.analysis.pages import atlas_page  # pylint: disable=g-import-not-at-top
   outs = {}
   for entry, (name, run) in zip(context.chosen, context.runs):
     out = context.out_dir(name)
