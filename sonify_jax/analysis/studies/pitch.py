@@ -32,6 +32,7 @@ from sonify_jax.analysis.core import controls
 from sonify_jax.analysis.studies import sanity
 from sonify_jax.deconv import rules as rules_lib
 from sonify_jax.errors import UserError
+from sonify_jax.models.network import FrameHead
 
 TOLERANCE_CENTS = 50.0
 FMIN_HZ, FMAX_HZ = 65.0, 1050.0   # C2 .. C6
@@ -112,7 +113,7 @@ def run_pitch(run: controls.RunParams, source, out_dir: str,
   if not keep:
     raise UserError("no clip has a voiced frame by pyin: the pitch study "
                     "needs pitched sounds (scripts/make_pitched_audio.py)")
-  own = run.frame_head is not None and arch.head is not None
+  own = run.frame_head is not None and isinstance(arch.head, FrameHead)
   result: Dict[str, Any] = {
       "model": model_name, "arch": arch.name, "sample_rate": rate,
       "rule": rule, "source": getattr(source, "name", "source"),
