@@ -50,3 +50,49 @@ def headless_chromium(*extra_flags):
   finally:
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def read_png(path, min_size=(100, 100)):
+  """The PNG at ``path`` read back as ``[height, width, 3]`` uint8: it must
+  decode as a PNG of at least ``min_size`` (width, height) pixels holding a
+  drawing (many colours), not an empty or one-colour canvas."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(path) as image:
+    assert image.format == "PNG", f"{path}: {image.format}, not a PNG"
+    rgb = np.asarray(image.convert("RGB"))
+  height, width = rgb.shape[:2]
+  assert width >= min_size[0] and height >= min_size[1], (
+      f"{path}: {width}x{height} pixels")
+  colours = len(np.unique(rgb.reshape(-1, 3), axis=0))
+  assert colours > 16, f"{path}: {colours} colours: nothing drawn"
+  return rgb
+
+
+def record_figures(monkeypatch):
+  """Records what every ``plotting.save_figure`` call drew, by file name:
+  per axes, its title, its lines' ``(x, y)``, its horizontal lines' levels
+  and its meshes' / images' arrays (the data, read off the figure itself)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from sonify_jax import plotting  # pylint: disable=g-import-not-at-top
+  drawn = {}
+  real = plotting.save_figure
+
+  def save(fig, path):
+    axes = []
+    for ax in fig.axes:
+      level = ax.get_yaxis_transform()   # axhline's: x across the axes
+      lines = [l for l in ax.get_lines() if l.get_transform() != level]
+      axes.append({
+          "title": ax.get_title(),
+          "lines": [(np.asarray(l.get_xdata(), float),
+                     np.asarray(l.get_ydata(), float)) for l in lines],
+          "levels": [float(l.get_ydata()[0]) for l in ax.get_lines()
+                     if l.get_transform() == level],
+          "arrays": [np.asarray(c.get_array()) for c in ax.collections
+                     if c.get_array() is not None] +
+                    [np.asarray(i.get_array()) for i in ax.images]})
+    drawn[os.path.basename(path)] = axes
+    return real(fig, path)
+  monkeypatch.setattr(plotting, "save_figure", save)
+  return drawn

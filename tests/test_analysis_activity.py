@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
+from sonify_jax import deconvnet
 from sonify_jax.analysis.studies import activity
 from sonify_jax.analysis.core import common
 from sonify_jax.data.sources import ArraySource
@@ -112,16 +113,28 @@ def test_planted_band_pass_dead_and_always_live_maps(planted_params):
   assert np.isnan(kernel["centroid"][DEAD])  # an all-zero kernel has none
 
 
-def test_run_writes_strict_json_with_controls(tmp_path):
+def test_run_writes_strict_json_with_controls(tmp_path, monkeypatch):
+  drawn = helpers.record_figures(monkeypatch)
   trained = common.random_params(CNN12_TINY, seed=0)
   untrained = common.random_params(CNN12_TINY, seed=1)
+  source = _noise_source(n=4, length=2400)
   result = activity.run_activity(
       {"m": {"trained": (trained, CNN12_TINY),
              "untrained": (untrained, CNN12_TINY)}},
-      _noise_source(n=4, length=2400), str(tmp_path), layers=(1, 11), k=2,
+      source, str(tmp_path), layers=(1, 11), k=2,
       max_maps=3, progress=False)
   loaded = helpers.strict_load(os.path.join(tmp_path, "activity.json"))
-  assert os.path.getsize(os.path.join(tmp_path, "activity.png")) > 0
+  # The first panel draws each network's live fraction per layer, which is
+  # computed here another way: maps whose block output (the public API's
+  # max over time) is positive on at least one of the 4 clips.
+  helpers.read_png(os.path.join(tmp_path, "activity.png"))
+  clips = np.stack([source[i]["audio"] for i in range(4)])
+  first = drawn["activity.png"][0]
+  assert first["title"].startswith("fraction of maps live")
+  for (_, y), params in zip(first["lines"], (trained, untrained)):
+    live = [np.mean(np.any(np.asarray(deconvnet.feature_map_activations(
+        params, clips, layer, CNN12_TINY)) > 0, axis=0)) for layer in (1, 11)]
+    np.testing.assert_allclose(y, live)
   assert set(loaded["models"]["m"]) == {"1", "11"}
   for entry in loaded["models"]["m"].values():
     assert set(entry) == {"trained", "untrained"}

@@ -1,5 +1,6 @@
 """Coherence study: known coherence values, the study against a direct
 computation, batching invariance, t-intervals."""
+import helpers
 import numpy as np
 import pytest
 import scipy.signal
@@ -88,7 +89,8 @@ def test_stream_coherence_equals_direct_computation():
       assert got["mean"][layer] == pytest.approx(want[layer], abs=1e-4)
 
 
-def test_run_coherence_two_kinds_two_runs(tmp_path):
+def test_run_coherence_two_kinds_two_runs(tmp_path, monkeypatch):
+  drawn = helpers.record_figures(monkeypatch)
   rng = np.random.default_rng(4)
   source = ArraySource([0.3 * rng.standard_normal(300).astype(np.float32)
                         for _ in range(3)], [0] * 3, 1)
@@ -102,5 +104,12 @@ def test_run_coherence_two_kinds_two_runs(tmp_path):
   assert summary["contrastive"]["mean"][0] == pytest.approx(mean)
   assert summary["contrastive"]["ci_half_width"][0] == pytest.approx(half)
   assert np.isnan(summary["supervised"]["ci_half_width"][0])
-  assert (tmp_path / "coherence.png").stat().st_size > 0
+  # The figure draws each kind's mean over its runs (checked above against
+  # the t-interval of the runs), and the 95 % bars of the two-run kind.
+  helpers.read_png(tmp_path / "coherence.png")
+  (ax,) = drawn["coherence.png"]
+  curves = [list(y) for _, y in ax["lines"]]
+  for kind in ("contrastive", "supervised"):
+    assert [pytest.approx(summary[kind]["mean"][0])] in curves
+  assert [pytest.approx(mean + half)] in curves   # the error bar's cap
   assert (tmp_path / "coherence.json").exists()

@@ -24,6 +24,7 @@ from sonify_jax.data import catalog
 from sonify_jax.errors import UserError
 from sonify_jax.train import checkpoints, trainer
 
+import helpers
 from helpers import strict_load
 from test_configs import load as load_config
 
@@ -157,7 +158,8 @@ def test_coherence_controls_match_direct_computation(runs, source):
           want, abs=1e-5), (condition, layer)
 
 
-def test_aggregate_matches_scipy_on_planted_numbers(tmp_path):
+def test_aggregate_matches_scipy_on_planted_numbers(tmp_path, monkeypatch):
+  drawn = helpers.record_figures(monkeypatch)
   rng = np.random.default_rng(5)
   values = rng.random((3, 2, 3))  # runs x layers x conditions
   dirs = []
@@ -190,7 +192,14 @@ def test_aggregate_matches_scipy_on_planted_numbers(tmp_path):
         cell = cells[str(l + 1)][f"trained-{c}/mAP"]
         assert cell["mean"] == pytest.approx(diff.mean())
         assert cell["ci_half_width"] == pytest.approx((hi - lo) / 2)
-  assert os.path.getsize(out["figure"]) > 0
+  # The figure draws the planted means: one curve per condition over the
+  # two layers (the mean of the three runs' planted values).
+  helpers.read_png(out["figure"])
+  (ax,) = drawn[os.path.basename(out["figure"])]
+  curves = [y for _, y in ax["lines"]]
+  for i in range(len(controls.CONDITIONS)):
+    want = values[:, :, i].mean(0)
+    assert any(len(y) == 2 and np.allclose(y, want) for y in curves), i
   # One run: no interval, and null (not NaN) in the JSON.
   one = aggregate.aggregate("residual", dirs[:1], str(tmp_path / "one"))
   cell = strict_load(one["json"])["tables"][""]["cells"]["1"]["trained/mAP"]

@@ -1,11 +1,13 @@
 """Feature evolution: pairs chosen on the final checkpoint (brute force), the
 same pairs sonified with each checkpoint's own params."""
 import json
+import os
 
+import helpers
 import numpy as np
 import pytest
 
-from sonify_jax import deconvnet
+from sonify_jax import deconvnet, plotting
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.studies import evolution
 from sonify_jax.data.sources import ArraySource
@@ -27,7 +29,8 @@ def _checkpoints(steps):
   return [(s, common.random_params(ARCH, s // 10)) for s in steps]
 
 
-def test_evolution_tracks_final_models_pairs(tmp_path):
+def test_evolution_tracks_final_models_pairs(tmp_path, monkeypatch):
+  drawn = helpers.record_figures(monkeypatch)
   audios, source = _noise_clips(0, 5)
   ckpts = _checkpoints([20, 0, 10])  # out of order on purpose
   result = evolution.run_evolution(ckpts, ARCH, source, str(tmp_path),
@@ -51,7 +54,20 @@ def test_evolution_tracks_final_models_pairs(tmp_path):
   saved = json.loads((tmp_path / "evolution.json").read_text())
   assert result["selected_step"] == saved["selected_step"] == 20
   assert set(saved["layers"]["2"][0]["wavs"]) == {"0", "10", "20"}
-  assert (tmp_path / saved["figures"]["2"]).stat().st_size > 0
+  # The figure: per pair, the input's spectrogram then one per step, each
+  # the log-spectrogram of the sonification checked above against sonify().
+  helpers.read_png(tmp_path / saved["figures"]["2"])
+  panels = drawn[os.path.basename(saved["figures"]["2"])]
+  assert len(panels) == len(entries) * 4
+  for r, e in enumerate(entries):
+    row = panels[4 * r:4 * r + 4]
+    for j, wave in enumerate([audios[e["clip_index"]]] +
+                             list(result["sonifications"][2][r])):
+      _, _, db = plotting.log_spectrogram(np.asarray(wave), ARCH.sample_rate)
+      np.testing.assert_allclose(np.ravel(row[j]["arrays"][0]), db.ravel(),
+                                 atol=1e-3)
+    assert not np.allclose(np.ravel(row[1]["arrays"][0]),
+                           np.ravel(row[3]["arrays"][0]))  # steps differ
   with pytest.raises(ValueError, match="duplicate"):
     evolution.run_evolution([(1, final), (1, final)], ARCH, source,
                             str(tmp_path), layers=[2], progress=False)

@@ -1,8 +1,11 @@
 """The sanity (cascading randomisation) and pitch studies.
 
-Properties and planted answers: randomising a block to the weights it
-already has changes nothing (every similarity is 1); randomising to other
-weights changes the plain-gradient sonification; the "unrelated audio"
+Properties and planted answers: randomising blocks to their own kernels
+times 3 changes nothing (positive homogeneity: every similarity is 1, drawn
+at 1 in the figure); randomising to other weights changes the plain-gradient
+sonification; planted wavelet kernels against a random init reach "they
+depend on the learned weights" for the gradient, and the identity
+randomisation does not; the "unrelated audio"
 reference never pairs a clip with itself; the pitch score counts exactly the
 frames within 50 cents; a network whose sonification is the half-wave
 rectified input keeps a planted tone's f0 on (nearly) every voiced frame,
@@ -12,6 +15,7 @@ import html
 import json
 import os
 
+import helpers
 import numpy as np
 import pytest
 
@@ -55,9 +59,23 @@ def test_other_clip_never_pairs_a_clip_with_itself():
   assert list(sanity._other_clip(np.array([3, 3]))) == [0, 1]  # pylint: disable=protected-access
 
 
-def test_randomising_to_the_same_weights_changes_nothing(tmp_path):
+def _rescaled(params, factor):
+  """Every kernel times ``factor`` (biases stay: zero in random_params)."""
+  return {name: {k: (v * factor if k == "kernel" else v)
+                 for k, v in layer.items()} for name, layer in params.items()}
+
+
+def test_randomising_to_rescaled_weights_changes_nothing(tmp_path,
+                                                         monkeypatch):
+  """A bias-free ReLU/max-pool network is positively homogeneous: kernels
+  times 3 scale every activation by a power of 3 and keep every switch and
+  mask, so the sonifications (scaled to the input's peak) are the trained
+  ones, block by block, for every rule; what the study compares differs
+  (unrelated audio is far from 1), so a similarity of 1 is the property."""
+  drawn = helpers.record_figures(monkeypatch)
   params = common.random_params(TOY, 0)
-  run = controls.RunParams(params, params, TOY)
+  assert all(not np.any(layer["bias"]) for layer in params.values())
+  run = controls.RunParams(params, _rescaled(params, 3.0), TOY)
   result = sanity.run_sanity(run, _tones([220, 330, 440]), str(tmp_path),
                              rules=("deconvnet", "gradient"), max_clips=3,
                              clip_samples=2000)
@@ -66,9 +84,54 @@ def test_randomising_to_the_same_weights_changes_nothing(tmp_path):
       for point in data["cascade"] + data["independent"]:
         for metric in sanity.METRICS:
           assert point[metric]["mean"] == pytest.approx(1.0, abs=1e-6)
+      unrelated = data["references"]["unrelated_audio"]
+      assert max(unrelated[m]["mean"] for m in sanity.METRICS) < 0.5
       assert "little from the learned weights" in data["verdict"]
   assert _strict(tmp_path / "sanity.json")["layers"].keys() == {"1", "2"}
-  assert os.path.getsize(tmp_path / result["figure"]) > 0
+  # The figure: one panel per layer and metric, each rule's cascade drawn
+  # at 1 (identical, then every depth) and its unrelated level below.
+  helpers.read_png(tmp_path / result["figure"])
+  axes = drawn["sanity.png"]
+  assert len(axes) == 2 * len(sanity.METRICS)
+  for ax in axes:
+    cascades = [y for _, y in ax["lines"]]
+    assert len(cascades) == 2   # deconvnet and gradient
+    for y in cascades:
+      np.testing.assert_allclose(y, 1.0, atol=1e-6)
+    assert min(ax["levels"]) < 0.5
+
+
+def test_planted_weights_reach_the_depends_verdict(tmp_path):
+  """Trained kernels planted as 1 and 2 kHz wavelets, the random init
+  LeCun noise: on white-noise clips the trained gradient sonifications are
+  narrow-band (alike across clips), the random network's broadband, so the
+  gradient depends on the weights; the same network "randomised" to its own
+  weights does not (deconvnet)."""
+  net = Network("planted", ((Conv("c1", 2, 33), ReLU()),), RATE)
+  taps = np.arange(33)
+  kernel = np.stack([np.sin(2 * np.pi * f * taps / RATE) * np.hanning(33)
+                     for f in (1000.0, 2000.0)], -1)[:, None, :]
+  trained = {"c1": {"kernel": kernel.astype(np.float32),
+                    "bias": np.zeros((2,), np.float32)}}
+  noise = np.random.default_rng(0).standard_normal((4, 4000)) * 0.3
+  clips = sources.ArraySource(list(noise.astype(np.float32)), [0] * 4, 1,
+                              name="noise")
+  run = controls.RunParams(trained, common.random_params(net, 3), net)
+  result = sanity.run_sanity(run, clips, str(tmp_path / "g"),
+                             rules=("gradient",), max_clips=4,
+                             clip_samples=4000)
+  data = result["layers"]["1"]["rules"]["gradient"]
+  assert "they depend on the learned weights" in data["verdict"]
+  unrelated = data["references"]["unrelated_audio"]["spectrogram_spearman"]
+  kept = data["cascade"][-1]["spectrogram_spearman"]
+  assert kept["mean"] < unrelated["mean"] - 0.2
+  same = controls.RunParams(trained, trained, net)
+  result = sanity.run_sanity(same, clips, str(tmp_path / "d"),
+                             rules=("deconvnet",), max_clips=4,
+                             clip_samples=4000)
+  verdict = result["layers"]["1"]["rules"]["deconvnet"]["verdict"]
+  assert "little from the learned weights" in verdict
+  assert "depend on the learned weights" not in verdict
 
 
 def test_other_weights_change_the_gradient_sonification(tmp_path):
@@ -119,6 +182,48 @@ def test_rectifying_network_keeps_a_planted_pitch(tmp_path):
     expected = np.mean(values)
     assert kept == pytest.approx(expected, abs=1e-3)
   assert _strict(tmp_path / "pitch.json")["headline"].startswith("model")
+
+
+def test_pitch_controls_on_a_network_where_one_map_hears_the_note(
+    tmp_path):
+  """Layer 2 of a planted network: map 0 passes relu(x) (the note), maps
+  1..7 read nothing (zero kernels, a small bias: live everywhere, silent
+  sonifications). The trained top map keeps the note on every voiced frame;
+  the random live map is map 0 for at most a few clips of 8 maps, and the
+  top block re-initialised to the planted init (map 0's kernel zero too)
+  and the untrained network keep nothing: a control that sonified the
+  trained top map again would score 1 and fail."""
+  maps = 8
+  net = Network("one_map_hears", (
+      (Conv("c1", 1, 1, use_bias=False), ReLU()),
+      (Conv("c2", maps, 1), ReLU())), RATE)
+
+  def top_block(weight):
+    kernel = np.zeros((1, 1, maps), np.float32)
+    kernel[0, 0, 0] = weight
+    bias = np.full((maps,), 0.01, np.float32)
+    bias[0] = 0.0
+    return {"kernel": kernel, "bias": bias}
+  through = {"kernel": np.ones((1, 1, 1), np.float32)}
+  run = controls.RunParams({"c1": through, "c2": top_block(1.0)},
+                           {"c1": through, "c2": top_block(0.0)}, net)
+  result = pitch.run_pitch(run, _tones([196.0, 261.6, 329.6, 392.0]),
+                           str(tmp_path), layers=[2], maps_per_clip=1,
+                           clip_samples=4000)
+  entry = result["layers"]["2"]
+  share = {c: entry[c]["pyin_share"]["mean"] for c in pitch.CONDITIONS}
+  assert entry["trained"]["pyin_share"]["n"] == 4
+  assert share["trained"] > 0.95
+  assert share["random_map"] < share["trained"] - 0.5
+  assert share["top_block_random"] < 0.05
+  assert share["untrained"] < 0.05
+  # The trained sonification is relu(x): its |r| with x is known.
+  tones = [_tones([f])[0]["audio"][:4000]
+           for f in (196.0, 261.6, 329.6, 392.0)]
+  expected = np.mean([abs(np.corrcoef(np.maximum(x, 0), x)[0, 1])
+                      for x in tones])
+  assert entry["trained"]["input_waveform_r"]["mean"] == pytest.approx(
+      expected, abs=1e-3)
 
 
 def test_gallery_section_states_each_verdict(tmp_path):

@@ -77,12 +77,28 @@ def test_exact_for_multiples_of_the_stride_not_for_others():
     assert e["multiple"]["lag_found_equals_k"] == 1.0
 
 
-def test_cli_glue_writes_strict_json_figure_and_statement(tmp_path, capsys):
+def test_cli_glue_writes_strict_json_figure_and_statement(tmp_path, capsys,
+                                                         monkeypatch):
+  drawn = helpers.record_figures(monkeypatch)
   run = controls.RunParams(_he_init(0), _he_init(1), ARCH)
   result = ti.run_on_runs([("m", run)], _source(n=2), str(tmp_path),
                          layers=(2, 7), clip_samples=LENGTH)
   loaded = helpers.strict_load(os.path.join(tmp_path, "time_invariance.json"))
-  assert os.path.getsize(os.path.join(tmp_path, "time_invariance.png")) > 0
+  # The figure's overlays show the property: on the interior (edge margins
+  # excluded) the sonification of x and that of x shifted by a multiple of
+  # the stride, shifted back, are one curve; by another shift, two.
+  helpers.read_png(os.path.join(tmp_path, "time_invariance.png"))
+  axes = drawn["time_invariance.png"]
+  assert len(axes) == 2 * 3   # layers 2 and 7, then the error curves
+  for row, layer in enumerate((2, 7)):
+    margin = ti.edge_margin(ARCH, layer)
+    for col, same in ((0, True), (1, False)):
+      (_, a), (_, b) = axes[2 * row + col]["lines"][:2]
+      a, b = a[margin:len(a) - margin], b[margin:len(b) - margin]
+      error = np.abs(a - b).max() / np.abs(a).max()
+      assert error < 1e-5 if same else error > 1e-2, (layer, col, error)
+  for ax in axes[4:]:
+    assert ax["levels"] == [pytest.approx(np.finfo(np.float32).eps)]
   assert loaded["max_shift"] == LENGTH // 4 and loaded["clips"] == 2
   for entry in loaded["models"]["m"].values():
     assert set(entry) == {"trained", "untrained"}

@@ -3,11 +3,12 @@ sonifications against deconvnet.sonify, length handling, errors."""
 import json
 import os
 
+import helpers
 import numpy as np
 import pytest
 import soundfile
 
-from sonify_jax import deconvnet
+from sonify_jax import deconvnet, plotting
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.studies import topk
 from sonify_jax.data.sources import ArraySource
@@ -72,7 +73,9 @@ def test_stream_topk_equals_brute_force_and_ignores_batch_size(params):
                                  atol=1e-6)
 
 
-def test_run_topk_writes_sonifications_of_the_top_clips(params, tmp_path):
+def test_run_topk_writes_sonifications_of_the_top_clips(params, tmp_path,
+                                                        monkeypatch):
+  drawn = helpers.record_figures(monkeypatch)
   # Mixed lengths: per-length batches; one clip shorter than the receptive
   # field of layer 4 (82 samples) is zero-padded up to it.
   source = _source(lengths=[400, 400, 60, 400, 400])
@@ -84,8 +87,10 @@ def test_run_topk_writes_sonifications_of_the_top_clips(params, tmp_path):
   for layer in LAYERS:
     maps = index["layers"][str(layer)]
     assert len(maps) == 2
-    assert os.path.getsize(tmp_path / index["figures"][str(layer)]) > 0
-    for m, entries in maps.items():
+    helpers.read_png(tmp_path / index["figures"][str(layer)])
+    panels = drawn[os.path.basename(index["figures"][str(layer)])]
+    assert len(panels) == 2 * 4   # a row per map: (input, sonification) x 2
+    for row, (m, entries) in enumerate(maps.items()):
       assert [e["rank"] for e in entries] == [0, 1]
       assert entries[0]["activation"] >= entries[1]["activation"]
       for e in entries:
@@ -99,6 +104,17 @@ def test_run_topk_writes_sonifications_of_the_top_clips(params, tmp_path):
         np.testing.assert_allclose(got_in, clip, atol=1.5 / 32767)
         np.testing.assert_allclose(got_son, np.clip(want, -1, 1),
                                    atol=2e-4)
+        # Its figure panels: the spectrograms of this clip and of sonify()'s
+        # result (bins within 60 dB of the peak: float rounding moves the
+        # floor), in the map's row, in rank order.
+        for col, wave in ((0, clip), (1, want)):
+          _, _, db = plotting.log_spectrogram(wave, 8000)
+          panel = panels[4 * row + 2 * e["rank"] + col]
+          assert panel["title"].startswith(f"map {m}: ")
+          loud = db > db.max() - 60
+          np.testing.assert_allclose(np.reshape(panel["arrays"][0],
+                                                db.shape)[loud], db[loud],
+                                     atol=0.05)
 
 
 def test_max_maps_picks_strongest_top1():

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import helpers
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,7 +62,8 @@ def test_log_spectrogram_peak_is_the_tone():
   assert times[-1] <= 1.0 and db.max() > -100
 
 
-def test_sonify_file_writes_what_sonify_computes(tmp_path):
+def test_sonify_file_writes_what_sonify_computes(tmp_path, monkeypatch):
+  drawn = helpers.record_figures(monkeypatch)
   model = build_encoder("cnn12_tiny")
   arch = model.arch
   params = model.init(jax.random.key(0), jnp.zeros((1, 4000)))["params"]
@@ -87,7 +89,16 @@ def test_sonify_file_writes_what_sonify_computes(tmp_path):
                                dtype="float32")
     assert rate == 8000 and got.shape == waveform.shape
     np.testing.assert_allclose(got, np.clip(want, -1, 1), atol=1.5 / 32767)
-    assert os.path.getsize(tmp_path / "out" / entry["png"]) > 1000
+    # Its PNG: the input's and this sonification's log-spectrograms (bins
+    # within 60 dB of the peak: float rounding moves the floor).
+    helpers.read_png(tmp_path / "out" / entry["png"])
+    panels = drawn[os.path.basename(entry["png"])]
+    assert len(panels) == 2
+    for panel, wave in zip(panels, (waveform, want)):
+      _, _, db = plotting.log_spectrogram(wave, 8000)
+      loud = db > db.max() - 60
+      np.testing.assert_allclose(np.reshape(panel["arrays"][0], db.shape)[
+          loud], db[loud], atol=0.05)
 
 
 def test_cli_reports_bad_layer_without_output(tmp_path):
