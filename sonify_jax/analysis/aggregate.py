@@ -9,8 +9,8 @@ r"""Combine one study's results over runs (seeds): mean and 95 % t-interval.
 Each run dir holds the study's JSON (``coherence.json``, ``residual.json``,
 ...) written for one run. Every study JSON has ``per_layer`` tables,
 ``{layer: {condition: number or {name: number, ...}}}`` with the conditions
-of ``analysis.controls`` (trained / untrained / random_map), possibly nested
-under a path (coherence: ``models/<kind>/per_layer``); a dict keyed by layer
+of ``analysis.core.controls`` (trained / untrained / random_map), possibly
+nested under a path (coherence: ``models/<kind>/per_layer``); a dict keyed by layer
 numbers whose entries have a ``trained`` key counts too (activity:
 ``models/<name>``). Each numeric leaf is
 one observation per run; this module reports, per table, layer and leaf,

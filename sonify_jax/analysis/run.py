@@ -36,8 +36,8 @@ anything is read or written:
 ``--checkpoint`` takes training workdirs (or their ``checkpoints`` dirs), as
 ``path`` or ``name=path``, comma-separated and/or repeated; for the gallery
 it takes top-k output folders. Every study writes JSON + PNG into
-``--workdir``, with the controls (``analysis.controls``: the run's untrained
-step-0 init and a random live map) next to the trained model.
+``--workdir``, with the controls (``analysis.core.controls``: the run's
+untrained step-0 init and a random live map) next to the trained model.
 
 Checkpoint: by default each run's *selected* step: the best on validation by
 its ``best_metric`` (what ``final_metrics.json`` names, else what orbax ranks

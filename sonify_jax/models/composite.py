@@ -1,6 +1,7 @@
-"""Composite models the trainers use: CNN12 encoder + projection or classifier.
+"""Composite models the trainers use: an encoder (any network of the
+registry, ``models.get_network``) + projection or classifier.
 
-Params are ``{'encoder': <CNN12 params>, 'projection' | 'head': ...}`` so that
+Params are ``{'encoder': <encoder params>, 'projection' | 'head': ...}`` so that
 ``params['encoder']`` can be handed straight to :func:`deconvnet.sonify` with
 the same architecture, or moved into another model with
 :func:`replace_encoder`.
@@ -30,10 +31,10 @@ def compute_dtype(name: str):
 
 
 class SimCLRModel(nn.Module):
-  """CNN12 encoder + SimCLR projection MLP.
+  """Encoder + SimCLR projection MLP.
 
   Attributes:
-    arch_name: a name known to ``get_architecture`` (e.g. 'cnn12').
+    arch_name: a name known to ``get_network`` (e.g. 'cnn12').
     dropout_rate: dropout on the pooled features inside the encoder.
     proj_hidden: hidden width of the projection MLP.
     proj_out: output width of the projection (the NT-Xent space).
@@ -62,10 +63,10 @@ class SimCLRModel(nn.Module):
 
 
 class ClassifierModel(nn.Module):
-  """CNN12 encoder + linear classifier on the embedding.
+  """Encoder + linear classifier on the embedding.
 
   Attributes:
-    arch_name: a name known to ``get_architecture``.
+    arch_name: a name known to ``get_network``.
     num_classes: number of output logits.
     dropout_rate: dropout on the pooled features inside the encoder.
     multilabel: whether the classes are independent (sigmoid scores) or
@@ -107,7 +108,7 @@ class ClassifierModel(nn.Module):
 
 def init_params(model: nn.Module, rng: jax.Array,
                 input_length: Optional[int] = None) -> Any:
-  """Initial params of a composite model (or a bare CNN12).
+  """Initial params of a composite model (or a bare encoder).
 
   Args:
     model: SimCLRModel, ClassifierModel or an Encoder.

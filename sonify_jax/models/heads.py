@@ -1,4 +1,5 @@
-"""Heads on top of a CNN12 embedding, and the composite models trainers use."""
+"""Heads on top of an encoder's embedding, and the composite models trainers
+use."""
 from typing import Any
 
 import flax.linen as nn

@@ -1,4 +1,6 @@
-"""Array primitives shared by the CNN12 forward pass and the deconvnet.
+"""Array primitives of the deconvnet's CNN12 fast path (``deconv.cnn12_fast``
+and ``deconv.cnn12_kernels``; the forward pass of any network is
+``models.forward``).
 
 Layout is NWC throughout: activations are ``[batch, time, channels]`` and conv
 kernels are ``[kernel_size, in_channels, out_channels]`` (Flax's ``nn.Conv``

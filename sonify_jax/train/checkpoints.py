@@ -81,7 +81,7 @@ def _restore_raw(path: str, step: StepRequest
 
 def load_encoder(path: str, step: StepRequest = None
                  ) -> Tuple[Dict[str, Any], str]:
-  """CNN12 params of a run's encoder, and the arch name they belong to.
+  """The params of a run's encoder, and the arch name they belong to.
 
   Args:
     path: a run's workdir, its ``checkpoints`` directory, or a step folder.

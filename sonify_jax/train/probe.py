@@ -2,7 +2,7 @@
 
 Two pieces, kept apart so the measurement is a pure function:
 
-* :func:`encoder_features` -- frozen whole-clip features of a CNN12 encoder
+* :func:`encoder_features` -- frozen whole-clip features of an encoder
   over a ClipSource: the masked temporal mean of one block's output
   (``Encoder.pooled_features``, the same whole-clip pooling the classifier
   uses), one row per readable clip, in source order;
@@ -77,11 +77,11 @@ def encoder_features(params: Any, arch_name: str, source: ClipSource, *,
   """Frozen pooled features of every readable clip of ``source``.
 
   Args:
-    params: CNN12 encoder params (``params['encoder']`` of a composite
+    params: encoder params (``params['encoder']`` of a composite
       model, or ``checkpoints.load_encoder``'s first result).
     arch_name: their architecture, e.g. ``'cnn12_tiny'``.
     source: clips of any length (each is pooled whole, padding masked).
-    block: the block whose output is pooled (default the last, 11).
+    block: the block whose output is pooled (default the last).
     batch_size: clips per forward pass.
     max_samples: clips longer than this keep their first ``max_samples``.
   Returns:

@@ -24,7 +24,7 @@ class TrainState:
 
   Attributes:
     step: int32 scalar, number of optimiser updates applied.
-    params: ``{'encoder': CNN12 params, 'projection' | 'head': ...}``.
+    params: ``{'encoder': encoder params, 'projection' | 'head': ...}``.
     opt_state: the optimiser's state for ``params``.
   """
   step: jax.Array

@@ -1,8 +1,8 @@
 """Shared machinery of the analysis studies: streaming, running top-k, pairs.
 
-Every study takes encoder params (a CNN12 params tree), its ``Network``
-and a ``ClipSource``; nothing here depends on a trainer or a checkpoint
-format.
+Every study takes encoder params (the params tree of any ``Network``), that
+``Network`` and a ``ClipSource``; nothing here depends on a trainer or a
+checkpoint format.
 
 Clip lengths. Studies stream a source in its own order and batch *runs of
 consecutive clips of equal length* (``iter_clip_batches``): a batch is cut

@@ -7,12 +7,13 @@
    top-k, memory ``[maps, k]`` per layer, no pass per map); the result is
    saved (``topk_pass.json``) so a rerun does not stream again;
 2. per layer, every (map, clip) pair of a live map is sonified, grouped by
-   clip: each clip's forward trace is computed once for all the maps that
-   chose it (``deconvnet.clip_traces``) and pairs go in fixed-size batches
-   that may mix clips (``deconvnet.sonify_traced``). Clips are zero-padded to
-   a few lengths (two per octave) with the padded frames masked, which gives
-   the unpadded result exactly while XLA compiles a handful of shapes
-   instead of one per clip length;
+   clip, in fixed-size batches of pairs that may mix clips
+   (``deconvnet.sonify_clip_pairs``: each clip's forward trace is computed
+   once for all the maps of the batch that chose it). Clips are zero-padded
+   to a few lengths (two per octave) and each clip's own length goes along,
+   which gives the unpadded result exactly (the padding rule of
+   ``models.shapes``) while XLA compiles a handful of shapes instead of one
+   per clip length;
 3. WAVs and spectrogram PNGs are written atomically by a writer thread while
    the next batch computes; each layer ends with ``layerLL/layer.json``,
    written last, so a rerun skips finished layers; ``atlas.json`` merges them.

@@ -5,8 +5,8 @@ For each layer L, every eval clip ``x`` is replaced by the residual
 clip's most active map of layer L, and the classifier is re-evaluated. If a
 layer's top map captures what the classifier relies on, removing it costs
 mAP; the plot shows mAP per layer against the baseline on the intact clips,
-next to the controls (``analysis.controls``): the untrained init's most
-active map, and a random live map, subtracted instead.
+next to the controls (``analysis.core.controls``): the untrained init's
+most active map, and a random live map, subtracted instead.
 
 The classifier is a ``ClassifierModel``'s (encoder params, head params);
 :func:`make_classifier_fn` turns them into a jit-compiled scoring function,

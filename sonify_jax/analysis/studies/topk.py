@@ -21,8 +21,9 @@ With ``shared_clips``, the same given clips are also sonified through each
 layer's most active map (``layerLL/clipCCCCCC_top*``), so two models can be
 compared on the same clip.
 
-Clip lengths follow ``analysis.common`` (equal-length runs, optional fixed
-crop; clips shorter than the deepest layer's receptive field zero-padded).
+Clip lengths follow ``analysis.core.common`` (equal-length runs, optional
+fixed crop; clips shorter than the deepest layer's receptive field
+zero-padded).
 """
 import os
 from typing import Any, Dict, Optional, Sequence, Union
