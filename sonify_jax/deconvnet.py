@@ -25,6 +25,11 @@ implementations give the same result to float32 rounding:
 
 ``sonify_clip_pairs`` runs (clip, map) pairs that may mix clips of one
 padded length (the atlas: every map on its own top clips).
+
+A frame network (CREPE: a frame head) reads a clip as the network runs, as
+frames each prepared on its own (:mod:`sonify_jax.models.framing`); its
+maps are ranked and sonified on those frames, which go back to the clip by
+overlap-add (:mod:`sonify_jax.deconv.framed`).
 """
 import functools
 from typing import Any, Optional, Sequence, Union
@@ -33,9 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sonify_jax.deconv import budget, chain, cnn12_fast, rules
+from sonify_jax.deconv import budget, chain, cnn12_fast, framed, rules
 from sonify_jax.errors import UserError
-from sonify_jax.models import forward
+from sonify_jax.models import framing
 from sonify_jax.models import network as network_lib
 from sonify_jax.models.registry import CNN12
 
@@ -71,6 +76,8 @@ def uses_cnn12_kernels(net: Network, rule: str = rules.DEFAULT_RULE,
 
 def trace_bytes(net: Network, layer: int, length: int) -> int:
   """Estimated peak memory of one clip's forward with what the chain keeps."""
+  if framing.is_framed(net):
+    return framed.trace_bytes(net, layer, length)
   plan = cnn12_fast.plan_of(net)
   if plan is not None:
     return cnn12_fast.trace_bytes(plan, layer, length)
@@ -108,6 +115,11 @@ def sonify_unchecked(params: Params, waveforms: jax.Array, layer: int,
   Returns:
     ``[clips, maps, time]``.
   """
+  if framing.is_framed(arch):
+    if impl not in IMPLEMENTATIONS:
+      raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+    return framed.sonify(params, waveforms, layer, feature_maps, arch, scale,
+                         rule, reference=impl == "reference")
   plan = _fast_plan(arch, impl, rule)
   if plan is not None:
     return cnn12_fast.sonify(params, waveforms, layer, feature_maps, plan,
@@ -150,6 +162,9 @@ def sonify_clip_pairs(params: Params, waveforms: jax.Array,
   Returns:
     ``[P, T]``.
   """
+  if framing.is_framed(arch):
+    return framed.sonify_clip_pairs(params, waveforms, valid_lengths, slots,
+                                    maps, layer, arch, scale, rule)
   plan = _fast_plan(arch, "fast", rule)
   if plan is not None and valid_lengths is None:
     valid_lengths = jnp.full((waveforms.shape[0],), waveforms.shape[1],
@@ -168,9 +183,10 @@ def feature_map_activations(params: Params, waveforms: jax.Array, layer: int,
   """Activation strength of every map of block ``layer`` per clip.
 
   Returns ``[clips, channels]``: the max (or mean) over time of the block's
-  output. The "most active map" of a clip is the argmax over channels.
+  output (over every frame of a frame network). The "most active map" of a
+  clip is the argmax over channels.
   """
-  h = forward.block_outputs(params, waveforms, arch, layer)[-1]
+  h = framing.clip_block_outputs(params, waveforms, arch, layer)[-1]
   if reduce == "max":
     return h.max(axis=1)
   if reduce == "mean":

@@ -102,19 +102,43 @@ def test_crepe_forward_equals_torchcrepe(crepe):
   assert (scores.argmax(1) == want.argmax(1)).all()
 
 
+def _overlap_add(frames, hop, length):
+  """``[F, ..., N]`` centred frames summed back into ``[..., length]``
+  (numpy, by hand: the reference for ``framing.overlap_add``)."""
+  n = frames.shape[-1]
+  out = np.zeros(frames.shape[1:-1] + (length + n,), np.float64)
+  for f, frame in enumerate(frames):
+    out[..., f * hop:f * hop + n] += frame
+  return out[..., n // 2:n // 2 + length]
+
+
 @pytest.mark.parametrize("layer", [1, 3, 6])
 def test_crepe_sonifications_equal_captum(crepe, layer):
+  """CREPE as torchcrepe runs it: torchcrepe's own frames (``preprocess``:
+  centred, 10 ms hop, each standardised), Captum's rule on each frame
+  through torchcrepe's modules, the frames added back where they were cut;
+  the maps ranked over every frame."""
   imported, _, seq = crepe
   net = imported.net
-  x = _real_clip(0.3, 16000)[None, :4801]   # odd length
+  tc = pytest.importorskip("sonify_jax.importers.torchcrepe")
+  seconds = 0.3 if net.name == "crepe_tiny" else 0.1
+  x = _real_clip(seconds, 16000)[None, :int(seconds * 16000) + 1]  # odd
+  hop = 160
+  frames = next(iter(tc.import_torchcrepe().preprocess(
+      torch.from_numpy(x), 16000, hop))).numpy()
+  with torch.no_grad():
+    h = seq[:5 * layer](torch.from_numpy(frames)[:, None, :, None])
+  want_strength = h.amax(dim=(0, 2, 3)).numpy()
   strength = np.asarray(deconvnet.feature_map_activations(
       imported.params, x, layer, net))[0]
+  np.testing.assert_allclose(strength, want_strength, rtol=1e-4,
+                             atol=1e-4 * want_strength.max())
   maps = np.argsort(-strength)[:2]           # live maps: non-zero result
-  prepared = np.asarray(forward.prepare_input(net, jnp.asarray(x)))
   rules = RULES if net.name == "crepe_tiny" else ("deconvnet",)
   for rule in rules:
-    want = reference.captum_sonify(seq[:5 * layer], prepared, maps, rule,
-                                   "2d")
+    per_frame = reference.captum_sonify(seq[:5 * layer], frames, maps, rule,
+                                        "2d")         # [F, maps, 1024]
+    want = _overlap_add(per_frame, hop, x.shape[1])[None]
     got = np.asarray(deconvnet.sonify(imported.params, x, layer, maps, net,
                                       scale=False, rule=rule))
     assert _relative_to_peak(got, want) < 1e-4, rule

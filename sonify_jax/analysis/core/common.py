@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax import deconvnet
-from sonify_jax.models import forward
+from sonify_jax.models import framing
 from sonify_jax.models.network import Network
 
 Params = Any
@@ -194,7 +194,7 @@ def layer_activations(params: Params, waveforms: jax.Array,
   Returns:
     a tuple with one ``[B, C_layer]`` array per entry of ``layers``.
   """
-  outputs = forward.block_outputs(params, waveforms, arch, max(layers))
+  outputs = framing.clip_block_outputs(params, waveforms, arch, max(layers))
   if reduce == "max":
     return tuple(outputs[l - 1].max(axis=1) for l in layers)
   if reduce == "mean":
