@@ -2,6 +2,7 @@
 separable problem, fine-tuning runs and stays within blocks 1..L."""
 import json
 
+import helpers
 import numpy as np
 import pytest
 
@@ -61,7 +62,8 @@ def test_linear_probe_separates_separable_blobs():
   np.testing.assert_allclose(probe.scores(x).sum(1), 1.0, rtol=1e-5)
 
 
-def test_run_layer_importance_both_modes(tmp_path):
+def test_run_layer_importance_both_modes(tmp_path, monkeypatch):
+  drawn = helpers.record_figures(monkeypatch)
   params = common.random_params(ARCH, 2)
   source = _source()
   results = li.run_layer_importance(
@@ -76,7 +78,16 @@ def test_run_layer_importance_both_modes(tmp_path):
   # Pure tones of two pitches: the frozen block-1 features already separate
   # the training clips.
   assert results["fconly"][1]["accuracy"] == 1.0
-  assert (tmp_path / "layer_importance.png").stat().st_size > 0
+  # The figure: one curve per mode over layers 1, 2 (the fconly one starts
+  # at the planted 1.0), and the class prior, which on 4 + 4 clips of two
+  # classes scores every clip alike and so is right on half of them.
+  helpers.read_png(tmp_path / "layer_importance.png")
+  (ax,) = drawn["layer_importance.png"]
+  curves = [y for _, y in ax["lines"]]
+  for mode in ("fconly", "full"):
+    want = [results[mode][l]["accuracy"] for l in (1, 2)]
+    assert any(np.allclose(y, want) for y in curves), mode
+  assert ax["levels"] == [0.5]
   with pytest.raises(ValueError, match="mode"):
     li.run_layer_importance(params, ARCH, source, source, str(tmp_path),
                             layers=[1], modes=("bogus",), progress=False)
