@@ -20,8 +20,34 @@ def test_quick_story(tmp_path, capsys):
   assert result["gallery"] in capsys.readouterr().out
   coh = json.loads((tmp_path / "coherence" / "coherence.json").read_text())
   assert set(coh["models"]) == {"contrastive", "supervised"}
-  for kind in coh["models"].values():
-    assert all(0.0 <= m <= 1.0 for m in kind["mean"])
+  # Each model's coherence, computed another way: its first 6 clips as the
+  # studies read them (1 s), each against deconvnet.sonify of the clip's
+  # most active map (the public API), scored by scipy's coherence.
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import scipy.signal  # pylint: disable=g-import-not-at-top
+  from sonify_jax import deconvnet  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.cli import run_data  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis.core import common, controls  # pylint: disable=g-import-not-at-top
+  for name, run_dir in (("contrastive", "simclr"),
+                        ("supervised", "supervised")):
+    run = controls.load_run(str(tmp_path / run_dir))
+    source, _ = run_data.study_source(
+        controls.load_run(str(tmp_path / "supervised")).info)
+    rate = run.arch.sample_rate
+    clips = np.stack([common.load_clip(source, i, run.arch.min_input_length(
+        11), rate) for i in range(min(6, len(source)))])
+    for i, layer in enumerate((2, 11)):
+      top = np.asarray(deconvnet.feature_map_activations(
+          run.trained, clips, layer, run.arch)).argmax(axis=1)
+      scores = []
+      for x, m in zip(clips, top):
+        s = np.asarray(deconvnet.sonify(run.trained, x[None], layer, [int(m)],
+                                        run.arch))[0, 0]
+        _, c = scipy.signal.coherence(x, s, nperseg=256)
+        silent = not (np.any(x) and np.any(s))
+        scores.append(0.0 if silent else np.sort(np.nan_to_num(c))[-5:].mean())
+      assert coh["models"][name]["mean"][i] == pytest.approx(
+          np.mean(scores), abs=1e-3), (name, layer)
   for name in ("contrastive", "supervised"):
     index = json.loads((tmp_path / f"topk_{name}" / "topk.json").read_text())
     assert set(index["layers"]) == {"2", "11"}
