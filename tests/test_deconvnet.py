@@ -17,7 +17,8 @@ import pytest
 from sonify_jax import deconvnet
 from sonify_jax.deconv import budget, cnn12_fast, cnn12_kernels
 from sonify_jax.errors import UserError
-from sonify_jax.models import build_encoder
+from sonify_jax.analysis.core import common
+from sonify_jax.models import build_encoder, network
 from sonify_jax.models.registry import CNN12 as CNN12_ARCH
 from sonify_jax.models.registry import CNN12_TINY
 
@@ -463,3 +464,21 @@ def test_sonify_is_jittable_and_vmappable(tiny_params):
 
 # (h) pairs of padded clips: tests/test_padding_rule.py, on every network
 # kind and rule.
+
+
+@pytest.mark.parametrize("pools", [(False, False), (True, False, True)])
+def test_cnn12_like_nets_the_fast_kernels_do_not_fit_take_the_chain(pools):
+  """VALID convs and ReLUs as CNN12's, but no pool after block 1 (or a pool
+  after an unpooled block): the generic chain runs them, equal to the
+  plain dense chain (the fast kernels assume CNN12's pooled prefix)."""
+  blocks = tuple(
+      (network.Conv(f"c{i}", 3, 5), network.ReLU())
+      + ((network.MaxPool(2, 2),) if pooled else ())
+      for i, pooled in enumerate(pools, start=1))
+  net = network.Network("unpooled_first", blocks, sample_rate=8000)
+  params = common.random_params(net, 1)
+  x = _clips(2, 300, seed=5)
+  got = deconvnet.sonify(params, x, len(pools), [0, 2], net)
+  want = deconvnet.sonify(params, x, len(pools), [0, 2], net,
+                          impl="reference")
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)

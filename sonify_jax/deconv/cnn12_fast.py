@@ -94,6 +94,10 @@ def plan_of(net: network_lib.Network) -> Optional[Plan]:
     kernels.append(conv.kernel_size)
     pooled.append(len(layers) == 3)
     names.append(conv.name)
+  # The kernels fuse block 1's unpool into its transpose and run the pooled
+  # blocks at the pooled rate: pooled blocks first, block 1 among them.
+  if not pooled or not pooled[0] or pooled != sorted(pooled, reverse=True):
+    return None
   return Plan(net.name, tuple(kernels), net.channels, tuple(pooled),
               tuple(names), net)
 
