@@ -1,6 +1,5 @@
-"""Test session set-up: 8 virtual CPU devices, as the data-parallel tests need.
-
-Must run before jax is imported anywhere.
+"""Test session set-up: 8 virtual CPU devices, as the data-parallel tests need
+(set before jax is imported anywhere), and the ``slow`` marker.
 """
 import os
 
@@ -10,3 +9,28 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 "
                       "--xla_cpu_collective_call_terminate_timeout_seconds=600")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+# ``@pytest.mark.slow``: end-to-end paths that take minutes on 2 cores and
+# whose behaviour a fast test also covers. Deselected unless asked for with
+# ``-m slow`` (or any -m expression naming it) or SONIFY_SLOW_TESTS=1.
+SLOW_MARKER = ("slow: minutes on 2 cores; a fast test covers the same "
+               "behaviour (run with -m slow or SONIFY_SLOW_TESTS=1)")
+
+
+def _run_slow(config) -> bool:
+  return (os.environ.get("SONIFY_SLOW_TESTS") == "1" or
+          "slow" in (config.getoption("markexpr") or ""))
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", SLOW_MARKER)
+
+
+def pytest_collection_modifyitems(config, items):
+  if _run_slow(config):
+    return
+  slow = [item for item in items if item.get_closest_marker("slow")]
+  if slow:
+    config.hook.pytest_deselected(items=slow)
+    items[:] = [item for item in items if not item.get_closest_marker("slow")]

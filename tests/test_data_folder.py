@@ -224,6 +224,10 @@ def test_bad_options_are_clear_errors(tmp_path, options, message):
     builders.get_builder("fsd50k", str(tmp_path), group_regex="x")
 
 
+# ~1.5 min on 2 cores. Fast coverage of its parts: the folder builds and
+# splits above, configs/folder.py in test_configs.py, the trainer's padded
+# whole-clip evaluation in test_trainer.py.
+@pytest.mark.slow
 def test_tiny_training_run_through_configs_folder(grouped, tmp_path):
   from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
   from sonify_jax.train import trainer  # pylint: disable=g-import-not-at-top

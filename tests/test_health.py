@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sonify_jax import cli
 from sonify_jax.errors import UserError
 from sonify_jax.train import health
 from sonify_jax.train import logging_utils
@@ -177,12 +178,17 @@ def test_exploding_run_stops_on_non_finite_loss(tmp_path):
   c = _supervised(steps=6)
   c.learning_rate = 1e30
   c.clip_norm = 0.0
-  with pytest.raises(health.TrainingCollapsed, match="non_finite_loss"):
+  with pytest.raises(health.TrainingCollapsed, match="non_finite_loss"
+                     ) as stopped:
     trainer.train_and_evaluate(c, str(tmp_path),
                                train_source=_clips(24, seed=1),
                                eval_source=_clips(12, seed=2),
                                test_source=_clips(6, seed=3))
   assert health.NON_FINITE_LOSS in _health_records(str(tmp_path))
+  # The entry points' rule (cli.run) makes it one error line, exit 2: the
+  # fast form of test_main_exits_non_zero_on_collapse.
+  assert cli.expected_message(stopped.value).startswith(
+      "training health (non_finite_loss)")
 
 
 def test_healthy_run_raises_no_alarm(tmp_path):
@@ -195,6 +201,7 @@ def test_healthy_run_raises_no_alarm(tmp_path):
   assert not _health_records(str(tmp_path))
 
 
+@pytest.mark.slow   # ~1.5 min on 2 cores: a python -m sonify_jax.main run
 def test_main_exits_non_zero_on_collapse(tmp_path):
   """The entry point turns TrainingCollapsed into an error line, exit 2."""
   env = dict(os.environ, PYTHONPATH=REPO + os.pathsep +

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import jax.numpy as jnp
+import pytest
 
 from sonify_jax import logs
 from sonify_jax.analysis.core import common
@@ -58,6 +59,25 @@ def test_entry_points_are_found():
     assert expected in found, found
 
 
+def _source(args):
+  """The file an entry point's python arguments run."""
+  if args[0] != "-m":
+    return os.path.join(REPO, args[0])
+  base = os.path.join(REPO, *args[1].split("."))
+  return base + ".py" if os.path.isfile(base + ".py") else os.path.join(
+      base, "__main__.py")
+
+
+def test_every_entry_point_runs_main_through_cli_run():
+  """The fast form of the next test: --help exits 0 under cli.run, not
+  under absl's app.run (which exits 1), and each entry point uses it
+  (tests/test_bad_input.py runs --help of the main commands in-process)."""
+  for args in _entry_points():
+    text = open(_source(args)).read()
+    assert "cli.run(main" in text and "app.run(main" not in text, args
+
+
+@pytest.mark.slow   # ~2 min on 2 cores: a python process per entry point
 def test_help_exits_0_for_every_entry_point():
   procs = [(args, subprocess.Popen(
       [sys.executable, *args, "--help"], cwd=REPO, env=_env(),

@@ -1,6 +1,7 @@
 """A SIGKILLed or SIGTERMed (preempted) training run, restarted with the same
 command, ends with the params of an uninterrupted run (real
-`python -m sonify_jax.main` processes)."""
+`python -m sonify_jax.main` processes). The SIGKILL case is marked slow: the
+SIGTERM one also restarts from a checkpoint with its input iterator state."""
 import json
 import os
 import signal
@@ -113,6 +114,7 @@ def _interrupt(workdir, log_path, cache_dir, ready, sig):
   return proc.returncode
 
 
+@pytest.mark.slow   # ~1.5 min on 2 cores; the SIGTERM test below resumes too
 def test_sigkill_and_restart_matches_uninterrupted_run(reference_run,
                                                        tmp_path):
   reference, cache_dir = reference_run
@@ -165,8 +167,13 @@ def test_sigterm_saves_the_current_step_exits_0_and_resumes(reference_run,
   assert first_log <= preempted_at < TOTAL_STEPS, saved
   assert set(saved) - {preempted_at} <= {0, FIRST_CHECKPOINT}, saved
   assert f"preempted: saved step {preempted_at}" in log
+  # The checkpoint holds the input iterator's grain state at its step.
+  with open(os.path.join(resumed, "checkpoints", str(preempted_at),
+                         "data_iter", "process_0-of-1.json")) as f:
+    assert json.load(f)["next_step"] == preempted_at
 
   _run(resumed, tmp_path / "resumed.log", cache_dir)
   log = open(tmp_path / "resumed.log").read()
   assert f"resumed from checkpoint step {preempted_at}" in log
+  assert f"input iterator resumed at step {preempted_at}" in log
   _assert_same_final_state(reference, resumed)

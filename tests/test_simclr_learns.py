@@ -32,8 +32,9 @@ independently per view) gain +0.112 / +0.097 / +0.103 / +0.137 over the init
 
 MARGIN (0.06) sits midway between the smallest gain (+0.128) and the largest
 control change (-0.009). The suite runs seed 0 (deterministic on CPU: seeded
-clips, a (seed, step) pipeline, one run key); SONIFY_SLOW_TESTS=1 adds seeds
-1-3. About 40 s per seed on 2 loaded cores, most of it the two trainings.
+clips, a (seed, step) pipeline, one run key); the slow marker (-m slow or
+SONIFY_SLOW_TESTS=1) adds seeds 1-3. About 40 s per seed on 2 loaded cores,
+most of it the two trainings.
 """
 import os
 
@@ -153,8 +154,7 @@ def test_simclr_beats_its_init_and_mispaired_positives_do_not():
   _check(measure(0))
 
 
-@pytest.mark.skipif(os.environ.get("SONIFY_SLOW_TESTS") != "1",
-                    reason="slow (~2 min): SONIFY_SLOW_TESTS=1 adds seeds 1-3")
+@pytest.mark.slow   # ~2 min: seeds 1-3 (-m slow or SONIFY_SLOW_TESTS=1)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_simclr_margin_holds_over_seeds(seed):
   _check(measure(seed))
