@@ -101,6 +101,9 @@ def test_sonify_file_writes_what_sonify_computes(tmp_path, monkeypatch):
           loud], db[loud], atol=0.05)
 
 
+# A python process (~25 s on 2 cores); test_bad_input.py's sonify row
+# layer_out_of_range runs the same command in-process.
+@pytest.mark.slow
 def test_cli_reports_bad_layer_without_output(tmp_path):
   path = str(tmp_path / "clip.wav")
   soundfile.write(path, 0.1 * _tone(300, 0.5, 8000), 8000)
