@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sonify_jax.models import forward
+from sonify_jax.models import forward, framing
 from sonify_jax.models.network import FrameHead, Network
 
 CENTS_PER_BIN = 20.0
@@ -51,11 +51,8 @@ def hz_to_cents(hz):
 
 def frames(audio: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
   """``[T]`` -> ``[1 + T // hop, frame_length]`` centred frames."""
-  padded = np.pad(np.asarray(audio, np.float32),
-                  (frame_length // 2, frame_length // 2))
-  count = 1 + len(audio) // hop
-  index = np.arange(count)[:, None] * hop + np.arange(frame_length)[None]
-  return padded[index]
+  return framing.centred_frames(np.asarray(audio, np.float32)[None],
+                                frame_length, hop)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("net",))

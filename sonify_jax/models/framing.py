@@ -53,15 +53,21 @@ def frame_count(net: network_lib.Network, length):
   return 1 + length // hop(net)
 
 
-def frames_of(net: network_lib.Network, waveforms: jax.Array) -> jax.Array:
-  """``[B, T]`` -> ``[B, F, frame_length]`` centred frames (numpy in,
-  numpy out)."""
+def centred_frames(waveforms: jax.Array, length: int, step: int
+                   ) -> jax.Array:
+  """``[B, T]`` -> ``[B, 1 + T // step, length]``: the clip zero-padded by
+  half a frame on each side, a frame every ``step`` samples (torchcrepe's
+  ``preprocess``; numpy in, numpy out)."""
   xp = np if isinstance(waveforms, np.ndarray) else jnp
-  n = frame_length(net)
-  padded = xp.pad(waveforms, ((0, 0), (n // 2, n // 2)))
-  count = frame_count(net, waveforms.shape[1])
-  index = (np.arange(count)[:, None] * hop(net) + np.arange(n)[None, :])
+  padded = xp.pad(waveforms, ((0, 0), (length // 2, length // 2)))
+  count = 1 + waveforms.shape[1] // step
+  index = np.arange(count)[:, None] * step + np.arange(length)[None, :]
   return padded[:, index]
+
+
+def frames_of(net: network_lib.Network, waveforms: jax.Array) -> jax.Array:
+  """``[B, T]`` -> ``[B, F, frame_length]``: the frames ``net`` reads."""
+  return centred_frames(waveforms, frame_length(net), hop(net))
 
 
 def overlap_add(net: network_lib.Network, frames: jax.Array, length: int
