@@ -129,8 +129,12 @@ def _assert_fast_equals_reference(params, x, layer, maps):
   return ref
 
 
+# Layers 8 and 9 (the last pool, the first block after it) ~20 s each on 2
+# cores: slow; 5 (pooled) and 11 (the last) cover both kinds of block.
 @pytest.mark.parametrize("layer,length", [
-    (1, 257), (2, 301), (5, 611), (8, 1203), (9, 1501), (11, 2499)])
+    (1, 257), (2, 301), (5, 611),
+    pytest.param(8, 1203, marks=pytest.mark.slow),
+    pytest.param(9, 1501, marks=pytest.mark.slow), (11, 2499)])
 def test_matches_vjp_formulation_tiny(tiny_params, layer, length):
   """Both the fast path and the plain chain equal the VJP formulation."""
   x = _clips(2, length, seed=layer)
