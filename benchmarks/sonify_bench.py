@@ -54,7 +54,7 @@ import numpy as np
 
 from sonify_jax import deconvnet
 from sonify_jax import flag_check
-from sonify_jax.deconv import budget, chain, cnn12_fast
+from sonify_jax.transpose import budget, chain, cnn12_fast
 from sonify_jax.domains import (Choice, Float, Int, Lazy, ListOf, OrNone,
                                 Text)
 from sonify_jax.models import build_encoder

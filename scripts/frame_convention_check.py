@@ -22,7 +22,7 @@ import numpy as np
 
 from sonify_jax import audio_io
 from sonify_jax.models import forward, framing
-from sonify_jax.sonification import load_model
+from sonify_jax.sonify_files import load_model
 
 
 def main() -> None:

@@ -7,15 +7,15 @@ For a clip ``x`` and a feature map ``m`` of block ``L``:
    (each max-pool's switches);
 2. keep map ``m`` of block L's output, zero the others;
 3. take it down to the input through the transposed chain derived from the
-   forward (:mod:`sonify_jax.deconv.chain`): every linear layer by its exact
+   forward (:mod:`sonify_jax.transpose.chain`): every linear layer by its exact
    transpose, every ReLU by the explanation rule (``rule``: the deconvnet's
-   by default; :mod:`sonify_jax.deconv.rules`);
+   by default; :mod:`sonify_jax.transpose.rules`);
 4. scale the result to unit peak and multiply by ``max|x|``.
 
 ``sonify`` is pure and jit-compiled, batched over maps and clips. Three
 implementations give the same result to float32 rounding:
 
-* ``'fast'`` (default): the CNN12 kernels (:mod:`sonify_jax.deconv.
+* ``'fast'`` (default): the CNN12 kernels (:mod:`sonify_jax.transpose.
   cnn12_fast`: polyphase, Winograd) where the network has CNN12's pattern
   and the rule is the deconvnet's, else ``'structured'``;
 * ``'structured'``: the generic chain, one forward per clip shared by every
@@ -29,7 +29,7 @@ padded length (the atlas: every map on its own top clips).
 A frame network (CREPE: a frame head) reads a clip as the network runs, as
 frames each prepared on its own (:mod:`sonify_jax.models.framing`); its
 maps are ranked and sonified on those frames, which go back to the clip by
-overlap-add (:mod:`sonify_jax.deconv.framed`).
+overlap-add (:mod:`sonify_jax.transpose.framed`).
 """
 import functools
 from typing import Any, Optional, Sequence, Union
@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sonify_jax.deconv import budget, chain, cnn12_fast, framed, rules
+from sonify_jax.transpose import budget, chain, cnn12_fast, framed, rules
 from sonify_jax.errors import UserError
 from sonify_jax.models import framing
 from sonify_jax.models import network as network_lib

@@ -19,9 +19,9 @@ from absl import app
 from absl import flags
 
 from sonify_jax import cli, flag_check, paths
-from sonify_jax.deconv.rules import RULES
+from sonify_jax.transpose.rules import RULES
 from sonify_jax.domains import Choice, Float, Int, Lazy, OrNone, Text
-from sonify_jax.sonification import load_model, sonify_file
+from sonify_jax.sonify_files import load_model, sonify_file
 
 _AUDIO = flags.DEFINE_string("audio", None, "Input audio file.")
 _LAYER = flags.DEFINE_integer("layer", None, "Block number (1..number of "

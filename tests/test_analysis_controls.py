@@ -18,7 +18,7 @@ from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
 from sonify_jax.analysis.studies import layer_importance
 from sonify_jax.analysis.studies import residual
-from sonify_jax.analysis.cli import run_data
+from sonify_jax.analysis import run_data
 from sonify_jax.analysis.studies import topk
 from sonify_jax.data import catalog
 from sonify_jax.errors import UserError

@@ -26,7 +26,7 @@ def test_quick_story(tmp_path, capsys):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import scipy.signal  # pylint: disable=g-import-not-at-top
   from sonify_jax import deconvnet  # pylint: disable=g-import-not-at-top
-  from sonify_jax.analysis.cli import run_data  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis import run_data  # pylint: disable=g-import-not-at-top
   from sonify_jax.analysis.core import common, controls  # pylint: disable=g-import-not-at-top
   for name, run_dir in (("contrastive", "simclr"),
                         ("supervised", "supervised")):

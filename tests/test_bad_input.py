@@ -721,22 +721,22 @@ def test_entry_point_help_exits_0(module, workers):
 def test_interrupted_sonify_leaves_the_previous_output(tmp_path, monkeypatch):
   """A sonify run that dies while writing (here: on its second map) leaves
   the earlier output folder exactly as it was and no temporary folder."""
-  from sonify_jax import sonification  # pylint: disable=g-import-not-at-top
-  params, arch = sonification.random_encoder("cnn12_tiny", 0)
+  from sonify_jax import sonify_files  # pylint: disable=g-import-not-at-top
+  params, arch = sonify_files.random_encoder("cnn12_tiny", 0)
   clip = _wav(tmp_path / "clip.wav", _tone(0.5))
   out = str(tmp_path / "out")
-  sonification.sonify_file(clip, 3, "0", out, params, arch)
+  sonify_files.sonify_file(clip, 3, "0", out, params, arch)
   before = {n: open(os.path.join(out, n), "rb").read()
             for n in os.listdir(out)}
-  real_write_pair, calls = sonification.write_pair, []
+  real_write_pair, calls = sonify_files.write_pair, []
   def dying_write_pair(*args, **kwargs):
     calls.append(1)
     if len(calls) == 2:
       raise KeyboardInterrupt
     return real_write_pair(*args, **kwargs)
-  monkeypatch.setattr(sonification, "write_pair", dying_write_pair)
+  monkeypatch.setattr(sonify_files, "write_pair", dying_write_pair)
   with pytest.raises(KeyboardInterrupt):
-    sonification.sonify_file(clip, 3, "1,2", out, params, arch)
+    sonify_files.sonify_file(clip, 3, "1,2", out, params, arch)
   after = {n: open(os.path.join(out, n), "rb").read()
            for n in os.listdir(out)}
   assert after == before

@@ -21,7 +21,7 @@ from sonify_jax import atomic_io, deconvnet
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
 from sonify_jax.analysis.pages import gallery
-from sonify_jax.analysis.cli import run_data
+from sonify_jax.analysis import run_data
 from sonify_jax.errors import UserError
 from sonify_jax.models.registry import get_network
 from sonify_jax.train import checkpoints

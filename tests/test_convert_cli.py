@@ -19,7 +19,7 @@ import soundfile
 
 import cli_harness
 
-from sonify_jax import audio_io, deconvnet, sonification
+from sonify_jax import audio_io, deconvnet, sonify_files
 from sonify_jax.data import audio_folder
 
 pytest.importorskip("torch")
@@ -84,7 +84,7 @@ def test_converted_crepe_is_sonified_and_atlased(crepe_run, tmp_path,
   audio, rate = soundfile.read(os.path.join(out, sorted(wavs)[-1]))
   assert rate == 16000 and len(audio) == 8000
   # What the command wrote is sonify() of the clip it read (the API).
-  params, net = sonification.load_model(crepe_run, None, None, 0)
+  params, net = sonify_files.load_model(crepe_run, None, None, 0)
   heard = audio_io.load_audio(clip, net.sample_rate)   # as the command
   for entry in index["sonifications"]:
     want = np.asarray(deconvnet.sonify(params, heard[None], 2,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from sonify_jax import deconvnet
-from sonify_jax.deconv import budget, cnn12_fast, cnn12_kernels
+from sonify_jax.transpose import budget, cnn12_fast, cnn12_kernels
 from sonify_jax.errors import UserError
 from sonify_jax.analysis.core import common
 from sonify_jax.models import build_encoder, network

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sonify_jax.deconv import chain, fft_conv
+from sonify_jax.transpose import chain, fft_conv
 from sonify_jax.models import forward, shapes
 from sonify_jax.models import network as network_lib
 

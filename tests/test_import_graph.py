@@ -98,7 +98,7 @@ def test_the_graph_is_read_from_the_source():
   graph = import_graph()
   # Facts of the source, written down by hand: a module-level import, a
   # function-level one and a relative-free `from pkg import module`.
-  assert "sonify_jax.models.shapes" in graph["sonify_jax.deconv.chain"]
+  assert "sonify_jax.models.shapes" in graph["sonify_jax.transpose.chain"]
   assert "sonify_jax.models.shapes" in graph["sonify_jax.models.network"]
   assert "sonify_jax.audio_io" in graph["sonify_jax.data.sources"]
   assert len(graph) > 50

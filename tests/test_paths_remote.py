@@ -146,17 +146,17 @@ def test_catalog_reads_a_dataset_prepared_in_a_gs_data_dir(fake_gcs,
 
 def test_sonify_out_on_gs_replaces_the_folder_whole(fake_gcs, tmp_path):
   from sonify_jax import audio_io  # pylint: disable=g-import-not-at-top
-  from sonify_jax import sonification  # pylint: disable=g-import-not-at-top
+  from sonify_jax import sonify_files  # pylint: disable=g-import-not-at-top
   clip = str(tmp_path / "clip.wav")
   t = np.arange(4000) / 8000.0
   audio_io.write_wav(clip, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(
       np.float32))
-  params, arch = sonification.load_model(None, None, "cnn12_tiny", 0)
+  params, arch = sonify_files.load_model(None, None, "cnn12_tiny", 0)
   out = "gs://bucket/sonify/clip"
-  sonification.sonify_file(clip, 1, "0,1", out, params, arch)
+  sonify_files.sonify_file(clip, 1, "0,1", out, params, arch)
   clip_url = "gs://bucket/clips/clip.wav"  # --audio on gs:// too
   fake_gcs.put_file(clip, clip_url)
-  maps, index = sonification.sonify_file(clip_url, 1, "2", out, params, arch)
+  maps, index = sonify_files.sonify_file(clip_url, 1, "2", out, params, arch)
   assert index == out + "/index.json"
   with fake_gcs.open(index, "r") as f:
     written = json.load(f)
@@ -172,16 +172,16 @@ def test_sonify_out_on_gs_replaces_the_folder_whole(fake_gcs, tmp_path):
     assert f.read() == g.read()
   with pytest.raises(audio_io.AudioReadError,
                      match="no such audio file: gs://bucket/clips/nope.wav"):
-    sonification.sonify_file("gs://bucket/clips/nope.wav", 1, "0", out, params,
+    sonify_files.sonify_file("gs://bucket/clips/nope.wav", 1, "0", out, params,
                            arch)
   fake_gcs.pipe_file("gs://bucket/clips/bad.wav", b"RIFF not audio")
   with pytest.raises(audio_io.AudioReadError,
                      match="cannot decode gs://bucket/clips/bad.wav"):
-    sonification.sonify_file("gs://bucket/clips/bad.wav", 1, "0", out, params,
+    sonify_files.sonify_file("gs://bucket/clips/bad.wav", 1, "0", out, params,
                            arch)
   fake_gcs.pipe_file("gs://bucket/sonify/other/mine.txt", b"keep")
   with pytest.raises(UserError, match="holds other files"):
-    sonification.sonify_file(clip, 1, "0", "gs://bucket/sonify/other", params,
+    sonify_files.sonify_file(clip, 1, "0", "gs://bucket/sonify/other", params,
                            arch)
 
 

@@ -12,7 +12,7 @@ import pytest
 import soundfile
 
 from sonify_jax import audio_io, deconvnet, plotting
-from sonify_jax import sonification
+from sonify_jax import sonify_files
 from sonify_jax.models import build_encoder
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,7 +72,7 @@ def test_sonify_file_writes_what_sonify_computes(tmp_path, monkeypatch):
   soundfile.write(path, (0.3 * rng.normal(size=24000)).astype(np.float32),
                   24000)
   layer = 3
-  maps, index_path = sonification.sonify_file(path, layer, "top:2",
+  maps, index_path = sonify_files.sonify_file(path, layer, "top:2",
                                             str(tmp_path / "out"), params, arch)
   waveform = audio_io.load_audio(path)
   # top:2 = the two largest per-map maxima of block 3, from the model itself.

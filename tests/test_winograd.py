@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sonify_jax.deconv import cnn12_fast
-from sonify_jax.deconv import winograd
+from sonify_jax.transpose import cnn12_fast
+from sonify_jax.transpose import winograd
 from sonify_jax.models import ops
 from sonify_jax.models.registry import get_network
 

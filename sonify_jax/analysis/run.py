@@ -49,7 +49,7 @@ says which step and why, and each study's JSON records it
 study has one run).
 
 Data: by default the run's own dataset (``checkpoints/run.json``), its
-``validation`` split where it has one (``analysis.cli.run_data``);
+``validation`` split where it has one (``analysis.run_data``);
 ``--dataset``/``--split``/``--data_dir`` override that, and a classifier
 whose head predicts another number of classes is refused.
 """
@@ -70,7 +70,7 @@ from sonify_jax.domains import (Choice, Either, Float, Int, Lazy, ListOf,
 from sonify_jax.errors import UserError
 
 STUDIES = studies.names()
-# deconv.rules.RULES (not imported here: it imports jax).
+# transpose.rules.RULES (not imported here: it imports jax).
 RULES = ("deconvnet", "guided", "gradient", "input_x_gradient")
 LI_MODES = ("fconly", "full")
 
@@ -213,7 +213,7 @@ def _source(run, split=None, what="eval", labelled=False):
   run's own dataset unless --dataset/--split say. ``labelled``: the study
   scores the run's classifier on the labels, so their classes must match
   its head's."""
-  from sonify_jax.analysis.cli import run_data  # pylint: disable=g-import-not-at-top
+  from sonify_jax.analysis import run_data  # pylint: disable=g-import-not-at-top
   from sonify_jax.data import sources  # pylint: disable=g-import-not-at-top
   if _AUDIO_DIR.value:
     from sonify_jax.data import audio_folder  # pylint: disable=g-import-not-at-top

@@ -123,7 +123,7 @@ class Encoder(nn.Module):
     the frames the unpadded clip has (``shapes.valid_lengths``;
     frame 0 always), so zero-padded clips of different lengths each give
     their own whole-clip mean (exactly so for networks that pad nothing
-    themselves, as the trainable CNN12 family; ``deconv.chain.traces``
+    themselves, as the trainable CNN12 family; ``transpose.chain.traces``
     is the rule for any network).
     """
     upto_block = self.net.num_blocks if upto_block is None else upto_block

@@ -1,5 +1,5 @@
 """Array primitives of the deconvnet's CNN12 fast path (``deconv.cnn12_fast``
-and ``deconv.cnn12_kernels``; the forward pass of any network is
+and ``transpose.cnn12_kernels``; the forward pass of any network is
 ``models.forward``).
 
 Layout is NWC throughout: activations are ``[batch, time, channels]`` and conv

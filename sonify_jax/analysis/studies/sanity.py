@@ -42,7 +42,7 @@ from sonify_jax import atomic_io, plotting
 from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
-from sonify_jax.deconv import rules as rules_lib
+from sonify_jax.transpose import rules as rules_lib
 from sonify_jax.errors import UserError
 
 DEFAULT_RULES = ("deconvnet", "guided", "gradient")

@@ -16,7 +16,7 @@ import numpy as np
 
 from sonify_jax import atomic_io, audio_io, deconvnet, paths, plotting
 from sonify_jax.errors import UserError
-from sonify_jax.deconv import rules
+from sonify_jax.transpose import rules
 from sonify_jax.models import encoder, get_network
 
 INDEX_FILE = "index.json"

@@ -1,4 +1,4 @@
-"""The array kernels of the CNN12 fast path (``deconv/cnn12_fast.py``).
+"""The array kernels of the CNN12 fast path (``transpose/cnn12_fast.py``).
 
 Each is one transposed step of a block of CNN12's pattern on arrays, with
 no knowledge of the plan or of batching: a dense transposed conv (XLA or
@@ -12,7 +12,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from sonify_jax.deconv import winograd
+from sonify_jax.transpose import winograd
 from sonify_jax.models import ops
 
 

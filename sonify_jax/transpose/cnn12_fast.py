@@ -3,7 +3,7 @@
 Where every block is a VALID stride-1 conv, a ReLU and optionally a
 MaxPool(2, 2) (:func:`plan_of`; CNN12, CNN12_x2 and the narrow variants),
 the deconvnet rule runs here instead of the generic chain
-(:mod:`sonify_jax.deconv.chain`), to float32 rounding of the same result:
+(:mod:`sonify_jax.transpose.chain`), to float32 rounding of the same result:
 the forward trace is computed once per clip and shared by every map; the
 top block's unpool + transposed conv runs on the single non-zero channel
 (``k * Cin`` instead of ``k * C * Cin`` multiply-adds per sample, which
@@ -11,7 +11,7 @@ removes most of the work of shallow layers); unpool and ReLU are one fused
 pass; block 1 (``C -> 1``) runs in polyphase form at the pooled length as
 one matmul; the dense blocks in between run batched over maps, the 3- and
 5-tap ones by Winograd's minimal filtering F(4, 3) and F(4, 5)
-(:mod:`sonify_jax.deconv.winograd`: 2x and 2.5x fewer multiply-adds,
+(:mod:`sonify_jax.transpose.winograd`: 2x and 2.5x fewer multiply-adds,
 transformed kernels computed once per call) and the pooled 7-tap block 2
 at the pooled rate, as a 4-tap conv from both switch parities to both
 output parities, by F(5, 4)
@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, Optional, Sequence, Tuple
 import jax
 import jax.numpy as jnp
 
-from sonify_jax.deconv import budget, cnn12_kernels, winograd
+from sonify_jax.transpose import budget, cnn12_kernels, winograd
 from sonify_jax.models import forward, ops, shapes
 from sonify_jax.models import network as network_lib
 
@@ -76,7 +76,7 @@ _POOL = network_lib.MaxPool(2, 2)
 
 def plan_of(net: network_lib.Network) -> Optional[Plan]:
   """The :class:`Plan` of ``net``, or None where it departs from the
-  pattern (then the generic chain, ``deconv.chain``, runs it)."""
+  pattern (then the generic chain, ``transpose.chain``, runs it)."""
   if net.input_convention != "none":
     return None
   kernels, pooled, names = [], [], []

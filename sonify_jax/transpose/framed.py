@@ -3,7 +3,7 @@
 A frame network reads a clip as centred frames, each prepared on its own
 (:mod:`sonify_jax.models.framing`). Block ``L``'s output on a clip is then
 every frame's output, and keeping map ``m`` keeps it in every frame: each
-frame goes down the generic chain (:mod:`sonify_jax.deconv.chain`; its
+frame goes down the generic chain (:mod:`sonify_jax.transpose.chain`; its
 switches, rule and fast forms), and the frames' signals go back to the clip
 by the exact transpose of the framing, overlap-add. The clip's result is
 scaled to unit peak times the clip's ``max|x|`` as for any network.
@@ -18,7 +18,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-from sonify_jax.deconv import budget, chain, rules
+from sonify_jax.transpose import budget, chain, rules
 from sonify_jax.models import framing
 from sonify_jax.models import network as network_lib
 

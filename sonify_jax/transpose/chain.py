@@ -11,12 +11,12 @@ L's output keeps map ``m``, and the signal goes down layer by layer:
   get zeros; a pad becomes a crop; an affine layer its scale; a max-pool,
   with its switches fixed, a scatter of each value back to the sample it
   came from, overlapping windows adding up);
-* each ReLU by the explanation rule (:mod:`sonify_jax.deconv.rules`).
+* each ReLU by the explanation rule (:mod:`sonify_jax.transpose.rules`).
 
 Two ways through the same chain: :func:`reference` is the plain dense chain
 per map (kept as the tested reference; ``jax.vjp`` of the forward with the
 rule's ReLU is the same function, see the tests); :func:`sonify_pairs` is
-the structured path, with the fast forms of :mod:`sonify_jax.deconv.fft_conv`
+the structured path, with the fast forms of :mod:`sonify_jax.transpose.fft_conv`
 (long convs through the FFT, max-pools unpooled without a scatter): one forward per clip shared by every map, block L's
 last conv and everything after it run on the map's own channel alone (the
 others are zero there; ``k * C_in`` instead of ``k * C * C_in``
@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from sonify_jax.deconv import budget, fft_conv, rules
+from sonify_jax.transpose import budget, fft_conv, rules
 from sonify_jax.models import forward, shapes
 from sonify_jax.models import network as network_lib
 
@@ -198,7 +198,7 @@ def transpose_layer(layer, params: Params, g: jax.Array, residual,
 def spectra(net: network_lib.Network, params: Params, layer: int
             ) -> Tuple[Optional[fft_conv.Spectrum], ...]:
   """Per layer of blocks ``1..layer``: the FFT form of a long conv's
-  transpose (:mod:`sonify_jax.deconv.fft_conv`), else None. Computed once
+  transpose (:mod:`sonify_jax.transpose.fft_conv`), else None. Computed once
   per request, outside the loop over maps."""
   return tuple(
       fft_conv.spectrum(l, params[l.name]["kernel"]) if fft_conv.uses_fft(l)
