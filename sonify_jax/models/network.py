@@ -235,6 +235,18 @@ def _pitch_bins(value: Any, what: str) -> Optional[PitchBins]:
     raise UserError(f"{what}: pitch_bins: {error}") from None
 
 
+def _check_head(head, what: str, positive: Tuple[str, ...]) -> None:
+  """A head's shared checks: its name, positive sizes, activation, and its
+  pitch bins made a :class:`PitchBins`."""
+  _name(head.name, what)
+  for field in positive:
+    _positive(getattr(head, field), field, what)
+  if head.activation not in HEAD_ACTIVATIONS:
+    raise UserError(f"{what}: activation must be one of "
+                    f"{HEAD_ACTIVATIONS}, got {head.activation!r}")
+  object.__setattr__(head, "pitch_bins", _pitch_bins(head.pitch_bins, what))
+
+
 @dataclasses.dataclass(frozen=True)
 class FrameHead:
   """A dense classifier over one frame's flattened block output.
@@ -253,15 +265,8 @@ class FrameHead:
   pitch_bins: Optional[PitchBins] = None
 
   def __post_init__(self):
-    what = f"frame head {self.name!r}"
-    _name(self.name, what)
-    for field in ("frame_length", "classes", "block"):
-      _positive(getattr(self, field), field, what)
-    if self.activation not in HEAD_ACTIVATIONS:
-      raise UserError(f"{what}: activation must be one of "
-                      f"{HEAD_ACTIVATIONS}, got {self.activation!r}")
-    object.__setattr__(self, "pitch_bins",
-                       _pitch_bins(self.pitch_bins, what))
+    _check_head(self, f"frame head {self.name!r}",
+                ("frame_length", "classes", "block"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,15 +287,8 @@ class ConvHead:
   pitch_bins: Optional[PitchBins] = None
 
   def __post_init__(self):
-    what = f"conv head {self.name!r}"
-    _name(self.name, what)
-    for field in ("classes", "kernel_size", "block"):
-      _positive(getattr(self, field), field, what)
-    if self.activation not in HEAD_ACTIVATIONS:
-      raise UserError(f"{what}: activation must be one of "
-                      f"{HEAD_ACTIVATIONS}, got {self.activation!r}")
-    object.__setattr__(self, "pitch_bins",
-                       _pitch_bins(self.pitch_bins, what))
+    _check_head(self, f"conv head {self.name!r}",
+                ("classes", "kernel_size", "block"))
 
 
 Head = Union[FrameHead, ConvHead]
