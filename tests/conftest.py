@@ -9,6 +9,14 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 "
                       "--xla_cpu_collective_call_terminate_timeout_seconds=600")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One compilation cache for the session, inherited by every command the tests
+# start as its own process (CLI workers, resumed runs, the notebook, the two
+# multi-host processes): a program one process compiled (>= 1 s) is read back
+# by the others instead of compiled again.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  import tempfile  # pylint: disable=g-import-not-at-top
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(
+      prefix="sonify-test-jax-cache-")
 
 
 # ``@pytest.mark.slow``: end-to-end paths that take minutes on 2 cores and
