@@ -217,3 +217,16 @@ def _serve(module: str) -> None:
 
 if __name__ == "__main__":
   _serve(sys.argv[1])
+
+
+def assert_one_error(result, *words) -> str:
+  """An expected failure as every command ends one: exit 2, no traceback,
+  and one ``error:`` line, the first thing on stderr, holding ``words``."""
+  assert result.code == 2, (result.code, result.stderr[-3000:])
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  lines = [l for l in result.stderr.splitlines() if l.strip()]
+  errors = [l for l in lines if l.startswith("error:")]
+  assert len(errors) == 1 and lines[0] == errors[0], result.stderr[-3000:]
+  for word in words:
+    assert word in errors[0], errors[0]
+  return errors[0]

