@@ -13,6 +13,7 @@ shapes`): a padded clip's first ``framing.frame_count(valid)`` frames are
 the unpadded clip's own (the framing pads both with zeros); the later ones
 are dropped, and the result is cropped to the clip's samples.
 """
+import functools
 from typing import Any, Optional
 
 import jax
@@ -25,6 +26,7 @@ from sonify_jax.models import network as network_lib
 Params = Any
 
 
+@functools.partial(jax.jit, static_argnames=("layer", "net", "scale", "rule"))
 def sonify_clip_pairs(params: Params, waveforms: jax.Array,
                       valid_lengths: Optional[jax.Array], slots: jax.Array,
                       maps: jax.Array, layer: int, net: network_lib.Network,
