@@ -7,7 +7,7 @@ sonifies (the batched pairs of padded clips the atlas runs, the pairs every
 study runs, the atlas and top-k files) is compared here with
 ``deconvnet.sonify`` of the unpadded clip alone, for every rule, on CNN12,
 CREPE tiny, and small networks with 'same', explicit, strided and dilated
-padding, padded max-pools, affine layers and both input conventions.
+padding, padded max-pools, affine layers and every input convention.
 """
 import os
 
@@ -43,11 +43,21 @@ STRIDED_NET = nl.Network("strided_net", (
      nl.Affine("bn2"), nl.MaxPool(2, 2, (0, 1))),
 ), sample_rate=8000, input_convention="none")
 
+# FCN-F0's shape: 'valid' convs, a pool before an affine layer, a conv head
+# whose window standardises each sample ('standardize_window', reflected at
+# each clip's own end).
+WINDOW_NET = nl.Network("window_net", (
+    (nl.Conv("c1", 4, 16), nl.ReLU(), nl.MaxPool(2, 2), nl.Affine("bn1")),
+    (nl.Conv("c2", 5, 8), nl.ReLU(), nl.Affine("bn2")),
+), sample_rate=8000, input_convention="standardize_window",
+                        head=nl.ConvHead("classifier", 6, 4, block=2))
+
 NETS = {
     "cnn12_tiny": (get_network("cnn12_tiny"), 6, (2000, 1709, 1350)),
     "crepe_tiny": (get_network("crepe_tiny"), 4, (1024, 777, 600)),
     "same_net": (SAME_NET, 3, (300, 251, 97)),
     "strided_net": (STRIDED_NET, 2, (400, 333, 151)),
+    "window_net": (WINDOW_NET, 2, (300, 233, 61)),
 }
 RULES = deconvnet.RULES
 # The default suite keeps every rule on the generic chain's two networks of
@@ -55,7 +65,7 @@ RULES = deconvnet.RULES
 # others; the rest run with -m slow.
 FAST = {("crepe_tiny", r) for r in RULES} | {("same_net", r) for r in RULES} | {
     ("cnn12_tiny", "deconvnet"), ("cnn12_tiny", "guided"),
-    ("strided_net", "gradient")}
+    ("strided_net", "gradient"), ("window_net", "guided")}
 
 
 def _cases():

@@ -96,6 +96,9 @@ def test_descriptions_round_trip_and_bins():
       assert net.sample_rate == 8000 and len(hz) == 486
       np.testing.assert_allclose(hz[[0, -1]], [30.0, 1000.0], rtol=1e-9)
       assert net.head_input_length() == int(name.split("-")[1])
+      # The package standardises each sample over the window one score
+      # vector reads (its sliding_norm), not over the clip.
+      assert net.input_convention == "standardize_window"
     else:
       assert net.sample_rate == 16000 and len(hz) == 360
       np.testing.assert_allclose(hz[0], 31.7, rtol=1e-3)

