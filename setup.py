@@ -44,7 +44,8 @@ setuptools.setup(
         "zoo": ["h5py>=3.8", *ZOO_WHEELS],
         # torch 2.13.0 is the CPU build this project's machines keep on disk
         # (a newer or unpinned torch pulls a CUDA build of several GB).
-        "test": ["pytest>=8", "selenium>=4.20",
+        # pytest-xdist: pytest.ini runs the suite on 2 worker processes.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "selenium>=4.20",
                  "tensorboard>=2.16", "nbclient>=0.10", "nbformat>=5.10",
                  "ipykernel>=6.29", "fsspec>=2023.1",
                  "torch==2.13.0", "torchcrepe>=0.0.23", "captum>=0.7",

@@ -267,6 +267,10 @@ def _bucket_copy(fake_gcs, url, local_dir):
   return local_dir
 
 
+# ~30 s (70 s beside another worker): two trainings, a study and the gallery
+# on gs://. The fast tests above cover the gs:// path layer each of them
+# writes through (atomic JSON, manifests, run info, sonify, aggregate).
+@pytest.mark.slow
 def test_training_workdir_on_gs_writes_everything_there_and_resumes(
     fake_gcs, tmp_path):
   from tensorboard.backend.event_processing import event_accumulator as ea  # pylint: disable=g-import-not-at-top
