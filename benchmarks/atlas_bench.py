@@ -10,13 +10,22 @@ Prints, for a seeded random init of ``--arch`` (default full CNN12):
    1, 10, 60 s) and number of clips (``--scale_clips``): the top-k pass on
    synthetic clips, and ``deconvnet.sonify_clip_pairs`` on a fixed batch of
    pairs of ``--scale_layers`` (compile excluded), with the atlas time these
-   rates imply for ``6016 * k`` pairs (CNN12's maps).
+   rates imply for ``6016 * k`` pairs (CNN12's maps);
+3. pairs/s of ``sonify_clip_pairs`` and clips/s of the top-k pass against
+   the number of local devices they are split over (``--device_counts``,
+   default 1 and all; :mod:`sonify_jax.over_devices`), and each count's
+   time against one device's. On a CPU, ``XLA_FLAGS=
+   --xla_force_host_platform_device_count=8`` gives 8 virtual devices that
+   share the cores: the ratio is then the cost of splitting, not a speed-up.
 
 Usage::
 
   python benchmarks/atlas_bench.py                        # full CNN12 atlas
   python benchmarks/atlas_bench.py --arch=cnn12_tiny --scale_seconds=1,10
   python benchmarks/atlas_bench.py --skip_atlas --scale_layers=11
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python \
+      benchmarks/atlas_bench.py --arch=cnn12_tiny --skip_atlas \
+      --scale_seconds=1 --device_counts=1,8
 """
 import os
 import resource
@@ -29,13 +38,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sonify_jax import deconvnet
+from sonify_jax import deconvnet, over_devices
 from sonify_jax import config_check
 from sonify_jax import flag_check
+from sonify_jax.analysis.core import common
 from sonify_jax.analysis.studies import atlas
 from sonify_jax.analysis.studies import topk
 from sonify_jax.data import catalog
 from sonify_jax.data.sources import ArraySource
+from sonify_jax.errors import UserError
 from sonify_jax.domains import (Choice, Either, Float, Int, Lazy, ListOf,
                                 OrNone, Text)
 from sonify_jax.models import build_encoder
@@ -59,6 +70,11 @@ _SCALE_LAYERS = flags.DEFINE_list("scale_layers", ["6", "11"],
                                   "Layers of the sonify scaling part.")
 _SCALE_PAIRS = flags.DEFINE_integer("scale_pairs", 16,
                                     "Pairs per timed sonify batch.")
+_DEVICE_COUNTS = flags.DEFINE_list(
+    "device_counts", None, "Local device counts to split over (default: 1 "
+    "and all).")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per figure "
+                                "(the best is kept).")
 
 FLAG_DOMAINS = {
     "arch": Lazy(lambda: Choice(tuple(registry.NETWORKS))), "dataset": config_check.Dataset(),
@@ -70,7 +86,8 @@ FLAG_DOMAINS = {
     "skip_atlas": flag_check.ANY,
     "scale_seconds": ListOf(Float(0.0, low_open=True), float, empty_ok=True),
     "scale_clips": ListOf(Int(1), empty_ok=True),
-    "scale_layers": ListOf(Int(1), empty_ok=True), "scale_pairs": Int(1)}
+    "scale_layers": ListOf(Int(1), empty_ok=True), "scale_pairs": Int(1),
+    "device_counts": OrNone(ListOf(Int(1), int)), "repeats": Int(1)}
 flag_check.register(FLAG_DOMAINS)
 
 
@@ -158,6 +175,57 @@ def _scaling(params, arch):
   print(f"peak RSS {_peak_rss_gib():.2f} GiB")
 
 
+def _best(run, repeats: int) -> float:
+  jax.block_until_ready(run())  # compile
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(run())
+    times.append(time.perf_counter() - start)
+  return min(times)
+
+
+def _devices(params, arch):
+  local = jax.local_devices()
+  counts = ([int(c) for c in _DEVICE_COUNTS.value] if _DEVICE_COUNTS.value
+            else sorted({1, len(local)}))
+  if max(counts) > len(local):
+    raise UserError(f"--device_counts: {max(counts)} > the "
+                               f"{len(local)} local devices")
+  rng = np.random.default_rng(1)
+  length = int(float(_SCALE_SECONDS.value[0]) * arch.sample_rate)
+  print(f"\n== over devices ({len(local)} local; {length} samples; best "
+        f"of {_REPEATS.value}; {_load()})")
+  print(f"{'what':>28} " + " ".join(f"{n:>9d}" for n in counts)
+        + "   time vs 1 device")
+  x = 0.3 * rng.standard_normal((64, length)).astype(np.float32)
+  rows = []
+  for layer in (int(l) for l in _SCALE_LAYERS.value):
+    pairs, clips = atlas.batch_shape(arch, layer, length, 8.0)
+    slots = jnp.arange(pairs, dtype=jnp.int32) % clips
+    maps = jnp.arange(pairs, dtype=jnp.int32) % arch.channels[layer - 1]
+    clip_batch = jnp.asarray(x[:clips])
+    valid = jnp.full((clips,), length, jnp.int32)
+    times = []
+    for n in counts:
+      with over_devices.only(local[:n]):
+        times.append(_best(lambda: deconvnet.sonify_clip_pairs(
+            params, clip_batch, valid, slots, maps, layer, arch),
+                           _REPEATS.value))
+    rows.append((f"layer {layer} pairs/s ({pairs})", pairs, times))
+  layers = tuple(range(1, arch.num_blocks + 1))
+  batch = jnp.asarray(x[:32])
+  times = []
+  for n in counts:
+    with over_devices.only(local[:n]):
+      times.append(_best(lambda: common.layer_activations(
+          params, batch, layers, arch), _REPEATS.value))
+  rows.append(("top-k pass clips/s (32)", 32, times))
+  for label, work, times in rows:
+    print(f"{label:>28} " + " ".join(f"{work / t:9.2f}" for t in times)
+          + "   " + " ".join(f"{t / times[0]:.2f}x" for t in times))
+
+
 def main(argv):
   del argv
   arch = get_network(_ARCH.value)
@@ -172,6 +240,7 @@ def main(argv):
   if not _SKIP_ATLAS.value:
     _full_atlas(params, arch, layers)
   _scaling(params, arch)
+  _devices(params, arch)
 
 
 if __name__ == "__main__":

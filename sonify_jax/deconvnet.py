@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sonify_jax import over_devices
 from sonify_jax.transpose import budget, chain, cnn12_fast, framed, rules
 from sonify_jax.errors import UserError
 from sonify_jax.models import framing
@@ -136,8 +137,8 @@ def sonify_unchecked(params: Params, waveforms: jax.Array, layer: int,
 def sonify_clip_pairs(params: Params, waveforms: jax.Array,
                       valid_lengths: jax.Array, slots: jax.Array,
                       maps: jax.Array, layer: int, arch: Network,
-                      scale: bool = True, rule: str = rules.DEFAULT_RULE
-                      ) -> jax.Array:
+                      scale: bool = True, rule: str = rules.DEFAULT_RULE,
+                      devices: Optional[Sequence[Any]] = None) -> jax.Array:
   """Sonify ``(clip, map)`` pairs; each clip is traced once for its pairs.
 
   Pair ``p`` is map ``maps[p]`` of clip ``slots[p]``, so a batch of pairs
@@ -159,9 +160,20 @@ def sonify_clip_pairs(params: Params, waveforms: jax.Array,
     layer, arch: static block number and network.
     scale: unit peak times the clip's ``max|x|``.
     rule: how ReLUs transpose.
+    devices: the pairs are split over these (default: every local device;
+      :mod:`sonify_jax.over_devices`), the clips and params replicated.
   Returns:
     ``[P, T]``.
   """
+  return over_devices.rows(
+      pairs_on_one_device, (params, waveforms, valid_lengths), (slots, maps),
+      devices, layer=layer, arch=arch, scale=scale, rule=rule)
+
+
+def pairs_on_one_device(params, waveforms, valid_lengths, slots, maps, *,
+                        layer, arch, scale, rule):
+  """:func:`sonify_clip_pairs` on the default device (row-wise in the
+  pairs; the clips they read whole)."""
   if framing.is_framed(arch):
     return framed.sonify_clip_pairs(params, waveforms, valid_lengths, slots,
                                     maps, layer, arch, scale, rule)

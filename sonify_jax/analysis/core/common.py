@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sonify_jax import deconvnet
+from sonify_jax import deconvnet, over_devices
 from sonify_jax.models import framing
 from sonify_jax.models.network import Network
 
@@ -182,11 +182,11 @@ def iter_clip_batches(source, batch_size: int, min_samples: int = 1,
     yield flush()
 
 
-@functools.partial(jax.jit, static_argnames=("layers", "arch", "reduce"))
 def layer_activations(params: Params, waveforms: jax.Array,
                       layers: Tuple[int, ...], arch: Network,
                       reduce: str = "max") -> Tuple[jax.Array, ...]:
-  """Per-map activation strength of several layers from one forward pass.
+  """Per-map activation strength of several layers from one forward pass,
+  the clips split over every local device (:mod:`sonify_jax.over_devices`).
 
   Same definition as ``deconvnet.feature_map_activations`` (max, or mean,
   over time of the block output) but one trace serves every layer.
@@ -194,12 +194,20 @@ def layer_activations(params: Params, waveforms: jax.Array,
   Returns:
     a tuple with one ``[B, C_layer]`` array per entry of ``layers``.
   """
+  if reduce not in ("max", "mean"):
+    raise ValueError(f"reduce must be 'max' or 'mean', got {reduce!r}")
+  return over_devices.rows(_layer_activations, (params,), (waveforms,),
+                           layers=tuple(layers), arch=arch, reduce=reduce)
+
+
+@functools.partial(jax.jit, static_argnames=("layers", "arch", "reduce"))
+def _layer_activations(params: Params, waveforms: jax.Array, *,
+                       layers: Tuple[int, ...], arch: Network,
+                       reduce: str) -> Tuple[jax.Array, ...]:
   outputs = framing.clip_block_outputs(params, waveforms, arch, max(layers))
   if reduce == "max":
     return tuple(outputs[l - 1].max(axis=1) for l in layers)
-  if reduce == "mean":
-    return tuple(outputs[l - 1].mean(axis=1) for l in layers)
-  raise ValueError(f"reduce must be 'max' or 'mean', got {reduce!r}")
+  return tuple(outputs[l - 1].mean(axis=1) for l in layers)
 
 
 @functools.partial(jax.jit, static_argnames=("layer", "arch", "scale",
@@ -213,17 +221,27 @@ def sonify_pairs_unchecked(params: Params, waveforms: jax.Array,
   CNN12's fast kernels: the batched ``deconvnet.sonify`` of one clip and one
   map, vmapped over (clip, map) pairs; any other network or rule:
   ``deconvnet.sonify_clip_pairs`` (each clip traced once, maps in
-  memory-bounded chunks). One call instead of clips x maps sonifications.
+  memory-bounded chunks). One call instead of clips x maps sonifications;
+  the pairs and their clips split over every local device
+  (:mod:`sonify_jax.over_devices`).
   """
+  return over_devices.rows(_own_clip_pairs, (params,), (waveforms, maps),
+                           layer=layer, arch=arch, scale=scale, rule=rule)
+
+
+def _own_clip_pairs(params: Params, waveforms: jax.Array, maps: jax.Array, *,
+                    layer: int, arch: Network, scale: bool, rule: str
+                    ) -> jax.Array:
+  """Pair ``p``: map ``maps[p]`` of clip ``p`` (row-wise, one device)."""
   if deconvnet.uses_cnn12_kernels(arch, rule):
     def one(x, m):
       return deconvnet.sonify_unchecked(params, x[None], layer, m[None],
                                         arch=arch, scale=scale)[0, 0]
     return jax.vmap(one)(waveforms, maps)
   # The clips are whole (not padded): nothing to blank, as in ``sonify``.
-  return deconvnet.sonify_clip_pairs(
-      params, waveforms, None, jnp.arange(waveforms.shape[0]), maps, layer,
-      arch, scale, rule)
+  return deconvnet.pairs_on_one_device(
+      params, waveforms, None, jnp.arange(waveforms.shape[0]), maps,
+      layer=layer, arch=arch, scale=scale, rule=rule)
 
 
 def sonify_pairs(params: Params, waveforms: np.ndarray, maps: np.ndarray,

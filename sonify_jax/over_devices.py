@@ -1,0 +1,97 @@
+"""Analysis over every local device: rows split along their first axis.
+
+The analysis runs row-parallel work: (clip, map) pairs to sonify, clips to
+run forward. :func:`rows` runs such a function on every local device at once
+(``jax.shard_map`` over a one-axis mesh, the way the trainer splits its
+batches), each device on its share of the rows, the rest of the arguments
+(the params, a batch of clips the pairs read) replicated. One code path: on
+one device, or for one row, it is the function itself.
+
+The rows are padded to a multiple of the devices used by repeating the last
+row (its result is computed and dropped), and a call with fewer rows than
+devices uses only as many devices as rows, so no device computes nothing
+but padding. Each row's result does not depend on the split (the functions
+are row-wise), so the output equals one device's to float32 rounding.
+
+Hand-written: ``jax.shard_map`` splits arrays, but padding a ragged row count
+to the mesh, choosing the mesh from the row count and keeping one compiled
+program per (function, mesh, shapes) are this project's.
+
+Across hosts each process runs :func:`rows` on its own devices with its own
+share of the rows (``jax.local_devices()``): no collective, no global array.
+"""
+import contextlib
+import functools
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+AXIS = "rows"
+# The devices a call without ``devices`` uses; None: every local device.
+_DEFAULT_DEVICES: Optional[Tuple[Any, ...]] = None
+
+
+@contextlib.contextmanager
+def only(devices: Sequence[Any]):
+  """Within the block, calls without ``devices`` use ``devices`` (e.g. one
+  device, to compare with every device, or a benchmark's device count)."""
+  global _DEFAULT_DEVICES
+  saved, _DEFAULT_DEVICES = _DEFAULT_DEVICES, tuple(devices)
+  try:
+    yield
+  finally:
+    _DEFAULT_DEVICES = saved
+
+
+def mesh_for(count: int, devices: Optional[Sequence[Any]] = None) -> Mesh:
+  """A one-axis mesh over at most ``count`` of ``devices`` (default: those of
+  :func:`only`, else every local device)."""
+  if devices is None:
+    devices = _DEFAULT_DEVICES or jax.local_devices()
+  devices = list(devices)
+  return Mesh(np.array(devices[:max(1, min(len(devices), count))]), (AXIS,))
+
+
+def _pad_rows(a: jax.Array, rows: int) -> jax.Array:
+  extra = rows - a.shape[0]
+  if not extra:
+    return a
+  return jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _on_mesh(fn: Callable[..., Any], static: Tuple[Tuple[str, Any], ...],
+             mesh: Mesh, replicated: Tuple[Any, ...], split: Tuple[Any, ...]):
+  kwargs = dict(static)
+
+  def per_device(replicated, split):
+    return fn(*replicated, *split, **kwargs)
+
+  return jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS)),
+                       out_specs=P(AXIS), check_vma=False)(replicated, split)
+
+
+def rows(fn: Callable[..., Any], replicated: Tuple[Any, ...],
+         split: Tuple[Any, ...], devices: Optional[Sequence[Any]] = None,
+         **static: Any) -> Any:
+  """``fn(*replicated, *split, **static)``, each device on its share of the
+  rows of ``split`` (arrays sharing axis 0).
+
+  ``fn`` must be row-wise (row ``i`` of its outputs depends on row ``i`` of
+  ``split`` only) and hashable (a module-level function); ``static``
+  hashable values. Returns ``fn``'s outputs (arrays or a tuple of them,
+  each with the rows on axis 0).
+  """
+  count = split[0].shape[0]
+  mesh = mesh_for(count, devices)
+  if mesh.size == 1:
+    return fn(*replicated, *split, **static)
+  padded = -(-count // mesh.size) * mesh.size
+  split = tuple(_pad_rows(jnp.asarray(a), padded) for a in split)
+  out = _on_mesh(fn, tuple(sorted(static.items())), mesh, tuple(replicated),
+                 split)
+  return jax.tree_util.tree_map(lambda a: a[:count], out)
