@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 AXIS = "rows"
@@ -63,6 +63,13 @@ def _pad_rows(a: jax.Array, rows: int) -> jax.Array:
   return jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _on_one_device(fn: Callable[..., Any],
+                   static: Tuple[Tuple[str, Any], ...],
+                   replicated: Tuple[Any, ...], split: Tuple[Any, ...]):
+  return fn(*replicated, *split, **dict(static))
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _on_mesh(fn: Callable[..., Any], static: Tuple[Tuple[str, Any], ...],
              mesh: Mesh, replicated: Tuple[Any, ...], split: Tuple[Any, ...]):
@@ -84,14 +91,22 @@ def rows(fn: Callable[..., Any], replicated: Tuple[Any, ...],
   ``fn`` must be row-wise (row ``i`` of its outputs depends on row ``i`` of
   ``split`` only) and hashable (a module-level function); ``static``
   hashable values. Returns ``fn``'s outputs (arrays or a tuple of them,
-  each with the rows on axis 0).
+  each with the rows on axis 0). Called outside ``jax.jit`` (it compiles
+  ``fn`` itself, once per function, mesh and shapes).
   """
   count = split[0].shape[0]
   mesh = mesh_for(count, devices)
+  static = tuple(sorted(static.items()))
   if mesh.size == 1:
-    return fn(*replicated, *split, **static)
+    # Placed on that device: arrays another call committed elsewhere (a
+    # checkpoint's params on device 0) are moved, not refused.
+    device = NamedSharding(mesh, P())
+    return _on_one_device(fn, static, jax.device_put(tuple(replicated),
+                                                     device),
+                          jax.device_put(tuple(split), device))
   padded = -(-count // mesh.size) * mesh.size
   split = tuple(_pad_rows(jnp.asarray(a), padded) for a in split)
-  out = _on_mesh(fn, tuple(sorted(static.items())), mesh, tuple(replicated),
-                 split)
+  out = _on_mesh(fn, static, mesh,
+                 jax.device_put(tuple(replicated), NamedSharding(mesh, P())),
+                 jax.device_put(split, NamedSharding(mesh, P(AXIS))))
   return jax.tree_util.tree_map(lambda a: a[:count], out)

@@ -210,8 +210,6 @@ def _layer_activations(params: Params, waveforms: jax.Array, *,
   return tuple(outputs[l - 1].mean(axis=1) for l in layers)
 
 
-@functools.partial(jax.jit, static_argnames=("layer", "arch", "scale",
-                                             "rule"))
 def sonify_pairs_unchecked(params: Params, waveforms: jax.Array,
                            maps: jax.Array, layer: int, arch: Network,
                            scale: bool = True,
