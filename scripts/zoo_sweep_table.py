@@ -1,0 +1,89 @@
+r"""Prints docs/zoo.md's capacity-sweep tables from the studies' JSON.
+
+One ``--study=pitch`` folder per network (``pitch.json``); for each
+network and layer, the share of the input's voiced frames whose f0 the
+sonification keeps (pyin, 50 cents), mean ± 95 % half-width over clips, in
+every condition (trained top map, random live map, top block random,
+untrained), and the trained sonification's |waveform r| with its input.
+One ``--study=sanity`` folder per network (``sanity.json``): per layer and
+rule, the |waveform r| of the trained network's sonification with the one
+whose every weight up to the layer is random (mean ± 95 % half-width over
+(clip, map) pairs), and with another clip's (unrelated audio).
+
+  python scripts/zoo_sweep_table.py /tmp/sweep/pitch_crepe-tiny \
+      /tmp/sweep/pitch_fcn-993 ...
+"""
+import json
+import os
+import sys
+
+CONDITIONS = ("trained", "random_map", "top_block_random", "untrained")
+
+
+def _cell(entry):
+  if not entry or entry.get("mean") is None:
+    return "n/a"
+  return f"{entry['mean']:.2f} ±{entry['ci95']:.2f}"
+
+
+def _sanity(folders):
+  rules = ("deconvnet", "guided", "gradient")
+  print("| network | layer | pairs | " + " | ".join(
+      f"{r}: all random (unrelated)" for r in rules) + " |")
+  print("|---|---|---|" + "---|" * len(rules))
+  for folder in folders:
+    with open(os.path.join(folder, "sanity.json")) as f:
+      study = json.load(f)
+    for layer, part in sorted(study["layers"].items(), key=lambda kv:
+                              int(kv[0])):
+      cells = []
+      for rule in rules:
+        entry = part["rules"].get(rule)
+        if entry is None:
+          cells.append("n/a")
+          continue
+        every = entry["cascade"][-1]["waveform_abs_pearson"]
+        unrelated = entry["references"]["unrelated_audio"][
+            "waveform_abs_pearson"]
+        cells.append(f"{_cell(every)} ({unrelated['mean']:.2f})")
+      print(f"| {study['arch']} | {layer} | {part['pairs']} | "
+            + " | ".join(cells) + " |")
+
+
+def main(folders):
+  pitch = [f for f in folders if os.path.exists(os.path.join(f,
+                                                               "pitch.json"))]
+  sanity = [f for f in folders if f not in pitch]
+  if pitch:
+    _pitch(pitch)
+  if sanity:
+    _sanity(sanity)
+
+
+def _pitch(folders):
+  print("| network | layer | clips | trained, top map | random live map | "
+        "top block random | untrained | trained \\|waveform r\\| |")
+  print("|---|---|---|---|---|---|---|---|")
+  for folder in folders:
+    with open(os.path.join(folder, "pitch.json")) as f:
+      study = json.load(f)
+    for layer, part in sorted(study["layers"].items(), key=lambda kv:
+                              int(kv[0])):
+      shares = [_cell(part[c]["pyin_share"]) for c in CONDITIONS]
+      clips = part["trained"]["pyin_share"]["n"]
+      print(f"| {study['arch']} | {layer} | {clips} | " + " | ".join(shares)
+            + f" | {_cell(part['trained']['input_waveform_r'])} |")
+
+
+if __name__ == "__main__":
+  if len(sys.argv) < 2:
+    print("error: name one or more study folders (pitch.json or "
+          "sanity.json in each)", file=sys.stderr)
+    sys.exit(2)
+  missing = [f for f in sys.argv[1:] if not any(os.path.isfile(
+      os.path.join(f, n)) for n in ("pitch.json", "sanity.json"))]
+  if missing:
+    print(f"error: no pitch.json or sanity.json in {missing[0]}",
+          file=sys.stderr)
+    sys.exit(2)
+  main(sys.argv[1:])
