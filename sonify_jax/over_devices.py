@@ -47,6 +47,12 @@ def only(devices: Sequence[Any]):
     _DEFAULT_DEVICES = saved
 
 
+def device_count() -> int:
+  """How many devices :func:`rows` splits over (the block's, or every local
+  one)."""
+  return len(_DEFAULT_DEVICES or jax.local_devices())
+
+
 def mesh_for(count: int, devices: Optional[Sequence[Any]] = None) -> Mesh:
   """A one-axis mesh over at most ``count`` of ``devices`` (default: those of
   :func:`only`, else every local device)."""

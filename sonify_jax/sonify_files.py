@@ -79,16 +79,18 @@ def parse_maps(spec: str, params, waveform: np.ndarray, layer: int,
   return maps
 
 
-def check_output_dir(out_dir: str) -> None:
+def check_output_dir(out_dir: str, index_file: str = INDEX_FILE,
+                     command: str = "sonify") -> None:
   """Refuses an ``out_dir`` that is a file, or a folder holding something
-  other than an earlier sonify output (which a new run replaces whole)."""
+  other than an earlier output of ``command`` (its ``index_file``; a new
+  run replaces it whole)."""
   out = paths.as_path(out_dir)
   if out.exists() and not out.is_dir():
     raise UserError(f"--out {out_dir} exists and is not a folder")
   if (out.is_dir() and any(out.iterdir()) and
-      not (out / INDEX_FILE).is_file()):
+      not (out / index_file).is_file()):
     raise UserError(f"--out {out_dir} is a folder that holds other files "
-                    f"(no {INDEX_FILE} of an earlier sonify run); pick a "
+                    f"(no {index_file} of an earlier {command} run); pick a "
                     "new or empty folder")
 
 

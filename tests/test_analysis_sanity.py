@@ -101,12 +101,9 @@ def test_randomising_to_rescaled_weights_changes_nothing(tmp_path,
     assert min(ax["levels"]) < 0.5
 
 
-def test_planted_weights_reach_the_depends_verdict(tmp_path):
-  """Trained kernels planted as 1 and 2 kHz wavelets, the random init
-  LeCun noise: on white-noise clips the trained gradient sonifications are
-  narrow-band (alike across clips), the random network's broadband, so the
-  gradient depends on the weights; the same network "randomised" to its own
-  weights does not (deconvnet)."""
+def _planted_wavelets():
+  """A one-conv network whose kernels are 1 and 2 kHz wavelets, and four
+  white-noise clips."""
   net = Network("planted", ((Conv("c1", 2, 33), ReLU()),), RATE)
   taps = np.arange(33)
   kernel = np.stack([np.sin(2 * np.pi * f * taps / RATE) * np.hanning(33)
@@ -116,6 +113,16 @@ def test_planted_weights_reach_the_depends_verdict(tmp_path):
   noise = np.random.default_rng(0).standard_normal((4, 4000)) * 0.3
   clips = sources.ArraySource(list(noise.astype(np.float32)), [0] * 4, 1,
                               name="noise")
+  return net, trained, clips
+
+
+def test_planted_weights_reach_the_depends_verdict(tmp_path):
+  """Trained kernels planted as 1 and 2 kHz wavelets, the random init
+  LeCun noise: on white-noise clips the trained gradient sonifications are
+  narrow-band (alike across clips), the random network's broadband, so the
+  gradient depends on the weights; the same network "randomised" to its own
+  weights does not (deconvnet)."""
+  net, trained, clips = _planted_wavelets()
   run = controls.RunParams(trained, common.random_params(net, 3), net)
   result = sanity.run_sanity(run, clips, str(tmp_path / "g"),
                              rules=("gradient",), max_clips=4,
@@ -239,3 +246,31 @@ def test_gallery_section_states_each_verdict(tmp_path):
   for line in sanity.verdicts(result):
     assert html.escape(line) in page
   assert (tmp_path / "site" / "assets" / "sanity_toy" / "sanity.png").exists()
+
+
+def test_visualize_rule_tells_planted_weights_from_random(tmp_path):
+  """Feature visualization as a sanity rule: kernels planted as 1 and 2 kHz
+  wavelets are visualised as those tones, a random init's as other sounds,
+  so the visualizations depend on the weights; a network "randomised" to
+  its own weights gives the same sounds (same key): similarity 1, and the
+  verdict says so."""
+  net, trained, clips = _planted_wavelets()
+  run = controls.RunParams(trained, common.random_params(net, 3), net)
+  result = sanity.run_sanity(run, clips, str(tmp_path / "v"),
+                             rules=("visualize",), max_clips=4,
+                             clip_samples=4000)
+  data = result["layers"]["1"]["rules"]["visualize"]
+  assert data["metrics"] == ["spectrum_spearman", "max_abs_xcorr"]
+  assert "they depend on the learned weights" in data["verdict"], (
+      data["verdict"])
+  assert "input" not in data["references"]
+  same = controls.RunParams(trained, trained, net)
+  result = sanity.run_sanity(same, clips, str(tmp_path / "s"),
+                             rules=("visualize",), max_clips=4,
+                             clip_samples=4000)
+  data = result["layers"]["1"]["rules"]["visualize"]
+  for metric in data["metrics"]:
+    assert data["cascade"][-1][metric]["mean"] == pytest.approx(1.0,
+                                                                abs=1e-6)
+  assert "little from the learned weights" in data["verdict"]
+  assert _strict(tmp_path / "s" / "sanity.json")["rules"] == ["visualize"]

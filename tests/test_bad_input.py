@@ -748,6 +748,7 @@ def test_interrupted_sonify_leaves_the_previous_output(tmp_path, monkeypatch):
 FLAG_CHECKED_COMMANDS = [
     "launch.tpu_vm", "launch.multihost_check", "launch.sweep",
     "sonify_jax.convert", "sonify_jax.sonify", "sonify_jax.track",
+    "sonify_jax.visualize",
     "sonify_jax.analysis.run",
     "sonify_jax.analysis.aggregate", "sonify_jax.data.builders",
     *sorted(f"benchmarks/{n}" for n in os.listdir(

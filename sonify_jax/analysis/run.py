@@ -72,6 +72,8 @@ from sonify_jax.errors import UserError
 STUDIES = studies.names()
 # transpose.rules.RULES (not imported here: it imports jax).
 RULES = ("deconvnet", "guided", "gradient", "input_x_gradient")
+# The sanity study also compares feature visualizations (studies.sanity).
+SANITY_RULES = RULES + ("visualize",)
 LI_MODES = ("fconly", "full")
 
 _STUDY = flags.DEFINE_enum("study", None, STUDIES, "Which study to run.")
@@ -120,7 +122,7 @@ _RULE = flags.DEFINE_enum(
     "guided backprop, the plain gradient, input x gradient.")
 _RULES = flags.DEFINE_list(
     "rules", ["deconvnet", "guided", "gradient"],
-    "sanity: the rules compared.")
+    "sanity: the rules compared (and 'visualize': feature visualization).")
 _MAPS_PER_CLIP = flags.DEFINE_integer(
     "maps_per_clip", 2, "sanity, pitch: each clip's strongest live maps "
     "sonified per layer.")
@@ -159,7 +161,7 @@ FLAG_DOMAINS = {
                                  meaning="seconds")),
     "max_clips": OrNone(_POSITIVE),
     "rule": flag_check.ANY,
-    "rules": ListOf(Choice(RULES), str),
+    "rules": ListOf(Choice(SANITY_RULES), str),
     "maps_per_clip": _POSITIVE,
     "pair_figures": flag_check.ANY,
 }

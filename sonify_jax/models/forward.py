@@ -207,13 +207,19 @@ def frame_head_scores(params: Params, net: network_lib.Network,
   """``[F, frame_length]`` frames -> ``[F, classes]`` scores of the
   network's :class:`~sonify_jax.models.network.FrameHead` (each frame
   prepared by the input convention on its own)."""
+  return _activate(net.head.activation,
+                   frame_head_logits(params, net, frames))
+
+
+def frame_head_logits(params: Params, net: network_lib.Network,
+                      frames: jax.Array) -> jax.Array:
+  """:func:`frame_head_scores` before the head's activation."""
   head = net.head
   if not isinstance(head, network_lib.FrameHead):
     raise ValueError(f"{net.name} has no frame head")
   h = block_outputs(params, frames, net, head.block)[-1]
   logits = h.reshape(h.shape[0], -1) @ params[head.name]["kernel"]
-  logits = logits + params[head.name]["bias"]
-  return _activate(head.activation, logits)
+  return logits + params[head.name]["bias"]
 
 
 def _activate(activation: str, logits: jax.Array) -> jax.Array:
@@ -231,6 +237,14 @@ def conv_head_scores(params: Params, net: network_lib.Network,
   :class:`~sonify_jax.models.network.ConvHead`: its 'valid' conv over the
   head block's output, one score vector per frame (the input convention
   applied unless ``prepared``)."""
+  return _activate(net.head.activation,
+                   conv_head_logits(params, net, waveforms, prepared))
+
+
+def conv_head_logits(params: Params, net: network_lib.Network,
+                     waveforms: jax.Array, prepared: bool = False
+                     ) -> jax.Array:
+  """:func:`conv_head_scores` before the head's activation."""
   head = net.head
   if not isinstance(head, network_lib.ConvHead):
     raise ValueError(f"{net.name} has no conv head")
@@ -239,4 +253,4 @@ def conv_head_scores(params: Params, net: network_lib.Network,
   logits = jax.lax.conv_general_dilated(
       h, params[head.name]["kernel"], window_strides=(1,),
       padding=[(0, 0)], dimension_numbers=_DIMENSION_NUMBERS)
-  return _activate(head.activation, logits + params[head.name]["bias"])
+  return logits + params[head.name]["bias"]

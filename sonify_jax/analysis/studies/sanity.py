@@ -26,12 +26,22 @@ another clip: what two sonifications share by being sonifications) and
 ``input`` (the trained sonification against the clip itself: what comes
 from the input alone).
 
+The rule ``visualize`` (feature visualization, :mod:`sonify_jax.
+visualize`) takes part the same way: each map of the pairs is visualised by
+the trained and by each randomised network from the same key, and the
+sounds are compared by measures that ignore where in time the sound sits
+(:mod:`sonify_jax.visualize.compare`: the rank correlation of mean power
+spectra, the largest absolute cross-correlation over lags); its "unrelated"
+level is a map's visualization against another map's, and it has no
+"input" level (it reads no clip).
+
 A verdict per layer and rule says where the full-cascade similarity sits
 between the unrelated level and identity (at or below "unrelated audio":
 random weights change a sonification as much as another clip would), and
 whether the trained sonifications resemble each other more than their
 inputs (a network signature rather than a picture of the clip).
 """
+import functools
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -44,8 +54,12 @@ from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
 from sonify_jax.transpose import rules as rules_lib
 from sonify_jax.errors import UserError
+from sonify_jax.visualize import compare as visual_compare
 
 DEFAULT_RULES = ("deconvnet", "guided", "gradient")
+VISUALIZE = "visualize"
+VISUALIZE_SECONDS = 0.25
+VISUALIZE_STEPS = 128
 DEFAULT_SECONDS = 1.0
 DEFAULT_CLIPS = 8
 # Share of the way from "unrelated audio" to "identical" that the fully
@@ -102,8 +116,13 @@ def _interval(values: Sequence[float]) -> Dict[str, Any]:
           "ci95": half if np.isfinite(half) else None, "n": len(values)}
 
 
+def metrics_of(rule: str) -> Tuple[str, str]:
+  """``(spectral, waveform)`` measures a rule's outputs are compared by."""
+  return visual_compare.METRICS if rule == VISUALIZE else METRICS
+
+
 def summarise(per_pair: Dict[str, List[float]]) -> Dict[str, Any]:
-  return {metric: _interval(per_pair[metric]) for metric in METRICS}
+  return {metric: _interval(values) for metric, values in per_pair.items()}
 
 
 def _kept_share(kept, unrelated, metric):
@@ -114,12 +133,14 @@ def _kept_share(kept, unrelated, metric):
 
 
 def verdict(layer: int, rule: str, kept: Dict[str, Any],
-            unrelated: Dict[str, Any], inputs: Dict[str, Any]) -> str:
-  """One sentence: how much of the layer's sonifications survive random
-  weights (the larger share of the two metrics decides)."""
-  spec, wave = METRICS
-  values = [d[metric]["mean"] for d in (kept, unrelated, inputs)
-            for metric in METRICS]
+            unrelated: Dict[str, Any], inputs: Optional[Dict[str, Any]]
+            ) -> str:
+  """One sentence: how much of the layer's sonifications (visualizations)
+  survive random weights (the larger share of the two metrics decides);
+  ``inputs`` None for a rule that reads no clip."""
+  spec, wave = metrics_of(rule)
+  values = [d[metric]["mean"] for d in (kept, unrelated, inputs or kept)
+            for metric in (spec, wave)]
   if any(v is None for v in values):
     return (f"layer {layer} {rule}: too few live maps on distinct clips to "
             "compare")
@@ -131,8 +152,9 @@ def verdict(layer: int, rule: str, kept: Dict[str, Any],
     what = "they depend on the learned weights"
   else:
     what = "partly the learned weights, partly architecture and input"
-  u, x = unrelated[spec]["mean"], inputs[spec]["mean"]
-  if u > x:
+  u = unrelated[spec]["mean"]
+  x = inputs[spec]["mean"] if inputs else None
+  if x is not None and u > x:
     what += (f"; the trained sonifications of different clips resemble each "
              f"other ({u:.2f}) more than their own inputs ({x:.2f}): a "
              "signature of the network more than of the clip")
@@ -140,9 +162,17 @@ def verdict(layer: int, rule: str, kept: Dict[str, Any],
   def stated(metric, label):
     half = kept[metric]["ci95"]
     interval = f" ±{half:.2f}" if half is not None else ""
-    return (f"a {label} of {kept[metric]['mean']:.2f}{interval} (unrelated "
-            f"audio {unrelated[metric]['mean']:.2f}, the input "
-            f"{inputs[metric]['mean']:.2f})")
+    levels = f"unrelated {'maps' if inputs is None else 'audio'} " + (
+        f"{unrelated[metric]['mean']:.2f}")
+    if inputs is not None:
+      levels += f", the input {inputs[metric]['mean']:.2f}"
+    return f"a {label} of {kept[metric]['mean']:.2f}{interval} ({levels})"
+  if rule == VISUALIZE:
+    return (f"layer {layer} visualizations keep "
+            f"{stated(spec, 'mean-spectrum rank correlation')} and "
+            f"{stated(wave, 'largest |cross-correlation|')} with the trained "
+            f"network's when every weight up to layer {layer} is random: "
+            f"{what}.")
   return (f"layer {layer} {rule} sonifications keep "
           f"{stated(spec, 'spectrogram rank correlation')} and "
           f"{stated(wave, '|waveform correlation|')} with the trained "
@@ -198,7 +228,8 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
   if not rules:
     raise UserError("no rules to compare (--rules names none)")
   for rule in rules:
-    rules_lib.check(rule)
+    if rule != VISUALIZE:
+      rules_lib.check(rule)
   random = run.untrained
   how = run.untrained_source or "the run's untrained init"
   if random is None:
@@ -211,7 +242,8 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
       "model": model_name, "arch": arch.name, "sample_rate": rate,
       "source": getattr(source, "name", "source"), "clips": ids,
       "clip_samples": length, "maps_per_clip": maps_per_clip,
-      "rules": list(rules), "randomised_with": how, "metrics": list(METRICS),
+      "rules": list(rules), "randomised_with": how,
+      "metrics": {rule: list(metrics_of(rule)) for rule in rules},
       "layers": {}}
   bar = common.Progress("sanity", sum(len(rules) * (1 + 2 * l)
                                       for l in layers), unit="networks")
@@ -226,36 +258,54 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
         bar.update(1 + 2 * layer)
         continue
 
-      def sonify(params, rule=rule):
-        return common.sonify_pairs(params, clips[rows], maps, layer, arch,
-                                   batch_size, rule=rule)
-      trained = sonify(run.trained)
+      if rule == VISUALIZE:
+        visual_maps = np.unique(maps)
+        # the same key for every network: only the weights differ
+        sonify = functools.partial(_visualize, arch=arch, layer=layer,
+                                   maps=visual_maps, seed=seed)
+        compared = functools.partial(visual_compare.similarities,
+                                     sample_rate=rate)
+        trained = sonify(run.trained)
+        other = np.roll(np.arange(len(visual_maps)), -1)
+        apart = other != np.arange(len(visual_maps))
+        references = {
+            "identical": summarise(compared(trained, trained)),
+            "unrelated_maps": summarise(compared(trained[apart],
+                                                 trained[other[apart]]))}
+        unrelated, inputs = references["unrelated_maps"], None
+      else:
+        def sonify(params, rule=rule):
+          return common.sonify_pairs(params, clips[rows], maps, layer, arch,
+                                     batch_size, rule=rule)
+        compared = functools.partial(similarities, sample_rate=rate)
+        trained = sonify(run.trained)
+        other = _other_clip(rows)
+        apart = other != np.arange(len(rows))
+        references = {
+            "identical": summarise(compared(trained, trained)),
+            "unrelated_audio": summarise(compared(
+                trained[apart], trained[other[apart]])),
+            "input": summarise(compared(trained, clips[rows]))}
+        unrelated, inputs = (references["unrelated_audio"],
+                             references["input"])
       bar.update(1)
-      other = _other_clip(rows)
-      apart = other != np.arange(len(rows))
-      references = {
-          "identical": summarise(similarities(trained, trained, rate)),
-          "unrelated_audio": summarise(similarities(
-              trained[apart], trained[other[apart]], rate)),
-          "input": summarise(similarities(trained, clips[rows], rate))}
       cascade, independent = [], []
       for depth in range(1, layer + 1):
         blocks = range(layer - depth + 1, layer + 1)
         s = sonify(randomised(run.trained, random, arch, blocks))
         cascade.append({"blocks_randomised": list(blocks),
-                        **summarise(similarities(trained, s, rate))})
+                        **summarise(compared(trained, s))})
         bar.update(1)
       for block in range(1, layer + 1):
         s = sonify(randomised(run.trained, random, arch, [block]))
         independent.append({"block": block,
-                            **summarise(similarities(trained, s, rate))})
+                            **summarise(compared(trained, s))})
         bar.update(1)
       entry["rules"][rule] = {
           "references": references, "cascade": cascade,
           "independent": independent,
-          "verdict": verdict(layer, rule, cascade[-1],
-                             references["unrelated_audio"],
-                             references["input"])}
+          "metrics": list(metrics_of(rule)),
+          "verdict": verdict(layer, rule, cascade[-1], unrelated, inputs)}
     result["layers"][str(layer)] = entry
   bar.close()
   os.makedirs(out_dir, exist_ok=True)
@@ -264,6 +314,19 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
   result["headline"] = headline(result)
   atomic_io.write_json(os.path.join(out_dir, "sanity.json"), result)
   return result
+
+
+def _visualize(params, *, arch, layer: int, maps: np.ndarray, seed: int
+               ) -> np.ndarray:
+  """``[maps, T]`` visualizations of ``maps`` of ``layer`` by ``params``."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from sonify_jax import visualize  # pylint: disable=g-import-not-at-top
+  seconds = max(VISUALIZE_SECONDS, arch.min_input_length(layer)
+                / arch.sample_rate)
+  return visualize.visualize(
+      params, arch, layer, [int(m) for m in maps], jax.random.PRNGKey(seed),
+      seconds=seconds,
+      settings=visualize.Settings(steps=VISUALIZE_STEPS)).waveforms
 
 
 def headline(result: Dict[str, Any]) -> str:
@@ -288,15 +351,16 @@ def save_figure(result: Dict[str, Any], path: str) -> str:
   fig, axes = plotting.new_figure(len(METRICS), cols,
                                   (max(4.0 * cols, 6.0), 7.0))
   colours = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
-  titles = {"spectrogram_spearman": "spectrogram rank corr.",
-            "waveform_abs_pearson": "|waveform corr.|"}
+  titles = ("spectral rank corr.", "waveform corr. (|r|; visualize: "
+            "largest over lags)")
   for col, layer in enumerate(layers):
-    for row, metric in enumerate(METRICS):
+    for row, title in enumerate(titles):
       ax = axes[row][col]
       for colour, rule in zip(colours, result["rules"]):
         data = result["layers"][layer]["rules"][rule]
         if "cascade" not in data:
           continue
+        metric = metrics_of(rule)[row]
         points = [data["references"]["identical"]] + data["cascade"]
         x = np.arange(len(points))
         mean = np.array([p[metric]["mean"] if p[metric]["mean"] is not None
@@ -305,7 +369,10 @@ def save_figure(result: Dict[str, Any], path: str) -> str:
                          else 0.0 for p in points], float)
         ax.plot(x, mean, "o-", color=colour, label=rule)
         ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.2)
-        for ref, style in (("unrelated_audio", "--"), ("input", ":")):
+        for ref, style in (("unrelated_audio", "--"),
+                           ("unrelated_maps", "--"), ("input", ":")):
+          if ref not in data["references"]:
+            continue
           level = data["references"][ref][metric]["mean"]
           if level is not None:
             ax.axhline(level, color=colour, linestyle=style, linewidth=1)
@@ -314,13 +381,13 @@ def save_figure(result: Dict[str, Any], path: str) -> str:
       ax.set_xticks(range(int(layer) + 1))
       ax.set_xlabel("blocks randomised from the top")
       if col == 0:
-        ax.set_ylabel(titles[metric])
+        ax.set_ylabel(title)
       if row == 0:
         ax.set_title(f"layer {layer}")
   handles, labels = axes[0][0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="lower center", ncol=len(labels) + 1,
-             title="rule (95 % band; dashed: unrelated audio, dotted: the "
-             "input, gray: identical)", fontsize=9, title_fontsize=9,
+             title="rule (95 % band; dashed: unrelated audio (visualize: "
+             "another map), dotted: the input, gray: identical)", fontsize=9, title_fontsize=9,
              bbox_to_anchor=(0.5, -0.06))
   fig.suptitle(f"{result['model']} ({result['arch']}): similarity to the "
                "trained network's sonifications as its weights are "
