@@ -60,6 +60,9 @@ DEFAULT_RULES = ("deconvnet", "guided", "gradient")
 VISUALIZE = "visualize"
 VISUALIZE_SECONDS = 0.25
 VISUALIZE_STEPS = 128
+# At least this many maps are visualised per layer (the pairs' maps, then the
+# layer's strongest on average over the clips): few clips share few maps.
+VISUALIZE_MAPS = 8
 DEFAULT_SECONDS = 1.0
 DEFAULT_CLIPS = 8
 # Share of the way from "unrelated audio" to "identical" that the fully
@@ -259,7 +262,7 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
         continue
 
       if rule == VISUALIZE:
-        visual_maps = np.unique(maps)
+        visual_maps = _maps_to_visualize(run, clips, layer, maps)
         # the same key for every network: only the weights differ
         sonify = functools.partial(_visualize, arch=arch, layer=layer,
                                    maps=visual_maps, seed=seed)
@@ -314,6 +317,20 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
   result["headline"] = headline(result)
   atomic_io.write_json(os.path.join(out_dir, "sanity.json"), result)
   return result
+
+
+def _maps_to_visualize(run, clips: np.ndarray, layer: int,
+                       maps: np.ndarray) -> np.ndarray:
+  """The pairs' maps, then the layer's strongest on average over the clips,
+  up to :data:`VISUALIZE_MAPS` (or the layer's width)."""
+  (acts,) = common.layer_activations(run.trained, clips, (layer,), run.arch)
+  chosen = [int(m) for m in np.unique(maps)]
+  for m in np.argsort(-np.asarray(acts).mean(axis=0)):
+    if len(chosen) >= VISUALIZE_MAPS:
+      break
+    if int(m) not in chosen:
+      chosen.append(int(m))
+  return np.array(sorted(chosen), np.int64)
 
 
 def _visualize(params, *, arch, layer: int, maps: np.ndarray, seed: int
