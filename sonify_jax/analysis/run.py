@@ -330,6 +330,9 @@ def _run_study(study: studies.Study, options, ckpts: List[Tuple[str, str]],
   context.runs, context.chosen = runs, chosen
   context.clip_samples = (int(round(_CLIP_SECONDS.value * rate))
                           if _CLIP_SECONDS.value else None)
+  if not study.reads_data:
+    study.run(context)
+    return
   context.source = _source(runs[0][1], labelled=study.labelled)
   for _, run in runs[1:]:
     if not _AUDIO_DIR.value:

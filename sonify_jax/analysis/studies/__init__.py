@@ -50,6 +50,8 @@ class Study:
     labelled: the study scores the run's classifier on the data's labels
       (the data's classes must match its head).
     max_runs: how many ``--checkpoint`` runs it studies (None: any).
+    reads_data: False for a study that makes its own clips (dissection's
+      probes): no data source is loaded.
   """
   name: str
   flags: FrozenSet[str]
@@ -58,6 +60,7 @@ class Study:
   reads_runs: bool = True
   labelled: bool = False
   max_runs: Optional[int] = None
+  reads_data: bool = True
 
 
 @dataclasses.dataclass

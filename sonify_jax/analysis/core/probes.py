@@ -1,0 +1,133 @@
+"""A probe set with exact labels, generated: what dissection measures maps
+against (Bau et al. 2017's concepts, for sound).
+
+Each probe clip holds one concept over a known stretch of time, silence
+elsewhere:
+
+* ``tone``: a sinusoid at a known f0 (a log grid over 30-2000 Hz, below
+  0.45 of the rate);
+* ``complex``: a harmonic complex at the same f0s (harmonics to 0.45 of the
+  rate, amplitude 1/k, random phases);
+* ``noise``: third-octave band noise at known centre frequencies;
+* ``click``: a train of clicks at known times (the concept's time is
+  2 ms around each click).
+
+Every concept sounds in ``REPEATS`` probes (phases, onsets and the noise
+drawn from ``draw``, a seed: several draws give the 95 % intervals of what
+is measured on them), each at the same RMS where it sounds, so that no map
+is labelled by loudness or by one lucky clip. Pure numpy (and scipy.signal
+for the band filters).
+"""
+import dataclasses
+from typing import List, Tuple
+
+import numpy as np
+import scipy.signal
+
+KINDS = ("tone", "complex", "noise", "click")
+F0_COUNT = 24
+F0_RANGE = (30.0, 2000.0)
+BAND_COUNT = 12
+CLICKS = 6
+CLICK_HALF_WIDTH_S = 0.002
+RAMP_S = 0.01
+REPEATS = 2
+RMS = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class Probes:
+  """``audio [N, T]``; ``concept [N]`` (index into ``concepts``);
+  ``present [N, T]`` where the clip's concept sounds; ``concepts``:
+  ``(kind, value Hz or nan)`` per concept."""
+  audio: np.ndarray
+  concept: np.ndarray
+  present: np.ndarray
+  concepts: Tuple[Tuple[str, float], ...]
+  sample_rate: int
+
+  def of_kind(self, kind: str) -> List[int]:
+    return [i for i, (k, _) in enumerate(self.concepts) if k == kind]
+
+
+def f0_grid(sample_rate: int) -> np.ndarray:
+  top = min(F0_RANGE[1], 0.45 * sample_rate)
+  return np.geomspace(F0_RANGE[0], top, F0_COUNT)
+
+
+def band_grid(sample_rate: int) -> np.ndarray:
+  return np.geomspace(100.0, 0.35 * sample_rate, BAND_COUNT)
+
+
+def _ramped(length: int, onset: int, offset: int, rate: int) -> np.ndarray:
+  env = np.zeros(length)
+  env[onset:offset] = 1.0
+  ramp = min(int(RAMP_S * rate), (offset - onset) // 2)
+  if ramp > 0:
+    up = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp) / ramp)
+    env[onset:onset + ramp] = up
+    env[offset - ramp:offset] = up[::-1]
+  return env
+
+
+def _at_rms(wave: np.ndarray, mask: np.ndarray) -> np.ndarray:
+  """``wave`` at :data:`RMS` over the samples where it sounds."""
+  return wave * RMS / np.sqrt(np.mean(wave[mask] ** 2))
+
+
+def generate(sample_rate: int, seconds: float = 0.5, draw: int = 0
+             ) -> Probes:
+  """The probe set of one draw."""
+  rng = np.random.default_rng(draw)
+  length = int(round(seconds * sample_rate))
+  t = np.arange(length) / sample_rate
+  f0s, bands = f0_grid(sample_rate), band_grid(sample_rate)
+  concepts = ([("tone", float(f)) for f in f0s]
+              + [("complex", float(f)) for f in f0s]
+              + [("noise", float(b)) for b in bands] + [("click", np.nan)])
+  audio, concept, present = [], [], []
+
+  def add(signal, index, mask):
+    audio.append(signal.astype(np.float32))
+    concept.append(index)
+    present.append(mask)
+
+  def stretch():
+    onset = int(rng.uniform(0.1, 0.3) * length)
+    return onset, onset + length // 2
+
+  for i, (kind, value) in [(i, c) for i, c in enumerate(concepts)
+                           for _ in range(REPEATS)]:
+    if kind in ("tone", "complex"):
+      onset, offset = stretch()
+      top = 1 if kind == "tone" else int(0.45 * sample_rate // value)
+      wave = sum(np.sin(2 * np.pi * k * value * t + rng.uniform(0, 2 * np.pi))
+                 / k for k in range(1, top + 1))
+      mask = np.zeros(length, bool)
+      mask[onset:offset] = True
+      add(_at_rms(wave * _ramped(length, onset, offset, sample_rate), mask),
+          i, mask)
+    elif kind == "noise":
+      onset, offset = stretch()
+      low, high = value * 2 ** (-1 / 6), min(value * 2 ** (1 / 6),
+                                             0.49 * sample_rate)
+      sos = scipy.signal.butter(4, [low, high], "bandpass", fs=sample_rate,
+                                output="sos")
+      wave = scipy.signal.sosfilt(sos, rng.standard_normal(length))
+      mask = np.zeros(length, bool)
+      mask[onset:offset] = True
+      add(_at_rms(wave * _ramped(length, onset, offset, sample_rate), mask),
+          i, mask)
+    else:
+      times = np.sort(rng.choice(np.arange(int(0.05 * length),
+                                           int(0.95 * length)), CLICKS,
+                                 replace=False))
+      wave = np.zeros(length)
+      wave[times] = 1.0
+      mask = np.zeros(length, bool)
+      half = int(CLICK_HALF_WIDTH_S * sample_rate)
+      for c in times:
+        mask[max(0, c - half):c + half + 1] = True
+      add(_at_rms(wave, mask), i, mask)
+  return Probes(np.stack(audio), np.array(concept), np.stack(present),
+                tuple(concepts), sample_rate)
