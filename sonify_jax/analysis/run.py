@@ -126,6 +126,10 @@ _RULES = flags.DEFINE_list(
 _MAPS_PER_CLIP = flags.DEFINE_integer(
     "maps_per_clip", 2, "sanity, pitch: each clip's strongest live maps "
     "sonified per layer.")
+_EXPLAIN = flags.DEFINE_bool(
+    "explain", False, "atlas: also each map's feature visualization, how "
+    "much of it survives re-initialisation, and its dissection label and "
+    "tuning curve (docs/visualize.md).")
 _PAIR_FIGURES = flags.DEFINE_bool("pair_figures", True,
                                   "topk: one spectrogram PNG per clip.")
 
@@ -164,6 +168,7 @@ FLAG_DOMAINS = {
     "rules": ListOf(Choice(SANITY_RULES), str),
     "maps_per_clip": _POSITIVE,
     "pair_figures": flag_check.ANY,
+    "explain": flag_check.ANY,
 }
 flag_check.register(FLAG_DOMAINS)
 

@@ -45,6 +45,8 @@ margin:.6em 0}
 background:#eee;image-rendering:pixelated}
 .clip audio{width:100%;height:2em}
 .meta{color:#666;font-size:.85em}
+.explain{background:#f3f7fb}
+.tuning{width:100%;height:3em;display:block}
 #sentinel{height:2em}
 """
 
@@ -56,7 +58,7 @@ _JS = r"""
   data.models.forEach(function(model, mi){
     model.rows.forEach(function(r){
       rows.push({model: mi, layer: r[0], map: r[1], dead: r[2] === 1,
-                 act: r[3], cent: r[4], top: r[5]});
+                 act: r[3], cent: r[4], top: r[5], explain: r[6]});
     });
   });
   var $ = function(id){ return document.getElementById(id); };
@@ -104,6 +106,42 @@ _JS = r"""
     d.appendChild(el('audio', {controls: '', preload: 'none', src: src}));
     return d;
   }
+  // The map's visualization, its dissection label (trained, untrained),
+  // how much survives re-initialisation, and its tone tuning curve.
+  function explainBox(model, e){
+    var c = el('div', {'class': 'clip explain'});
+    c.appendChild(el('div', {}, 'visualization \u00b7 ' + e[2] +
+        (e[4] ? ' (detector, IoU ' : ' (IoU ') + fmt(e[3], 2) + ')'));
+    c.appendChild(el('img', {src: model.base + e[1], loading: 'lazy',
+                             alt: 'visualization spectrogram'}));
+    c.appendChild(player('visualization', model.base + e[0]));
+    c.appendChild(el('div', {'class': 'meta'}, 'untrained: ' + e[5] +
+        ' (IoU ' + fmt(e[6], 2) + '); survives re-init: |xcorr| ' +
+        fmt(e[7], 2) + ', spectrum r ' + fmt(e[8], 2)));
+    c.appendChild(curve(e[9], model.f0_grid));
+    return c;
+  }
+  function curve(values, grid){
+    var ns = 'http://www.w3.org/2000/svg', w = 200, h = 40;
+    var svg = document.createElementNS(ns, 'svg');
+    svg.setAttribute('viewBox', '0 0 ' + w + ' ' + h);
+    svg.setAttribute('class', 'tuning');
+    var lo = Math.min.apply(null, values), hi = Math.max.apply(null, values);
+    var pts = values.map(function(v, i){
+      return (i * w / (values.length - 1)).toFixed(1) + ',' +
+             (h - 2 - (hi > lo ? (v - lo) / (hi - lo) : 0) * (h - 4)).toFixed(1);
+    });
+    var line = document.createElementNS(ns, 'polyline');
+    line.setAttribute('points', pts.join(' '));
+    line.setAttribute('fill', 'none');
+    line.setAttribute('stroke', '#1f77b4');
+    svg.appendChild(line);
+    var title = document.createElementNS(ns, 'title');
+    title.textContent = 'tone tuning curve, ' + Math.round(grid[0]) + '-' +
+        Math.round(grid[grid.length - 1]) + ' Hz (log)';
+    svg.appendChild(title);
+    return svg;
+  }
   function renderRow(r){
     var model = data.models[r.model], base = model.base;
     var box = el('div', {'class': 'map' + (r.dead ? ' dead' : ''),
@@ -114,6 +152,7 @@ _JS = r"""
         fmt(r.act, 3) + ' \u00b7 centroid ' +
         (r.cent === null ? 'n/a' : Math.round(r.cent) + ' Hz')));
     var clips = el('div', {'class': 'clips'});
+    if (r.explain) { clips.appendChild(explainBox(model, r.explain)); }
     r.top.forEach(function(t, rank){
       var clip = model.clips[t[0]], c = el('div', {'class': 'clip'});
       c.appendChild(el('div', {}, '#' + (rank + 1) + ' ' + clip[0] +
@@ -164,6 +203,7 @@ _JS = r"""
 # The file of an atlas study's folder that this page reads (the study,
 # studies/atlas.py, writes it under this name).
 INDEX = "atlas.json"
+EXPLAIN = "explain.json"   # analysis/core/explain.py, per layer folder
 
 
 def _url(path: str) -> str:
@@ -185,17 +225,47 @@ def _model_data(name: str, atlas_dir: str, site_dir: str) -> Dict:
   clips = {ci: [c["id"], _url(c["wav"]), _url(c["png"]), c["seconds"]]
            for ci, c in index["clips"].items()}
   rows = []
+  f0_grid = None
   for part in index["layers"]:
+    explained = _explained(atlas_dir, part["layer"])
+    if explained:
+      f0_grid = explained["f0_grid"]
     for m in part["maps"]:
       top = [[str(r["clip"]), r["activation"],
               _url(r["wav"]) if r["wav"] else None,
               _url(r["png"]) if r["png"] else None, r["centroid_hz"]]
              for r in m["top"]]
       rows.append([part["layer"], m["map"], int(m["dead"]), m["activation"],
-                   m["centroid_hz"], top])
+                   m["centroid_hz"], top,
+                   _explain_row(explained, part["layer"], m["map"])])
   return {"name": name, "arch": index["arch"], "source": index["source"],
           "k": index["k"], "rule": index.get("rule", "deconvnet"),
-          "base": base, "clips": clips, "rows": rows}
+          "base": base, "clips": clips, "rows": rows, "f0_grid": f0_grid}
+
+
+def _explained(atlas_dir: str, layer: int) -> Optional[Dict]:
+  """A layer's explain.json (analysis/core/explain.py), or None."""
+  import json  # pylint: disable=g-import-not-at-top
+  path = os.path.join(atlas_dir, f"layer{layer:02d}", EXPLAIN)
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _explain_row(explained: Optional[Dict], layer: int, m: int):
+  """``[wav, png, label, iou, detector, untrained label, untrained iou,
+  survives (largest |xcorr|), survives (spectrum rank r), tone curve]`` or
+  None."""
+  if not explained or m >= len(explained["maps"]):
+    return None
+  e = explained["maps"][m]
+  prefix = f"layer{layer:02d}/"
+  return [_url(prefix + e["wav"]), _url(prefix + e["png"]),
+          e["trained"]["label"], e["trained"]["iou"],
+          int(e["trained"]["detector"]), e["untrained"]["label"],
+          e["untrained"]["iou"], e["survives"]["max_abs_xcorr"],
+          e["survives"]["spectrum_spearman"], e["tone_curve"]]
 
 
 def write_atlas_page(site_dir: str, atlases: Dict[str, str],
@@ -233,7 +303,11 @@ def write_atlas_page(site_dir: str, atlases: Dict[str, str],
 <h1>{esc(title)}</h1>
 {f'<p>{esc(notes)}</p>' if notes else ''}
 <p class="meta">{summary}. Each map: its top clips (input) and the
-sonification of that map alone on each. Dead maps never fire on the data.</p>
+sonification of that map alone on each; where the atlas was run with
+--explain, first the map's feature visualization, its dissection label
+(trained and untrained), how much of the visualization survives
+re-initialisation and its tone tuning curve. Dead maps never fire on the
+data.</p>
 <div id="controls">
 <label>model<select id="f-model">{options([("all", "all")] +
     [(i, m["name"]) for i, m in enumerate(models)])}</select></label>

@@ -413,16 +413,33 @@ def _run_study(context) -> None:
     run_atlas(run.trained, run.arch, context.source, out,
               layers=context.layers, k=context.options.k, model_name=name,
               rule=context.options.rule, **context.common_kw())
+    if context.options.explain:
+      _explain(run, out, context.layers)
     context.record(os.path.join(out, INDEX), [entry])
     context.say(f"atlas ({name}): {out}/{INDEX}")
     outs[name] = out
   atlas_page.write_atlas_page(context.workdir, outs)  # logs where the page is
 
 
+def _explain(run, out: str, layers) -> None:
+  """Each layer's explain.json (:mod:`sonify_jax.analysis.core.explain`)."""
+  from sonify_jax.analysis.core import explain  # pylint: disable=g-import-not-at-top
+  untrained = run.untrained
+  if untrained is None:
+    untrained = common.random_params(run.arch, 0)
+  layers = common.check_layers(layers, run.arch)
+  bar = common.Progress("atlas: explain", len(layers), unit="layers")
+  for layer in layers:
+    explain.explain_layer(run.trained, untrained, run.arch, layer,
+                          os.path.join(out, f"layer{layer:02d}"))
+    bar.update(1)
+  bar.close()
+
+
 def _study():
   # Imported here: the rest of this module is the sonification path.
   from sonify_jax.analysis import studies  # pylint: disable=g-import-not-at-top
-  return studies.Study("atlas", studies.DATA_FLAGS | {"k", "rule"},
+  return studies.Study("atlas", studies.DATA_FLAGS | {"k", "rule", "explain"},
                        _run_study)
 
 

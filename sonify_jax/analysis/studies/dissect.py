@@ -109,7 +109,7 @@ def detector_counts(result: Dict[str, Any], probe: probes.Probes
           for kind in probes.KINDS}
 
 
-def _label(probe: probes.Probes, concept: int) -> str:
+def label_of(probe: probes.Probes, concept: int) -> str:
   kind, value = probe.concepts[concept]
   return kind if np.isnan(value) else f"{kind} {value:.0f} Hz"
 
@@ -133,7 +133,7 @@ def run_dissect(run: controls.RunParams, out_dir: str,
       "model": model_name, "arch": arch.name, "sample_rate": rate,
       "untrained": how, "draws": draws, "seconds": seconds,
       "quantile": QUANTILE, "score_threshold": SCORE_THRESHOLD,
-      "concepts": [_label(first, k) for k in range(len(first.concepts))],
+      "concepts": [label_of(first, k) for k in range(len(first.concepts))],
       "f0_grid": probes.f0_grid(rate).tolist(),
       "band_grid": probes.band_grid(rate).tolist(), "layers": {}}
   bar = common.Progress("dissect", len(layers) * draws * 2, unit="passes")
@@ -159,7 +159,7 @@ def run_dissect(run: controls.RunParams, out_dir: str,
       out = maps_of_first
       entry[name] = {
           "detectors": summary,
-          "maps": [{"map": m, "label": _label(first, int(out["best"][m])),
+          "maps": [{"map": m, "label": label_of(first, int(out["best"][m])),
                     "iou": float(out["iou"][out["best"][m], m]),
                     "detector": bool(out["detector"][m]),
                     "preferred_f0": float(out["preferred_f0"][m]),
