@@ -32,8 +32,11 @@ the trained and by each randomised network from the same key, and the
 sounds are compared by measures that ignore where in time the sound sits
 (:mod:`sonify_jax.visualize.compare`: the rank correlation of mean power
 spectra, the largest absolute cross-correlation over lags); its "unrelated"
-level is a map's visualization against another map's, and it has no
-"input" level (it reads no clip).
+level is a map's visualization against another map's, its ceiling the same
+trained network's visualization from another seed (what two runs of the
+optimisation share: a measure that cannot tell those apart from two maps
+cannot judge survival, and the verdict says so), and it has no "input"
+level (it reads no clip).
 
 A verdict per layer and rule says where the full-cascade similarity sits
 between the unrelated level and identity (at or below "unrelated audio":
@@ -69,6 +72,9 @@ DEFAULT_CLIPS = 8
 # randomised network keeps: above MOSTLY, the weights matter little.
 MOSTLY = 0.5
 LITTLE = 0.2
+# visualize: a measure judges survival only where two seeds of the trained
+# network share this much more than two of its maps do.
+RESOLVES = 0.1
 METRICS = ("spectrogram_spearman", "waveform_abs_pearson")
 
 
@@ -128,16 +134,18 @@ def summarise(per_pair: Dict[str, List[float]]) -> Dict[str, Any]:
   return {metric: _interval(values) for metric, values in per_pair.items()}
 
 
-def _kept_share(kept, unrelated, metric):
+def _kept_share(kept, unrelated, metric, ceiling=None):
   """Where the randomised similarity sits from "unrelated audio" (0) to
-  "identical" (1)."""
+  "identical" (1), or to ``ceiling`` (visualize: the same network from
+  another seed, the most two of its runs share)."""
   m, u = kept[metric]["mean"], unrelated[metric]["mean"]
-  return (m - u) / max(1.0 - u, 1e-9)
+  top = 1.0 if ceiling is None else ceiling[metric]["mean"]
+  return (m - u) / max(top - u, 1e-9)
 
 
 def verdict(layer: int, rule: str, kept: Dict[str, Any],
-            unrelated: Dict[str, Any], inputs: Optional[Dict[str, Any]]
-            ) -> str:
+            unrelated: Dict[str, Any], inputs: Optional[Dict[str, Any]],
+            ceiling: Optional[Dict[str, Any]] = None) -> str:
   """One sentence: how much of the layer's sonifications (visualizations)
   survive random weights (the larger share of the two metrics decides);
   ``inputs`` None for a rule that reads no clip."""
@@ -147,8 +155,18 @@ def verdict(layer: int, rule: str, kept: Dict[str, Any],
   if any(v is None for v in values):
     return (f"layer {layer} {rule}: too few live maps on distinct clips to "
             "compare")
-  share = max(_kept_share(kept, unrelated, spec),
-              _kept_share(kept, unrelated, wave))
+  if ceiling is not None and all(
+      ceiling[m]["mean"] is None or
+      ceiling[m]["mean"] - unrelated[m]["mean"] < RESOLVES
+      for m in (spec, wave)):
+    return (f"layer {layer} {rule}: two seeds of the same trained network "
+            f"share no more ({ceiling[spec]['mean']:.2f}, "
+            f"{ceiling[wave]['mean']:.2f}) than two of its maps "
+            f"({unrelated[spec]['mean']:.2f}, {unrelated[wave]['mean']:.2f}):"
+            " these measures cannot tell what survives re-initialisation")
+  share = max(_kept_share(kept, unrelated, m, ceiling) for m in (spec, wave)
+              if ceiling is None or
+              ceiling[m]["mean"] - unrelated[m]["mean"] >= RESOLVES)
   if share >= MOSTLY:
     what = "mostly architecture and input, little from the learned weights"
   elif share <= LITTLE:
@@ -167,6 +185,8 @@ def verdict(layer: int, rule: str, kept: Dict[str, Any],
     interval = f" ±{half:.2f}" if half is not None else ""
     levels = f"unrelated {'maps' if inputs is None else 'audio'} " + (
         f"{unrelated[metric]['mean']:.2f}")
+    if ceiling is not None:
+      levels += f", another seed {ceiling[metric]['mean']:.2f}"
     if inputs is not None:
       levels += f", the input {inputs[metric]['mean']:.2f}"
     return f"a {label} of {kept[metric]['mean']:.2f}{interval} ({levels})"
@@ -271,11 +291,15 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
         trained = sonify(run.trained)
         other = np.roll(np.arange(len(visual_maps)), -1)
         apart = other != np.arange(len(visual_maps))
+        reseeded = _visualize(run.trained, arch=arch, layer=layer,
+                              maps=visual_maps, seed=seed + 1)
         references = {
             "identical": summarise(compared(trained, trained)),
             "unrelated_maps": summarise(compared(trained[apart],
-                                                 trained[other[apart]]))}
+                                                 trained[other[apart]])),
+            "other_seed": summarise(compared(trained, reseeded))}
         unrelated, inputs = references["unrelated_maps"], None
+        ceiling = references["other_seed"]
       else:
         def sonify(params, rule=rule):
           return common.sonify_pairs(params, clips[rows], maps, layer, arch,
@@ -291,6 +315,7 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
             "input": summarise(compared(trained, clips[rows]))}
         unrelated, inputs = (references["unrelated_audio"],
                              references["input"])
+        ceiling = None
       bar.update(1)
       cascade, independent = [], []
       for depth in range(1, layer + 1):
@@ -308,7 +333,8 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
           "references": references, "cascade": cascade,
           "independent": independent,
           "metrics": list(metrics_of(rule)),
-          "verdict": verdict(layer, rule, cascade[-1], unrelated, inputs)}
+          "verdict": verdict(layer, rule, cascade[-1], unrelated, inputs,
+                             ceiling)}
     result["layers"][str(layer)] = entry
   bar.close()
   os.makedirs(out_dir, exist_ok=True)
@@ -387,7 +413,8 @@ def save_figure(result: Dict[str, Any], path: str) -> str:
         ax.plot(x, mean, "o-", color=colour, label=rule)
         ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.2)
         for ref, style in (("unrelated_audio", "--"),
-                           ("unrelated_maps", "--"), ("input", ":")):
+                           ("unrelated_maps", "--"), ("input", ":"),
+                           ("other_seed", "-.")):
           if ref not in data["references"]:
             continue
           level = data["references"][ref][metric]["mean"]
@@ -404,7 +431,8 @@ def save_figure(result: Dict[str, Any], path: str) -> str:
   handles, labels = axes[0][0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="lower center", ncol=len(labels) + 1,
              title="rule (95 % band; dashed: unrelated audio (visualize: "
-             "another map), dotted: the input, gray: identical)", fontsize=9, title_fontsize=9,
+             "another map), dotted: the input, dash-dot: visualize from "
+             "another seed, gray: identical)", fontsize=9, title_fontsize=9,
              bbox_to_anchor=(0.5, -0.06))
   fig.suptitle(f"{result['model']} ({result['arch']}): similarity to the "
                "trained network's sonifications as its weights are "
