@@ -1,7 +1,7 @@
 """Feature visualization: the waveform that drives each map the most.
 
 For every requested map, from its own random Fourier coefficients
-(:mod:`.parametrize`), ``steps`` of Adam (optax) on the map's objective
+(:mod:`.parametrize`), ``steps`` of AdamW (optax) on the map's objective
 (:mod:`.objective`) seen through random robustness transforms
 (:mod:`.transforms`), less a penalty on samples beyond full scale. The
 optimisation is one ``lax.scan``, ``vmap``-ed over maps, in memory-bounded
