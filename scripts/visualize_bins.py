@@ -22,8 +22,9 @@ import jax
 import librosa
 import numpy as np
 
-from sonify_jax import atomic_io, run_loading
+from sonify_jax import atomic_io, cli, flag_check, run_loading
 from sonify_jax.analysis.core import common
+from sonify_jax.domains import Float, Int, Text
 from sonify_jax.models import pitch_track
 from sonify_jax.visualize import Settings, visualize
 
@@ -35,6 +36,16 @@ _STEPS = flags.DEFINE_integer("steps", 128, "Optimisation steps.")
 _SECONDS = flags.DEFINE_float("seconds", 0.064, "Length of each sound.")
 CENTS = 25.0
 
+FLAG_DOMAINS = {
+    "checkpoint": Text(r".+", "a converted pitch run"),
+    "out": Text(r".+", "a JSON file"),
+    "bins": Int(2, 360, meaning="bins"),
+    "seeds": Int(1, 100, meaning="seeds"),
+    "steps": Int(1, 100000, meaning="steps"),
+    "seconds": Float(0.0, 10.0, low_open=True, meaning="seconds"),
+}
+flag_check.register(FLAG_DOMAINS)
+
 
 def _pyin_hits(wave, rate, hz):
   f0, _, _ = librosa.pyin(wave.astype(np.float64), fmin=30, fmax=2100,
@@ -45,6 +56,9 @@ def _pyin_hits(wave, rate, hz):
 
 def main(argv):
   del argv
+  for flag in (_CHECKPOINT, _OUT):
+    if flag.value is None:
+      raise app.UsageError(f"--{flag.name} is required")
   result = {"checkpoint": _CHECKPOINT.value, "steps": _STEPS.value,
             "seconds": _SECONDS.value, "cents": CENTS, "networks": {}}
   for name, step in (("trained", None), ("untrained", 0)):
@@ -80,5 +94,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["checkpoint", "out"])
-  app.run(main)
+  cli.run(main)

@@ -24,7 +24,7 @@ from sonify_jax.importers import Imported, run_dir
 from sonify_jax.models import encoder, registry
 from sonify_jax.visualize import Settings, compare, visualize
 
-LAYERS = (1, 3)
+LAYERS = (2,)
 
 
 @pytest.fixture(scope="module")
