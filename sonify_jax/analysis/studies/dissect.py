@@ -40,6 +40,7 @@ QUANTILE = 0.005
 SCORE_THRESHOLD = 0.04
 DRAWS = 3
 SECONDS = 0.5
+HEAD_BATCH = 32   # clips per call of head_tuning
 
 
 def position_centres(net: network_lib.Network, layer: int, length: int
@@ -235,17 +236,23 @@ def head_tuning(params, net: network_lib.Network, f0s: np.ndarray,
     wave = sum(np.sin(2 * np.pi * k * f * t + rng.uniform(0, 2 * np.pi)) / k
                for k in range(1, top + 1))
     clips.append((0.3 * wave / np.abs(wave).max()).astype(np.float32))
-  scores = np.stack([np.asarray(_head_scores(params, jnp.asarray(c[None]),
-                                             net=net)) for c in clips])
+  clips = np.stack(clips)
+  scores = np.concatenate([
+      np.asarray(_head_scores(params, jnp.asarray(clips[i:i + HEAD_BATCH]),
+                              net=net))
+      for i in range(0, len(clips), HEAD_BATCH)])
   return np.asarray(f0s)[scores.argmax(axis=0)]
 
 
 @functools.partial(jax.jit, static_argnames=("net",))
 def _head_scores(params, audio, *, net):
+  """``[B, classes]``: each clip's scores, mean over its frames."""
   if isinstance(net.head, network_lib.FrameHead):
-    frames = framing.frames_of(net, audio)[0]
-    return forward.frame_head_scores(params, net, frames).mean(0)
-  return forward.conv_head_scores(params, net, audio)[0].mean(0)
+    frames = framing.frames_of(net, audio)
+    b, f, n = frames.shape
+    scores = forward.frame_head_scores(params, net, frames.reshape(b * f, n))
+    return scores.reshape(b, f, -1).mean(1)
+  return forward.conv_head_scores(params, net, audio).mean(1)
 
 
 def bin_agreement(preferred: np.ndarray, hz: np.ndarray,
