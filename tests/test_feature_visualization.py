@@ -134,6 +134,7 @@ def runs(tmp_path_factory):
   return out
 
 
+@pytest.mark.slow   # ~30 s on 2 cores; the tuned-conv tests above are the fast path
 def test_crepe_bins_sound_at_their_pitch(runs):
   """The planted fact of CREPE's head: bin b's visualization has f0 f_b."""
   librosa = pytest.importorskip("librosa")
