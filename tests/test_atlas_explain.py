@@ -24,6 +24,10 @@ from sonify_jax.importers import Imported, run_dir
 from sonify_jax.models import encoder, registry
 from sonify_jax.visualize import Settings, compare, visualize
 
+# ~20 s on 2 cores (an atlas with --explain through the command); the API
+# pieces it composes (visualize, compare, dissect_maps) are tested fast.
+pytestmark = pytest.mark.slow
+
 LAYERS = (2,)
 
 
