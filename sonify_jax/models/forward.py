@@ -207,8 +207,8 @@ def frame_head_scores(params: Params, net: network_lib.Network,
   """``[F, frame_length]`` frames -> ``[F, classes]`` scores of the
   network's :class:`~sonify_jax.models.network.FrameHead` (each frame
   prepared by the input convention on its own)."""
-  return _activate(net.head.activation,
-                   frame_head_logits(params, net, frames))
+  logits = frame_head_logits(params, net, frames)  # checks the head's type
+  return _activate(net.head.activation, logits)
 
 
 def frame_head_logits(params: Params, net: network_lib.Network,
@@ -237,8 +237,8 @@ def conv_head_scores(params: Params, net: network_lib.Network,
   :class:`~sonify_jax.models.network.ConvHead`: its 'valid' conv over the
   head block's output, one score vector per frame (the input convention
   applied unless ``prepared``)."""
-  return _activate(net.head.activation,
-                   conv_head_logits(params, net, waveforms, prepared))
+  logits = conv_head_logits(params, net, waveforms, prepared)  # checks it
+  return _activate(net.head.activation, logits)
 
 
 def conv_head_logits(params: Params, net: network_lib.Network,

@@ -48,7 +48,7 @@ def check(net: network_lib.Network, layer: Layer, where: str) -> None:
       raise UserError(f"{net.name} has no head to visualize: give a block "
                       f"number 1..{net.num_blocks}")
     return
-  if isinstance(layer, str) or not isinstance(layer, int):
+  if not isinstance(layer, int):
     raise UserError(f"layer must be a block number or 'head', got {layer!r}")
   net.check_block(layer)
 

@@ -70,6 +70,17 @@ def _ramped(length: int, onset: int, offset: int, rate: int) -> np.ndarray:
   return env
 
 
+def harmonic_complex(f0: float, t: np.ndarray, sample_rate: int, harmonics,
+                     rng) -> np.ndarray:
+  """Harmonics ``1..harmonics`` (None: every one below 0.45 of
+  ``sample_rate``, at least the fundamental) of ``f0`` at times ``t``,
+  amplitude ``1/k``, phases drawn from ``rng``."""
+  if harmonics is None:
+    harmonics = max(1, int(0.45 * sample_rate // f0))
+  return sum(np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi)) / k
+             for k in range(1, harmonics + 1))
+
+
 def _at_rms(wave: np.ndarray, mask: np.ndarray) -> np.ndarray:
   """``wave`` at :data:`RMS` over the samples where it sounds."""
   return wave * RMS / np.sqrt(np.mean(wave[mask] ** 2))
@@ -100,9 +111,7 @@ def generate(sample_rate: int, seconds: float = 0.5, draw: int = 0
                            for _ in range(REPEATS)]:
     if kind in ("tone", "complex"):
       onset, offset = stretch()
-      top = 1 if kind == "tone" else int(0.45 * sample_rate // value)
-      wave = sum(np.sin(2 * np.pi * k * value * t + rng.uniform(0, 2 * np.pi))
-                 / k for k in range(1, top + 1))
+      wave = harmonic_complex(value, t, sample_rate, 1 if kind == "tone" else None, rng)
       mask = np.zeros(length, bool)
       mask[onset:offset] = True
       add(_at_rms(wave * _ramped(length, onset, offset, sample_rate), mask),

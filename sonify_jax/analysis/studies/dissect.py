@@ -232,9 +232,7 @@ def head_tuning(params, net: network_lib.Network, f0s: np.ndarray,
   rng = np.random.default_rng(0)
   clips = []
   for f in f0s:
-    top = max(1, int(0.45 * rate // f))
-    wave = sum(np.sin(2 * np.pi * k * f * t + rng.uniform(0, 2 * np.pi)) / k
-               for k in range(1, top + 1))
+    wave = probes.harmonic_complex(f, t, rate, None, rng)
     clips.append((0.3 * wave / np.abs(wave).max()).astype(np.float32))
   clips = np.stack(clips)
   scores = np.concatenate([

@@ -214,8 +214,17 @@ def _other_clip(rows: np.ndarray) -> np.ndarray:
 def _pairs(run, clips: np.ndarray, layer: int, maps_per_clip: int
            ) -> Tuple[np.ndarray, np.ndarray]:
   """(clip row, map) pairs: each clip's strongest live maps at ``layer``."""
+  return _pairs_of(_strengths(run, clips, layer), maps_per_clip)
+
+
+def _strengths(run, clips: np.ndarray, layer: int) -> np.ndarray:
+  """``[clips, maps]``: each map's strength on each clip (trained)."""
   (acts,) = common.layer_activations(run.trained, clips, (layer,), run.arch)
-  acts = np.asarray(acts)
+  return np.asarray(acts)
+
+
+def _pairs_of(acts: np.ndarray, maps_per_clip: int
+              ) -> Tuple[np.ndarray, np.ndarray]:
   rows, maps = [], []
   for row, a in enumerate(acts):
     for m in np.argsort(-a)[:maps_per_clip]:
@@ -271,7 +280,8 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
   bar = common.Progress("sanity", sum(len(rules) * (1 + 2 * l)
                                       for l in layers), unit="networks")
   for layer in layers:
-    rows, maps = _pairs(run, clips, layer, maps_per_clip)
+    strengths = _strengths(run, clips, layer)
+    rows, maps = _pairs_of(strengths, maps_per_clip)
     entry: Dict[str, Any] = {"pairs": int(len(rows)), "rules": {}}
     for rule in rules:
       if not len(rows):
@@ -282,7 +292,7 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
         continue
 
       if rule == VISUALIZE:
-        visual_maps = _maps_to_visualize(run, clips, layer, maps)
+        visual_maps = _maps_to_visualize(strengths, maps)
         # the same key for every network: only the weights differ
         sonify = functools.partial(_visualize, arch=arch, layer=layer,
                                    maps=visual_maps, seed=seed)
@@ -345,13 +355,13 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
   return result
 
 
-def _maps_to_visualize(run, clips: np.ndarray, layer: int,
-                       maps: np.ndarray) -> np.ndarray:
-  """The pairs' maps, then the layer's strongest on average over the clips,
-  up to :data:`VISUALIZE_MAPS` (or the layer's width)."""
-  (acts,) = common.layer_activations(run.trained, clips, (layer,), run.arch)
+def _maps_to_visualize(strengths: np.ndarray, maps: np.ndarray
+                       ) -> np.ndarray:
+  """The pairs' maps, then the layer's strongest on average over the clips
+  (``strengths [clips, maps]``), up to :data:`VISUALIZE_MAPS` (or the
+  layer's width)."""
   chosen = [int(m) for m in np.unique(maps)]
-  for m in np.argsort(-np.asarray(acts).mean(axis=0)):
+  for m in np.argsort(-strengths.mean(axis=0)):
     if len(chosen) >= VISUALIZE_MAPS:
       break
     if int(m) not in chosen:
