@@ -19,14 +19,13 @@ import time
 from absl import app
 from absl import flags
 import jax
-import librosa
 import numpy as np
 
 from sonify_jax import atomic_io, cli, flag_check, run_loading
 from sonify_jax.analysis.core import common
 from sonify_jax.domains import Float, Int, Text
 from sonify_jax.models import pitch_track
-from sonify_jax.visualize import Settings, visualize
+from sonify_jax.visualize import Settings, compare, visualize
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Converted pitch run.")
 _OUT = flags.DEFINE_string("out", None, "JSON to write.")
@@ -48,10 +47,8 @@ flag_check.register(FLAG_DOMAINS)
 
 
 def _pyin_hits(wave, rate, hz):
-  f0, _, _ = librosa.pyin(wave.astype(np.float64), fmin=30, fmax=2100,
-                          sr=rate, frame_length=1024, hop_length=rate // 100)
-  cents = 1200 * np.abs(np.log2(f0 / hz))
-  return float(np.mean(np.nan_to_num(cents, nan=np.inf) < CENTS))
+  return float(np.mean(compare.cents_apart(compare.frame_f0s(wave, rate), hz)
+                       < CENTS))
 
 
 def main(argv):

@@ -53,6 +53,9 @@ def test_quick_story(tmp_path, capsys):
     assert set(index["layers"]) == {"2", "11"}
   page = (tmp_path / "gallery" / "atlas.html")
   assert page.is_file() and "atlas.html" in open(result["gallery"]).read()
+  assert "What do its maps respond to?" in open(result["gallery"]).read()
+  for name in ("contrastive", "supervised"):
+    assert (tmp_path / f"dissect_{name}" / "dissect.json").is_file()
   for name in ("contrastive", "supervised"):
     index = json.loads((tmp_path / "gallery" / "atlas" / name /
                         "atlas.json").read_text())

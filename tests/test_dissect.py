@@ -11,7 +11,18 @@
 * CREPE tiny's head, read by its tuning (which harmonic complex each bin
   scores highest): the preferred f0 rises with the bin (Spearman >= 0.99)
   and sits within 25 cents of f_b (median); its untrained init does not.
-* The command writes strict JSON and the figure, and reads no data.
+* Recorded probes (``--probe=DIR``, notes.tsv as make_pitched_audio.py
+  writes it): one note played two ways is one concept at its
+  equal-tempered f0, a sub-folder without f0s is a concept of its own, and
+  each planted map's note tuning curve peaks at the note nearest its
+  frequency.
+* The two methods agree where the answer is planted: each tuned conv
+  (labelled by dissection with a tone's f0 or a noise band) is visualised
+  (explain_layer) within a semitone of it or inside the band (pyin); paired
+  with another map's visualization, none agrees.
+* The command writes strict JSON and the figure, and reads no data; a
+  --probe that is not a folder is one error line before anything is
+  written.
 """
 import json
 import os
@@ -21,6 +32,7 @@ import numpy as np
 import pytest
 
 import cli_harness
+from sonify_jax import audio_io
 from sonify_jax.analysis.core import common, controls, probes
 from sonify_jax.analysis.studies import dissect
 from sonify_jax.models.network import Conv, MaxPool, Network, ReLU
@@ -88,6 +100,81 @@ def test_planted_tones_and_clicks_are_labelled(planted_result):
   assert os.path.getsize(os.path.join(out, result["figure"])) > 1000
 
 
+NOTES = {57: 220.0, 65: 349.23, 77: 698.46, 86: 1174.66}
+
+
+def _probe_folder(root):
+  """Each note as two 'instruments' (two envelopes, f0 a few cents off in
+  notes.tsv), and a hiss/ sub-folder of noise with no f0."""
+  t = np.arange(int(0.8 * RATE)) / RATE
+  rows = ["file\tinstrument\tmidi_note\tf0_hz"]
+  for name, env in (("pluck", np.exp(-4 * t)), ("flute", np.minimum(
+      1, t / 0.05))):
+    os.makedirs(os.path.join(root, name))
+    for midi, hz in NOTES.items():
+      wave = np.zeros(len(t) + RATE // 10)   # 0.1 s of silence first
+      wave[RATE // 10:] = 0.3 * env * np.sin(2 * np.pi * hz * t)
+      rel = f"{name}/{name}_{midi}.wav"
+      audio_io.write_wav(os.path.join(root, rel), wave, RATE)
+      rows.append(f"{rel}\t{name}\t{midi}\t{hz * 2 ** (3 / 1200):.3f}")
+  os.makedirs(os.path.join(root, "hiss"))
+  audio_io.write_wav(os.path.join(root, "hiss", "hiss.wav"), 0.1 * np.random.default_rng(0).standard_normal(RATE), RATE)
+  with open(os.path.join(root, probes.NOTES_FILE), "w") as f:
+    f.write("\n".join(rows) + "\n")
+  return str(root)
+
+
+def test_recorded_probes_label_notes_by_their_f0(tmp_path):
+  folder = _probe_folder(tmp_path / "probe")
+  recorded = probes.from_folder(folder, RATE, 0.5)
+  notes = recorded.of_kind("note")
+  assert [recorded.concepts[k][1] for k in notes] == pytest.approx(
+      sorted(NOTES.values()), abs=0.01)
+  assert np.all(np.bincount(recorded.concept)[notes] == 2)
+  assert recorded.kinds() == probes.KINDS + ("hiss", "note")
+  lead = int(probes.ONSET_LEAD_S * RATE)
+  for audio, present, k in zip(recorded.audio, recorded.present,
+                               recorded.concept):
+    # each clip starts just before its onset: silence there, sound after
+    if k in notes:
+      assert not present[:lead - RATE // 200].any() and present[lead + RATE // 100:RATE // 10].all()
+    assert np.sqrt(np.mean(audio[present] ** 2)) == pytest.approx(
+        probes.RMS, rel=1e-4)
+  net, params = _planted()
+  run = controls.RunParams(params, common.random_params(net, 1), net)
+  result = dissect.run_dissect(run, str(tmp_path / "out"), draws=1,
+                               probe_dir=folder)
+  maps = result["layers"]["1"]["trained"]["maps"]
+  grid = np.array(result["note_grid"])
+  for m, hz in enumerate(PLANTED_HZ):
+    nearest = grid[np.argmin(np.abs(np.log(grid / hz)))]
+    assert grid[np.argmax(maps[m]["note_curve"])] == nearest, hz
+  assert set(result["layers"]["1"]["trained"]["detectors"]) == set(
+      probes.KINDS + ("hiss", "note"))
+
+
+def test_dissection_and_visualization_agree_on_planted_tones(tmp_path):
+  from sonify_jax.analysis.core import explain  # pylint: disable=g-import-not-at-top
+  net, params = _planted()
+  result = explain.explain_layer(params, common.random_params(net, 1), net,
+                                 1, str(tmp_path), steps=64)
+  trained = result["agreement"]["trained"]
+  assert trained["labelled"] == len(PLANTED_HZ), result["maps"]
+  assert trained["agreeing_maps"] == list(range(len(PLANTED_HZ)))
+  for m, hz in enumerate(PLANTED_HZ):
+    assert abs(np.log2(result["maps"][m]["trained"]["visualization_f0"]
+                       / hz)) < 1 / 12
+  probe = probes.generate(RATE, dissect.SECONDS, draw=0)
+  labels = dissect.dissect_maps(dissect.activations(
+      params, net, 1, probe.audio), dissect.position_centres(
+          net, 1, probe.audio.shape[1]), probe)
+  f0s = np.array([m["trained"]["visualization_f0"] or np.nan
+                  for m in result["maps"]])
+  assert explain.f0_agreement(labels, probe, f0s)["agree"] == 3
+  shuffled = explain.f0_agreement(labels, probe, np.roll(f0s[:3], 1))
+  assert shuffled["labelled"] == 3 and shuffled["agree"] == 0
+
+
 @pytest.mark.slow   # ~15 s; the planted tuned convs above are the fast path
 def test_crepe_head_bins_prefer_their_own_f0():
   pytest.importorskip("h5py")
@@ -136,3 +223,8 @@ def test_command_reads_no_data(workers, tmp_path):
       "--study=dissect", f"--checkpoint={run}", "--max_clips=3",
       f"--workdir={tmp_path / 'bad'}")
   cli_harness.assert_one_error(bad, "--max_clips")
+  missing = workers("sonify_jax.analysis.run").run(
+      "--study=dissect", f"--checkpoint={run}",
+      f"--probe={tmp_path / 'nowhere'}", f"--workdir={tmp_path / 'bad'}")
+  cli_harness.assert_one_error(missing, "--probe")
+  assert not os.path.exists(tmp_path / "bad")

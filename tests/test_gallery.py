@@ -11,6 +11,8 @@ import soundfile
 
 import helpers
 from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import controls
+from sonify_jax.analysis.studies import dissect
 from sonify_jax.analysis.studies import evolution
 from sonify_jax.analysis.pages import gallery
 from sonify_jax.analysis.studies import topk
@@ -47,18 +49,25 @@ def page(tmp_path_factory):
                           evo, layers=(1,), maps_per_layer=1, batch_size=4,
                           progress=False)
   figure = str(sorted((root / "topk_1").glob("layer01/*.png"))[0])
+  dissected = str(root / "dissect")
+  dissect.run_dissect(controls.RunParams(common.random_params(ARCH, 1),
+                                         common.random_params(ARCH, 11),
+                                         ARCH), dissected, layers=(1,),
+                      draws=2, model_name="contrastive")
   path = gallery.write_gallery(str(root / "site"), dirs, max_ranks=2,
                                figures={"a study figure": figure},
-                               evolution={"contrastive": evo})
+                               evolution={"contrastive": evo},
+                               dissect={"contrastive": dissected})
   return path
 
 
 SHARED_CLIPS = (0, 3)
 # Per model: 2 layers x (2 maps x 2 ranks + 2 shared clips) shown clips,
 # each one image and input + sonification + controls; plus the study
-# figure, and the evolution figure with its input and 2 steps.
+# figure, the dissection figure, and the evolution figure with its input
+# and 2 steps.
 SHOWN = 2 * (2 * 2 + len(SHARED_CLIPS))
-NUM_IMAGES = 2 * SHOWN + 1 + 1
+NUM_IMAGES = 2 * SHOWN + 1 + 1 + 1
 NUM_WAVS = SHOWN * 4 + SHOWN * 3 + 3
 
 
@@ -75,6 +84,9 @@ def test_page_is_self_contained(page):
   assert "untrained init (step 0) [control]" in text
   assert "random live map [control]" in text
   assert "What to compare." in text
+  # the dissection's verdict beside its figure
+  assert "What do its maps respond to?" in text
+  assert re.search(r"layer 1: [\d.]+ of 4 maps detect a probe concept", text)
   assert text.count('target="_blank"') == NUM_IMAGES
   # Same-clip rows hold the same clip in every model's cell.
   for layer in (1, 2):

@@ -130,6 +130,11 @@ _EXPLAIN = flags.DEFINE_bool(
     "explain", False, "atlas: also each map's feature visualization, how "
     "much of it survives re-initialisation, and its dissection label and "
     "tuning curve (docs/visualize.md).")
+_PROBE = flags.DEFINE_string(
+    "probe", None, "dissect: a folder of recorded probes added to the "
+    "generated ones (notes.tsv's f0_hz labels a note; other files are "
+    "labelled by their sub-folder), as scripts/make_pitched_audio.py "
+    "lays them out.")
 _PAIR_FIGURES = flags.DEFINE_bool("pair_figures", True,
                                   "topk: one spectrogram PNG per clip.")
 
@@ -169,6 +174,7 @@ FLAG_DOMAINS = {
     "maps_per_clip": _POSITIVE,
     "pair_figures": flag_check.ANY,
     "explain": flag_check.ANY,
+    "probe": OrNone(Path(empty_ok=False, meaning="a folder of probes")),
 }
 flag_check.register(FLAG_DOMAINS)
 

@@ -174,6 +174,17 @@ def run_story(workdir: str, quick: bool = False,
                       rules=("deconvnet", "gradient"),
                       max_clips=3 if quick else 6,
                       clip_samples=clip_samples, model_name=name)
+  # What do its maps respond to? Dissection on generated probes (no data).
+  from sonify_jax.analysis.studies import dissect  # pylint: disable=g-import-not-at-top
+  dissect_dirs = {}
+  for name, run in models.items():
+    common.log(f"[story] dissection, {name} ({time.time() - start:.0f} s "
+               "so far)")
+    dissect_dirs[name] = os.path.join(workdir, f"dissect_{name}")
+    dissect.run_dissect(run, dissect_dirs[name],
+                        layers=(2,) if quick else common.spread_layers(
+                            arch, 3), draws=2 if quick else dissect.DRAWS,
+                        model_name=name)
   # The atlas: every map of every layer of both models, inside the gallery.
   gallery_dir = os.path.join(workdir, "gallery")
   atlas_dirs = {}
@@ -196,7 +207,7 @@ def run_story(workdir: str, quick: bool = False,
       "same clips through both models, then the top clips of each model's "
       "strongest maps, each next to its controls.",
       figures=figures, evolution={"contrastive": evo_dir},
-      sanity=sanity_dirs)
+      sanity=sanity_dirs, dissect=dissect_dirs)
   seconds = time.time() - start
   print(f"Listening gallery: file://{page}")
   rates = ", ".join(f"{k} {v['clips_per_s']:.1f} clips/s"

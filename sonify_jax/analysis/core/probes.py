@@ -17,12 +17,25 @@ drawn from ``draw``, a seed: several draws give the 95 % intervals of what
 is measured on them), each at the same RMS where it sounds, so that no map
 is labelled by loudness or by one lucky clip. Pure numpy (and scipy.signal
 for the band filters).
+
+:func:`from_folder` adds recorded probes (``--probe=DIR``), laid out as
+``scripts/make_pitched_audio.py`` writes them: a file that ``DIR/notes.tsv``
+gives an ``f0_hz`` is a ``note`` at that f0 (snapped to its equal-tempered
+note, so that one note played by several instruments is one concept); any
+other file is a concept named after its top sub-folder (``speech``: the
+vowels). Each clip is the ``seconds`` from just before its onset, at the
+same RMS where it sounds (its 20 ms envelope within 20 dB of its peak).
 """
+import csv
 import dataclasses
+import os
 from typing import List, Tuple
 
 import numpy as np
 import scipy.signal
+
+from sonify_jax import audio_io
+from sonify_jax.errors import UserError
 
 KINDS = ("tone", "complex", "noise", "click")
 F0_COUNT = 24
@@ -48,6 +61,11 @@ class Probes:
 
   def of_kind(self, kind: str) -> List[int]:
     return [i for i, (k, _) in enumerate(self.concepts) if k == kind]
+
+  def kinds(self) -> Tuple[str, ...]:
+    """The generated :data:`KINDS`, then any a probe folder added."""
+    extra = sorted({k for k, _ in self.concepts} - set(KINDS))
+    return KINDS + tuple(extra)
 
 
 def f0_grid(sample_rate: int) -> np.ndarray:
@@ -140,3 +158,97 @@ def generate(sample_rate: int, seconds: float = 0.5, draw: int = 0
       add(_at_rms(wave, mask), i, mask)
   return Probes(np.stack(audio), np.array(concept), np.stack(present),
                 tuple(concepts), sample_rate)
+
+
+NOTES_FILE = "notes.tsv"
+ENVELOPE_S = 0.02
+SOUNDING_DB = 20.0
+ONSET_LEAD_S = 0.02
+
+
+def _snapped_to_note(hz: float) -> float:
+  return float(440.0 * 2 ** (np.round(12 * np.log2(hz / 440.0)) / 12))
+
+
+def _notes(folder: str) -> dict:
+  path = os.path.join(folder, NOTES_FILE)
+  if not os.path.isfile(path):
+    return {}
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f, delimiter="\t"))
+  if rows and not {"file", "f0_hz"} <= set(rows[0]):
+    raise UserError(f"--probe {path} needs the columns file and f0_hz "
+                    f"(has {', '.join(rows[0])})")
+  try:
+    return {os.path.normpath(r["file"]): float(r["f0_hz"]) for r in rows}
+  except ValueError as error:
+    raise UserError(f"--probe {path}: {error}") from error
+
+
+def _sounding(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+  width = max(1, int(ENVELOPE_S * sample_rate))
+  power = np.convolve(wave.astype(np.float64) ** 2, np.ones(width) / width,
+                      "same")
+  return power >= power.max() * 10 ** (-SOUNDING_DB / 10)
+
+
+def from_folder(folder: str, sample_rate: int, seconds: float = 0.5
+                ) -> Probes:
+  """The recorded probes of ``folder`` (see the module docstring).
+
+  Raises:
+    UserError: not a folder, no usable audio, a bad notes.tsv, or a
+      sub-folder named like a generated kind.
+  """
+  from sonify_jax.data import audio_folder  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(folder):
+    raise UserError(f"--probe {folder} is not a folder")
+  notes = _notes(folder)
+  length = int(round(seconds * sample_rate))
+  concepts, audio, concept, present = [], [], [], []
+  for rel in audio_folder.audio_files(folder):
+    try:
+      wave = audio_io.load_audio(os.path.join(folder, rel), sample_rate)
+    except audio_io.AudioReadError:
+      continue
+    if not np.any(wave):
+      continue
+    if os.path.normpath(rel) in notes:
+      name = ("note", _snapped_to_note(notes[os.path.normpath(rel)]))
+    else:
+      kind = rel.split(os.sep)[0] if os.sep in rel else "other"
+      if kind in KINDS or kind == "note":
+        raise UserError(f"--probe {folder}: the sub-folder {kind}/ is named "
+                        "like a generated concept; rename it")
+      name = (kind, np.nan)
+    start = max(0, int(np.argmax(_sounding(wave, sample_rate)))
+                - int(ONSET_LEAD_S * sample_rate))
+    clip = np.zeros(length)
+    part = wave[start:start + length]
+    clip[:len(part)] = part
+    mask = _sounding(clip, sample_rate) & (np.arange(length) < len(part))
+    if name not in concepts:
+      concepts.append(name)
+    audio.append(_at_rms(clip, mask).astype(np.float32))
+    concept.append(concepts.index(name))
+    present.append(mask)
+  if not audio:
+    raise UserError(f"--probe {folder} holds no usable audio files")
+  order = sorted(range(len(concepts)), key=lambda i: (
+      concepts[i][0], np.nan_to_num(concepts[i][1])))
+  rank = np.argsort(order)
+  return Probes(np.stack(audio), rank[np.array(concept)], np.stack(present),
+                tuple(concepts[i] for i in order), sample_rate)
+
+
+def combined(first: Probes, second: Probes) -> Probes:
+  """One probe set holding both (concepts of ``second`` after
+  ``first``'s)."""
+  if first.audio.shape[1] != second.audio.shape[1] or (
+      first.sample_rate != second.sample_rate):
+    raise ValueError("probe sets of different lengths or rates")
+  return Probes(np.concatenate([first.audio, second.audio]),
+                np.concatenate([first.concept,
+                                second.concept + len(first.concepts)]),
+                np.concatenate([first.present, second.present]),
+                first.concepts + second.concepts, first.sample_rate)

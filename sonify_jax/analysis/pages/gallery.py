@@ -313,30 +313,59 @@ def _figure_html(rel: str, caption: str, wide: bool,
           f"{esc(short)} (click to enlarge){details}</figcaption></figure>")
 
 
+def _study_sections(study: str, folders: Dict[str, str], out_dir: str,
+                    heading: str, intro: str, describe, caption: str
+                    ) -> List[str]:
+  """A section for one study over models: per model, what ``describe(
+  result)`` says (HTML) and the study's figure, copied beside the page;
+  ``caption`` (with ``{name}``) under it."""
+  parts = [f'<section class="{study}"><h2>{html.escape(heading)}</h2>',
+           f'<p class="meta">{html.escape(intro)}</p>']
+  for name, folder in folders.items():
+    result = read_index(os.path.join(folder, f"{study}.json"))
+    rel = os.path.join("assets", f"{study}_" + _slug(name), result["figure"])
+    _copy(os.path.join(folder, result["figure"]), os.path.join(out_dir, rel))
+    parts.append(f"<h3>{html.escape(name)}</h3>{describe(result)}")
+    parts.append(_figure_html(rel, caption.format(name=name),
+                              wide=len(result["layers"]) >= 3))
+  parts.append("</section>")
+  return parts
+
+
+def _items(lines) -> str:
+  return "<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in lines) + (
+      "</ul>")
+
+
 def _sanity_html(sanity: Dict[str, str], out_dir: str) -> List[str]:
   """The sanity study of each model: its headline, a verdict per layer and
   rule (folded away), and its figure."""
   from sonify_jax.analysis.studies import sanity as sanity_lib  # pylint: disable=g-import-not-at-top
-  esc = html.escape
-  parts = ['<section class="sanity"><h2>Does it depend on the weights?</h2>',
-           '<p class="meta">Each model re-initialised block by block from the '
-           "top (Adebayo et al. 2018): how similar its sonifications of the "
-           "same maps stay to the trained ones.</p>"]
-  for name, folder in sanity.items():
-    result = read_index(os.path.join(folder, "sanity.json"))
-    rel = os.path.join("assets", "sanity_" + _slug(name), result["figure"])
-    _copy(os.path.join(folder, result["figure"]), os.path.join(out_dir, rel))
-    parts.append(f"<h3>{esc(name)}</h3><p class=\"headline\">"
-                 f"{esc(result['headline'])}</p><details><summary>every layer and rule</summary><ul>" +
-                 "".join(f"<li>{esc(v)}</li>"
-                         for v in sanity_lib.verdicts(result)) +
-                 "</ul></details>")
-    parts.append(_figure_html(rel, f"{name}: similarity to the trained "
-                              "sonifications vs blocks randomised (95 % "
-                              "CI over clip-map pairs).",
-                              wide=len(result["layers"]) >= 3))
-  parts.append("</section>")
-  return parts
+  return _study_sections(
+      "sanity", sanity, out_dir, "Does it depend on the weights?",
+      "Each model re-initialised block by block from the top (Adebayo et "
+      "al. 2018): how similar its sonifications of the same maps stay to "
+      "the trained ones.",
+      lambda result: (f'<p class="headline">{html.escape(result["headline"])}'
+                      "</p><details><summary>every layer and rule</summary>"
+                      f"{_items(sanity_lib.verdicts(result))}</details>"),
+      "{name}: similarity to the trained sonifications vs blocks randomised "
+      "(95 % CI over clip-map pairs).")
+
+
+def _dissect_html(dissect: Dict[str, str], out_dir: str) -> List[str]:
+  """The dissection of each model: a verdict per layer (detectors trained
+  vs untrained) and its figure."""
+  return _study_sections(
+      "dissect", dissect, out_dir, "What do its maps respond to?",
+      "Network dissection (Bau et al. 2017) on generated probes with exact "
+      "labels (tones, harmonic complexes, band noise, clicks): how many "
+      "maps detect a concept, trained vs the untrained init of the same "
+      "run (95 % CI over probe draws).",
+      lambda result: _items(result["layers"][l]["verdict"]
+                            for l in sorted(result["layers"], key=int)),
+      "{name}: maps labelled by dissection per layer and concept kind, "
+      "trained vs untrained (95 % CI over probe draws).")
 
 
 def _evolution_html(name: str, evo_dir: str, out_dir: str) -> List[str]:
@@ -380,7 +409,8 @@ def write_gallery(out_dir: str, models: Dict[str, str],
                   figures: Optional[Dict[str, str]] = None,
                   evolution: Optional[Dict[str, str]] = None,
                   links: Optional[Dict[str, str]] = None,
-                  sanity: Optional[Dict[str, str]] = None) -> str:
+                  sanity: Optional[Dict[str, str]] = None,
+                  dissect: Optional[Dict[str, str]] = None) -> str:
   """Writes ``out_dir/index.html`` and its assets; returns the page's path.
 
   Args:
@@ -400,6 +430,9 @@ def write_gallery(out_dir: str, models: Dict[str, str],
     sanity: optional ``{model name: folder of a run_sanity output}``: the
       section "Does it depend on the weights?" (a verdict per layer and
       rule, and the figure).
+    dissect: optional ``{model name: folder of a run_dissect output}``:
+      the section "What do its maps respond to?" (detectors per layer,
+      trained vs untrained, and the figure).
   """
   if not models:
     raise ValueError("no models to show")
@@ -409,6 +442,9 @@ def write_gallery(out_dir: str, models: Dict[str, str],
   for name, folder in (sanity or {}).items():
     read_index(os.path.join(folder, "sanity.json"),
                ("figure", "headline", "layers"))
+  for name, folder in (dissect or {}).items():
+    read_index(os.path.join(folder, "dissect.json"),
+               ("figure", "layers", "kinds"))
   for name, folder in (evolution or {}).items():
     read_index(os.path.join(folder, "evolution.json"),
                ("layers", "figures", "steps"))
@@ -433,6 +469,8 @@ def write_gallery(out_dir: str, models: Dict[str, str],
     parts.append(f'<p><a href="{_url(href)}">{esc(text)}</a></p>')
   if sanity:
     parts.extend(_sanity_html(sanity, out_dir))
+  if dissect:
+    parts.extend(_dissect_html(dissect, out_dir))
   for i, (caption, png) in enumerate((figures or {}).items()):
     png, headline = png if isinstance(png, tuple) else (png, None)
     rel = os.path.join("assets", "figures", f"{i:02d}_{os.path.basename(png)}")

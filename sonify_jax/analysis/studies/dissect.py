@@ -17,7 +17,8 @@ known f0, band noise at known centres, clicks at known times). Per map:
 
 The same for the untrained init (the control). Per layer: the number of
 detectors of each kind, trained and untrained, mean and 95 % t-interval over
-probe draws (``--max_clips`` is not read: the probe set is generated).
+probe draws (``--max_clips`` is not read: the probe set is generated;
+``--probe=DIR`` adds recorded notes and sounds to every draw).
 :func:`head_tuning` does the same reading for a pitch head's bins (which
 f0 each bin prefers). Writes ``dissect.json`` and ``dissect.png``.
 """
@@ -33,6 +34,7 @@ import scipy.stats
 from sonify_jax import atomic_io, plotting
 from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common, controls, probes
+from sonify_jax.errors import UserError
 from sonify_jax.models import forward, framing
 from sonify_jax.models import network as network_lib
 
@@ -93,7 +95,7 @@ def dissect_maps(acts: np.ndarray, centres: np.ndarray,
   sounding = (acts * present[..., None]).sum(1) / np.maximum(
       present.sum(1), 1)[:, None]                          # [N, C]
   curves = {}
-  for kind in ("tone", "complex", "noise"):
+  for kind in curve_kinds(probe):
     ids = probe.of_kind(kind)
     curves[kind] = np.stack([sounding[probe.concept == k].mean(0)
                              for k in ids])                # [V, C]
@@ -103,11 +105,17 @@ def dissect_maps(acts: np.ndarray, centres: np.ndarray,
           > SCORE_THRESHOLD, "curves": curves, "preferred_f0": preferred}
 
 
+def curve_kinds(probe: probes.Probes) -> List[str]:
+  """The kinds whose concepts each have a frequency: a tuning curve each."""
+  return [kind for kind in probe.kinds() if probe.of_kind(kind) and all(
+      np.isfinite(probe.concepts[k][1]) for k in probe.of_kind(kind))]
+
+
 def detector_counts(result: Dict[str, Any], probe: probes.Probes
                     ) -> Dict[str, int]:
   kinds = np.array([k for k, _ in probe.concepts])[result["best"]]
   return {kind: int(np.sum(result["detector"] & (kinds == kind)))
-          for kind in probes.KINDS}
+          for kind in probe.kinds()}
 
 
 def label_of(probe: probes.Probes, concept: int) -> str:
@@ -119,8 +127,11 @@ def run_dissect(run: controls.RunParams, out_dir: str,
                 layers: Optional[Sequence[int]] = None, draws: int = DRAWS,
                 seconds: float = SECONDS, batch_size: int = 16,
                 model_name: str = "model",
-                seed: int = controls.DEFAULT_SEED) -> Dict[str, Any]:
-  """Runs the study; writes ``dissect.json`` and ``dissect.png``."""
+                seed: int = controls.DEFAULT_SEED,
+                probe_dir: Optional[str] = None) -> Dict[str, Any]:
+  """Runs the study; writes ``dissect.json`` and ``dissect.png``.
+  ``probe_dir``: recorded probes (:func:`probes.from_folder`) added to
+  every draw."""
   arch = run.arch
   layers = common.check_layers(layers, arch)
   random = run.untrained
@@ -129,14 +140,22 @@ def run_dissect(run: controls.RunParams, out_dir: str,
     random, how = common.random_params(arch, seed), f"random_params({seed})"
   rate = arch.sample_rate
   draws_made = [probes.generate(rate, seconds, d) for d in range(draws)]
+  if probe_dir:
+    recorded = probes.from_folder(probe_dir, rate, seconds)
+    draws_made = [probes.combined(d, recorded) for d in draws_made]
   first = draws_made[0]
+  kinds = first.kinds()
   result: Dict[str, Any] = {
       "model": model_name, "arch": arch.name, "sample_rate": rate,
       "untrained": how, "draws": draws, "seconds": seconds,
       "quantile": QUANTILE, "score_threshold": SCORE_THRESHOLD,
+      "probe_dir": probe_dir, "kinds": list(kinds),
       "concepts": [label_of(first, k) for k in range(len(first.concepts))],
       "f0_grid": probes.f0_grid(rate).tolist(),
       "band_grid": probes.band_grid(rate).tolist(), "layers": {}}
+  if "note" in kinds:
+    result["note_grid"] = [first.concepts[k][1]
+                           for k in first.of_kind("note")]
   bar = common.Progress("dissect", len(layers) * draws * 2, unit="passes")
   for layer in layers:
     centres = position_centres(arch, layer, first.audio.shape[1])
@@ -152,7 +171,7 @@ def run_dissect(run: controls.RunParams, out_dir: str,
           maps_of_first = out
         bar.update(1)
       summary = {}
-      for kind in probes.KINDS:
+      for kind in kinds:
         values = [c[kind] for c in counts]
         mean, half = common.t_interval(values)
         summary[kind] = {"mean": float(mean), "ci95": (
@@ -164,9 +183,8 @@ def run_dissect(run: controls.RunParams, out_dir: str,
                     "iou": float(out["iou"][out["best"][m], m]),
                     "detector": bool(out["detector"][m]),
                     "preferred_f0": float(out["preferred_f0"][m]),
-                    "tone_curve": out["curves"]["tone"][:, m].tolist(),
-                    "complex_curve": out["curves"]["complex"][:, m].tolist(),
-                    "noise_curve": out["curves"]["noise"][:, m].tolist()}
+                    **{f"{kind}_curve": curve[:, m].tolist()
+                       for kind, curve in out["curves"].items()}}
                    for m in range(arch.channels[layer - 1])]}
     entry["verdict"] = verdict(layer, entry)
     result["layers"][str(layer)] = entry
@@ -180,11 +198,11 @@ def run_dissect(run: controls.RunParams, out_dir: str,
 
 def verdict(layer: int, entry: Dict[str, Any]) -> str:
   def total(name):
-    return sum(entry[name]["detectors"][k]["mean"] for k in probes.KINDS)
+    return sum(d["mean"] for d in entry[name]["detectors"].values())
 
   def cells(name):
     parts = []
-    for kind in probes.KINDS:
+    for kind in entry[name]["detectors"]:
       d = entry[name]["detectors"][kind]
       half = f" ±{d['ci95']:.1f}" if d["ci95"] is not None else ""
       parts.append(f"{kind} {d['mean']:.1f}{half}")
@@ -198,19 +216,20 @@ def verdict(layer: int, entry: Dict[str, Any]) -> str:
 
 def save_figure(result: Dict[str, Any], path: str) -> str:
   layers = sorted(result["layers"], key=int)
+  kinds = result["kinds"]
   fig, axes = plotting.new_figure(1, len(layers), (4.0 * len(layers), 3.2))
-  x = np.arange(len(probes.KINDS))
+  x = np.arange(len(kinds))
   for col, layer in enumerate(layers):
     ax = axes[0][col]
     for shift, name, colour in ((-0.2, "trained", "tab:blue"),
                                 (0.2, "untrained", "tab:gray")):
       d = result["layers"][layer][name]["detectors"]
-      mean = [d[k]["mean"] for k in probes.KINDS]
-      half = [d[k]["ci95"] or 0.0 for k in probes.KINDS]
+      mean = [d[k]["mean"] for k in kinds]
+      half = [d[k]["ci95"] or 0.0 for k in kinds]
       ax.bar(x + shift, mean, 0.4, yerr=half, color=colour, label=name,
              capsize=3)
     ax.set_xticks(x)
-    ax.set_xticklabels(probes.KINDS, fontsize=8)
+    ax.set_xticklabels(kinds, fontsize=8)
     ax.set_title(f"layer {layer}", fontsize=9)
     if col == 0:
       ax.set_ylabel("detector maps (95 % CI over draws)", fontsize=8)
@@ -272,12 +291,19 @@ def _run_study(context) -> None:
   for entry, (name, run) in zip(context.chosen, context.runs):
     out = context.out_dir(name)
     result = run_dissect(run, out, layers=context.layers,
-                         batch_size=o.batch_size, model_name=name)
+                         batch_size=o.batch_size, model_name=name,
+                         probe_dir=o.probe)
     context.record(os.path.join(out, "dissect.json"), [entry])
     for layer in sorted(result["layers"], key=int):
       context.say(result["layers"][layer]["verdict"])
     context.say(f"dissect ({name}): {out}/dissect.json, {out}/dissect.png")
 
 
-STUDY = studies.Study("dissect", frozenset({"step", "layers", "batch_size"}),
-                      _run_study, reads_data=False)
+def _check(options) -> None:
+  if options.probe and not os.path.isdir(options.probe):
+    raise UserError(f"--probe {options.probe} is not a folder")
+
+
+STUDY = studies.Study("dissect", frozenset({"step", "layers", "batch_size",
+                                           "probe"}),
+                      _run_study, check=_check, reads_data=False)
