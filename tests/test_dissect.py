@@ -157,7 +157,7 @@ def test_dissection_and_visualization_agree_on_planted_tones(tmp_path):
   from sonify_jax.analysis.core import explain  # pylint: disable=g-import-not-at-top
   net, params = _planted()
   result = explain.explain_layer(params, common.random_params(net, 1), net,
-                                 1, str(tmp_path), steps=64)
+                                 1, str(tmp_path), steps=32)
   trained = result["agreement"]["trained"]
   assert trained["labelled"] == len(PLANTED_HZ), result["maps"]
   assert trained["agreeing_maps"] == list(range(len(PLANTED_HZ)))
