@@ -17,6 +17,11 @@ Actions:
            (survives the ssh session; pid and log in the home directory).
            Re-running it after a preemption resumes from the workdir's latest
            checkpoint.
+  analyze  start ``python3 -m sonify_jax.analysis.run --study=STUDY`` the
+           same way on all workers (--study, --workdir, and the study's
+           flags as --extra): the atlas splits its clips over every host
+           (docs/atlas_budget.md) and resumes each host's share when
+           re-run.
   up       create + setup + run.
   check    run ``launch.multihost_check`` on all workers (multi-host smoke
            test; every worker must print the same losses).
@@ -43,8 +48,8 @@ from sonify_jax import cli
 from sonify_jax import flag_check
 from sonify_jax.domains import Int, OrNone, Path, Text, TextList
 
-ACTIONS = ("create", "setup", "run", "up", "check", "logs", "stop", "status",
-           "delete")
+ACTIONS = ("create", "setup", "run", "up", "analyze", "check", "logs", "stop",
+           "status", "delete")
 
 # TPU VM software versions per TPU generation (cloud.google.com/tpu/docs/
 # runtimes); JAX itself comes from pip (jax[tpu]), the image only needs the
@@ -312,6 +317,26 @@ def run_remote_command(spec: TpuVmSpec, config: str, workdir: str,
       spec, "sonify_jax.main", main_args(config, workdir, extra)))
 
 
+def analyze_remote_command(spec: TpuVmSpec, study: str, workdir: str,
+                           extra: Sequence[str] = ()) -> str:
+  """Remote shell text that starts a study (``sonify_jax.analysis.run``) on
+  one worker (all run it)."""
+  if not study:
+    raise ValueError("--study is required for 'analyze' (e.g. atlas)")
+  if not workdir:
+    raise ValueError("--workdir is required (gs://... on Cloud TPU)")
+  return _background(spec, python_module_text(
+      spec, "sonify_jax.analysis.run",
+      [f"--study={study}", f"--workdir={workdir}"] + list(extra)))
+
+
+def analyze_command(spec: TpuVmSpec, study: str, workdir: str,
+                    extra: Sequence[str] = ()) -> List[str]:
+  remote = analyze_remote_command(spec, study, workdir, extra)
+  check_workdir(spec, workdir)
+  return ssh_command(spec, remote)
+
+
 def num_hosts(accelerator_type: str) -> int:
   """Hosts of a slice: 8 TensorCores per host for v2/v3/v4 ('v3-32': 4);
   other generations count 1 (unknown)."""
@@ -370,10 +395,12 @@ def stop_command(spec: TpuVmSpec) -> List[str]:
 def commands_for(action: str, spec: TpuVmSpec, config: str = "",
                  workdir: str = "", extra: Sequence[str] = (),
                  worker: str = "0", lines: int = 100,
-                 follow: bool = False) -> List[List[str]]:
+                 follow: bool = False, study: str = "") -> List[List[str]]:
   """The commands an action runs, in order."""
   if action not in ACTIONS:
     raise ValueError(f"unknown action {action!r}; choose from {ACTIONS}")
+  if action == "analyze":
+    return [analyze_command(spec, study, workdir, extra)]
   if action in ("run", "up"):
     run = run_command(spec, config, workdir, extra)  # validates early
   if action == "create":
@@ -445,6 +472,7 @@ TPU_FLAG_DOMAINS = {
 # This command's own flags.
 FLAG_DOMAINS = {
     "config": OrNone(_ANY_TEXT), "workdir": OrNone(_ANY_TEXT),
+    "study": OrNone(Text(r"[a-z_]+", "a study name such as atlas")),
     "extra": flag_check.ANY,
     "worker": Text(r"\d+|all", "a worker number (0, 1, ...) or 'all'"),
     "lines": Int(1), "follow": flag_check.ANY}
@@ -516,7 +544,7 @@ def main(argv):
   try:
     spec = spec_from_flags()
     commands = commands_for(argv[1], spec, f.config, f.workdir, f.extra,
-                            f.worker, f.lines, f.follow)
+                            f.worker, f.lines, f.follow, f.study)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   try:
@@ -536,6 +564,8 @@ if __name__ == "__main__":
   flags.DEFINE_multi_string("extra", [], "Extra argument for "
                             "sonify_jax.main, repeatable, e.g. "
                             "--extra=--config.batch_size=512.")
+  flags.DEFINE_string("study", None, "Study for 'analyze' (atlas, sanity, "
+                      "...: python -m sonify_jax.analysis.run --study).")
   flags.DEFINE_string("worker", "0", "Worker for 'logs' (0, 1, ... or all).")
   flags.DEFINE_integer("lines", 100, "Lines of log for 'logs'.")
   flags.DEFINE_bool("follow", False, "Stream the log ('logs').")

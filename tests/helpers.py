@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 import pytest
 
@@ -96,3 +97,22 @@ def record_figures(monkeypatch):
     return real(fig, path)
   monkeypatch.setattr(plotting, "save_figure", save)
   return drawn
+
+
+def wait_together(procs, timeout_s):
+  """Waits for processes started together (e.g. the processes of one
+  jax.distributed job); polls, so that one that fails ends the wait at once
+  instead of leaving its partners blocked in a collective until the timeout.
+  Kills whatever is left on a failure, a timeout or an interrupt."""
+  deadline = time.time() + timeout_s
+  try:
+    while time.time() < deadline:
+      codes = [proc.poll() for proc in procs]
+      if all(c is not None for c in codes) or any(c for c in codes):
+        break
+      time.sleep(0.2)
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()

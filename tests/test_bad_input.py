@@ -782,7 +782,8 @@ _GOOD_STUDY_FLAG_VALUES = {
     "layers": "2", "k": "2", "max_maps": "2", "maps_per_layer": "2",
     "modes": "fconly", "batch_size": "2", "clip_seconds": "1",
     "max_clips": "2", "rule": "guided", "rules": "guided",
-    "maps_per_clip": "1", "pair_figures": "false", "explain": "true"}
+    "maps_per_clip": "1", "pair_figures": "false", "explain": "true",
+    "probe": "{tmp}"}
 
 
 def test_every_study_refuses_a_flag_it_does_not_read(tmp_path, workers):

@@ -139,6 +139,38 @@ def test_run_remote_command_delivers_exact_argv(tmp_path):
   assert pid > 0 and (home / "logs" / "train 1.log").exists()
 
 
+def test_analyze_starts_the_study_on_every_worker(tmp_path):
+  """'analyze' runs analysis.run's exact argv, detached, on all workers;
+  a multi-host slice needs a shared workdir."""
+  res = _cli("tpu_vm", "analyze", "--name=vm1", "--zone=us-central1-a",
+             "--accelerator_type=v3-32", "--study=atlas",
+             "--workdir=gs://bucket/atlas 1",
+             "--extra=--checkpoint=gs://bucket/run", "--extra=--k=5",
+             "--dry_run")
+  assert res.returncode == 0, res.stderr
+  (argv,) = [shlex.split(line) for line in res.stdout.strip().splitlines()]
+  assert argv[:8] == GCLOUD + ["ssh", "vm1", "--zone=us-central1-a",
+                               "--worker=all"]
+  home = tmp_path / "home"
+  (home / "sonify_jax").mkdir(parents=True)
+  _, record = _fake_bin(tmp_path, home / "sonify_venv" / "bin")
+  out = subprocess.run(["bash", "-c", _remote(argv)],
+                       env=dict(os.environ, HOME=str(home)),
+                       capture_output=True, text=True, timeout=30)
+  assert out.returncode == 0, out.stderr
+  assert _wait_for(record) == [
+      b"-m", b"sonify_jax.analysis.run", b"--study=atlas",
+      b"--workdir=gs://bucket/atlas 1", b"--checkpoint=gs://bucket/run",
+      b"--k=5"]
+  local = _cli("tpu_vm", "analyze", "--name=vm1", "--zone=us-central1-a",
+               "--accelerator_type=v3-32", "--study=atlas",
+               "--workdir=/tmp/atlas", "--dry_run")
+  assert local.returncode != 0 and "must be on GCS" in local.stderr
+  missing = _cli("tpu_vm", "analyze", "--name=vm1", "--zone=us-central1-a",
+                 "--workdir=gs://b/a", "--dry_run")
+  assert missing.returncode != 0 and "--study is required" in missing.stderr
+
+
 def test_setup_remote_command_is_valid_shell():
   for spec in (_spec(), _spec(repo_url="https://x/r e.git", repo_ref="v1"),
                _spec(venv="", mount_bucket="b k", mount_point="/mnt/g s")):

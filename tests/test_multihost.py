@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -22,6 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
+import helpers  # pylint: disable=g-import-not-at-top
 from launch import multihost_check  # pylint: disable=g-import-not-at-top
 from sonify_jax import distributed  # pylint: disable=g-import-not-at-top
 
@@ -61,18 +61,11 @@ def _start(args, devices, log_path):
 def _run_all(runs):
   """Starts ``(args, devices, log)`` runs together and waits for all; kills
   whatever is left on a failure, a timeout or an interrupt."""
-  deadline = time.time() + TIMEOUT_S
   procs = []
   try:
     for args, devices, log in runs:
       procs.append(_start(args, devices, log))
-    # Poll, so that one crashed process ends the wait at once instead of
-    # leaving its partner blocked in a collective until the timeout.
-    while time.time() < deadline:
-      codes = [proc.poll() for proc in procs]
-      if all(c is not None for c in codes) or any(c for c in codes):
-        break
-      time.sleep(0.2)
+    helpers.wait_together(procs, TIMEOUT_S)
   finally:
     for proc in procs:
       if proc.poll() is None:

@@ -291,6 +291,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _STUDY.value or not _WORKDIR.value:
     raise app.UsageError("--study and --workdir are required")
+  # Several hosts (a TPU pod slice, or JAX_COORDINATOR_ADDRESS /
+  # JAX_NUM_PROCESSES / JAX_PROCESS_ID): the atlas splits its clips among
+  # the processes (analysis/core/shares.py); only the chief prints.
+  from sonify_jax import distributed  # pylint: disable=g-import-not-at-top
+  distributed.initialize_if_needed()
+  say = print if distributed.is_chief() else (lambda text: None)
   study = studies.get(_STUDY.value)
   options = check_flags(study)
   ckpts = parse_checkpoints(_CHECKPOINT.value)
@@ -304,10 +310,10 @@ def main(argv):
   # what is there already), uploaded when the study succeeds.
   with mirror.staged(_WORKDIR.value) as out:
     if not out.remote:
-      _run_study(study, options, ckpts, _WORKDIR.value, print)
+      _run_study(study, options, ckpts, _WORKDIR.value, say)
       return
     _run_study(study, options, ckpts, out.local,
-               lambda text: print(text.replace(out.local, out.dest)))
+               lambda text: say(text.replace(out.local, out.dest)))
 
 
 def _run_study(study: studies.Study, options, ckpts: List[Tuple[str, str]],

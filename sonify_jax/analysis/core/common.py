@@ -21,7 +21,8 @@ one every study sees, sonifies and writes.
 import functools
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 import jax
 import jax.numpy as jnp
@@ -138,7 +139,8 @@ def load_clip(source, index: int, min_samples: int,
 
 def iter_clip_batches(source, batch_size: int, min_samples: int = 1,
                       clip_samples: Optional[int] = None,
-                      max_clips: Optional[int] = None
+                      max_clips: Optional[int] = None,
+                      owns: Optional[Callable[[int], bool]] = None
                       ) -> Iterator[Dict[str, Any]]:
   """Streams ``source`` in order as equal-length batches.
 
@@ -148,6 +150,8 @@ def iter_clip_batches(source, batch_size: int, min_samples: int = 1,
     min_samples: clips shorter than this are zero-padded up to it.
     clip_samples: optional fixed length (crop / zero-pad) for every clip.
     max_clips: only the first ``max_clips`` clips of the source.
+    owns: only the clips ``i`` with ``owns(i)`` (a process's share:
+      ``shares.Share.owns``).
   Yields:
     ``{'audio': float32 [batch_size, T], 'valid': bool [batch_size],
     'index': int64 [batch_size] (source index; -1 on padding rows),
@@ -171,6 +175,8 @@ def iter_clip_batches(source, batch_size: int, min_samples: int = 1,
             "ids": [r[3] for r in pending]}
 
   for i in range(count):
+    if owns is not None and not owns(i):
+      continue
     example = source[i]
     audio = fit_length(_checked_audio(example, i), min_samples, clip_samples)
     if pending and (len(pending) == batch_size or
@@ -302,9 +308,15 @@ class RunningTopK:
     if activations.ndim != 2 or activations.shape[1] != self.values.shape[0]:
       raise ValueError(f"activations must be [B, {self.values.shape[0]}], got "
                        f"{activations.shape}")
-    values = np.concatenate([self.values, activations.T], axis=1)
-    idx = np.concatenate(
-        [self.indices, np.broadcast_to(indices, activations.T.shape)], axis=1)
+    self.merge(activations.T, np.broadcast_to(indices, activations.T.shape))
+
+  def merge(self, values: np.ndarray, indices: np.ndarray) -> None:
+    """Adds candidates per map: ``values``, ``indices`` ``[num_maps, J]``
+    (another top-k's tables: index -1 is an empty slot)."""
+    values = np.concatenate([self.values, np.asarray(values, np.float64)],
+                            axis=1)
+    idx = np.concatenate([self.indices, np.asarray(indices, np.int64)],
+                         axis=1)
     # Empty slots (index -1) sort last; then larger value, then smaller index.
     empty = idx < 0
     order = np.lexsort((np.where(empty, np.iinfo(np.int64).max, idx),

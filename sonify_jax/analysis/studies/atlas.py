@@ -44,7 +44,7 @@ import numpy as np
 
 from sonify_jax import atomic_io, audio_io, deconvnet, plotting
 from sonify_jax.analysis.studies import activity
-from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import common, shares
 from sonify_jax.analysis.pages import atlas_page
 from sonify_jax.analysis.studies import topk
 from sonify_jax.errors import UserError
@@ -116,20 +116,24 @@ def _read_json(path: str) -> Optional[Dict[str, Any]]:
 
 
 def _topk_pass(params, arch, source, out_dir, layers, k, batch_size,
-               clip_samples, max_clips, stamp, progress):
+               clip_samples, max_clips, stamp, progress, share):
   """``{layer: (RunningTopK, min_samples)}`` for ``layers``, from
   ``topk_pass.json`` where it already holds them, else from one streaming
   pass (then saved). ``min_samples`` is the length short clips were padded
-  to in that pass; the sonified clips are padded the same way."""
-  path = os.path.join(out_dir, TOPK_PASS)
+  to in that pass; the sonified clips are padded the same way. Every
+  process streams its share of the layers any process lacks, and keeps
+  the merged (global) top-k in its own file."""
+  path = os.path.join(out_dir, TOPK_PASS + share.suffix())
   saved = _read_json(path)
   if saved is None or saved.get("fingerprint") != stamp:
     saved = {"fingerprint": stamp, "layers": {}}
-  missing = [l for l in layers if str(l) not in saved["layers"]]
+  missing = sorted({l for lacking in shares.gather(
+      [l for l in layers if str(l) not in saved["layers"]], share)
+                    for l in lacking})
   if missing:
     start = time.perf_counter()
     tops = topk.stream_topk(params, arch, source, missing, k, batch_size,
-                            clip_samples, max_clips, progress)
+                            clip_samples, max_clips, progress, share)
     saved["seconds"] = saved.get("seconds", 0.0) + time.perf_counter() - start
     saved["clips"] = (len(source) if max_clips is None
                       else min(len(source), max_clips))
@@ -211,10 +215,11 @@ def _clip_entry(out_dir, source, index, audio, writer, clips, written,
 
 
 def _sonify_layer(params, arch, source, out_dir, layer, top, min_samples,
-                  clip_samples, writer, clips, written, bar, rule
+                  clip_samples, writer, clips, written, bar, rule, share
                   ) -> List[Dict[str, Any]]:
-  """Sonifies a layer's live pairs; returns its map entries (futures for
-  the files resolved)."""
+  """Sonifies a layer's live pairs of the clips in ``share``; returns its
+  map entries (futures for the files resolved; other processes' pairs
+  unfilled)."""
   k = top.values.shape[1]
   maps: List[Dict[str, Any]] = []
   pairs: List[Tuple[int, int, Dict[str, Any]]] = []  # (clip, map, rank entry)
@@ -228,7 +233,7 @@ def _sonify_layer(params, arch, source, out_dir, layer, top, min_samples,
       entry = {"rank": r, "clip": ci, "activation": value, "wav": None,
                "png": None, "centroid_hz": None}
       ranks.append(entry)
-      if value > 0:
+      if value > 0 and share.owns(ci):
         pairs.append((ci, m, entry))
     dead = not ranks or ranks[0]["activation"] <= 0
     maps.append({"map": m, "dead": dead, "top": ranks})
@@ -285,22 +290,45 @@ def _sonify_layer(params, arch, source, out_dir, layer, top, min_samples,
     bar.update(len(batch))
   for entry, future in futures:
     entry.update(future.result())
+  return maps
+
+
+def _merged(parts: List[Dict[str, Any]]) -> Dict[str, Any]:
+  """One layer's part from every process's (each filled its own pairs):
+  its clips, and its maps with each rank taken from the process that
+  sonified it, then each map's median centroid and top activation."""
+  clips: Dict[str, Any] = {}
+  for part in parts:
+    clips.update(part["clips"])
+  maps = parts[0]["maps"]
+  for m, entry in enumerate(maps):
+    for r, rank in enumerate(entry["top"]):
+      for part in parts[1:]:
+        theirs = part["maps"][m]["top"][r]
+        if theirs["wav"] is not None:
+          rank.update(theirs)
   for entry in maps:
     cents = [r["centroid_hz"] for r in entry["top"]
              if r["centroid_hz"] is not None]
     entry["centroid_hz"] = float(np.median(cents)) if cents else None
     entry["activation"] = entry["top"][0]["activation"] if entry["top"] \
         else None
-  return maps
+  return {"clips": clips, "maps": maps}
 
 
 def run_atlas(params: Params, arch: Network, source, out_dir: str,
               layers: Optional[Sequence[int]] = None, k: int = 5,
               batch_size: int = 16, clip_samples: Optional[int] = None,
               max_clips: Optional[int] = None, model_name: str = "model",
-              progress: bool = True, rule: str = deconvnet.DEFAULT_RULE
-              ) -> Dict[str, Any]:
+              progress: bool = True, rule: str = deconvnet.DEFAULT_RULE,
+              share: Optional[shares.Share] = None) -> Dict[str, Any]:
   """Builds (or completes) the atlas of ``layers`` in ``out_dir``.
+
+  Run by every process of a multi-host job (``jax.distributed``), each
+  streams and sonifies its ``share`` of the clips (default: this
+  process's), keeps a per-process resume file of its part of each layer
+  (``layerLL/part.pPPPofCCC.json``), and the chief (process 0) writes each
+  layer's ``layer.json`` and the index; every process returns the index.
 
   Args:
     params, arch: encoder params and architecture.
@@ -326,60 +354,92 @@ def run_atlas(params: Params, arch: Network, source, out_dir: str,
   Raises:
     UserError: ``out_dir`` holds an atlas of another model or data.
   """
+  share = share or shares.Share.of_process()
   layers = common.check_layers(layers, arch)
   if k < 1:
     raise UserError(f"k must be >= 1, got {k}")
   os.makedirs(out_dir, exist_ok=True)
   stamp = fingerprint(params, arch, source, k, clip_samples, max_clips, rule)
   previous = _read_json(os.path.join(out_dir, INDEX))
+  clash = None
   if previous is not None and previous.get("fingerprint") != stamp:
-    raise UserError(
-        f"{out_dir} holds an atlas of another model, data or k "
-        f"(fingerprint {previous.get('fingerprint')} != {stamp}); choose "
-        "a new --workdir")
-  done = {}
+    clash = (f"{out_dir} holds an atlas of another model, data or k "
+             f"(fingerprint {previous.get('fingerprint')} != {stamp}); "
+             "choose a new --workdir")
+  # Every process stops, or none: the others would wait for it.
+  clash = next((c for c in shares.gather(clash, share) if c), None)
+  if clash:
+    raise UserError(clash)
+  done = []
   for layer in layers:
     part = _read_json(os.path.join(out_dir, f"layer{layer:02d}", LAYER_DONE))
     if part is not None and part.get("fingerprint") == stamp:
-      done[layer] = part
+      done.append(layer)
+  done = shares.gather(done, share)[0]   # the chief writes the markers
   todo = [l for l in layers if l not in done]
   if done:
     common.log(f"atlas: layers {sorted(done)} already done in {out_dir}; "
                f"to do: {todo or 'none'}")
   if todo:
     tops = _topk_pass(params, arch, source, out_dir, todo, k, batch_size,
-                      clip_samples, max_clips, stamp, progress)
-    total = sum(int((t.values > 0).sum()) for t, _ in tops.values())
+                      clip_samples, max_clips, stamp, progress, share)
+    total = sum(int(((t.values > 0) & (t.indices % share.count
+                                       == share.index)).sum())
+                for t, _ in tops.values())
     bar = common.Progress("atlas: sonify + write", total, unit="pairs",
                           enabled=progress)
     writer = _Writer()
     written = set()
     try:
       for layer in todo:
-        start = time.perf_counter()
-        clips: Dict[int, Dict[str, Any]] = {}
-        top, min_samples = tops[layer]
-        maps = _sonify_layer(params, arch, source, out_dir, layer, top,
-                             min_samples, clip_samples, writer, clips,
-                             written, bar, rule)
-        writer.wait()  # every file of the layer is on disk ...
-        part = {"fingerprint": stamp, "layer": layer,
-                "seconds": time.perf_counter() - start,
-                "pairs": sum(r["wav"] is not None for m in maps
-                             for r in m["top"]),
-                "clips": clips, "maps": maps}
-        atomic_io.write_json(  # ... before the layer's done marker.
-            os.path.join(out_dir, f"layer{layer:02d}", LAYER_DONE), part)
-        done[layer] = part
+        own = _own_part(params, arch, source, out_dir, layer, tops[layer],
+                        clip_samples, writer, written, bar, rule, stamp,
+                        share)
+        parts = shares.gather(own, share)
+        if share.chief:
+          part = {"fingerprint": stamp, "layer": layer,
+                  "seconds": max(p["seconds"] for p in parts),
+                  **_merged(parts)}
+          part["pairs"] = sum(r["wav"] is not None for m in part["maps"]
+                              for r in m["top"])
+          atomic_io.write_json(  # every process's files are on disk
+              os.path.join(out_dir, f"layer{layer:02d}", LAYER_DONE), part)
     finally:
       writer.close()
     bar.close()
-  return write_index(out_dir, model_name, arch, source, k, stamp, rule)
+  index = write_index(out_dir, model_name, arch, source, k, stamp, rule,
+                      share) if share.chief else None
+  return shares.gather(index, share)[0]
+
+
+def _own_part(params, arch, source, out_dir, layer, top_and_length,
+              clip_samples, writer, written, bar, rule, stamp, share
+              ) -> Dict[str, Any]:
+  """This process's part of a layer: its pairs sonified and on disk, or
+  read back from its resume file (several processes) where a previous run
+  finished it."""
+  path = os.path.join(out_dir, f"layer{layer:02d}",
+                      f"part{share.suffix()}.json")
+  if share.count > 1:
+    saved = _read_json(path)
+    if saved is not None and saved.get("fingerprint") == stamp:
+      return saved
+  start = time.perf_counter()
+  clips: Dict[int, Dict[str, Any]] = {}
+  top, min_samples = top_and_length
+  maps = _sonify_layer(params, arch, source, out_dir, layer, top, min_samples,
+                       clip_samples, writer, clips, written, bar, rule, share)
+  writer.wait()  # every file of the part is on disk ...
+  own = {"fingerprint": stamp, "seconds": time.perf_counter() - start,
+         "clips": clips, "maps": maps}
+  if share.count > 1:  # ... before its resume marker
+    atomic_io.write_json(path, own)
+  return own
 
 
 def write_index(out_dir: str, model_name: str, arch: Network, source,
-                k: int, stamp: str, rule: str = deconvnet.DEFAULT_RULE
-                ) -> Dict[str, Any]:
+                k: int, stamp: str, rule: str = deconvnet.DEFAULT_RULE,
+                share: shares.Share = shares.Share()) -> Dict[str, Any]:
   """Merges every finished layer of ``out_dir`` into ``atlas.json``."""
   clips: Dict[str, Any] = {}
   layers = []
@@ -391,7 +451,7 @@ def write_index(out_dir: str, model_name: str, arch: Network, source,
     part.pop("fingerprint")
     layers.append(part)
   layers.sort(key=lambda p: p["layer"])
-  saved = _read_json(os.path.join(out_dir, TOPK_PASS)) or {}
+  saved = _read_json(os.path.join(out_dir, TOPK_PASS + share.suffix())) or {}
   index = {"model": model_name, "arch": arch.name,
            "source": getattr(source, "name", "source"),
            "sample_rate": arch.sample_rate, "k": k, "rule": rule,
@@ -408,17 +468,21 @@ def write_index(out_dir: str, model_name: str, arch: Network, source,
 
 def _run_study(context) -> None:
   outs = {}
+  share = shares.Share.of_process()
   for entry, (name, run) in zip(context.chosen, context.runs):
     out = context.out_dir(name)
     run_atlas(run.trained, run.arch, context.source, out,
               layers=context.layers, k=context.options.k, model_name=name,
-              rule=context.options.rule, **context.common_kw())
+              rule=context.options.rule, share=share, **context.common_kw())
+    if not share.chief:   # the chief writes what follows
+      continue
     if context.options.explain:
       _explain(run, out, context.layers)
     context.record(os.path.join(out, INDEX), [entry])
     context.say(f"atlas ({name}): {out}/{INDEX}")
     outs[name] = out
-  atlas_page.write_atlas_page(context.workdir, outs)  # logs where the page is
+  if share.chief:
+    atlas_page.write_atlas_page(context.workdir, outs)  # logs the page
 
 
 def _explain(run, out: str, layers) -> None:

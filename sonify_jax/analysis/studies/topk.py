@@ -32,7 +32,7 @@ import numpy as np
 
 from sonify_jax import atomic_io, audio_io, deconvnet
 from sonify_jax.analysis import studies
-from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import common, shares
 from sonify_jax.analysis.core import controls
 from sonify_jax.models.network import Network
 
@@ -42,30 +42,35 @@ Params = Any
 def stream_topk(params: Params, arch: Network, source,
                 layers: Optional[Sequence[int]] = None, k: int = 5,
                 batch_size: int = 16, clip_samples: Optional[int] = None,
-                max_clips: Optional[int] = None, progress: bool = True
+                max_clips: Optional[int] = None, progress: bool = True,
+                share: shares.Share = shares.Share()
                 ) -> Dict[int, common.RunningTopK]:
   """Streams ``source`` once; returns ``{layer: RunningTopK}``.
 
   ``RunningTopK.values[m, r]`` is the activation of the rank-``r`` clip of
   map ``m`` and ``.indices[m, r]`` its index in ``source`` (-1 if fewer than
-  ``k`` clips were seen).
+  ``k`` clips were seen). With several processes each streams its
+  ``share`` of the clips and every process gets the global top-k.
   """
   layers = common.check_layers(layers, arch)
   min_samples = arch.min_input_length(max(layers))
   tops = {l: common.RunningTopK(arch.channels[l - 1], k) for l in layers}
   total = len(source) if max_clips is None else min(len(source), max_clips)
+  total = sum(share.owns(i) for i in range(total))
   bar = common.Progress("topk: activations", total, enabled=progress)
   for batch in common.iter_clip_batches(source, batch_size, min_samples,
-                                        clip_samples, max_clips):
+                                        clip_samples, max_clips,
+                                        owns=share.owns):
     acts = common.layer_activations(params, batch["audio"], layers, arch)
     valid = batch["valid"]
     for layer, a in zip(layers, acts):
       tops[layer].update(np.asarray(a)[valid], batch["index"][valid])
     bar.update(int(valid.sum()))
   bar.close()
-  if bar.done == 0:
+  seen = shares.gather(bar.done, share)
+  if sum(seen) == 0:
     raise ValueError("the source holds no clips")
-  return tops
+  return {l: shares.merge_topk(top, share) for l, top in tops.items()}
 
 
 def select_maps(top: common.RunningTopK, maps: Optional[Sequence[int]] = None,

@@ -1,0 +1,80 @@
+"""Analysis over every host: each process's share of the clips, and what the
+processes exchange to give the result one process would.
+
+A study run by ``jax.distributed`` processes (one per host, started the way
+the trainer is: ``distributed.initialize_if_needed``) splits its clips among
+them: process ``p`` of ``P`` takes the clips whose source index ``i`` has
+``i % P == p`` (:class:`Share`), for the streaming top-k pass and for the
+(clip, map) pairs it sonifies and writes. What is then merged is small and
+exact: per layer, each process's top-k (``[maps, k]`` values and clip
+indices: the global top-k is the top-k of their union, ties by the smaller
+clip index as ``RunningTopK`` breaks them) and each process's index entries
+(JSON). One code path: a single process is the case of one share, and
+:func:`gather` is then the identity.
+
+Hand-written: ``multihost_utils.process_allgather`` moves arrays of one
+shape; sending JSON of any length (its length first, then the padded bytes)
+and merging top-k tables are this project's.
+"""
+import dataclasses
+import json
+from typing import Any, List
+
+import jax
+import numpy as np
+
+from sonify_jax.analysis.core import common
+
+
+@dataclasses.dataclass(frozen=True)
+class Share:
+  """Process ``index`` of ``count``: the clips with ``i % count == index``."""
+  index: int = 0
+  count: int = 1
+
+  @classmethod
+  def of_process(cls) -> "Share":
+    return cls(jax.process_index(), jax.process_count())
+
+  def owns(self, clip: int) -> bool:
+    return clip % self.count == self.index
+
+  @property
+  def chief(self) -> bool:
+    return self.index == 0
+
+  def suffix(self) -> str:
+    """'' for one process, else '.pPPPofCCC' (a per-process file name)."""
+    return "" if self.count == 1 else f".p{self.index:03d}of{self.count:03d}"
+
+
+def _allgather(array: np.ndarray) -> np.ndarray:
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return np.asarray(multihost_utils.process_allgather(array))
+
+
+def gather(value: Any, share: Share) -> List[Any]:
+  """Every process's ``value`` (JSON-serialisable), in process order; every
+  process must call it at the same point."""
+  if share.count == 1:
+    return [value]
+  data = np.frombuffer(json.dumps(value).encode(), np.uint8)
+  lengths = _allgather(np.array([data.size], np.int32))[:, 0]
+  padded = np.zeros(int(lengths.max()), np.uint8)
+  padded[:data.size] = data
+  rows = _allgather(padded)
+  return [json.loads(bytes(row[:n]).decode()) for row, n in zip(rows, lengths)]
+
+
+def merge_topk(top: common.RunningTopK, share: Share) -> common.RunningTopK:
+  """The global top-k from each process's top-k of its own clips."""
+  if share.count == 1:
+    return top
+  # float32 carries the activations exactly (they are float32 outputs);
+  # -inf marks an empty slot.
+  values = _allgather(top.values.astype(np.float32))     # [P, maps, k]
+  indices = _allgather(top.indices.astype(np.int32))
+  merged = common.RunningTopK(top.values.shape[0], top.k)
+  for v, i in zip(values, indices):
+    merged.merge(v, i)
+  return merged
