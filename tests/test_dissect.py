@@ -20,8 +20,9 @@
   (labelled by dissection with a tone's f0 or a noise band) is visualised
   (explain_layer) within a semitone of it or inside the band (pyin); paired
   with another map's visualization, none agrees.
-* The command writes strict JSON and the figure, and reads no data; a
-  --probe that is not a folder is one error line before anything is
+* The command writes strict JSON and the figure, reads no data, and
+  equals the API (with --probe) on the run it loads; a --probe that is not
+  a folder is one error line before anything is
   written.
 """
 import json
@@ -211,14 +212,22 @@ def test_command_reads_no_data(workers, tmp_path):
       np.asarray, encoder.init_params(net, 2)), None, {"source": "t"}),
                       str(tmp_path / "run"))
   out = str(tmp_path / "out")
+  folder = _probe_folder(tmp_path / "probe")
   result = workers("sonify_jax.analysis.run").run(
       "--study=dissect", f"--checkpoint={run}", "--layers=2",
-      f"--workdir={out}")
+      f"--probe={folder}", f"--workdir={out}")
   assert result.code == 0, result.stderr[-2000:]
   assert "layer 2:" in result.stdout
   data = json.load(open(os.path.join(out, "dissect.json")))
   assert set(data["layers"]) == {"2"}
   assert len(data["layers"]["2"]["trained"]["maps"]) == net.channels[1]
+  # the command is the API on the run it loads
+  api = json.loads(json.dumps(dissect.run_dissect(
+      controls.load_run(run), str(tmp_path / "api"), layers=[2],
+      probe_dir=folder)))
+  assert data["layers"] == api["layers"]
+  assert data["concepts"] == api["concepts"] and "note 698 Hz" in api[
+      "concepts"]
   bad = workers("sonify_jax.analysis.run").run(
       "--study=dissect", f"--checkpoint={run}", "--max_clips=3",
       f"--workdir={tmp_path / 'bad'}")
