@@ -35,22 +35,7 @@ def pytest_configure(config):
   config.addinivalue_line("markers", SLOW_MARKER)
 
 
-# The longest files first (seconds on 2 loaded cores, 2026-12-07: 195, 144,
-# 135, 128, 114, 106, 89, 75, 71, 66, 65, 63): xdist's ``--dist loadfile``
-# hands files to its workers in collection order, so in alphabetical order
-# the suite ended on test_trainer.py's minutes while the other worker idled.
-# The rest keep their order.
-LONGEST_FIRST = (
-    "test_trainer.py", "test_analysis_controls.py", "test_padding_rule.py",
-    "test_over_devices.py", "test_torch_import.py", "test_resume.py",
-    "test_convert_cli.py", "test_steps.py", "test_health.py",
-    "test_mixed_precision.py", "test_feature_visualization.py",
-    "test_models.py")
-
-
 def pytest_collection_modifyitems(config, items):
-  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
   if _run_slow(config):
     return
   slow = [item for item in items if item.get_closest_marker("slow")]

@@ -145,6 +145,7 @@ def _health_records(workdir):
           if k.startswith("health/")}
 
 
+@pytest.mark.slow   # ~40 s; test_healthy_run_raises_no_alarm and the alarm unit tests are the fast path
 def test_zeroed_encoder_run_collapses_and_stops(tmp_path, monkeypatch):
   """All-zero encoder weights: every block-11 map dead, one prediction,
   the loss at chance."""

@@ -83,6 +83,7 @@ def _params(npz):
   return {k: npz[k] for k in npz.files if not k.startswith("__")}
 
 
+@pytest.mark.slow   # ~45 s; the distributed helpers' tests below are the fast path, tests/test_steps.py proves 8 devices equal 1
 def test_two_processes_match_one_process(tmp_path):
   port = _free_port()
   workdir = tmp_path / "two procs"

@@ -129,8 +129,11 @@ def _without_times(index):
       k: v for k, v in d.items() if "seconds" not in k and k != "out_dir"})
 
 
+# ~50 s each on 2 cores: -m slow; test_clip_pairs_on_every_device_equal_one_device
+# is the fast path of what they share (the pairs the atlas sonifies).
 @pytest.mark.parametrize("name", [
-    "cnn12_tiny", pytest.param("crepe_tiny", marks=pytest.mark.slow)])
+    pytest.param("cnn12_tiny", marks=pytest.mark.slow),
+    pytest.param("crepe_tiny", marks=pytest.mark.slow)])
 def test_atlas_and_topk_on_every_device_equal_one_device(name, tmp_path):
   arch = NETS[name][0]
   layers = (2, 4) if name == "cnn12_tiny" else (1, 3)

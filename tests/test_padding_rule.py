@@ -162,7 +162,9 @@ def test_study_pairs_equal_sonify(name, rule):
                                atol=2e-5 * np.abs(c).max())
 
 
-@pytest.mark.parametrize("name", ["crepe_tiny", "same_net"])
+# CREPE tiny ~35 s: -m slow (its pairs are checked fast above).
+@pytest.mark.parametrize("name", [
+    pytest.param("crepe_tiny", marks=pytest.mark.slow), "same_net"])
 def test_atlas_and_topk_files_are_sonify_of_their_clips(name, tmp_path):
   """The atlas pads clips of different lengths into buckets; top-k streams
   equal-length batches. What each writes for (clip, layer, map, rule) is

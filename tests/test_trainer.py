@@ -170,6 +170,7 @@ def test_metrics_jsonl_and_tensorboard_events(fconly_run):
                                rtol=1e-6, err_msg=tag)
 
 
+@pytest.mark.slow   # ~30 s of compiles; the eval metrics tests are the fast path
 def test_whole_clip_eval_matches_clips_alone():
   """Padded batches of mixed lengths score each clip as it scores alone."""
   model = state_lib.ClassifierModel(arch_name="cnn12_tiny", num_classes=5,
