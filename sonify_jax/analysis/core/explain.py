@@ -55,7 +55,8 @@ def f0_agreement(dissection: Dict[str, Any], probe: probes.Probes,
 
 def settings_record(steps: int, seconds: float, seed: int) -> Dict[str, Any]:
   return {"steps": steps, "seconds": seconds, "seed": seed,
-          "draws": 1, "agree_cents": AGREE_CENTS, "visualize": optimize.Settings(steps=steps).to_dict()}
+          "draws": 1, "agree_cents": AGREE_CENTS,
+          "visualize": optimize.Settings(steps=steps).to_dict()}
 
 
 def explain_layer(trained, untrained, arch, layer: int, layer_dir: str,

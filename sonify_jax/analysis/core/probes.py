@@ -129,7 +129,8 @@ def generate(sample_rate: int, seconds: float = 0.5, draw: int = 0
                            for _ in range(REPEATS)]:
     if kind in ("tone", "complex"):
       onset, offset = stretch()
-      wave = harmonic_complex(value, t, sample_rate, 1 if kind == "tone" else None, rng)
+      wave = harmonic_complex(value, t, sample_rate,
+                              1 if kind == "tone" else None, rng)
       mask = np.zeros(length, bool)
       mask[onset:offset] = True
       add(_at_rms(wave * _ramped(length, onset, offset, sample_rate), mask),
@@ -167,7 +168,8 @@ ONSET_LEAD_S = 0.02
 
 
 def _snapped_to_note(hz: float) -> float:
-  return float(440.0 * 2 ** (np.round(12 * np.log2(hz / 440.0)) / 12))
+  import librosa  # pylint: disable=g-import-not-at-top
+  return float(librosa.midi_to_hz(np.round(librosa.hz_to_midi(hz))))
 
 
 def _notes(folder: str) -> dict:

@@ -36,7 +36,8 @@ class Share:
   def of_process(cls) -> "Share":
     return cls(jax.process_index(), jax.process_count())
 
-  def owns(self, clip: int) -> bool:
+  def owns(self, clip):
+    """Whether ``clip`` (an index, or an array of them) is this share's."""
     return clip % self.count == self.index
 
   @property
@@ -75,6 +76,5 @@ def merge_topk(top: common.RunningTopK, share: Share) -> common.RunningTopK:
   values = _allgather(top.values.astype(np.float32))     # [P, maps, k]
   indices = _allgather(top.indices.astype(np.int32))
   merged = common.RunningTopK(top.values.shape[0], top.k)
-  for v, i in zip(values, indices):
-    merged.merge(v, i)
+  merged.merge(np.concatenate(values, axis=1), np.concatenate(indices, axis=1))
   return merged

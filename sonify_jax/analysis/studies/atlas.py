@@ -383,8 +383,7 @@ def run_atlas(params: Params, arch: Network, source, out_dir: str,
   if todo:
     tops = _topk_pass(params, arch, source, out_dir, todo, k, batch_size,
                       clip_samples, max_clips, stamp, progress, share)
-    total = sum(int(((t.values > 0) & (t.indices % share.count
-                                       == share.index)).sum())
+    total = sum(int(((t.values > 0) & share.owns(t.indices)).sum())
                 for t, _ in tops.values())
     bar = common.Progress("atlas: sonify + write", total, unit="pairs",
                           enabled=progress)
