@@ -213,3 +213,43 @@ def _check_page(driver, site):
   assert not errors, errors
   print(f"atlas page: first rows after {loaded:.2f} s; filters " +
         ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
+
+
+def test_gallery_of_atlases_shows_networks_side_by_side(tmp_path):
+  """``--study=gallery`` over atlas folders of two networks (two rates):
+  one page, a column per network whose live / all counts per layer are the
+  atlas.json's; an atlas beside a top-k folder is refused."""
+  import cli_harness  # pylint: disable=g-import-not-at-top
+  first = _synthetic_atlas(str(tmp_path / "a"))
+  second = _synthetic_atlas(str(tmp_path / "b"))
+  second["sample_rate"], second["arch"] = 16000, "other_net"
+  second["layers"] = second["layers"][:3]
+  for m in second["layers"][1]["maps"][:7]:
+    m["dead"] = True
+  atomic_io.write_json(str(tmp_path / "b" / atlas.INDEX), second)
+  (tmp_path / "topk").mkdir()
+  with cli_harness.worker_pool() as get:
+    worker = get("sonify_jax.analysis.run")
+    result = worker.run("--study=gallery", f"--workdir={tmp_path / 'site'}",
+                        f"--checkpoint=one={tmp_path / 'a'},"
+                        f"two={tmp_path / 'b'}")
+    mixed = worker.run("--study=gallery", f"--workdir={tmp_path / 'x'}",
+                       f"--checkpoint=one={tmp_path / 'a'},"
+                       f"two={tmp_path / 'topk'}")
+  assert result.code == 0, result.stderr
+  assert mixed.code == 2 and len(mixed.error_lines()) == 1
+  assert not (tmp_path / "x" / "atlas.html").exists()
+  text = open(tmp_path / "site" / "atlas.html").read()
+  table = re.search(r'<table class="side">(.*?)</table>', text).group(1)
+  assert "<td>8000 Hz</td><td>16000 Hz</td>" in table
+  for layer in range(1, len(first["layers"]) + 1):
+    cells = []
+    for index in (first, second):
+      if layer > len(index["layers"]):
+        cells.append("<td>&ndash;</td>")
+        continue
+      maps = index["layers"][layer - 1]["maps"]
+      live = sum(not m["dead"] for m in maps)
+      cells.append(f"<td>{live} / {len(maps)}</td>")
+    assert (f"<tr><th>layer {layer}: live / all maps</th>"
+            + "".join(cells) + "</tr>") in table

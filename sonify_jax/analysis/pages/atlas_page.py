@@ -38,6 +38,9 @@ align-items:end;z-index:1;font-size:.9em}
 .map{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.4em;
 margin:.6em 0}
 .map h3{margin:.1em 0 .4em;font-size:.95em}
+table.side{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+table.side th,table.side td{border:1px solid #ccc;padding:.2em .5em;
+text-align:right}
 .map.dead h3{color:#999}
 .clips{display:flex;gap:.6em;overflow-x:auto}
 .clip{flex:0 0 15em;font-size:.75em}
@@ -239,7 +242,7 @@ def _model_data(name: str, atlas_dir: str, site_dir: str) -> Dict:
                    m["centroid_hz"], top,
                    _explain_row(explained, part["layer"], m["map"])])
   return {"name": name, "arch": index["arch"], "source": index["source"],
-          "k": index["k"], "rule": index.get("rule", "deconvnet"),
+          "sample_rate": index.get("sample_rate"), "k": index["k"], "rule": index.get("rule", "deconvnet"),
           "base": base, "clips": clips, "rows": rows, "f0_grid": f0_grid}
 
 
@@ -266,6 +269,30 @@ def _explain_row(explained: Optional[Dict], layer: int, m: int):
           int(e["trained"]["detector"]), e["untrained"]["label"],
           e["untrained"]["iou"], e["survives"]["max_abs_xcorr"],
           e["survives"]["spectrum_spearman"], e["tone_curve"]]
+
+
+def _side_by_side(models) -> str:
+  """One column per model: its network, rate, and per layer its maps (live
+  / all), so atlases of different networks read side by side."""
+  esc = html.escape
+  layers = sorted({r[0] for m in models for r in m["rows"]})
+  head = "".join(f"<th>{esc(m['name'])}</th>" for m in models)
+
+  def cell(m, layer):
+    rows = [r for r in m["rows"] if r[0] == layer]
+    if not rows:
+      return "<td>&ndash;</td>"
+    live = sum(1 for r in rows if not r[2])
+    return f"<td>{live} / {len(rows)}</td>"
+  body = ["<tr><th>network</th>" + "".join(
+      f"<td>{esc(m['arch'])}</td>" for m in models) + "</tr>",
+          "<tr><th>sample rate</th>" + "".join(
+              f"<td>{m['sample_rate'] or '?'} Hz</td>" for m in models)
+          + "</tr>"]
+  body += [f"<tr><th>layer {l}: live / all maps</th>"
+           + "".join(cell(m, l) for m in models) + "</tr>" for l in layers]
+  return (f'<table class="side"><tr><th></th>{head}</tr>'
+          + "".join(body) + "</table>")
 
 
 def write_atlas_page(site_dir: str, atlases: Dict[str, str],
@@ -308,6 +335,7 @@ sonification of that map alone on each; where the atlas was run with
 (trained and untrained), how much of the visualization survives
 re-initialisation and its tone tuning curve. Dead maps never fire on the
 data.</p>
+{_side_by_side(models) if len(models) > 1 else ''}
 <div id="controls">
 <label>model<select id="f-model">{options([("all", "all")] +
     [(i, m["name"]) for i, m in enumerate(models)])}</select></label>
