@@ -161,13 +161,15 @@ def sonify_clip_pairs(params: Params, waveforms: jax.Array,
     scale: unit peak times the clip's ``max|x|``.
     rule: how ReLUs transpose.
     devices: the pairs are split over these (default: every local device;
-      :mod:`sonify_jax.over_devices`), the clips and params replicated.
+      :mod:`sonify_jax.over_devices`), ordered by clip, each device given
+      only the clips its pairs read; the params replicated.
   Returns:
     ``[P, T]``.
   """
-  return over_devices.rows(
-      pairs_on_one_device, (params, waveforms, valid_lengths), (slots, maps),
-      devices, layer=layer, arch=arch, scale=scale, rule=rule)
+  return over_devices.grouped_rows(
+      pairs_on_one_device, (params,), (waveforms, valid_lengths),
+      np.asarray(slots), (maps,), devices, layer=layer, arch=arch,
+      scale=scale, rule=rule)
 
 
 def pairs_on_one_device(params, waveforms, valid_lengths, slots, maps, *,

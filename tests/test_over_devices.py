@@ -64,6 +64,44 @@ def test_rows_equal_the_function_on_one_device():
     np.testing.assert_array_equal(b, c)
 
 
+def _group_sum_rows(group_values, group_of_row, scale):
+  """Row r: its group's values times its scale, and the device it ran on."""
+  return (group_values[group_of_row] * scale[:, None],
+          jnp.full((scale.shape[0],), jax.lax.axis_index(over_devices.AXIS)))
+
+
+@pytest.mark.parametrize("groups,rows", [(8, 13), (3, 13), (5, 3), (1, 9)])
+def test_grouped_rows_give_each_device_only_its_groups(groups, rows):
+  """Rows that read groups (pairs that read clips): each device receives
+  the groups of its block of rows only (at most ceil(rows / devices) + 1
+  distinct, not all of them), and the outputs equal the function on one
+  device in row order."""
+  rng = np.random.default_rng(rows * groups)
+  values = jnp.asarray(rng.standard_normal((groups, 6)), jnp.float32)
+  group_of_row = rng.integers(0, groups, rows)
+  scale = jnp.asarray(rng.standard_normal(rows), jnp.float32)
+  devices = over_devices.mesh_for(rows).size
+  row_take, group_take, local, inverse = over_devices.group_layout(
+      group_of_row, devices)
+  per, width = -(-rows // devices), len(group_take) // devices
+  for d in range(devices):
+    block = row_take[d * per:(d + 1) * per]
+    mine = group_take[d * width:(d + 1) * width]
+    # Every row of the block finds its own group at its local position.
+    np.testing.assert_array_equal(mine[local[d * per:(d + 1) * per]],
+                                  group_of_row[block])
+    assert len(set(mine.tolist())) <= min(groups, per)
+  np.testing.assert_array_equal(row_take[inverse], np.arange(rows))
+  out, device = over_devices.grouped_rows(_group_sum_rows, (), (values,),
+                                          group_of_row, (scale,))
+  expected = np.asarray(values)[group_of_row] * np.asarray(scale)[:, None]
+  np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-6)
+  # Rows of one group sit on consecutive devices (ordered by group).
+  order = np.argsort(group_of_row, kind="stable")
+  assert np.all(np.diff(np.asarray(device)[order]) >= 0)
+  assert len(set(np.asarray(device).tolist())) == -(-rows // per)
+
+
 NETS = {"cnn12_tiny": (get_network("cnn12_tiny"), 4, (1400, 1201, 900)),
         "crepe_tiny": (get_network("crepe_tiny"), 3, (1300, 1024, 800)),
         "same_net": (SAME_NET, 2, (300, 251, 97))}
