@@ -13,7 +13,14 @@ as one process with 8 devices:
   finished): rerun, process 0 reads its part back (its files are not
   written again) and process 1 sonifies its own; the index is the same.
 
-About a minute on 2 cores (three starts of two processes): ``-m slow``.
+The same two processes run the coherence and activity studies, which split
+their clips the same way (each process streams its share; per-clip scores,
+live counts and top-k tables are exchanged): the JSON is the one process's
+(to float32 rounding, timings aside). And ``deconvnet.sonify_clip_pairs``
+called in each of the two processes (on its 4 devices, pairs of 3 clips,
+an odd count) gives what one device gives.
+
+A few minutes on 2 cores (several starts of two processes): ``-m slow``.
 """
 import json
 import os
@@ -47,9 +54,9 @@ def _env(devices: int, process=None, port=None):
   return env
 
 
-def _run(args, envs, logs):
+def _run(args, envs, logs, command=("-m", "sonify_jax.analysis.run")):
   procs = [subprocess.Popen(
-      [sys.executable, "-m", "sonify_jax.analysis.run", *args], cwd=REPO,
+      [sys.executable, *command, *args], cwd=REPO,
       env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
            for env, log in zip(envs, logs)]
   helpers.wait_together(procs, TIMEOUT_S)
@@ -96,7 +103,8 @@ def _assert_same_atlas(ours_dir, ref_dir):
     np.testing.assert_allclose(x, y, atol=2.5 / 32768, err_msg=rel)
 
 
-def test_two_processes_write_the_atlas_of_one(tmp_path):
+def _run_and_audio(tmp_path):
+  """A converted CNN12 tiny (random weights) and 7 clips of 5 lengths."""
   from sonify_jax.importers import Imported, run_dir  # pylint: disable=g-import-not-at-top
   from sonify_jax.models import encoder, registry  # pylint: disable=g-import-not-at-top
   net = registry.get_network("cnn12_tiny")
@@ -111,15 +119,24 @@ def test_two_processes_write_the_atlas_of_one(tmp_path):
     wave = 0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t) + (
         0.05 * rng.standard_normal(t.size))
     audio_io.write_wav(str(audio / f"c{i}.wav"), wave, RATE)
-  args = [f"--checkpoint={run}", f"--audio_dir={tmp_path / 'audio'}",
+  return run, str(tmp_path / "audio")
+
+
+def _free_port():
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_write_the_atlas_of_one(tmp_path):
+  run, audio = _run_and_audio(tmp_path)
+  args = [f"--checkpoint={run}", f"--audio_dir={audio}",
           "--study=atlas", "--layers=2,4", "--k=2"]
   ref = str(tmp_path / "one")
   _run(args + [f"--workdir={ref}"], [_env(8)], [str(tmp_path / "one.log")])
 
-  import socket  # pylint: disable=g-import-not-at-top
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
+  port = _free_port()
   two = str(tmp_path / "two")
   logs = [str(tmp_path / f"p{i}.log") for i in range(2)]
   _run(args + [f"--workdir={two}"], [_env(4, i, port) for i in range(2)],
@@ -141,11 +158,101 @@ def test_two_processes_write_the_atlas_of_one(tmp_path):
     os.remove(os.path.join(two, rel))
   os.remove(os.path.join(layer, "part.p001of002.json"))
   os.remove(os.path.join(layer, "layer.json"))
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
+  port = _free_port()
   _run(args + [f"--workdir={two}"], [_env(4, i, port) for i in range(2)],
        logs)
   _assert_same_atlas(two, ref)
   for rel, mtime in ours.items():   # process 0 resumed its part
     assert os.path.getmtime(os.path.join(two, rel)) == mtime, rel
+
+
+_TIMINGS = ("seconds", "clips_per_s", "clips_per_s_warm", "checkpoints")
+
+
+def _without_timings(value):
+  if isinstance(value, dict):
+    return {k: _without_timings(v) for k, v in value.items()
+            if k not in _TIMINGS and not k.startswith("checkpoint_")}
+  if isinstance(value, list):
+    return [_without_timings(v) for v in value]
+  return value
+
+
+def _assert_close(a, b, path=""):
+  if isinstance(a, dict):
+    assert set(a) == set(b), path
+    for k in a:
+      _assert_close(a[k], b[k], f"{path}/{k}")
+  elif isinstance(a, list):
+    assert len(a) == len(b), path
+    for i, (x, y) in enumerate(zip(a, b)):
+      _assert_close(x, y, f"{path}[{i}]")
+  elif isinstance(a, float) and isinstance(b, float):
+    assert a == pytest.approx(b, rel=1e-4, abs=1e-6), path
+  else:
+    assert a == b, path
+
+
+@pytest.mark.parametrize("study,extra", [
+    ("coherence", ["--layers=2,4"]),
+    ("activity", ["--layers=2,4", "--k=2"])])
+def test_two_processes_give_the_study_of_one(tmp_path, study, extra):
+  run, audio = _run_and_audio(tmp_path)
+  args = [f"--checkpoint={run}", f"--audio_dir={audio}", f"--study={study}",
+          "--batch_size=2", *extra]
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  _run(args + [f"--workdir={one}"], [_env(8)], [str(tmp_path / "one.log")])
+  port = _free_port()
+  logs = [str(tmp_path / f"p{i}.log") for i in range(2)]
+  _run(args + [f"--workdir={two}"], [_env(4, i, port) for i in range(2)],
+       logs)
+  ref = json.load(open(os.path.join(one, f"{study}.json")))
+  ours = json.load(open(os.path.join(two, f"{study}.json")))
+  _assert_close(_without_timings(ours), _without_timings(ref))
+  # Each process streamed its own share: 4 and 3 of the 7 clips.
+  for log, clips in zip(logs, (4, 3)):
+    assert f"[{study}] {clips}/{clips} clips" in open(log).read()
+
+
+_PAIRS_SCRIPT = """
+import sys
+import numpy as np
+from sonify_jax import distributed, deconvnet
+from sonify_jax.analysis.core import common
+from sonify_jax.models import registry
+distributed.initialize_if_needed()
+import jax
+arch = registry.get_network("cnn12_tiny")
+params = common.random_params(arch, 5)
+rng = np.random.default_rng(0)
+lengths = (1400, 1201, 900)
+x = np.zeros((3, 1400), np.float32)
+for s, n in enumerate(lengths):
+  x[s, :n] = rng.standard_normal(n)
+slots = rng.integers(0, 3, 13).astype(np.int32)
+maps = rng.integers(0, arch.channels[3], 13).astype(np.int32)
+devices = jax.local_devices()[:1] if sys.argv[2] == "one" else None
+out = deconvnet.sonify_clip_pairs(params, x, np.asarray(lengths, np.int32),
+                                  slots, maps, 4, arch, devices=devices)
+np.save(sys.argv[1].format(jax.process_index()), np.asarray(out))
+print(len(jax.local_devices()), jax.process_count())
+"""
+
+
+def test_clip_pairs_in_two_processes_equal_one_device(tmp_path):
+  script = str(tmp_path / "pairs.py")
+  with open(script, "w") as f:
+    f.write(_PAIRS_SCRIPT)
+  _run([str(tmp_path / "one.npy"), "one"], [_env(1)],
+       [str(tmp_path / "one.log")], command=(script,))
+  port = _free_port()
+  logs = [str(tmp_path / f"p{i}.log") for i in range(2)]
+  _run([str(tmp_path / "p{}.npy"), "all"], [_env(4, i, port)
+                                             for i in range(2)],
+       logs, command=(script,))
+  one = np.load(tmp_path / "one.npy")
+  assert one.shape == (13, 1400) and np.abs(one).max() > 0
+  for i, log in enumerate(logs):
+    assert open(log).read().split()[-2:] == ["4", "2"]
+    np.testing.assert_allclose(np.load(str(tmp_path / f"p{i}.npy")), one,
+                               atol=1e-5 * np.abs(one).max())

@@ -43,6 +43,7 @@ from sonify_jax import atomic_io
 from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
+from sonify_jax.analysis.core import shares
 from sonify_jax.errors import UserError
 from sonify_jax.models import network as network_lib
 from sonify_jax.models.network import Network
@@ -138,6 +139,19 @@ class ActivityCounter:
     self.mean_sum += np.asarray(mean_activation, np.float64).sum(0)
     self.clips += int(np.shape(max_activation)[0])
 
+  def state(self) -> Dict[str, Any]:
+    """What :meth:`merge` adds (JSON)."""
+    return {"live": self.live.tolist(), "mean_sum": self.mean_sum.tolist(),
+            "clips": self.clips}
+
+  def merge(self, states: Sequence[Dict[str, Any]]) -> None:
+    """Becomes the sum of ``states`` (every process's, this one's among
+    them)."""
+    self.live = np.sum([s["live"] for s in states], 0).astype(np.int64)
+    self.mean_sum = np.sum([s["mean_sum"] for s in states], 0,
+                           dtype=np.float64)
+    self.clips = int(sum(s["clips"] for s in states))
+
   def summary(self) -> Dict[str, Any]:
     if self.clips == 0:
       raise UserError("the source holds no clips")
@@ -206,14 +220,18 @@ def band_summary(son_centroid: np.ndarray, son_bandwidth: np.ndarray,
 def _stream_activity(params: Params, arch: Network, source,
                      layers: Tuple[int, ...], k: int, batch_size: int,
                      clip_samples: Optional[int], max_clips: Optional[int],
-                     progress: bool):
+                     progress: bool, share: shares.Share):
+  """One pass over this process's share of the clips; every process returns
+  the counts and top-k over every clip (summed and merged across them)."""
   min_samples = arch.min_input_length(max(layers))
   counters = {l: ActivityCounter(arch.channels[l - 1]) for l in layers}
   tops = {l: common.RunningTopK(arch.channels[l - 1], k) for l in layers}
   total = len(source) if max_clips is None else min(len(source), max_clips)
-  bar = common.Progress("activity", total, enabled=progress)
-  for batch in common.iter_clip_batches(source, batch_size, min_samples,
-                                        clip_samples, max_clips):
+  owned = len(range(share.index, total, share.count))  # this share's clips
+  bar = common.Progress("activity", owned, enabled=progress)
+  for batch in common.iter_clip_batches(
+      source, batch_size, min_samples, clip_samples, max_clips,
+      owns=share.owns if share.count > 1 else None):
     valid = batch["valid"]
     maxes = common.layer_activations(params, batch["audio"], layers, arch)
     means = common.layer_activations(params, batch["audio"], layers, arch,
@@ -224,6 +242,10 @@ def _stream_activity(params: Params, arch: Network, source,
       tops[layer].update(mx, batch["index"][valid])
     bar.update(int(valid.sum()))
   bar.close()
+  if share.count > 1:
+    for layer in layers:
+      counters[layer].merge(shares.gather(counters[layer].state(), share))
+      tops[layer] = shares.merge_topk(tops[layer], share)
   return counters, tops, min_samples
 
 
@@ -267,11 +289,14 @@ def measure_activity(params: Params, arch: Network, source,
                      layers: Optional[Sequence[int]] = None, k: int = 3,
                      max_maps: Optional[int] = 32, seed: int = 0,
                      batch_size: int = 16, clip_samples: Optional[int] = None,
-                     max_clips: Optional[int] = None, progress: bool = True
-                     ) -> Dict[str, Any]:
+                     max_clips: Optional[int] = None, progress: bool = True,
+                     share: Optional[shares.Share] = None) -> Dict[str, Any]:
   """Activity and band selectivity of one encoder on ``source``.
 
   Args:
+    share: this process's share of the clips for the streaming pass
+      (default: the running process's); the counts and top-k are then
+      combined, so every process measures the same.
     k: strongest clips per map sonified for the spectral features.
     max_maps: maps per layer studied for band selectivity (a seeded random
       sample of the live maps); None: every live map.
@@ -282,7 +307,7 @@ def measure_activity(params: Params, arch: Network, source,
   layers = common.check_layers(layers, arch)
   counters, tops, min_samples = _stream_activity(
       params, arch, source, layers, k, batch_size, clip_samples, max_clips,
-      progress)
+      progress, share or shares.Share.of_process())
   out: Dict[str, Any] = {}
   for layer in layers:
     summary = counters[layer].summary()

@@ -23,6 +23,7 @@ from sonify_jax import atomic_io
 from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
+from sonify_jax.analysis.core import shares
 from sonify_jax.models.network import Network
 
 Params = Any
@@ -89,13 +90,17 @@ def stream_coherence(params: Params, arch: Network, source,
                      max_clips: Optional[int] = None, top: int = 5,
                      nperseg: int = 256, progress: bool = True,
                      untrained: Optional[Params] = None,
-                     seed: int = controls.DEFAULT_SEED) -> Dict[str, Any]:
+                     seed: int = controls.DEFAULT_SEED,
+                     share: Optional[shares.Share] = None) -> Dict[str, Any]:
   """One model, one pass over ``source``, with its controls.
 
   Args:
     untrained: the run's untrained encoder (the ``untrained`` control);
       None leaves that control out.
     seed: of the random-live-map control.
+    share: this process's share of the clips (default: the running
+      process's, ``shares.Share.of_process``); every process returns the
+      means over every clip, summed in clip order whatever the split.
   Returns:
     ``{'layers': [L...], 'mean': {layer: float} (trained), 'conditions':
     {condition: {layer: float}}, 'clips': N, 'seconds': wall time incl.
@@ -106,14 +111,18 @@ def stream_coherence(params: Params, arch: Network, source,
   min_samples = arch.min_input_length(max(layers))
   run = controls.RunParams(params, untrained, arch)
   conditions = controls.conditions_of(run)
-  sums = {c: {l: 0.0 for l in layers} for c in conditions}
-  count = 0
+  # Each clip's score by clip index: summed in clip order once every
+  # process's are in, so the split does not change the sum.
+  scores_of = {c: {l: {} for l in layers} for c in conditions}
+  share = share or shares.Share.of_process()
   total = len(source) if max_clips is None else min(len(source), max_clips)
-  bar = common.Progress("coherence", total, enabled=progress)
+  owned = len(range(share.index, total, share.count))  # this share's clips
+  bar = common.Progress("coherence", owned, enabled=progress)
   start = time.perf_counter()
   warm_start, warm_count = None, 0  # after the first batch: no compiling
-  for batch in common.iter_clip_batches(source, batch_size, min_samples,
-                                        clip_samples, max_clips):
+  for batch in common.iter_clip_batches(
+      source, batch_size, min_samples, clip_samples, max_clips,
+      owns=share.owns if share.count > 1 else None):
     valid = batch["valid"]
     for condition in conditions:
       sonifs = condition_sonifications(
@@ -122,8 +131,8 @@ def stream_coherence(params: Params, arch: Network, source,
       for layer in layers:
         scores = top_coherence(batch["audio"][valid], sonifs[layer][valid],
                                top, nperseg)
-        sums[condition][layer] += float(scores.sum())
-    count += int(valid.sum())
+        scores_of[condition][layer].update(zip(
+            batch["index"][valid].tolist(), np.asarray(scores).tolist()))
     if warm_start is None:
       warm_start = time.perf_counter()
     else:
@@ -132,9 +141,19 @@ def stream_coherence(params: Params, arch: Network, source,
   seconds = time.perf_counter() - start
   warm_seconds = time.perf_counter() - (warm_start or start)
   bar.close()
+  every = {c: {l: {} for l in layers} for c in conditions}
+  for part in shares.gather({c: {str(l): sorted(v.items())
+                                 for l, v in per.items()}
+                             for c, per in scores_of.items()}, share):
+    for c in conditions:
+      for l in layers:
+        every[c][l].update((int(i), v) for i, v in part[c][str(l)])
+  count = len(every[controls.TRAINED][layers[0]])
   if count == 0:
     raise ValueError("the source holds no clips")
-  means = {c: {l: sums[c][l] / count for l in layers} for c in conditions}
+  means = {c: {l: float(np.sum([v for _, v in sorted(every[c][l].items())],
+                               dtype=np.float64)) / count
+               for l in layers} for c in conditions}
   return {"layers": list(layers), "mean": means[controls.TRAINED],
           "conditions": means,
           "clips": count, "seconds": seconds,
