@@ -5,8 +5,11 @@ network and layer, the share of the input's voiced frames whose f0 the
 sonification keeps (pyin, 50 cents), mean ± 95 % half-width over clips, in
 every condition (trained top map, random live map, top block random,
 untrained), and the trained sonification's |waveform r| with its input.
-One ``--study=sanity`` folder per network (``sanity.json``): per layer and
-rule, the |waveform r| of the trained network's sonification with the one
+One ``--study=residual`` folder per network (``residual.json``, a pitch
+network's): per layer, the share of the voiced frames whose f0 the network
+still reads within 50 cents once the map's sonification is subtracted, per
+condition. One ``--study=sanity`` folder per network (``sanity.json``): per
+layer and rule, the |waveform r| of the trained network's sonification with the one
 whose every weight up to the layer is random (mean ± 95 % half-width over
 (clip, map) pairs), and with another clip's (unrelated audio).
 
@@ -50,14 +53,31 @@ def _sanity(folders):
             + " | ".join(cells) + " |")
 
 
+def _residual(folders):
+  conditions = ("trained", "untrained", "random_map")
+  print("| network | layer | clips | x - s(x), s = top map | untrained "
+        "init's top map | random live map |")
+  print("|---|---|---|---|---|---|")
+  for folder in folders:
+    with open(os.path.join(folder, "residual.json")) as f:
+      study = json.load(f)
+    name = os.path.basename(os.path.normpath(folder)).replace("residual_", "")
+    for layer, part in sorted(study["per_layer"].items(),
+                              key=lambda kv: int(kv[0])):
+      cells = [_cell({"mean": part[c]["pitch_kept"],
+                      "ci95": part[c]["pitch_kept_ci95"] or 0.0})
+               if c in part else "n/a" for c in conditions]
+      print(f"| {name} | {layer} | {study['clips']} | " + " | ".join(cells)
+            + " |")
+
+
 def main(folders):
-  pitch = [f for f in folders if os.path.exists(os.path.join(f,
-                                                               "pitch.json"))]
-  sanity = [f for f in folders if f not in pitch]
-  if pitch:
-    _pitch(pitch)
-  if sanity:
-    _sanity(sanity)
+  def holding(name):
+    return [f for f in folders if os.path.exists(os.path.join(f, name))]
+  for name, table in (("pitch.json", _pitch), ("residual.json", _residual),
+                      ("sanity.json", _sanity)):
+    if holding(name):
+      table(holding(name))
 
 
 def _pitch(folders):
@@ -81,9 +101,10 @@ if __name__ == "__main__":
           "sanity.json in each)", file=sys.stderr)
     sys.exit(2)
   missing = [f for f in sys.argv[1:] if not any(os.path.isfile(
-      os.path.join(f, n)) for n in ("pitch.json", "sanity.json"))]
+      os.path.join(f, n)) for n in ("pitch.json", "sanity.json",
+                                    "residual.json"))]
   if missing:
-    print(f"error: no pitch.json or sanity.json in {missing[0]}",
-          file=sys.stderr)
+    print(f"error: no pitch.json, residual.json or sanity.json in "
+          f"{missing[0]}", file=sys.stderr)
     sys.exit(2)
   main(sys.argv[1:])
