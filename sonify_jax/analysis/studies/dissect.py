@@ -37,6 +37,7 @@ from sonify_jax.analysis.core import common, controls, probes
 from sonify_jax.errors import UserError
 from sonify_jax.models import forward, framing
 from sonify_jax.models import network as network_lib
+from sonify_jax.visualize import compare
 
 QUANTILE = 0.005
 SCORE_THRESHOLD = 0.04
@@ -278,7 +279,7 @@ def bin_agreement(preferred: np.ndarray, hz: np.ndarray,
   cents from each bin's own f0, over the bins ``within``."""
   bins = np.flatnonzero(within)
   rho = scipy.stats.spearmanr(bins, preferred[bins])[0]
-  cents = 1200 * np.abs(np.log2(preferred[bins] / hz[bins]))
+  cents = compare.cents_apart(preferred[bins], hz[bins])
   return {"spearman": float(rho), "median_cents": float(np.median(cents)),
           "bins": int(len(bins))}
 

@@ -33,6 +33,7 @@ from sonify_jax.analysis.studies import sanity
 from sonify_jax.transpose import rules as rules_lib
 from sonify_jax.errors import UserError
 from sonify_jax.models.network import FrameHead
+from sonify_jax.visualize import compare
 
 TOLERANCE_CENTS = 50.0
 FMIN_HZ, FMAX_HZ = 65.0, 1050.0   # C2 .. C6
@@ -68,8 +69,7 @@ def share_within(reference_hz: np.ndarray, reference_voiced: np.ndarray,
   ref, ref_v = reference_hz[:n], reference_voiced[:n]
   if not ref_v.any():
     return float("nan")
-  with np.errstate(invalid="ignore", divide="ignore"):
-    cents = 1200 * np.abs(np.log2(hz[:n] / ref))
+  cents = compare.cents_apart(hz[:n], ref)
   hit = voiced[:n] & np.isfinite(cents) & (cents <= TOLERANCE_CENTS)
   return float(hit[ref_v].mean())
 

@@ -34,6 +34,7 @@ from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
 from sonify_jax.errors import UserError
 from sonify_jax.models.network import Network
+from sonify_jax.visualize import compare
 
 Params = Any
 ScoreFn = Callable[[np.ndarray], np.ndarray]          # [B, T] -> [B, C]
@@ -198,8 +199,8 @@ def pitch_kept(f0_intact: np.ndarray, confidence_intact: np.ndarray,
   voiced = np.asarray(confidence_intact) >= VOICED
   if not voiced.any():
     return None
-  cents = 1200.0 * np.abs(np.log2(np.asarray(f0_residual)[voiced]
-                                  / np.asarray(f0_intact)[voiced]))
+  cents = compare.cents_apart(np.asarray(f0_residual)[voiced],
+                              np.asarray(f0_intact)[voiced])
   return float(np.mean(cents <= KEPT_CENTS))
 
 
