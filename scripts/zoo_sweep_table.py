@@ -23,6 +23,12 @@ import sys
 CONDITIONS = ("trained", "random_map", "top_block_random", "untrained")
 
 
+def _by_layer(per_layer):
+  """A JSON ``{layer: ...}`` table's items in layer order (its keys are
+  strings: '10' would sort before '2')."""
+  return sorted(per_layer.items(), key=lambda kv: int(kv[0]))
+
+
 def _cell(entry):
   if not entry or entry.get("mean") is None:
     return "n/a"
@@ -37,8 +43,7 @@ def _sanity(folders):
   for folder in folders:
     with open(os.path.join(folder, "sanity.json")) as f:
       study = json.load(f)
-    for layer, part in sorted(study["layers"].items(), key=lambda kv:
-                              int(kv[0])):
+    for layer, part in _by_layer(study["layers"]):
       cells = []
       for rule in rules:
         entry = part["rules"].get(rule)
@@ -62,8 +67,7 @@ def _residual(folders):
     with open(os.path.join(folder, "residual.json")) as f:
       study = json.load(f)
     name = os.path.basename(os.path.normpath(folder)).replace("residual_", "")
-    for layer, part in sorted(study["per_layer"].items(),
-                              key=lambda kv: int(kv[0])):
+    for layer, part in _by_layer(study["per_layer"]):
       cells = [_cell({"mean": part[c]["pitch_kept"],
                       "ci95": part[c]["pitch_kept_ci95"] or 0.0})
                if c in part else "n/a" for c in conditions]
@@ -87,8 +91,7 @@ def _pitch(folders):
   for folder in folders:
     with open(os.path.join(folder, "pitch.json")) as f:
       study = json.load(f)
-    for layer, part in sorted(study["layers"].items(), key=lambda kv:
-                              int(kv[0])):
+    for layer, part in _by_layer(study["layers"]):
       shares = [_cell(part[c]["pyin_share"]) for c in CONDITIONS]
       clips = part["trained"]["pyin_share"]["n"]
       print(f"| {study['arch']} | {layer} | {clips} | " + " | ".join(shares)

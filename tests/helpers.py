@@ -1,4 +1,5 @@
-"""Shared test helpers: strict JSON reading, a headless Chromium driver.
+"""Shared test helpers: strict JSON reading, JSON compared to rounding, a
+headless Chromium driver.
 
 (Imported by test modules as ``helpers``: pytest puts ``tests/`` on the path.)
 """
@@ -116,3 +117,21 @@ def wait_together(procs, timeout_s):
       if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+def assert_json_close(a, b, rel, abs_, path=""):
+  """``a`` and ``b`` (parsed JSON) have the same structure, strings and
+  integers, and their numbers where either is a float agree to ``rel`` /
+  ``abs_`` (pytest.approx); the path of the first difference is reported."""
+  if isinstance(a, dict):
+    assert isinstance(b, dict) and a.keys() == b.keys(), path
+    for k in a:
+      assert_json_close(a[k], b[k], rel, abs_, f"{path}/{k}")
+  elif isinstance(a, list):
+    assert isinstance(b, list) and len(a) == len(b), path
+    for i, (x, y) in enumerate(zip(a, b)):
+      assert_json_close(x, y, rel, abs_, f"{path}[{i}]")
+  elif isinstance(a, float) or isinstance(b, float):
+    assert a == pytest.approx(b, rel=rel, abs=abs_), path
+  else:
+    assert a == b, path

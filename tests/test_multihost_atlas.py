@@ -178,21 +178,6 @@ def _without_timings(value):
   return value
 
 
-def _assert_close(a, b, path=""):
-  if isinstance(a, dict):
-    assert set(a) == set(b), path
-    for k in a:
-      _assert_close(a[k], b[k], f"{path}/{k}")
-  elif isinstance(a, list):
-    assert len(a) == len(b), path
-    for i, (x, y) in enumerate(zip(a, b)):
-      _assert_close(x, y, f"{path}[{i}]")
-  elif isinstance(a, float) and isinstance(b, float):
-    assert a == pytest.approx(b, rel=1e-4, abs=1e-6), path
-  else:
-    assert a == b, path
-
-
 @pytest.mark.parametrize("study,extra", [
     ("coherence", ["--layers=2,4"]),
     ("activity", ["--layers=2,4", "--k=2"])])
@@ -208,7 +193,8 @@ def test_two_processes_give_the_study_of_one(tmp_path, study, extra):
        logs)
   ref = json.load(open(os.path.join(one, f"{study}.json")))
   ours = json.load(open(os.path.join(two, f"{study}.json")))
-  _assert_close(_without_timings(ours), _without_timings(ref))
+  helpers.assert_json_close(_without_timings(ours), _without_timings(ref),
+                            rel=1e-4, abs_=1e-6)
   # Each process streamed its own share: 4 and 3 of the 7 clips.
   for log, clips in zip(logs, (4, 3)):
     assert f"[{study}] {clips}/{clips} clips" in open(log).read()

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import soundfile
 
+import helpers
+
 from sonify_jax import deconvnet, over_devices
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.studies import atlas
@@ -160,22 +162,6 @@ def _wavs(folder):
   return out
 
 
-def _assert_same(a, b, path=""):
-  """Equal structure, strings and integers; floats to float32 rounding."""
-  if isinstance(a, dict):
-    assert a.keys() == b.keys(), path
-    for k in a:
-      _assert_same(a[k], b[k], f"{path}/{k}")
-  elif isinstance(a, list):
-    assert len(a) == len(b), path
-    for i, (x, y) in enumerate(zip(a, b)):
-      _assert_same(x, y, f"{path}[{i}]")
-  elif isinstance(a, float) or isinstance(b, float):
-    assert a == pytest.approx(b, rel=1e-4, abs=1e-3), path
-  else:
-    assert a == b, path
-
-
 def _without_times(index):
   """The index less what differs run to run (seconds, the folder)."""
   text = json.dumps(index, sort_keys=True)
@@ -209,8 +195,9 @@ def test_atlas_and_topk_on_every_device_equal_one_device(name, tmp_path):
   # The same top clips, maps and files; activations and centroids to
   # float32 rounding (each device traces only its pairs' clips, in batches
   # of another shape than one device's).
-  _assert_same(_without_times(many[0]), _without_times(one[0]))
-  _assert_same(_without_times(many[1]), _without_times(one[1]))
+  for got, want in ((many[0], one[0]), (many[1], one[1])):
+    helpers.assert_json_close(_without_times(got), _without_times(want),
+                              rel=1e-4, abs_=1e-3)
   for got, want in ((many[2], one[2]), (many[3], one[3])):
     assert got.keys() == want.keys() and got
     for path, audio in want.items():

@@ -40,6 +40,10 @@ class Share:
     """Whether ``clip`` (an index, or an array of them) is this share's."""
     return clip % self.count == self.index
 
+  def clips_of(self, total: int) -> int:
+    """How many of the first ``total`` clips are this share's."""
+    return len(range(self.index, total, self.count))
+
   @property
   def chief(self) -> bool:
     return self.index == 0

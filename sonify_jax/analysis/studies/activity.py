@@ -227,11 +227,10 @@ def _stream_activity(params: Params, arch: Network, source,
   counters = {l: ActivityCounter(arch.channels[l - 1]) for l in layers}
   tops = {l: common.RunningTopK(arch.channels[l - 1], k) for l in layers}
   total = len(source) if max_clips is None else min(len(source), max_clips)
-  owned = len(range(share.index, total, share.count))  # this share's clips
-  bar = common.Progress("activity", owned, enabled=progress)
+  bar = common.Progress("activity", share.clips_of(total), enabled=progress)
   for batch in common.iter_clip_batches(
       source, batch_size, min_samples, clip_samples, max_clips,
-      owns=share.owns if share.count > 1 else None):
+      owns=share.owns):
     valid = batch["valid"]
     maxes = common.layer_activations(params, batch["audio"], layers, arch)
     means = common.layer_activations(params, batch["audio"], layers, arch,

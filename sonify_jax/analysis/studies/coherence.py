@@ -116,13 +116,12 @@ def stream_coherence(params: Params, arch: Network, source,
   scores_of = {c: {l: {} for l in layers} for c in conditions}
   share = share or shares.Share.of_process()
   total = len(source) if max_clips is None else min(len(source), max_clips)
-  owned = len(range(share.index, total, share.count))  # this share's clips
-  bar = common.Progress("coherence", owned, enabled=progress)
+  bar = common.Progress("coherence", share.clips_of(total), enabled=progress)
   start = time.perf_counter()
   warm_start, warm_count = None, 0  # after the first batch: no compiling
   for batch in common.iter_clip_batches(
       source, batch_size, min_samples, clip_samples, max_clips,
-      owns=share.owns if share.count > 1 else None):
+      owns=share.owns):
     valid = batch["valid"]
     for condition in conditions:
       sonifs = condition_sonifications(

@@ -56,8 +56,8 @@ def stream_topk(params: Params, arch: Network, source,
   min_samples = arch.min_input_length(max(layers))
   tops = {l: common.RunningTopK(arch.channels[l - 1], k) for l in layers}
   total = len(source) if max_clips is None else min(len(source), max_clips)
-  total = len(range(share.index, total, share.count))  # clips it streams
-  bar = common.Progress("topk: activations", total, enabled=progress)
+  bar = common.Progress("topk: activations", share.clips_of(total),
+                        enabled=progress)
   for batch in common.iter_clip_batches(source, batch_size, min_samples,
                                         clip_samples, max_clips,
                                         owns=share.owns):
