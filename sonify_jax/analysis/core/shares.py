@@ -18,7 +18,7 @@ and merging top-k tables are this project's.
 """
 import dataclasses
 import json
-from typing import Any, List
+from typing import Any, Callable, List
 
 import jax
 import numpy as np
@@ -69,6 +69,39 @@ def gather(value: Any, share: Share) -> List[Any]:
   padded[:data.size] = data
   rows = _allgather(padded)
   return [json.loads(bytes(row[:n]).decode()) for row, n in zip(rows, lengths)]
+
+
+def split_rows(compute: Callable[[np.ndarray], np.ndarray],
+               owners: np.ndarray, share: Share) -> np.ndarray:
+  """``compute`` of every row, each process computing only its own rows.
+
+  ``owners[r]`` is the clip row ``r`` belongs to (a process owns a clip as
+  :meth:`Share.owns` says); ``compute(indices)`` returns one array row per
+  index (the same trailing shape and dtype for any indices). Every process
+  gets the whole ``[len(owners), ...]`` array in row order, so what it
+  derives from it is what one process would derive; every process must call
+  this at the same point. A process that owns no row computes nothing.
+  """
+  owners = np.asarray(owners)
+  if share.count == 1 or not owners.size:
+    return np.asarray(compute(np.arange(owners.size)))
+  of_process = [np.flatnonzero(Share(p, share.count).owns(owners))
+                for p in range(share.count)]
+  mine = of_process[share.index]
+  part = np.asarray(compute(mine)) if mine.size else None
+  # A process with no rows does not know the rows' shape: ask the others.
+  kinds = gather(None if part is None else [list(part.shape[1:]),
+                                            part.dtype.str], share)
+  tail, dtype = next(k for k in kinds if k is not None)
+  padded = np.zeros((max(len(r) for r in of_process), *tail), dtype)
+  if part is not None:
+    padded[:len(part)] = part
+  # As bytes: the collectives would narrow float64 to JAX's float32.
+  everyone = _allgather(padded.reshape(len(padded), -1).view(np.uint8))
+  out = np.empty((owners.size, *tail), dtype)
+  for p, rows in enumerate(of_process):
+    out[rows] = everyone[p, :len(rows)].view(dtype).reshape(-1, *tail)
+  return out
 
 
 def merge_topk(top: common.RunningTopK, share: Share) -> common.RunningTopK:

@@ -29,6 +29,7 @@ from sonify_jax import atomic_io, plotting
 from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
+from sonify_jax.analysis.core import shares
 from sonify_jax.analysis.studies import sanity
 from sonify_jax.transpose import rules as rules_lib
 from sonify_jax.errors import UserError
@@ -85,6 +86,15 @@ def _network_pitch(run, audio: np.ndarray):
   return hz, periodicity > crepe_pitch.VOICED_THRESHOLD
 
 
+def _input_f0(clips: np.ndarray, rate: int, share: shares.Share):
+  """Per clip ``(f0, voiced)`` by pyin, each process reading its own."""
+  def read(own):
+    hz, voiced = f0(clips[own], rate)
+    return np.stack([hz, voiced.astype(hz.dtype)], axis=1)
+  both = shares.split_rows(read, np.arange(len(clips)), share)
+  return [(hz, voiced > 0) for hz, voiced in both]
+
+
 def _every(f0_voiced):
   hz, voiced = f0_voiced
   return hz[::NETWORK_EVERY], voiced[::NETWORK_EVERY]
@@ -96,8 +106,16 @@ def run_pitch(run: controls.RunParams, source, out_dir: str,
               max_clips: Optional[int] = None,
               clip_samples: Optional[int] = None, batch_size: int = 16,
               model_name: str = "model",
-              seed: int = controls.DEFAULT_SEED) -> Dict[str, Any]:
-  """Runs the study; writes ``pitch.json`` and ``pitch.png``."""
+              seed: int = controls.DEFAULT_SEED,
+              share: Optional[shares.Share] = None) -> Dict[str, Any]:
+  """Runs the study; writes ``pitch.json`` and ``pitch.png``.
+
+  Over several processes (``share``, default the running process's), each
+  reads the f0 of its own clips and sonifies and scores their pairs, and
+  every process gets every clip's scores (``shares.split_rows``): the JSON
+  is the one a single process writes.
+  """
+  share = share or shares.Share.of_process()
   arch = run.arch
   rules_lib.check(rule)
   layers = common.check_layers(layers, arch)
@@ -108,7 +126,7 @@ def run_pitch(run: controls.RunParams, source, out_dir: str,
   length = clip_samples or int(sanity.DEFAULT_SECONDS * rate)
   clips, ids = sanity.load_clips(source, max_clips or len(source), length,
                                  arch.min_input_length(max(layers)))
-  inputs = [f0(c, rate) for c in clips]
+  inputs = _input_f0(clips, rate, share)
   keep = [i for i, (_, v) in enumerate(inputs) if v.any()]
   if not keep:
     raise UserError("no clip has a voiced frame by pyin: the pitch study "
@@ -124,9 +142,11 @@ def run_pitch(run: controls.RunParams, source, out_dir: str,
       "fmin_hz": FMIN_HZ, "fmax_hz": FMAX_HZ, "conditions": list(CONDITIONS),
       "layers": {}}
   if own:
-    per_clip = [share_within(*_every(inputs[i]),
-                             *_network_pitch(run, clips[i])) for i in keep]
-    result["network_on_input"] = sanity._interval(per_clip)  # pylint: disable=protected-access
+    per_clip = shares.split_rows(lambda mine: np.array([
+        share_within(*_every(inputs[keep[i]]),
+                     *_network_pitch(run, clips[keep[i]])) for i in mine]),
+                                 np.arange(len(keep)), share)
+    result["network_on_input"] = sanity._interval(per_clip.tolist())  # pylint: disable=protected-access
   clips, inputs = clips[keep], [inputs[i] for i in keep]
   bar = common.Progress("pitch", len(layers) * len(CONDITIONS), unit="runs")
   for layer in layers:
@@ -147,22 +167,31 @@ def run_pitch(run: controls.RunParams, source, out_dir: str,
         "untrained": (random, maps)}
     for condition in CONDITIONS:
       params, chosen = settings[condition]
-      s = common.sonify_pairs(params, clips[rows], chosen, layer, arch,
-                              batch_size, rule=rule)
-      hz, voiced = f0(s, rate)
-      scores = [share_within(*inputs[r], hz[p], voiced[p])
-                for p, r in enumerate(rows)]
-      metrics = {"pyin_share": _over_clips(rows, scores),
+
+      def scores_of(pairs, params=params, chosen=chosen):
+        """Per pair: pyin share, |waveform r| (and the network's share)."""
+        s = common.sonify_pairs(params, clips[rows[pairs]], chosen[pairs],
+                                layer, arch, batch_size, rule=rule)
+        hz, voiced = f0(s, rate)
+        out = []
+        for p, r in enumerate(rows[pairs]):
+          row = [share_within(*inputs[r], hz[p], voiced[p]),
+                 sanity.waveform_abs_pearson(s[p], clips[r])]
+          if own:
+            row.append(share_within(*_every(inputs[r]),
+                                    *_network_pitch(run, s[p])))
+          out.append(row)
+        return np.array(out, np.float64).reshape(len(pairs), 2 + own)
+
+      scores = shares.split_rows(scores_of, rows, share)
+      metrics = {"pyin_share": _over_clips(rows, scores[:, 0].tolist()),
                  # How much of the input the chain lets through: a network
                  # that keeps the whole waveform keeps its f0 too, so the
                  # share above is read against this.
-                 "input_waveform_r": _over_clips(rows, [
-                     sanity.waveform_abs_pearson(s[p], clips[r])
-                     for p, r in enumerate(rows)])}
+                 "input_waveform_r": _over_clips(rows,
+                                                 scores[:, 1].tolist())}
       if own:
-        metrics["network_share"] = _over_clips(rows, [
-            share_within(*_every(inputs[r]), *_network_pitch(run, s[p]))
-            for p, r in enumerate(rows)])
+        metrics["network_share"] = _over_clips(rows, scores[:, 2].tolist())
       entry[condition] = metrics
       bar.update(1)
     result["layers"][str(layer)] = entry

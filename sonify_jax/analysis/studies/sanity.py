@@ -55,6 +55,7 @@ from sonify_jax import atomic_io, plotting
 from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
+from sonify_jax.analysis.core import shares
 from sonify_jax.transpose import rules as rules_lib
 from sonify_jax.errors import UserError
 from sonify_jax.visualize import compare as visual_compare
@@ -252,9 +253,16 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
                rules: Sequence[str] = DEFAULT_RULES, maps_per_clip: int = 2,
                max_clips: int = 8, clip_samples: Optional[int] = None,
                batch_size: int = 16, model_name: str = "model",
-               seed: int = controls.DEFAULT_SEED) -> Dict[str, Any]:
+               seed: int = controls.DEFAULT_SEED,
+               share: Optional[shares.Share] = None) -> Dict[str, Any]:
   """Runs the study; writes ``sanity.json`` and ``sanity.png`` into
-  ``out_dir``; returns the JSON's content."""
+  ``out_dir``; returns the JSON's content.
+
+  Over several processes (``share``, default the running process's), each
+  sonifies the pairs of its own clips and every process gets them all
+  (``shares.split_rows``): the JSON is the one a single process writes.
+  """
+  share = share or shares.Share.of_process()
   arch = run.arch
   layers = common.check_layers(layers, arch)
   if not rules:
@@ -311,9 +319,11 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
         unrelated, inputs = references["unrelated_maps"], None
         ceiling = references["other_seed"]
       else:
-        def sonify(params, rule=rule):
-          return common.sonify_pairs(params, clips[rows], maps, layer, arch,
-                                     batch_size, rule=rule)
+        def sonify(params, rule=rule, rows=rows, maps=maps):
+          return shares.split_rows(
+              lambda own: common.sonify_pairs(
+                  params, clips[rows[own]], maps[own], layer, arch,
+                  batch_size, rule=rule), rows, share)
         compared = functools.partial(similarities, sample_rate=rate)
         trained = sonify(run.trained)
         other = _other_clip(rows)
