@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax.models import network as network_lib
+from sonify_jax.models import short_conv
 
 Params = Any
 _DIMENSION_NUMBERS = ("NWC", "WIO", "NWC")
@@ -113,12 +114,22 @@ def conv(layer: network_lib.Conv, params: Params, h: jax.Array,
   p = params[layer.name]
   kernel = p["kernel"] if dtype is None else p["kernel"].astype(dtype)
   h = h if dtype is None else h.astype(dtype)
-  y = jax.lax.conv_general_dilated(
-      h, kernel, window_strides=(layer.stride,), padding=[layer.padding],
-      rhs_dilation=(layer.dilation,), dimension_numbers=_DIMENSION_NUMBERS)
+  y = conv_linear(layer, kernel, h)
   if layer.use_bias:
     y = y + (p["bias"] if dtype is None else p["bias"].astype(dtype))
   return y
+
+
+def conv_linear(layer: network_lib.Conv, kernel: jax.Array, h: jax.Array
+                ) -> jax.Array:
+  """The conv without its bias, ``[B, T, C_in] -> [B, T', C_out]``: one
+  matmul where the signal is no longer than the kernel's span
+  (:mod:`sonify_jax.models.short_conv`), else XLA's conv."""
+  if short_conv.fits(layer, h.shape[1], h.shape[2]):
+    return short_conv.apply(short_conv.matrix(layer, kernel, h.shape[1]), h)
+  return jax.lax.conv_general_dilated(
+      h, kernel, window_strides=(layer.stride,), padding=[layer.padding],
+      rhs_dilation=(layer.dilation,), dimension_numbers=_DIMENSION_NUMBERS)
 
 
 def affine(layer: network_lib.Affine, params: Params, h: jax.Array,

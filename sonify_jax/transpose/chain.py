@@ -16,8 +16,10 @@ L's output keeps map ``m``, and the signal goes down layer by layer:
 Two ways through the same chain: :func:`reference` is the plain dense chain
 per map (kept as the tested reference; ``jax.vjp`` of the forward with the
 rule's ReLU is the same function, see the tests); :func:`sonify_pairs` is
-the structured path, with the fast forms of :mod:`sonify_jax.transpose.fft_conv`
-(long convs through the FFT, max-pools unpooled without a scatter): one forward per clip shared by every map, block L's
+the structured path, with the fast forms (a conv over a signal no longer
+than its kernel as one matmul, :mod:`sonify_jax.models.short_conv`; other
+long convs through the FFT and max-pools unpooled without a scatter,
+:mod:`sonify_jax.transpose.fft_conv`): one forward per clip shared by every map, block L's
 last conv and everything after it run on the map's own channel alone (the
 others are zero there; ``k * C_in`` instead of ``k * C * C_in``
 multiply-adds per sample), the layers below batched over maps in
@@ -30,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from sonify_jax.transpose import budget, fft_conv, rules
-from sonify_jax.models import forward, shapes
+from sonify_jax.models import forward, shapes, short_conv
 from sonify_jax.models import network as network_lib
 
 Params = Any
@@ -71,7 +73,9 @@ def per_map_bytes(net: network_lib.Network, layer: int, length: int) -> int:
   for layer_, (t_in, c_in), (t_out, c_out) in zip(
       net.layers_upto(layer), sizes[:-1], sizes[1:]):
     signals = 4 * (t_in * c_in + t_out * c_out)
-    if fft_conv.uses_fft(layer_):
+    short = isinstance(layer_, network_lib.Conv) and short_conv.fits(
+        layer_, t_in, c_in)
+    if fft_conv.uses_fft(layer_) and not short:
       signals += sum(fft_conv.mixed_bytes(layer_, c_in, c_out, t_in))
     peak = max(peak, signals)
   return 2 * peak
@@ -156,11 +160,7 @@ def _linear(layer, params, h: jax.Array, residual) -> jax.Array:
   """The layer's forward with everything but its input fixed (no bias; a
   max-pool with its switches): a linear map of ``h``."""
   if isinstance(layer, network_lib.Conv):
-    kernel = params[layer.name]["kernel"]
-    return jax.lax.conv_general_dilated(
-        h, kernel, window_strides=(layer.stride,), padding=[layer.padding],
-        rhs_dilation=(layer.dilation,),
-        dimension_numbers=forward._DIMENSION_NUMBERS)  # pylint: disable=protected-access
+    return forward.conv_linear(layer, params[layer.name]["kernel"], h)
   if isinstance(layer, network_lib.MaxPool):
     # Zero padding: a window's maximum is never its -inf padding.
     windows = forward.pool_windows(
@@ -195,14 +195,33 @@ def transpose_layer(layer, params: Params, g: jax.Array, residual,
   return transpose(g)[0]
 
 
-def spectra(net: network_lib.Network, params: Params, layer: int
-            ) -> Tuple[Optional[fft_conv.Spectrum], ...]:
-  """Per layer of blocks ``1..layer``: the FFT form of a long conv's
-  transpose (:mod:`sonify_jax.transpose.fft_conv`), else None. Computed once
-  per request, outside the loop over maps."""
-  return tuple(
-      fft_conv.spectrum(l, params[l.name]["kernel"]) if fft_conv.uses_fft(l)
-      else None for l in net.layers_upto(layer))
+class ShortConv(NamedTuple):
+  """A conv over a signal no longer than its kernel, as its matrix
+  ``[T_in, C_in, T_out, C_out]`` (:mod:`sonify_jax.models.short_conv`)."""
+  matrix: jax.Array
+
+
+def _fast_form(layer_, params: Params, t_in: int, c_in: int):
+  if not isinstance(layer_, network_lib.Conv):
+    return None
+  kernel = params[layer_.name]["kernel"]
+  if short_conv.fits(layer_, t_in, c_in):
+    return ShortConv(short_conv.matrix(layer_, kernel, t_in))
+  if fft_conv.uses_fft(layer_):
+    return fft_conv.spectrum(layer_, kernel)
+  return None
+
+
+def spectra(net: network_lib.Network, params: Params, layer: int,
+            length: int) -> Tuple[Any, ...]:
+  """Per layer of blocks ``1..layer`` on ``length`` samples: a conv's fast
+  transpose, its matrix where the signal is no longer than its kernel
+  (:class:`ShortConv`) or else the FFT form of a long conv
+  (:mod:`sonify_jax.transpose.fft_conv`), else None. Computed once per
+  request, outside the loop over maps."""
+  sizes = layer_shapes(net, layer, length)
+  return tuple(_fast_form(l, params, *size)
+               for l, size in zip(net.layers_upto(layer), sizes))
 
 
 def _one_channel(layer, params: Params, residual, spectrum, m):
@@ -215,9 +234,20 @@ def _one_channel(layer, params: Params, residual, spectrum, m):
     params = {layer.name: {"scale": take(params[layer.name]["scale"], 0)}}
   if residual is not None:
     residual = take(residual, 2)
-  if spectrum is not None:
+  if isinstance(spectrum, ShortConv):
+    spectrum = ShortConv(take(spectrum.matrix, 3))
+  elif spectrum is not None:
     spectrum = spectrum._replace(freq=take(spectrum.freq, 3))
   return params, residual, spectrum
+
+
+def _transposed_matmul(matrix: jax.Array, g: jax.Array) -> jax.Array:
+  """``g [B, T_out, C_out]`` back through ``matrix`` (:class:`ShortConv`):
+  ``[B, T_in, C_in]``."""
+  t_in, c_in, t_out, c_out = matrix.shape
+  x = g.reshape(g.shape[0], t_out * c_out) @ matrix.reshape(
+      t_in * c_in, t_out * c_out).T
+  return x.reshape(g.shape[0], t_in, c_in)
 
 
 def _down(net, params, residuals, g, start, stop, sizes, rule, top_map=None,
@@ -240,7 +270,9 @@ def _down(net, params, residuals, g, start, stop, sizes, rule, top_map=None,
       # Only the top conv's input has every channel; above it, one.
       if not isinstance(layer, network_lib.Conv):
         shape = (shape[0], 1)
-    if spectrum is not None:
+    if isinstance(spectrum, ShortConv):
+      g = _transposed_matmul(spectrum.matrix, g)
+    elif spectrum is not None:
       g = fft_conv.transposed_conv(layer, spectrum, g, shape[0])
     elif spectra_ is not None and isinstance(layer, network_lib.MaxPool):
       g = fft_conv.unpool(layer, g, residual, shape[0])
@@ -299,7 +331,7 @@ def sonify_pairs(params: Params, traces_: Traces, slots: Optional[jax.Array],
   pairs at a time; ``slots`` None: every map reads clip 0."""
   sizes = layer_shapes(net, layer, length)
   start, stop, has_conv = split_top(net, layer)
-  spectra_ = spectra(net, params, layer)
+  spectra_ = spectra(net, params, layer, length)
 
   def one(m, slot):
     residuals, top, lengths = _slot_traces(traces_, slot)
