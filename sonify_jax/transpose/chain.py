@@ -201,11 +201,11 @@ class ShortConv(NamedTuple):
   matrix: jax.Array
 
 
-def _fast_form(layer_, params: Params, t_in: int, c_in: int):
+def _fast_form(layer_, params: Params, t_in: int, c_in: int, matmul: bool):
   if not isinstance(layer_, network_lib.Conv):
     return None
   kernel = params[layer_.name]["kernel"]
-  if short_conv.fits(layer_, t_in, c_in):
+  if matmul and short_conv.fits(layer_, t_in, c_in):
     return ShortConv(short_conv.matrix(layer_, kernel, t_in))
   if fft_conv.uses_fft(layer_):
     return fft_conv.spectrum(layer_, kernel)
@@ -213,15 +213,20 @@ def _fast_form(layer_, params: Params, t_in: int, c_in: int):
 
 
 def spectra(net: network_lib.Network, params: Params, layer: int,
-            length: int) -> Tuple[Any, ...]:
+            length: int, top_start: Optional[int] = None) -> Tuple[Any, ...]:
   """Per layer of blocks ``1..layer`` on ``length`` samples: a conv's fast
   transpose, its matrix where the signal is no longer than its kernel
   (:class:`ShortConv`) or else the FFT form of a long conv
   (:mod:`sonify_jax.transpose.fft_conv`), else None. Computed once per
-  request, outside the loop over maps."""
+  request, outside the loop over maps. From layer ``top_start`` on (the
+  segment that runs on each map's own channel) no matrix: one channel's
+  slice of it, taken per map, is the kernel repeated at every output
+  sample, while its spectrum is not."""
   sizes = layer_shapes(net, layer, length)
-  return tuple(_fast_form(l, params, *size)
-               for l, size in zip(net.layers_upto(layer), sizes))
+  top_start = len(sizes) if top_start is None else top_start
+  return tuple(_fast_form(l, params, *size, matmul=i < top_start)
+               for i, (l, size) in enumerate(zip(net.layers_upto(layer),
+                                                 sizes)))
 
 
 def _one_channel(layer, params: Params, residual, spectrum, m):
@@ -234,9 +239,7 @@ def _one_channel(layer, params: Params, residual, spectrum, m):
     params = {layer.name: {"scale": take(params[layer.name]["scale"], 0)}}
   if residual is not None:
     residual = take(residual, 2)
-  if isinstance(spectrum, ShortConv):
-    spectrum = ShortConv(take(spectrum.matrix, 3))
-  elif spectrum is not None:
+  if spectrum is not None:
     spectrum = spectrum._replace(freq=take(spectrum.freq, 3))
   return params, residual, spectrum
 
@@ -331,7 +334,7 @@ def sonify_pairs(params: Params, traces_: Traces, slots: Optional[jax.Array],
   pairs at a time; ``slots`` None: every map reads clip 0."""
   sizes = layer_shapes(net, layer, length)
   start, stop, has_conv = split_top(net, layer)
-  spectra_ = spectra(net, params, layer, length)
+  spectra_ = spectra(net, params, layer, length, top_start=start)
 
   def one(m, slot):
     residuals, top, lengths = _slot_traces(traces_, slot)
