@@ -40,6 +40,30 @@ def test_transposed_conv_equals_the_exact_transpose(
       jnp.abs(want).max()))
 
 
+@pytest.mark.parametrize("kernel,dilation,padding,c_in,length", [
+    (64, 1, (31, 32), 24, 300),    # CREPE's conv2-6, on a long frame
+    (33, 2, (5, 0), 16, 1000),     # dilated, one-sided padding
+])
+def test_fft_forward_conv_equals_xla_conv(kernel, dilation, padding, c_in,
+                                          length):
+  layer = network_lib.Conv("c", 5, kernel, dilation=dilation,
+                           padding=padding)
+  assert fft_conv.forward_fits(layer, c_in)
+  assert not fft_conv.forward_fits(layer, c_in=1)   # thin: XLA's conv
+  rng = np.random.default_rng(kernel + c_in)
+  params = {"c": {"kernel": jnp.asarray(
+      rng.standard_normal((kernel, c_in, 5)), jnp.float32),
+                  "bias": jnp.zeros(5)}}
+  h = jnp.asarray(rng.standard_normal((2, length, c_in)), jnp.float32)
+  want = forward.conv(layer, params, h)
+  got = fft_conv.conv(layer, fft_conv.spectrum(layer, params["c"]["kernel"]),
+                      h, want.shape[1])
+  np.testing.assert_allclose(got, want, atol=2e-6 * float(
+      jnp.abs(want).max()))
+  # The deconvnet's forward trace takes it.
+  np.testing.assert_allclose(chain._forward(layer, params, h), got)  # pylint: disable=protected-access
+
+
 @pytest.mark.parametrize("size,stride,padding,length", [
     (2, 2, (0, 0), 101), (2, 2, (0, 0), 100), (3, 2, (1, 1), 50),
     (4, 1, (0, 0), 33), (5, 3, (2, 1), 40)])

@@ -1,4 +1,4 @@
-"""The deconvnet's internals; the public API is :mod:`sonify_jax.transposenet`.
+"""The deconvnet's internals; the public API is :mod:`sonify_jax.deconvnet`.
 
 * :mod:`rules`: how a ReLU transposes (deconvnet, guided, gradient);
 * :mod:`chain`: the transposed chain of any network (reference and

@@ -35,6 +35,11 @@ from sonify_jax.models import network as network_lib
 
 # A conv transposes through the FFT from this many taps per phase on.
 MIN_TAPS = 16
+# A stride-1 conv's forward (the deconvnet's trace) goes through the FFT from
+# this many input channels on: with fewer, the per-bin matmuls are too thin
+# (CREPE's conv1, one channel: XLA's conv 0.33 s, the FFT 0.76 s; its conv2,
+# 1024 channels: 2.63 s and 0.66 s, quiet, 2 s of audio).
+MIN_FORWARD_CHANNELS = 16
 
 
 class Spectrum(NamedTuple):
@@ -102,6 +107,24 @@ def transposed_conv(layer: network_lib.Conv, spec: Spectrum, g: jax.Array,
   y = jnp.fft.irfft(mixed, n=spec.block, axis=2)[:, :, spec.taps - 1:]
   y = y.reshape(batch, blocks * valid * s, c_in)  # q s + p interleaved
   return y[:, left:left + input_length]
+
+
+def forward_fits(layer, c_in: int) -> bool:
+  """Whether :func:`conv` runs ``layer``'s forward on ``c_in`` channels."""
+  return (uses_fft(layer) and layer.stride == 1
+          and c_in >= MIN_FORWARD_CHANNELS)
+
+
+def conv(layer: network_lib.Conv, spec: Spectrum, h: jax.Array,
+         output_length: int) -> jax.Array:
+  """``layer``'s conv (no bias) of ``h`` ``[B, T, C_in]`` through the FFT:
+  the exact transpose of :func:`transposed_conv`, so the same overlap-save
+  blocks, once per channel. ``[B, output_length, C_out]``."""
+  g = jax.ShapeDtypeStruct((h.shape[0], output_length,
+                            spec.freq.shape[3]), h.dtype)
+  (y,) = jax.linear_transpose(
+      lambda g_: transposed_conv(layer, spec, g_, h.shape[1]), g)(h)
+  return y
 
 
 def unpool(layer: network_lib.MaxPool, g: jax.Array, switches: jax.Array,
