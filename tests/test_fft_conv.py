@@ -5,6 +5,7 @@ components) and ``fft_conv.unpool`` (strided pads) against
 ``jax.linear_transpose`` of the forward conv and max-pool, on strided,
 dilated, padded and overlapping layers and odd lengths.
 """
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -55,13 +56,24 @@ def test_fft_forward_conv_equals_xla_conv(kernel, dilation, padding, c_in,
       rng.standard_normal((kernel, c_in, 5)), jnp.float32),
                   "bias": jnp.zeros(5)}}
   h = jnp.asarray(rng.standard_normal((2, length, c_in)), jnp.float32)
-  want = forward.conv(layer, params, h)
+  want = jax.lax.conv_general_dilated(
+      h, params["c"]["kernel"], (1,), [padding], rhs_dilation=(dilation,),
+      dimension_numbers=("NWC", "WIO", "NWC"))
   got = fft_conv.conv(layer, fft_conv.spectrum(layer, params["c"]["kernel"]),
                       h, want.shape[1])
   np.testing.assert_allclose(got, want, atol=2e-6 * float(
       jnp.abs(want).max()))
-  # The deconvnet's forward trace takes it.
-  np.testing.assert_allclose(chain._forward(layer, params, h), got)  # pylint: disable=protected-access
+  # The network's forward takes it, and its gradient is the conv's.
+  np.testing.assert_allclose(forward.conv(layer, params, h), got)
+  loss = lambda conv, k: jnp.sum(jnp.tanh(conv(k)) ** 2)  # pylint: disable=unnecessary-lambda-assignment
+  ours = jax.grad(loss, 1)(lambda k: forward.conv(
+      layer, {"c": {"kernel": k, "bias": jnp.zeros(5)}}, h),
+                           params["c"]["kernel"])
+  xla = jax.grad(loss, 1)(lambda k: jax.lax.conv_general_dilated(
+      h, k, (1,), [padding], rhs_dilation=(dilation,),
+      dimension_numbers=("NWC", "WIO", "NWC")), params["c"]["kernel"])
+  np.testing.assert_allclose(ours, xla, atol=1e-4 * float(
+      jnp.abs(xla).max()))
 
 
 @pytest.mark.parametrize("size,stride,padding,length", [

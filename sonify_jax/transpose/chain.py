@@ -115,20 +115,6 @@ def _fill(layer) -> float:
   return -jnp.inf if isinstance(layer, network_lib.MaxPool) else 0.0
 
 
-def _forward(layer_, params: Params, h: jax.Array) -> jax.Array:
-  """One layer of the forward trace: a wide, long stride-1 conv through the
-  FFT (to float32 rounding of XLA's conv, 4x faster on CREPE full's
-  conv2), anything else as the network's forward runs it."""
-  if (isinstance(layer_, network_lib.Conv)
-      and not short_conv.fits(layer_, h.shape[1], h.shape[2])
-      and fft_conv.forward_fits(layer_, h.shape[2])):
-    p = params[layer_.name]
-    y = fft_conv.conv(layer_, fft_conv.spectrum(layer_, p["kernel"]), h,
-                      shapes.layer_output_length(layer_, h.shape[1]))
-    return y + p["bias"] if layer_.use_bias else y
-  return forward.apply_layer(layer_, params, h)
-
-
 def traces(params: Params, waveforms: jax.Array, net: network_lib.Network,
            layer: int, rule: str = rules.DEFAULT_RULE,
            valid_lengths: Optional[jax.Array] = None) -> Traces:
@@ -163,7 +149,7 @@ def traces(params: Params, waveforms: jax.Array, net: network_lib.Network,
       residuals.append(h > 0 if needs_mask else None)
     else:
       residuals.append(None)
-    h = _forward(layer_, params, h)
+    h = forward.apply_layer(layer_, params, h)
   if lengths is not None:
     h = forward.keep_valid(h, lengths[-1])
   return Traces(tuple(residuals), h, jnp.max(jnp.abs(waveforms), axis=1),
