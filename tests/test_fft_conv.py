@@ -1,7 +1,8 @@
 """The fast transposes of the generic chain against the exact ones.
 
 ``fft_conv.transposed_conv`` (overlap-save FFT, strides as polyphase
-components) and ``fft_conv.unpool`` (strided pads) against
+components), ``overlap_add.transposed_conv`` (one matmul, then a sheared
+sum) and ``fft_conv.unpool`` (strided pads) against
 ``jax.linear_transpose`` of the forward conv and max-pool, on strided,
 dilated, padded and overlapping layers and odd lengths.
 """
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sonify_jax.transpose import chain, fft_conv
+from sonify_jax.transpose import chain, fft_conv, overlap_add
 from sonify_jax.models import forward, shapes
 from sonify_jax.models import network as network_lib
 
@@ -38,6 +39,31 @@ def test_transposed_conv_equals_the_exact_transpose(
                                  length)
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, atol=2e-6 * float(
+      jnp.abs(want).max()))
+
+
+@pytest.mark.parametrize("kernel,stride,padding,c_in,length", [
+    (512, 4, (254, 254), 1, 1024),   # CREPE's conv1 on a frame
+    (36, 2, (0, 0), 2, 257),         # sample 256 never read
+    (33, 3, (5, 0), 1, 100),         # taps not a multiple of the stride
+    (16, 1, (7, 8), 3, 50),
+    (20, 4, (0, 3), 2, 99),
+])
+def test_overlap_add_transpose_equals_the_exact_transpose(
+    kernel, stride, padding, c_in, length):
+  layer = network_lib.Conv("c", 512, kernel, stride=stride, padding=padding)
+  assert overlap_add.fits(layer, c_in)
+  assert not overlap_add.fits(layer, c_in=9)        # too many outputs
+  rng = np.random.default_rng(kernel + c_in)
+  weights = jnp.asarray(rng.standard_normal((kernel, c_in, 512)), jnp.float32)
+  frames = shapes.layer_output_length(layer, length)
+  g = jnp.asarray(rng.standard_normal((2, frames, 512)), jnp.float32)
+  want = chain.transpose_layer(layer, {"c": {"kernel": weights}}, g, None,
+                               (length, c_in), "deconvnet")
+  got = overlap_add.transposed_conv(layer, weights, g, length)
+  assert got.shape == want.shape
+  # sums of up to 512 x 128 products: float32 rounding reaches ~3e-6
+  np.testing.assert_allclose(got, want, atol=1e-5 * float(
       jnp.abs(want).max()))
 
 

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from sonify_jax.transpose import budget, fft_conv, rules
+from sonify_jax.transpose import budget, fft_conv, overlap_add, rules
 from sonify_jax.models import forward, shapes, short_conv
 from sonify_jax.models import network as network_lib
 
@@ -75,7 +75,10 @@ def per_map_bytes(net: network_lib.Network, layer: int, length: int) -> int:
     signals = 4 * (t_in * c_in + t_out * c_out)
     short = isinstance(layer_, network_lib.Conv) and short_conv.fits(
         layer_, t_in, c_in)
-    if fft_conv.uses_fft(layer_) and not short:
+    if overlap_add.fits(layer_, c_in) and not short:
+      # each frame's k C_in contributions, and their sheared copy
+      signals += 2 * 4 * t_out * (layer_.kernel_size + layer_.stride) * c_in
+    elif fft_conv.uses_fft(layer_) and not short:
       signals += sum(fft_conv.mixed_bytes(layer_, c_in, c_out, t_in))
     peak = max(peak, signals)
   return 2 * peak
@@ -195,6 +198,12 @@ def transpose_layer(layer, params: Params, g: jax.Array, residual,
   return transpose(g)[0]
 
 
+class OverlapAdd(NamedTuple):
+  """A long conv onto few channels: its kernel ``[k, C_in, C_out]``
+  (:mod:`sonify_jax.transpose.overlap_add`)."""
+  kernel: jax.Array
+
+
 class ShortConv(NamedTuple):
   """A conv over a signal no longer than its kernel, as its matrix
   ``[T_in, C_in, T_out, C_out]`` (:mod:`sonify_jax.models.short_conv`)."""
@@ -207,6 +216,8 @@ def _fast_form(layer_, params: Params, t_in: int, c_in: int, matmul: bool):
   kernel = params[layer_.name]["kernel"]
   if matmul and short_conv.fits(layer_, t_in, c_in):
     return ShortConv(short_conv.matrix(layer_, kernel, t_in))
+  if matmul and overlap_add.fits(layer_, c_in):
+    return OverlapAdd(kernel)
   if fft_conv.uses_fft(layer_):
     return fft_conv.spectrum(layer_, kernel)
   return None
@@ -216,12 +227,14 @@ def spectra(net: network_lib.Network, params: Params, layer: int,
             length: int, top_start: Optional[int] = None) -> Tuple[Any, ...]:
   """Per layer of blocks ``1..layer`` on ``length`` samples: a conv's fast
   transpose, its matrix where the signal is no longer than its kernel
-  (:class:`ShortConv`) or else the FFT form of a long conv
-  (:mod:`sonify_jax.transpose.fft_conv`), else None. Computed once per
+  (:class:`ShortConv`), a matmul and overlap-add where a long conv goes
+  onto few channels (:class:`OverlapAdd`), or else the FFT form of a long
+  conv (:mod:`sonify_jax.transpose.fft_conv`), else None. Computed once per
   request, outside the loop over maps. From layer ``top_start`` on (the
-  segment that runs on each map's own channel) no matrix: one channel's
-  slice of it, taken per map, is the kernel repeated at every output
-  sample, while its spectrum is not."""
+  segment that runs on each map's own channel) neither matmul form: their
+  products, taken per map on one channel, are outer products (and one
+  channel's slice of a conv's matrix is its kernel repeated at every output
+  sample), while a one-channel spectrum is cheap."""
   sizes = layer_shapes(net, layer, length)
   top_start = len(sizes) if top_start is None else top_start
   return tuple(_fast_form(l, params, *size, matmul=i < top_start)
@@ -275,6 +288,8 @@ def _down(net, params, residuals, g, start, stop, sizes, rule, top_map=None,
         shape = (shape[0], 1)
     if isinstance(spectrum, ShortConv):
       g = _transposed_matmul(spectrum.matrix, g)
+    elif isinstance(spectrum, OverlapAdd):
+      g = overlap_add.transposed_conv(layer, spectrum.kernel, g, shape[0])
     elif spectrum is not None:
       g = fft_conv.transposed_conv(layer, spectrum, g, shape[0])
     elif spectra_ is not None and isinstance(layer, network_lib.MaxPool):
