@@ -17,9 +17,11 @@ Two ways through the same chain: :func:`reference` is the plain dense chain
 per map (kept as the tested reference; ``jax.vjp`` of the forward with the
 rule's ReLU is the same function, see the tests); :func:`sonify_pairs` is
 the structured path, with the fast forms (a conv over a signal no longer
-than its kernel as one matmul, :mod:`sonify_jax.models.short_conv`; other
-long convs through the FFT and max-pools unpooled without a scatter,
-:mod:`sonify_jax.transpose.fft_conv`): one forward per clip shared by every map, block L's
+than its kernel as one matmul, :mod:`sonify_jax.models.short_conv`; a long
+conv onto few outputs as a matmul and an overlap-add,
+:mod:`sonify_jax.transpose.overlap_add`; other long convs through the FFT
+and max-pools unpooled without a scatter, :mod:`sonify_jax.transpose.
+fft_conv`): one forward per clip shared by every map, block L's
 last conv and everything after it run on the map's own channel alone (the
 others are zero there; ``k * C_in`` instead of ``k * C * C_in``
 multiply-adds per sample), the layers below batched over maps in
