@@ -103,6 +103,13 @@ def main():
             f"--out={run})", file=sys.stderr)
       sys.exit(2)
     out = os.path.join(args.out, name)
+    labels = [label for label, _ in commands(name, run, args.audio_dir,
+                                             clips[0], out)]
+    unknown = sorted(only - set(labels)) if only else []
+    if unknown:
+      print(f"error: --commands names {', '.join(unknown)}: not one of "
+            f"{', '.join(labels)}", file=sys.stderr)
+      sys.exit(2)
     os.makedirs(out, exist_ok=True)
     cells, errors = [], []
     for label, argv in commands(name, run, args.audio_dir, clips[0], out):

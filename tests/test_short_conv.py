@@ -9,7 +9,6 @@ import pytest
 
 from sonify_jax.models import forward, short_conv
 from sonify_jax.models import network as network_lib
-from sonify_jax.transpose import chain
 
 
 def _xla(layer, x, kernel):
@@ -39,7 +38,7 @@ def test_matmul_equals_xla_conv_and_its_transpose(kernel, stride, dilation,
                              atol=1e-5 * float(jnp.abs(ref).max()))
   g = jnp.asarray(rng.standard_normal(ref.shape), jnp.float32)
   (want,) = jax.linear_transpose(lambda h: _xla(layer, h, w), x)(g)
-  got = chain._transposed_matmul(m, g)  # pylint: disable=protected-access
+  got = short_conv.transposed(m, g)
   np.testing.assert_allclose(got, want, rtol=1e-5,
                              atol=1e-5 * float(jnp.abs(want).max()))
 

@@ -134,6 +134,13 @@ def conv_linear(layer: network_lib.Conv, kernel: jax.Array, h: jax.Array
   if h.dtype == jnp.float32 and fft_conv.forward_fits(layer, h.shape[2]):
     return fft_conv.conv(layer, fft_conv.spectrum(layer, kernel), h,
                          shapes.layer_output_length(layer, h.shape[1]))
+  return xla_conv(layer, kernel, h)
+
+
+def xla_conv(layer: network_lib.Conv, kernel: jax.Array, h: jax.Array
+             ) -> jax.Array:
+  """The conv without its bias, by XLA's conv: its definition, which the
+  deconvnet's reference chain transposes exactly."""
   return jax.lax.conv_general_dilated(
       h, kernel, window_strides=(layer.stride,), padding=[layer.padding],
       rhs_dilation=(layer.dilation,), dimension_numbers=_DIMENSION_NUMBERS)

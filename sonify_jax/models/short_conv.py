@@ -8,9 +8,9 @@ written as one matmul with the kernel's banded matrix ``[T_in C_in, T_out
 C_out]`` (each output sample's taps placed at the input samples they read;
 the padding's products are never formed) runs at matmul speed (0.6 s with
 every tap, less without the padding's). Its transpose is the transposed
-matmul, which the deconvnet's chain takes from ``jax.linear_transpose``.
+matmul (:func:`transposed`).
 
-Used by :func:`sonify_jax.models.forward.conv` wherever :func:`fits`
+Used by :func:`sonify_jax.models.forward.conv_linear` wherever :func:`fits`
 holds, so training, tracking and every study run the same form, and by the
 transposed chain (:mod:`sonify_jax.transpose.chain`) with the matrix built
 once per request. Hand-written: XLA picks a conv's algorithm without
@@ -68,3 +68,12 @@ def apply(m: jax.Array, h: jax.Array) -> jax.Array:
   y = h.reshape(h.shape[0], t_in * c_in) @ m.reshape(t_in * c_in,
                                                      t_out * c_out)
   return y.reshape(h.shape[0], t_out, c_out)
+
+
+def transposed(m: jax.Array, g: jax.Array) -> jax.Array:
+  """The transpose of :func:`apply`: ``g [B, T_out, C_out]`` back through
+  ``m`` to ``[B, T_in, C_in]``."""
+  t_in, c_in, t_out, c_out = m.shape
+  x = g.reshape(g.shape[0], t_out * c_out) @ m.reshape(
+      t_in * c_in, t_out * c_out).T
+  return x.reshape(g.shape[0], t_in, c_in)

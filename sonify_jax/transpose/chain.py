@@ -71,16 +71,16 @@ def per_map_bytes(net: network_lib.Network, layer: int, length: int) -> int:
   """Peak memory of one map going down: the largest layer's float32 input
   and output signals (and a long conv's spectra, ``fft_conv``), twice."""
   sizes = layer_shapes(net, layer, length)
+  top_start = split_top(net, layer)[0]
   peak = 1
-  for layer_, (t_in, c_in), (t_out, c_out) in zip(
-      net.layers_upto(layer), sizes[:-1], sizes[1:]):
+  for i, (layer_, (t_in, c_in), (t_out, c_out)) in enumerate(zip(
+      net.layers_upto(layer), sizes[:-1], sizes[1:])):
     signals = 4 * (t_in * c_in + t_out * c_out)
-    short = isinstance(layer_, network_lib.Conv) and short_conv.fits(
-        layer_, t_in, c_in)
-    if overlap_add.fits(layer_, c_in) and not short:
+    form = _form_of(layer_, t_in, c_in, matmul=i < top_start)
+    if form is OverlapAdd:
       # each frame's k C_in contributions, and their sheared copy
       signals += 2 * 4 * t_out * (layer_.kernel_size + layer_.stride) * c_in
-    elif fft_conv.uses_fft(layer_) and not short:
+    elif form is fft_conv.Spectrum:
       signals += sum(fft_conv.mixed_bytes(layer_, c_in, c_out, t_in))
     peak = max(peak, signals)
   return 2 * peak
@@ -165,7 +165,7 @@ def _linear(layer, params, h: jax.Array, residual) -> jax.Array:
   """The layer's forward with everything but its input fixed (no bias; a
   max-pool with its switches): a linear map of ``h``."""
   if isinstance(layer, network_lib.Conv):
-    return forward.conv_linear(layer, params[layer.name]["kernel"], h)
+    return forward.xla_conv(layer, params[layer.name]["kernel"], h)
   if isinstance(layer, network_lib.MaxPool):
     # Zero padding: a window's maximum is never its -inf padding.
     windows = forward.pool_windows(
@@ -212,17 +212,31 @@ class ShortConv(NamedTuple):
   matrix: jax.Array
 
 
-def _fast_form(layer_, params: Params, t_in: int, c_in: int, matmul: bool):
+def _form_of(layer_, t_in: int, c_in: int, matmul: bool):
+  """Which fast transpose a layer on ``[t_in, c_in]`` takes (the class of
+  what :func:`spectra` holds for it), or None; ``matmul``: below the top
+  segment, where the matmul forms pay."""
   if not isinstance(layer_, network_lib.Conv):
     return None
-  kernel = params[layer_.name]["kernel"]
   if matmul and short_conv.fits(layer_, t_in, c_in):
-    return ShortConv(short_conv.matrix(layer_, kernel, t_in))
+    return ShortConv
   if matmul and overlap_add.fits(layer_, c_in):
-    return OverlapAdd(kernel)
+    return OverlapAdd
   if fft_conv.uses_fft(layer_):
-    return fft_conv.spectrum(layer_, kernel)
+    return fft_conv.Spectrum
   return None
+
+
+def _fast_form(layer_, params: Params, t_in: int, c_in: int, matmul: bool):
+  form = _form_of(layer_, t_in, c_in, matmul)
+  if form is None:
+    return None
+  kernel = params[layer_.name]["kernel"]
+  if form is ShortConv:
+    return ShortConv(short_conv.matrix(layer_, kernel, t_in))
+  if form is OverlapAdd:
+    return OverlapAdd(kernel)
+  return fft_conv.spectrum(layer_, kernel)
 
 
 def spectra(net: network_lib.Network, params: Params, layer: int,
@@ -259,15 +273,6 @@ def _one_channel(layer, params: Params, residual, spectrum, m):
   return params, residual, spectrum
 
 
-def _transposed_matmul(matrix: jax.Array, g: jax.Array) -> jax.Array:
-  """``g [B, T_out, C_out]`` back through ``matrix`` (:class:`ShortConv`):
-  ``[B, T_in, C_in]``."""
-  t_in, c_in, t_out, c_out = matrix.shape
-  x = g.reshape(g.shape[0], t_out * c_out) @ matrix.reshape(
-      t_in * c_in, t_out * c_out).T
-  return x.reshape(g.shape[0], t_in, c_in)
-
-
 def _down(net, params, residuals, g, start, stop, sizes, rule, top_map=None,
           spectra_=None, lengths=None):
   """Layers ``stop - 1`` down to ``start`` of ``net.layers_upto(...)``;
@@ -289,7 +294,7 @@ def _down(net, params, residuals, g, start, stop, sizes, rule, top_map=None,
       if not isinstance(layer, network_lib.Conv):
         shape = (shape[0], 1)
     if isinstance(spectrum, ShortConv):
-      g = _transposed_matmul(spectrum.matrix, g)
+      g = short_conv.transposed(spectrum.matrix, g)
     elif isinstance(spectrum, OverlapAdd):
       g = overlap_add.transposed_conv(layer, spectrum.kernel, g, shape[0])
     elif spectrum is not None:

@@ -20,11 +20,10 @@ import jax
 import jax.numpy as jnp
 
 from sonify_jax.models import network as network_lib
+from sonify_jax.transpose import fft_conv
 
 # Up to this many outputs per frame (stride x input channels).
 MAX_OUTPUTS = 8
-# From this many taps on (shorter kernels: XLA's transposed conv is fine).
-MIN_TAPS = 16
 # From this many channels on: with fewer, the FFT has few channels to move
 # and the sheared sum (k C_in values per frame) costs more. CREPE tiny's
 # conv1 (128 channels), 8 maps of 2 s, quiet: 0.137-0.143 s/map by the FFT,
@@ -34,9 +33,9 @@ MIN_CHANNELS = 512
 
 
 def fits(layer, c_in: int) -> bool:
-  """Whether ``layer``'s transpose onto ``c_in`` channels runs here."""
-  return (isinstance(layer, network_lib.Conv) and layer.dilation == 1
-          and layer.kernel_size >= MIN_TAPS
+  """Whether ``layer``'s transpose onto ``c_in`` channels runs here: in
+  place of the FFT form (:func:`fft_conv.uses_fft`), undilated."""
+  return (fft_conv.uses_fft(layer) and layer.dilation == 1
           and layer.features >= MIN_CHANNELS
           and layer.stride * c_in <= MAX_OUTPUTS)
 
