@@ -8,7 +8,10 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
+
+import numpy as np
 
 import pytest
 
@@ -135,3 +138,42 @@ def assert_json_close(a, b, rel, abs_, path=""):
     assert a == pytest.approx(b, rel=rel, abs=abs_), path
   else:
     assert a == b, path
+
+
+def as_processes(monkeypatch, count, body):
+  """``body(share)`` in ``count`` threads, as the processes of one job.
+
+  Their collective is a barrier: what each passes to ``process_allgather``
+  is stacked in process order, as JAX's does. Returns each thread's result.
+  """
+  from sonify_jax.analysis.core import shares  # pylint: disable=g-import-not-at-top
+  barrier = threading.Barrier(count)
+  slots = [None] * count
+  local = threading.local()
+
+  def allgather(array):
+    slots[local.index] = np.array(array)
+    barrier.wait()
+    stacked = np.stack(slots)
+    barrier.wait()
+    return stacked
+
+  monkeypatch.setattr(shares, "_allgather", allgather)
+  results, errors = [None] * count, []
+
+  def run(index):
+    local.index = index
+    try:
+      results[index] = body(shares.Share(index, count))
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+      barrier.abort()
+
+  threads = [threading.Thread(target=run, args=(i,), name=f"process-{i}")
+             for i in range(count)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join(600)
+  assert not errors, errors
+  return results

@@ -1,49 +1,14 @@
 """shares.split_rows: each process computes its own rows, every process gets
 them all in row order (issue 31).
 
-The processes are threads here, their collective a barrier: what each
-passes to ``process_allgather`` is stacked in process order, as JAX's does.
+The processes are threads here (``helpers.as_processes``).
 The real two-process run is in tests/test_multihost_atlas.py (``-m slow``).
 """
-import threading
-
+import helpers
 import numpy as np
 import pytest
 
 from sonify_jax.analysis.core import shares
-
-
-def _as_processes(monkeypatch, count, body):
-  """``body(share)`` in ``count`` threads sharing one allgather."""
-  barrier = threading.Barrier(count)
-  slots = [None] * count
-  local = threading.local()
-
-  def allgather(array):
-    slots[local.index] = np.array(array)
-    barrier.wait()
-    stacked = np.stack(slots)
-    barrier.wait()
-    return stacked
-
-  monkeypatch.setattr(shares, "_allgather", allgather)
-  results, errors = [None] * count, []
-
-  def run(index):
-    local.index = index
-    try:
-      results[index] = body(shares.Share(index, count))
-    except Exception as e:  # pylint: disable=broad-except
-      errors.append(e)
-      barrier.abort()
-
-  threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-  for t in threads:
-    t.start()
-  for t in threads:
-    t.join(60)
-  assert not errors, errors
-  return results
 
 
 @pytest.mark.parametrize("count", [2, 3, 5])
@@ -61,7 +26,7 @@ def test_every_process_gets_every_row_computing_only_its_own(monkeypatch,
       return truth[rows]      # float64: must come back exactly
     return shares.split_rows(compute, owners, share)
 
-  for result in _as_processes(monkeypatch, count, body):
+  for result in helpers.as_processes(monkeypatch, count, body):
     np.testing.assert_array_equal(result, truth)
     assert result.dtype == np.float64
   for p in range(count):

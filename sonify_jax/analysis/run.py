@@ -321,10 +321,15 @@ def _run_study(study: studies.Study, options, ckpts: List[Tuple[str, str]],
   """Loads what ``study`` reads and runs it into the local folder
   ``workdir``; ``say`` prints a line (naming paths in ``workdir`` where the
   user will find them)."""
+  from sonify_jax import distributed  # pylint: disable=g-import-not-at-top
   context = studies.Context(options=options, checkpoints=ckpts,
                             workdir=workdir, say=say,
                             layers=_parse_layers(_LAYERS.value),
-                            data=_source, record=record_checkpoints)
+                            data=_source,
+                            # the chief writes the studies' files
+                            record=(record_checkpoints
+                                    if distributed.is_chief()
+                                    else lambda json_path, entries: None))
   if not study.reads_runs:
     study.run(context)
     return

@@ -18,7 +18,7 @@ and merging top-k tables are this project's.
 """
 import dataclasses
 import json
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional, Tuple
 
 import jax
 import numpy as np
@@ -71,6 +71,49 @@ def gather(value: Any, share: Share) -> List[Any]:
   return [json.loads(bytes(row[:n]).decode()) for row, n in zip(rows, lengths)]
 
 
+def in_clip_order(keys: np.ndarray, rows: Optional[np.ndarray], share: Share
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+  """Every process's rows, sorted by key: ``(all keys, all rows)``.
+
+  ``rows[j]`` belongs to ``keys[j]`` (e.g. the clip indices a process
+  streamed); keys are distinct across processes. Rows have the same
+  trailing shape and dtype in every process that has any (``rows`` may be
+  None where ``keys`` is empty). Every process must call this at the same
+  point; what it derives from the result is what one process would derive
+  from its rows in key order. Rows are None when no process has any.
+  """
+  keys = np.asarray(keys, np.int64).reshape(-1)
+  if share.count == 1:
+    if not keys.size and rows is None:
+      return keys, None
+    order = np.argsort(keys, kind="stable")
+    return keys[order], np.asarray(rows)[order]
+  part = np.asarray(rows) if keys.size else None
+  # A process with no rows does not know the rows' shape: ask the others.
+  kinds = gather(None if part is None else [list(part.shape[1:]),
+                                            part.dtype.str], share)
+  known = [k for k in kinds if k is not None]
+  if not known:
+    return np.zeros(0, np.int64), None
+  tail, dtype = tuple(known[0][0]), np.dtype(known[0][1])
+  counts = _allgather(np.array([keys.size], np.int32))[:, 0]
+  width = int(counts.max())
+  padded = np.zeros((width, *tail), dtype)
+  padded_keys = np.full(width, -1, np.int64)
+  if part is not None:
+    padded[:len(part)] = part
+    padded_keys[:keys.size] = keys
+  # As bytes: the collectives would narrow float64 and int64 to 32 bits.
+  every_row = _allgather(padded.reshape(width, -1).view(np.uint8))
+  every_key = _allgather(padded_keys.view(np.uint8)[None])[:, 0]
+  all_keys = np.concatenate([every_key[p].view(np.int64)[:n]
+                             for p, n in enumerate(counts)])
+  all_rows = np.concatenate([every_row[p, :n].view(dtype).reshape(-1, *tail)
+                             for p, n in enumerate(counts)])
+  order = np.argsort(all_keys, kind="stable")
+  return all_keys[order], all_rows[order]
+
+
 def split_rows(compute: Callable[[np.ndarray], np.ndarray],
                owners: np.ndarray, share: Share) -> np.ndarray:
   """``compute`` of every row, each process computing only its own rows.
@@ -85,23 +128,22 @@ def split_rows(compute: Callable[[np.ndarray], np.ndarray],
   owners = np.asarray(owners)
   if share.count == 1 or not owners.size:
     return np.asarray(compute(np.arange(owners.size)))
-  of_process = [np.flatnonzero(Share(p, share.count).owns(owners))
-                for p in range(share.count)]
-  mine = of_process[share.index]
-  part = np.asarray(compute(mine)) if mine.size else None
-  # A process with no rows does not know the rows' shape: ask the others.
-  kinds = gather(None if part is None else [list(part.shape[1:]),
-                                            part.dtype.str], share)
-  tail, dtype = next(k for k in kinds if k is not None)
-  padded = np.zeros((max(len(r) for r in of_process), *tail), dtype)
-  if part is not None:
-    padded[:len(part)] = part
-  # As bytes: the collectives would narrow float64 to JAX's float32.
-  everyone = _allgather(padded.reshape(len(padded), -1).view(np.uint8))
-  out = np.empty((owners.size, *tail), dtype)
-  for p, rows in enumerate(of_process):
-    out[rows] = everyone[p, :len(rows)].view(dtype).reshape(-1, *tail)
-  return out
+  mine = np.flatnonzero(share.owns(owners))
+  _, rows = in_clip_order(mine, compute(mine) if mine.size else None, share)
+  return rows
+
+
+def sonify_pairs(params, clips: np.ndarray, maps: np.ndarray, layer: int,
+                 arch, batch_size: int, share: Share,
+                 owners: Optional[np.ndarray] = None, **options) -> np.ndarray:
+  """``common.sonify_pairs`` of every (clip, map) pair, each process
+  sonifying the pairs whose clip it owns (``owners[p]``, default ``p``:
+  the pairs' clips are rows of ``clips``)."""
+  clips, maps = np.asarray(clips), np.asarray(maps)
+  owners = np.arange(len(clips)) if owners is None else owners
+  return split_rows(lambda own: common.sonify_pairs(
+      params, clips[own], maps[own], layer, arch, batch_size, **options),
+                    owners, share)
 
 
 def merge_topk(top: common.RunningTopK, share: Share) -> common.RunningTopK:

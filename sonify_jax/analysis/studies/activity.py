@@ -387,14 +387,15 @@ def run_activity(models: Dict[str, Dict[str, Tuple[Params, Network]]],
     result["models"][name] = {
         layer: {v: measured[v][layer] for v in measured}
         for layer in measured["trained"]}
-  os.makedirs(out_dir, exist_ok=True)
-  result["figure"] = "activity.png"
-  result["caption"] = activity_figure.draw(
-      os.path.join(out_dir, "activity.png"), result)
   result["random_map"] = ("not applicable: activity is measured over every "
                           "map; band features use a random sample of live "
                           "maps")
-  atomic_io.write_json(os.path.join(out_dir, "activity.json"), result)
+  if shares.Share.of_process().chief:   # every process holds the result
+    os.makedirs(out_dir, exist_ok=True)
+    result["figure"] = "activity.png"
+    result["caption"] = activity_figure.draw(
+        os.path.join(out_dir, "activity.png"), result)
+    atomic_io.write_json(os.path.join(out_dir, "activity.json"), result)
   return result
 
 

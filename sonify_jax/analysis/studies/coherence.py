@@ -219,7 +219,6 @@ def run_coherence(models: Dict[str, Sequence[Any]],
     ``{kind: summarize_runs(...) plus 'clips_per_s', 'num_runs'}``.
   """
   from sonify_jax.analysis.figures import panels  # pylint: disable=g-import-not-at-top
-  os.makedirs(out_dir, exist_ok=True)
   summary: Dict[str, Any] = {}
   for kind, runs in models.items():
     if not runs:
@@ -241,19 +240,21 @@ def run_coherence(models: Dict[str, Sequence[Any]],
     summary[kind]["clips_per_s_warm"] = (float(np.mean(warm)) if warm
                                          else float("nan"))
     summary[kind]["num_runs"] = len(per_run)
-  first = next(iter(summary.values()))
-  panels.condition_curves(
-      os.path.join(out_dir, "coherence.png"), first["layers"],
-      {k: ({c: (t["mean"], t["ci_half_width"])
-            for c, t in v["conditions"].items()}, v["num_runs"])
-       for k, v in summary.items()},
-      ylabel=f"mean top-{top} coherence",
-      title="Input vs its most active map's sonification")
-  atomic_io.write_json(os.path.join(out_dir, "coherence.json"),
-                     {"top": top, "nperseg": nperseg, "seed": seed,
-                      "metric": f"top{top}_coherence",
-                      "conditions": list(controls.CONDITIONS),
-                      "models": summary})
+  if shares.Share.of_process().chief:   # every process holds the result
+    os.makedirs(out_dir, exist_ok=True)
+    first = next(iter(summary.values()))
+    panels.condition_curves(
+        os.path.join(out_dir, "coherence.png"), first["layers"],
+        {k: ({c: (t["mean"], t["ci_half_width"])
+              for c, t in v["conditions"].items()}, v["num_runs"])
+         for k, v in summary.items()},
+        ylabel=f"mean top-{top} coherence",
+        title="Input vs its most active map's sonification")
+    atomic_io.write_json(os.path.join(out_dir, "coherence.json"),
+                         {"top": top, "nperseg": nperseg, "seed": seed,
+                          "metric": f"top{top}_coherence",
+                          "conditions": list(controls.CONDITIONS),
+                          "models": summary})
   return summary
 
 

@@ -33,7 +33,7 @@ import scipy.stats
 
 from sonify_jax import atomic_io, plotting
 from sonify_jax.analysis import studies
-from sonify_jax.analysis.core import common, controls, probes
+from sonify_jax.analysis.core import common, controls, probes, shares
 from sonify_jax.errors import UserError
 from sonify_jax.models import forward, framing
 from sonify_jax.models import network as network_lib
@@ -67,12 +67,17 @@ def _outputs(params, audio, *, net, layer):
 
 
 def activations(params, net: network_lib.Network, layer: int,
-                audio: np.ndarray, batch_size: int = 16) -> np.ndarray:
-  """``[N, positions, C]`` block ``layer`` outputs of the probe clips."""
-  parts = [np.asarray(_outputs(params, jnp.asarray(audio[i:i + batch_size]),
-                               net=net, layer=layer))
-           for i in range(0, len(audio), batch_size)]
-  return np.concatenate(parts)
+                audio: np.ndarray, batch_size: int = 16,
+                share: shares.Share = shares.Share()) -> np.ndarray:
+  """``[N, positions, C]`` block ``layer`` outputs of the probe clips (each
+  process runs its ``share`` of them and gets the others')."""
+  def outputs(rows):
+    own = audio[rows]
+    return np.concatenate([
+        np.asarray(_outputs(params, jnp.asarray(own[i:i + batch_size]),
+                            net=net, layer=layer))
+        for i in range(0, len(own), batch_size)])
+  return shares.split_rows(outputs, np.arange(len(audio)), share)
 
 
 def dissect_maps(acts: np.ndarray, centres: np.ndarray,
@@ -129,10 +134,14 @@ def run_dissect(run: controls.RunParams, out_dir: str,
                 seconds: float = SECONDS, batch_size: int = 16,
                 model_name: str = "model",
                 seed: int = controls.DEFAULT_SEED,
-                probe_dir: Optional[str] = None) -> Dict[str, Any]:
+                probe_dir: Optional[str] = None,
+                share: Optional[shares.Share] = None) -> Dict[str, Any]:
   """Runs the study; writes ``dissect.json`` and ``dissect.png``.
   ``probe_dir``: recorded probes (:func:`probes.from_folder`) added to
-  every draw."""
+  every draw. Over several processes (``share``, default the running
+  process's) each runs the forwards of its share of the probe clips and
+  every process writes the JSON one process would."""
+  share = share or shares.Share.of_process()
   arch = run.arch
   layers = common.check_layers(layers, arch)
   random = run.untrained
@@ -166,7 +175,7 @@ def run_dissect(run: controls.RunParams, out_dir: str,
       maps_of_first = None
       for probe in draws_made:
         out = dissect_maps(activations(params, arch, layer, probe.audio,
-                                       batch_size), centres, probe)
+                                       batch_size, share), centres, probe)
         counts.append(detector_counts(out, probe))
         if maps_of_first is None:
           maps_of_first = out
@@ -190,10 +199,11 @@ def run_dissect(run: controls.RunParams, out_dir: str,
     entry["verdict"] = verdict(layer, entry)
     result["layers"][str(layer)] = entry
   bar.close()
-  os.makedirs(out_dir, exist_ok=True)
-  result["figure"] = os.path.basename(save_figure(
-      result, os.path.join(out_dir, "dissect.png")))
-  atomic_io.write_json(os.path.join(out_dir, "dissect.json"), result)
+  if share.chief:   # every process holds the result; one writes it
+    os.makedirs(out_dir, exist_ok=True)
+    result["figure"] = os.path.basename(save_figure(
+        result, os.path.join(out_dir, "dissect.png")))
+    atomic_io.write_json(os.path.join(out_dir, "dissect.json"), result)
   return result
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from sonify_jax import atomic_io, audio_io
 from sonify_jax.analysis import studies
-from sonify_jax.analysis.core import common
+from sonify_jax.analysis.core import common, shares
 from sonify_jax.models.network import Network
 
 Params = Any
@@ -46,7 +46,8 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
                   clip_samples: Optional[int] = None,
                   max_clips: Optional[int] = None, write_wavs: bool = True,
                   progress: bool = True,
-                  selected_step: Optional[int] = None) -> Dict[str, Any]:
+                  selected_step: Optional[int] = None,
+                  share: Optional[shares.Share] = None) -> Dict[str, Any]:
   """Evolution study.
 
   Args:
@@ -59,6 +60,10 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
     selected_step: the checkpoint that picks the maps and their clips, and
       is marked in the figures: the run's selected step (best on
       validation); None for the largest step.
+    share: this process's share of the clips (default the running
+      process's): it streams its clips for the top-k and sonifies the pairs
+      of its clips; every process returns the whole result and the chief
+      writes the files.
   Returns:
     ``{'steps': [...], 'selected_step': int, 'layers': {str(layer):
     [{'map', 'clip_index', 'clip_id', 'activation', 'wavs': {str(step):
@@ -83,10 +88,13 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
       common.spread_layers(arch) if layers is None else layers, arch)
   min_samples = arch.min_input_length(max(layers))
   selected = dict(checkpoints)[selected_step]
+  share = share or shares.Share.of_process()
   tops = topk.stream_topk(selected, arch, source, layers, k=1,
                           batch_size=batch_size, clip_samples=clip_samples,
-                          max_clips=max_clips, progress=progress)
-  os.makedirs(out_dir, exist_ok=True)
+                          max_clips=max_clips, progress=progress, share=share)
+  writes = share.chief
+  if writes:
+    os.makedirs(out_dir, exist_ok=True)
   result: Dict[str, Any] = {"steps": steps, "selected_step": selected_step,
                             "layers": {}, "figures": {}}
   bar = common.Progress("evolution", len(layers) * len(steps),
@@ -103,8 +111,9 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
       for r, c in enumerate(clips):
         by_len.setdefault(c.shape[0], []).append(r)
       for rs in by_len.values():
-        out = common.sonify_pairs(params, np.stack([clips[r] for r in rs]),
-                                  maps[rs], layer, arch, batch_size)
+        out = shares.sonify_pairs(params, np.stack([clips[r] for r in rs]),
+                                  maps[rs], layer, arch, batch_size, share,
+                                  owners=clip_ids[rs])
         for r, s in zip(rs, out):
           rows[r][j] = s
       bar.update(1)
@@ -117,26 +126,32 @@ def run_evolution(checkpoints: Sequence[Tuple[int, Params]],
                "dead": {str(step): not bool(np.any(s))
                         for step, s in zip(steps, rows[r])}}
       if write_wavs:
-        entry["input_wav"] = os.path.relpath(audio_io.write_wav(
-            os.path.join(layer_dir, f"map{m:04d}_input.wav"), clips[r],
-            arch.sample_rate), out_dir)
-        for step, s in zip(steps, rows[r]):
-          path = os.path.join(layer_dir, f"map{m:04d}_step{step:07d}.wav")
-          audio_io.write_wav(path, s, arch.sample_rate)
-          entry["wavs"][str(step)] = os.path.relpath(path, out_dir)
+        files = [(os.path.join(layer_dir, f"map{m:04d}_input.wav"),
+                  clips[r])] + [
+                      (os.path.join(layer_dir,
+                                    f"map{m:04d}_step{step:07d}.wav"), s)
+                      for step, s in zip(steps, rows[r])]
+        if writes:
+          for path, audio in files:
+            audio_io.write_wav(path, audio, arch.sample_rate)
+        entry["input_wav"] = os.path.relpath(files[0][0], out_dir)
+        entry["wavs"] = {str(step): os.path.relpath(path, out_dir)
+                         for step, (path, _) in zip(steps, files[1:])}
       entries.append(entry)
     result["layers"][str(layer)] = entries
     fig = os.path.join(out_dir, f"evolution_layer{layer:02d}.png")
-    panels.evolution_grid(
-        fig, [(f"map {m}", c) for m, c in zip(maps, clips)], steps, rows,
-        arch.sample_rate, title=f"layer {layer}: sonification of the selected model's (step "
-        f"{selected_step}) top clip per map, across training",
-        marked_step=selected_step)
+    if writes:
+      panels.evolution_grid(
+          fig, [(f"map {m}", c) for m, c in zip(maps, clips)], steps, rows,
+          arch.sample_rate, title=f"layer {layer}: sonification of the "
+          f"selected model's (step {selected_step}) top clip per map, "
+          "across training", marked_step=selected_step)
     result["figures"][str(layer)] = os.path.relpath(fig, out_dir)
     result.setdefault("_arrays", {})[layer] = rows
   bar.close()
   arrays = result.pop("_arrays")
-  atomic_io.write_json(os.path.join(out_dir, "evolution.json"), result)
+  if writes:
+    atomic_io.write_json(os.path.join(out_dir, "evolution.json"), result)
   result["sonifications"] = arrays  # {layer: [pair][step] waveforms}
   return result
 

@@ -35,6 +35,7 @@ from sonify_jax import atomic_io
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import controls
+from sonify_jax.analysis.core import shares
 from sonify_jax.errors import UserError
 from sonify_jax.models.network import Network
 from sonify_jax.models.encoder import Encoder
@@ -60,25 +61,38 @@ def _pooled(trunc: Params, audio: jax.Array, layer: int, arch: Network
 
 def extract_features(params: Params, arch: Network, source, layer: int,
                      batch_size: int = 16, clip_samples: Optional[int] = None,
-                     max_clips: Optional[int] = None, progress: bool = True
+                     max_clips: Optional[int] = None, progress: bool = True,
+                     share: shares.Share = shares.Share()
                      ) -> Tuple[np.ndarray, np.ndarray]:
-  """``([N, C_layer] mean-pooled block-``layer`` features, labels)``."""
+  """``([N, C_layer] mean-pooled block-``layer`` features, labels)``.
+
+  Each process streams its ``share`` of the clips; every process gets every
+  clip's row, in clip order.
+  """
   arch.check_block(layer)
   trunc = truncate(params, layer, arch)
-  feats, labels = [], []
+  feats, labels, index = [], [], []
   total = len(source) if max_clips is None else min(len(source), max_clips)
-  bar = common.Progress(f"features L{layer}", total, enabled=progress)
+  bar = common.Progress(f"features L{layer}", share.clips_of(total),
+                        enabled=progress)
   for batch in common.iter_clip_batches(source, batch_size,
                                         arch.min_input_length(layer),
-                                        clip_samples, max_clips):
+                                        clip_samples, max_clips,
+                                        owns=share.owns):
     valid = batch["valid"]
     feats.append(np.asarray(_pooled(trunc, batch["audio"], layer, arch))[valid])
     labels.append(batch["label"][valid])
+    index.append(batch["index"][valid])
     bar.update(int(valid.sum()))
   bar.close()
-  if not feats:
+  if not sum(shares.gather(len(index), share)):
     raise ValueError("the source holds no clips")
-  return np.concatenate(feats), np.concatenate(labels)
+  mine = np.concatenate(index) if index else np.zeros(0, np.int64)
+  _, feats = shares.in_clip_order(
+      mine, np.concatenate(feats) if feats else None, share)
+  _, labels = shares.in_clip_order(
+      mine, np.concatenate(labels) if labels else None, share)
+  return feats, labels
 
 
 def _loss(logits, labels, multilabel):
@@ -217,7 +231,7 @@ class _Reordered:
 
 def _probe_layers(params, arch, train_source, test_source, layers, modes,
                   probe_steps, full_steps, full_learning_rate, batch_size,
-                  clip_samples, max_clips, progress, label):
+                  clip_samples, max_clips, progress, label, share):
   """``{mode: {layer: metrics}}`` of one encoder."""
   multilabel = bool(train_source.multilabel)
   results: Dict[str, Dict[int, Dict[str, float]]] = {m: {} for m in modes}
@@ -225,10 +239,10 @@ def _probe_layers(params, arch, train_source, test_source, layers, modes,
     common.log(f"layer importance ({label}): layer {layer}")
     x_tr, y_tr = extract_features(params, arch, train_source, layer,
                                   batch_size, clip_samples, max_clips,
-                                  progress)
+                                  progress, share)
     x_te, y_te = extract_features(params, arch, test_source, layer,
                                   batch_size, clip_samples, max_clips,
-                                  progress)
+                                  progress, share)
     probe = LinearProbe(train_source.num_classes, multilabel,
                         steps=probe_steps).fit(x_tr, y_tr)
     if "fconly" in modes:
@@ -241,7 +255,7 @@ def _probe_layers(params, arch, train_source, test_source, layers, modes,
                                       progress=progress)
       x_te2, _ = extract_features(tuned_params, arch, test_source, layer,
                                   batch_size, clip_samples, max_clips,
-                                  progress)
+                                  progress, share)
       results["full"][layer] = _metrics(tuned.scores(x_te2), y_te,
                                         multilabel)
   return results
@@ -272,7 +286,8 @@ def run_layer_importance(params: Params, arch: Network, train_source,
                          max_clips: Optional[int] = None,
                          metric: str = "mAP", progress: bool = True,
                          untrained: Optional[Params] = None,
-                         probe_split: Optional[Dict[str, Any]] = None
+                         probe_split: Optional[Dict[str, Any]] = None,
+                         share: Optional[shares.Share] = None
                          ) -> Dict[str, Dict[int, Dict[str, float]]]:
   """Scores per truncation depth; writes layer_importance.{json,png}.
 
@@ -287,6 +302,11 @@ def run_layer_importance(params: Params, arch: Network, train_source,
   ``probe_split`` (how train and test clips were chosen, e.g.
   :func:`grouped_split`'s record) is written to the JSON as is.
 
+  Over several processes (``share``, default the running process's) each
+  extracts the features of its share of the clips and every process fits
+  the same probes on all of them; ``full`` fine-tuning still runs whole in
+  every process.
+
   Returns:
     ``{mode: {layer: metrics}}`` of the trained encoder, plus
     ``'untrained'`` (same shape, if given) and ``'prior'`` (metrics).
@@ -299,28 +319,31 @@ def run_layer_importance(params: Params, arch: Network, train_source,
   args = (arch, train_source, test_source, layers, modes, probe_steps,
           full_steps, full_learning_rate, batch_size, clip_samples, max_clips,
           progress)
-  conditions = {controls.TRAINED: _probe_layers(params, *args, "trained")}
+  share = share or shares.Share.of_process()
+  conditions = {controls.TRAINED: _probe_layers(params, *args, "trained",
+                                                share)}
   if untrained is not None:
     conditions[controls.UNTRAINED] = _probe_layers(untrained, *args,
-                                                   "untrained")
+                                                   "untrained", share)
   prior = prior_baseline(train_source, test_source, max_clips)
   results: Dict[str, Any] = dict(conditions[controls.TRAINED])
-  os.makedirs(out_dir, exist_ok=True)
-  panels.condition_curves(
-      os.path.join(out_dir, "layer_importance.png"), layers,
-      {m: ({c: ([r[m][l][metric] for l in layers], None)
-            for c, r in conditions.items()}, 1) for m in modes},
-      ylabel=metric, title="Truncated encoder (blocks 1..L) + linear head",
-      baselines={f"class prior {prior[metric]:.3f}": prior[metric]})
-  atomic_io.write_json(os.path.join(out_dir, "layer_importance.json"), {
-      "metric": metric, "layers": list(layers),
-      "results": {m: {str(l): v for l, v in r.items()}
-                  for m, r in results.items()},
-      "per_layer": {str(l): {
-          **{c: {m: r[m][l] for m in modes} for c, r in conditions.items()},
-          controls.RANDOM_MAP: None} for l in layers},
-      "prior_baseline": prior,
-      **({"probe_split": probe_split} if probe_split is not None else {})})
+  if share.chief:   # every process holds the result; one writes it
+    os.makedirs(out_dir, exist_ok=True)
+    panels.condition_curves(
+        os.path.join(out_dir, "layer_importance.png"), layers,
+        {m: ({c: ([r[m][l][metric] for l in layers], None)
+              for c, r in conditions.items()}, 1) for m in modes},
+        ylabel=metric, title="Truncated encoder (blocks 1..L) + linear head",
+        baselines={f"class prior {prior[metric]:.3f}": prior[metric]})
+    atomic_io.write_json(os.path.join(out_dir, "layer_importance.json"), {
+        "metric": metric, "layers": list(layers),
+        "results": {m: {str(l): v for l, v in r.items()}
+                    for m, r in results.items()},
+        "per_layer": {str(l): {
+            **{c: {m: r[m][l] for m in modes} for c, r in conditions.items()},
+            controls.RANDOM_MAP: None} for l in layers},
+        "prior_baseline": prior,
+        **({"probe_split": probe_split} if probe_split is not None else {})})
   if untrained is not None:
     results[controls.UNTRAINED] = conditions[controls.UNTRAINED]
   results["prior"] = prior

@@ -197,10 +197,11 @@ def run_pitch(run: controls.RunParams, source, out_dir: str,
     result["layers"][str(layer)] = entry
   bar.close()
   result["headline"] = headline(result)
-  os.makedirs(out_dir, exist_ok=True)
-  result["figure"] = os.path.basename(save_figure(
-      result, os.path.join(out_dir, "pitch.png")))
-  atomic_io.write_json(os.path.join(out_dir, "pitch.json"), result)
+  if share.chief:   # every process holds the result; one writes it
+    os.makedirs(out_dir, exist_ok=True)
+    result["figure"] = os.path.basename(save_figure(
+        result, os.path.join(out_dir, "pitch.png")))
+    atomic_io.write_json(os.path.join(out_dir, "pitch.json"), result)
   return result
 
 

@@ -32,6 +32,7 @@ from sonify_jax import atomic_io
 from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
+from sonify_jax.analysis.core import shares
 from sonify_jax.errors import UserError
 from sonify_jax.models.network import Network
 from sonify_jax.visualize import compare
@@ -97,10 +98,14 @@ def evaluate_residuals(score_fn: ScoreFn,
                        batch_size: int = 16,
                        clip_samples: Optional[int] = None,
                        max_clips: Optional[int] = None,
-                       progress: bool = True) -> Dict[str, Any]:
+                       progress: bool = True,
+                       share: shares.Share = shares.Share()
+                       ) -> Dict[str, Any]:
   """Baseline and per-layer residual metrics in one pass over ``source``.
 
-  Only scores ``[N, C]`` and labels are kept, never the clips.
+  Only scores ``[N, C]`` and labels are kept, never the clips. Each process
+  streams its ``share`` of the clips; the metrics are over every clip's
+  scores, in clip order.
 
   Args:
     sonify_fn: what to subtract, ``(audio [B, T], layers, clip indices [B])
@@ -113,13 +118,15 @@ def evaluate_residuals(score_fn: ScoreFn,
   layers = tuple(layers)
   fns = (dict(sonify_fn) if isinstance(sonify_fn, dict)
          else {controls.TRAINED: sonify_fn})
-  base, labels = [], []
+  base, labels, index = [], [], []
   per = {c: {l: [] for l in layers} for c in fns}
   total = len(source) if max_clips is None else min(len(source), max_clips)
-  bar = common.Progress("residual", total, enabled=progress)
+  bar = common.Progress("residual", share.clips_of(total), enabled=progress)
   for batch in common.iter_clip_batches(source, batch_size, min_samples,
-                                        clip_samples, max_clips):
+                                        clip_samples, max_clips,
+                                        owns=share.owns):
     valid = batch["valid"]
+    index.append(batch["index"][valid])
     audio = batch["audio"]
     base.append(score_fn(audio)[valid])
     for condition, fn in fns.items():
@@ -129,13 +136,20 @@ def evaluate_residuals(score_fn: ScoreFn,
     labels.append(batch["label"][valid])
     bar.update(int(valid.sum()))
   bar.close()
-  if not labels:
+  if not sum(shares.gather(len(labels), share)):
     raise ValueError("the source holds no clips")
-  labels = np.concatenate(labels)
+  mine = np.concatenate(index) if index else np.zeros(0, np.int64)
+
+  def every(parts):
+    """Every process's rows, in clip order."""
+    return shares.in_clip_order(
+        mine, np.concatenate(parts) if parts else None, share)[1]
+
+  labels = every(labels)
   multilabel = bool(getattr(source, "multilabel", labels.ndim == 2))
-  conditions = {c: {l: _metrics(np.concatenate(per[c][l]), labels,
+  conditions = {c: {l: _metrics(every(per[c][l]), labels,
                                 multilabel) for l in layers} for c in fns}
-  return {"baseline": _metrics(np.concatenate(base), labels, multilabel),
+  return {"baseline": _metrics(every(base), labels, multilabel),
           "layers": next(iter(conditions.values())),
           "conditions": conditions,
           "clips": int(labels.shape[0])}
@@ -148,7 +162,8 @@ def run_residual(encoder_params: Params, head_params: Params,
                  max_clips: Optional[int] = None,
                  metric: str = "mAP", progress: bool = True,
                  untrained: Optional[Params] = None,
-                 seed: int = controls.DEFAULT_SEED) -> Dict[str, Any]:
+                 seed: int = controls.DEFAULT_SEED,
+                 share: Optional[shares.Share] = None) -> Dict[str, Any]:
   """Residual study of one classifier, with its controls.
 
   The classifier (trained encoder + head) is fixed; what is subtracted
@@ -156,9 +171,12 @@ def run_residual(encoder_params: Params, head_params: Params,
   untrained init's most active map's (``untrained``, if ``untrained`` is
   given), a random live map's (``random_map``). Writes residual.json
   (``per_layer``: ``{layer: {condition: metrics}}``) and residual.png.
+  Over several processes (``share``, default the running process's) each
+  streams its share of the clips and writes the JSON one process would.
   """
   from sonify_jax.analysis.figures import panels  # pylint: disable=g-import-not-at-top
   layers = common.check_layers(layers, arch)
+  share = share or shares.Share.of_process()
   score_fn = make_classifier_fn(encoder_params, head_params, arch,
                                 bool(source.multilabel))
   run = controls.RunParams(encoder_params, untrained, arch)
@@ -167,23 +185,24 @@ def run_residual(encoder_params: Params, head_params: Params,
                  for c in controls.conditions_of(run)},
       # The classifier needs the whole encoder's receptive field.
       source, layers, arch.min_input_length(arch.num_blocks), batch_size,
-      clip_samples, max_clips, progress)
+      clip_samples, max_clips, progress, share)
   conditions = result["conditions"]
-  os.makedirs(out_dir, exist_ok=True)
-  base = result["baseline"][metric]
-  panels.condition_curves(
-      os.path.join(out_dir, "residual.png"), layers,
-      {"residual x - s(x)": ({c: ([v[l][metric] for l in layers], None)
-                             for c, v in conditions.items()}, 1)},
-      ylabel=metric, title="Classifier on residual signals per layer",
-      baselines={f"intact clips {base:.3f}": base})
-  atomic_io.write_json(os.path.join(out_dir, "residual.json"), {
-      "metric": metric, "layers": list(layers), "seed": seed,
-      "baseline": result["baseline"],
-      "residual": {str(l): result["layers"][l] for l in layers},
-      "per_layer": {str(l): {c: v[l] for c, v in conditions.items()}
-                    for l in layers},
-      "clips": result["clips"]})
+  if share.chief:   # every process holds the result; one writes it
+    os.makedirs(out_dir, exist_ok=True)
+    base = result["baseline"][metric]
+    panels.condition_curves(
+        os.path.join(out_dir, "residual.png"), layers,
+        {"residual x - s(x)": ({c: ([v[l][metric] for l in layers], None)
+                               for c, v in conditions.items()}, 1)},
+        ylabel=metric, title="Classifier on residual signals per layer",
+        baselines={f"intact clips {base:.3f}": base})
+    atomic_io.write_json(os.path.join(out_dir, "residual.json"), {
+        "metric": metric, "layers": list(layers), "seed": seed,
+        "baseline": result["baseline"],
+        "residual": {str(l): result["layers"][l] for l in layers},
+        "per_layer": {str(l): {c: v[l] for c, v in conditions.items()}
+                      for l in layers},
+        "clips": result["clips"]})
   return result
 
 
@@ -211,7 +230,9 @@ def run_pitch_residual(params: Params, arch: Network, source, out_dir: str,
                        max_clips: Optional[int] = None,
                        progress: bool = True,
                        untrained: Optional[Params] = None,
-                       seed: int = controls.DEFAULT_SEED) -> Dict[str, Any]:
+                       seed: int = controls.DEFAULT_SEED,
+                       share: Optional[shares.Share] = None
+                       ) -> Dict[str, Any]:
   """Residual study of a network with a pitch head, with its controls.
 
   ``params`` holds the encoder's and the head's (``run_loading.load(...,
@@ -219,8 +240,11 @@ def run_pitch_residual(params: Params, arch: Network, source, out_dir: str,
   subtracted varies as in :func:`run_residual`. Clips on which the network
   calls no frame voiced are skipped (counted in the JSON). Writes
   residual.json (``per_layer``: ``{layer: {condition: {'pitch_kept',
-  'pitch_kept_ci95', 'clips'}}}``) and residual.png.
+  'pitch_kept_ci95', 'clips'}}}``) and residual.png. Over several processes
+  (``share``, default the running process's) each streams its share of the
+  clips and writes the JSON one process would.
   """
+  share = share or shares.Share.of_process()
   from sonify_jax.analysis.figures import panels  # pylint: disable=g-import-not-at-top
   from sonify_jax.models import pitch_track  # pylint: disable=g-import-not-at-top
   layers = common.check_layers(layers, arch)
@@ -235,30 +259,41 @@ def run_pitch_residual(params: Params, arch: Network, source, out_dir: str,
                                           hop)
     return f0, confidence
 
-  kept = {c: {l: [] for l in layers} for c in fns}
-  voiced_shares, unvoiced = [], 0
+  # Per clip: its voiced share (NaN: no voiced frame, skipped), then the
+  # kept share of each (condition, layer).
+  per_clip, index = [], []
   min_samples = max(arch.min_input_length(arch.num_blocks),
                     arch.head_input_length())
   total = len(source) if max_clips is None else min(len(source), max_clips)
-  bar = common.Progress("residual (pitch)", total, enabled=progress)
+  bar = common.Progress("residual (pitch)", share.clips_of(total),
+                        enabled=progress)
   for batch in common.iter_clip_batches(source, batch_size, min_samples,
-                                        clip_samples, max_clips):
+                                        clip_samples, max_clips,
+                                        owns=share.owns):
     rows = np.flatnonzero(batch["valid"])
     audio = batch["audio"]
     sonifs = {c: fn(audio, layers, batch["index"]) for c, fn in fns.items()}
     for row in rows:
+      index.append(batch["index"][row])
       f0, confidence = reading(audio[row])
       if not (confidence >= VOICED).any():
-        unvoiced += 1
+        per_clip.append([np.nan] * (1 + len(fns) * len(layers)))
         continue
-      voiced_shares.append(float(np.mean(confidence >= VOICED)))
-      for c in fns:
-        for layer in layers:
-          residual = audio[row] - np.asarray(sonifs[c][layer][row])
-          kept[c][layer].append(pitch_kept(f0, confidence,
-                                           reading(residual)[0]))
+      per_clip.append([float(np.mean(confidence >= VOICED))] + [
+          pitch_kept(f0, confidence, reading(
+              audio[row] - np.asarray(sonifs[c][layer][row]))[0])
+          for c in fns for layer in layers])
     bar.update(len(rows))
   bar.close()
+  _, per_clip = shares.in_clip_order(
+      np.asarray(index, np.int64),
+      np.asarray(per_clip, np.float64) if index else None, share)
+  if per_clip is None:
+    raise ValueError("the source holds no clips")
+  voiced = per_clip[np.isfinite(per_clip[:, 0])]
+  voiced_shares, unvoiced = voiced[:, 0].tolist(), len(per_clip) - len(voiced)
+  kept = {c: {l: voiced[:, 1 + i * len(layers) + j].tolist()
+              for j, l in enumerate(layers)} for i, c in enumerate(fns)}
   if not voiced_shares:
     raise UserError(f"{arch.name} calls no frame of any clip voiced "
                     f"(strongest bin >= {VOICED}): no pitch to keep")
@@ -270,16 +305,6 @@ def run_pitch_residual(params: Params, arch: Network, source, out_dir: str,
             "clips": len(values)}
 
   per_layer = {str(l): {c: summary(kept[c][l]) for c in fns} for l in layers}
-  os.makedirs(out_dir, exist_ok=True)
-  panels.condition_curves(
-      os.path.join(out_dir, "residual.png"), layers,
-      {"residual x - s(x)": ({c: (
-          [per_layer[str(l)][c][PITCH_METRIC] for l in layers],
-          [per_layer[str(l)][c][f"{PITCH_METRIC}_ci95"] or 0.0
-           for l in layers]) for c in fns}, len(voiced_shares))},
-      ylabel=f"voiced frames whose f0 stays within {KEPT_CENTS:.0f} cents",
-      title=f"{arch.name} tracking residual signals (95 % CI over clips)",
-      baselines={"intact clips 1.0": 1.0})
   result = {"metric": PITCH_METRIC, "layers": list(layers), "seed": seed,
             "voiced_threshold": VOICED, "kept_cents": KEPT_CENTS,
             "hop_samples": hop,
@@ -288,7 +313,18 @@ def run_pitch_residual(params: Params, arch: Network, source, out_dir: str,
             "residual": {k: v[controls.TRAINED] for k, v in per_layer.items()},
             "per_layer": per_layer, "clips": len(voiced_shares),
             "clips_unvoiced": unvoiced}
-  atomic_io.write_json(os.path.join(out_dir, "residual.json"), result)
+  if share.chief:   # every process holds the result; one writes it
+    os.makedirs(out_dir, exist_ok=True)
+    panels.condition_curves(
+        os.path.join(out_dir, "residual.png"), layers,
+        {"residual x - s(x)": ({c: (
+            [per_layer[str(l)][c][PITCH_METRIC] for l in layers],
+            [per_layer[str(l)][c][f"{PITCH_METRIC}_ci95"] or 0.0
+             for l in layers]) for c in fns}, len(voiced_shares))},
+        ylabel=f"voiced frames whose f0 stays within {KEPT_CENTS:.0f} cents",
+        title=f"{arch.name} tracking residual signals (95 % CI over clips)",
+        baselines={"intact clips 1.0": 1.0})
+    atomic_io.write_json(os.path.join(out_dir, "residual.json"), result)
   return result
 
 

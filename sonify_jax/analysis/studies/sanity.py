@@ -320,10 +320,9 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
         ceiling = references["other_seed"]
       else:
         def sonify(params, rule=rule, rows=rows, maps=maps):
-          return shares.split_rows(
-              lambda own: common.sonify_pairs(
-                  params, clips[rows[own]], maps[own], layer, arch,
-                  batch_size, rule=rule), rows, share)
+          return shares.sonify_pairs(params, clips[rows], maps, layer, arch,
+                                     batch_size, share, owners=rows,
+                                     rule=rule)
         compared = functools.partial(similarities, sample_rate=rate)
         trained = sonify(run.trained)
         other = _other_clip(rows)
@@ -357,10 +356,11 @@ def run_sanity(run: controls.RunParams, source, out_dir: str,
                              ceiling)}
     result["layers"][str(layer)] = entry
   bar.close()
-  os.makedirs(out_dir, exist_ok=True)
-  result["figure"] = os.path.basename(save_figure(
-      result, os.path.join(out_dir, "sanity.png")))
-  result["headline"] = headline(result)
+  if share.chief:   # every process holds the result; one writes it
+    os.makedirs(out_dir, exist_ok=True)
+    result["figure"] = os.path.basename(save_figure(
+        result, os.path.join(out_dir, "sanity.png")))
+    result["headline"] = headline(result)
   atomic_io.write_json(os.path.join(out_dir, "sanity.json"), result)
   return result
 

@@ -44,6 +44,7 @@ from sonify_jax import atomic_io
 from sonify_jax.analysis import studies
 from sonify_jax.analysis.core import common
 from sonify_jax.analysis.core import controls
+from sonify_jax.analysis.core import shares
 from sonify_jax.errors import UserError
 from sonify_jax.models.network import Network
 
@@ -138,20 +139,24 @@ def _stats(values: np.ndarray) -> Dict[str, Any]:
 
 def measure_layer(params: Params, arch: Network, clips: np.ndarray,
                   layer: int, length: int, shifts: Tuple[int, int],
-                  batch_size: int = 16) -> Tuple[Dict[str, Any], Dict]:
+                  batch_size: int = 16,
+                  share: shares.Share = shares.Share()
+                  ) -> Tuple[Dict[str, Any], Dict]:
   """Aligned errors of one layer for a multiple and a non-multiple shift.
 
   Args:
     clips: ``[N, length + max(shifts)]``.
     shifts: ``(k_multiple, k_non_multiple)``.
+    share: this process's share of the clips: it runs the forwards and
+      sonifications of its own clips and gets every other process's.
   Returns:
     ``(summary, overlay)``: JSON-able per-layer numbers, and the first clip's
     aligned sonifications for the figure.
   """
   a = clips[:, :length]
-  maps = np.asarray(common.layer_activations(params, a, (layer,), arch)[0]
-                    ).argmax(1)
-  s_a = common.sonify_pairs(params, a, maps, layer, arch, batch_size,
+  maps = shares.split_rows(lambda own: np.asarray(common.layer_activations(
+      params, a[own], (layer,), arch)[0]).argmax(1), np.arange(len(a)), share)
+  s_a = shares.sonify_pairs(params, a, maps, layer, arch, batch_size, share,
                             scale=False)
   margin = edge_margin(arch, layer)
   stride = arch.total_stride(layer)
@@ -160,8 +165,8 @@ def measure_layer(params: Params, arch: Network, clips: np.ndarray,
   overlay = {"s_a": s_a[0], "margin": margin}
   for kind, k in zip(("multiple", "non_multiple"), shifts):
     b = clips[:, k:k + length]
-    s_b = common.sonify_pairs(params, b, maps, layer, arch, batch_size,
-                              scale=False)
+    s_b = shares.sonify_pairs(params, b, maps, layer, arch, batch_size,
+                              share, scale=False)
     err = aligned_error(s_a, s_b, k, margin)
     spectral = aligned_spectral_error(s_a, s_b, k, margin)
     lags = [best_lag(sa, sb, max(shifts)) if np.any(sa) and np.any(sb)
@@ -180,7 +185,8 @@ def measure_layer(params: Params, arch: Network, clips: np.ndarray,
 def measure_time_invariance(params: Params, arch: Network,
                             clips: np.ndarray, length: int,
                             layers: Sequence[int], max_shift: int,
-                            seed: int = 0, batch_size: int = 16
+                            seed: int = 0, batch_size: int = 16,
+                            share: shares.Share = shares.Share()
                             ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
   """``measure_layer`` for every layer; shifts drawn per layer from ``seed``
   (the same shifts for every model measured with the same seed)."""
@@ -189,7 +195,7 @@ def measure_time_invariance(params: Params, arch: Network,
     rng = np.random.default_rng([seed, layer])
     shifts = pick_shifts(arch.total_stride(layer), max_shift, rng)
     summary[str(layer)], overlays[str(layer)] = measure_layer(
-        params, arch, clips, layer, length, shifts, batch_size)
+        params, arch, clips, layer, length, shifts, batch_size, share)
   return summary, overlays
 
 
@@ -239,8 +245,9 @@ def load_clips(source, count: Optional[int], samples: int) -> np.ndarray:
 def run_time_invariance(
     models: Dict[str, Dict[str, Tuple[Params, Network]]], source,
     out_dir: str, layers: Optional[Sequence[int]] = None,
-    length: Optional[int] = None, max_shift: Optional[int] = None, max_clips: Optional[int] = 8, seed: int = 0,
-    batch_size: int = 16) -> Dict[str, Any]:
+    length: Optional[int] = None, max_shift: Optional[int] = None,
+    max_clips: Optional[int] = 8, seed: int = 0, batch_size: int = 16,
+    share: Optional[shares.Share] = None) -> Dict[str, Any]:
   """Writes ``time_invariance.json`` and ``time_invariance.png``.
 
   Args:
@@ -248,6 +255,8 @@ def run_time_invariance(
     length: samples per compared clip (default 1 s at the network's rate);
       must exceed twice the deepest layer's edge margin plus ``max_shift``.
     max_shift: the largest shift drawn (default a quarter of ``length``).
+    share: this process's share of the clips (default the running
+      process's): every process writes the JSON one process would.
   Returns:
     ``{'models': {name: {str(layer): {'trained': ..., 'untrained': ...}}},
     'statement', 'caption', ...}``.
@@ -264,6 +273,7 @@ def run_time_invariance(
         f"layer {deepest} (edge margin {edge_margin(arch0, deepest)} samples "
         "each side)")
   clips = load_clips(source, max_clips, length + max_shift)
+  share = share or shares.Share.of_process()
   result: Dict[str, Any] = {
       "study": "time_invariance", "metric": "median",
       "dataset": getattr(source, "name", None),
@@ -278,16 +288,17 @@ def run_time_invariance(
       common.log(f"time invariance: {name} ({variant})")
       per_variant[variant], overlays[(name, variant)] = \
           measure_time_invariance(params, arch, clips, length, layers,
-                                  max_shift, seed, batch_size)
+                                  max_shift, seed, batch_size, share)
     result["models"][name] = {
         str(l): {v: per_variant[v][str(l)] for v in per_variant}
         for l in layers}
   result["statement"] = statement(result)
-  os.makedirs(out_dir, exist_ok=True)
-  result["figure"] = "time_invariance.png"
-  result["caption"] = fig_lib.draw(
-      os.path.join(out_dir, "time_invariance.png"), result, overlays)
-  atomic_io.write_json(os.path.join(out_dir, "time_invariance.json"), result)
+  if share.chief:   # every process holds the result; one writes it
+    os.makedirs(out_dir, exist_ok=True)
+    result["figure"] = "time_invariance.png"
+    result["caption"] = fig_lib.draw(
+        os.path.join(out_dir, "time_invariance.png"), result, overlays)
+    atomic_io.write_json(os.path.join(out_dir, "time_invariance.json"), result)
   return result
 
 

@@ -102,7 +102,8 @@ def run_topk(params: Params, arch: Network, source, out_dir: str,
              untrained: Optional[Params] = None,
              shared_clips: Sequence[int] = (),
              seed: int = controls.DEFAULT_SEED,
-             rule: str = deconvnet.DEFAULT_RULE) -> Dict[str, Any]:
+             rule: str = deconvnet.DEFAULT_RULE,
+             share: Optional[shares.Share] = None) -> Dict[str, Any]:
   """Top-k study: stream, sonify the kept clips, write WAVs/figures/JSON.
 
   Args:
@@ -127,6 +128,10 @@ def run_topk(params: Params, arch: Network, source, out_dir: str,
       map at every layer (``same_clip``): two models run with the same
       list can be compared on the same clip, layer and activation rank.
     seed: of the random-live-map control.
+    share: this process's share of the clips (default the running
+      process's): it streams its clips, sonifies and writes the entries of
+      its clips (WAVs, pair figures); the chief writes the layer figures
+      and the index. Every process returns the index.
   Returns:
     the index written to ``out_dir/topk.json``: ``{'model', 'source',
     'sample_rate', 'k', 'layers': {str(layer): {str(map): [entry, ...]}}}``,
@@ -141,8 +146,9 @@ def run_topk(params: Params, arch: Network, source, out_dir: str,
   layers = common.check_layers(layers, arch)
   min_samples = arch.min_input_length(max(layers))
   os.makedirs(out_dir, exist_ok=True)
+  share = share or shares.Share.of_process()
   tops = stream_topk(params, arch, source, layers, k, batch_size,
-                     clip_samples, max_clips, progress)
+                     clip_samples, max_clips, progress, share)
   run = controls.RunParams(params, untrained, arch)
   index: Dict[str, Any] = {
       "model": model_name, "arch": arch.name,
@@ -165,18 +171,20 @@ def run_topk(params: Params, arch: Network, source, out_dir: str,
     clips = {i: common.load_clip(source, i, min_samples, clip_samples)
              for i in sorted({p[2] for p in pairs} | set(shared_clips))}
     views = _sonify_with_controls(run, layer, pairs, clips, batch_size, seed,
-                                  rule)
+                                  rule, share)
     writer = _EntryWriter(out_dir, layer_dir, source, clips, model_name,
                           layer, pair_figures, arch.sample_rate)
+    written = _write_owned(writer, [
+        (f"map{m:04d}_r{r}", m, r, ci, value, view)
+        for (m, r, ci, value), view in zip(pairs, views)], share)
     layer_index: Dict[str, Any] = {}
     rows = []
     scores: Dict[str, list] = {}
     for m in chosen:
       entries = []
-      for (mm, r, ci, value), view in zip(pairs, views):
+      for (mm, _, _, _), entry in zip(pairs, written):
         if mm != m:
           continue
-        entry = writer.write(f"map{m:04d}_r{r}", m, r, ci, value, view)
         for condition, score in _scores(entry).items():
           scores.setdefault(condition, []).append(score)
         entries.append(entry)
@@ -191,17 +199,32 @@ def run_topk(params: Params, arch: Network, source, out_dir: str,
                                       for c, v in scores.items()}
     if shared_clips:
       index["same_clip"][str(layer)] = _same_clip_entries(
-          run, layer, shared_clips, clips, batch_size, seed, writer, rule)
+          run, layer, shared_clips, clips, batch_size, seed, writer, rule,
+          share)
     if figure_maps > 0 and rows:
       from sonify_jax.analysis.figures import panels  # pylint: disable=g-import-not-at-top
       path = os.path.join(out_dir, f"figure_layer{layer:02d}.png")
-      panels.topk_grid(path, rows, arch.sample_rate,
-                        title=f"{model_name}: layer {layer}, "
-                        f"top-{figure_clips} clips per map")
+      if share.chief:
+        panels.topk_grid(path, rows, arch.sample_rate,
+                         title=f"{model_name}: layer {layer}, "
+                         f"top-{figure_clips} clips per map")
       index["figures"][str(layer)] = os.path.relpath(path, out_dir)
   bar.close()
-  atomic_io.write_json(os.path.join(out_dir, "topk.json"), index)
+  if share.chief:
+    atomic_io.write_json(os.path.join(out_dir, "topk.json"), index)
   return index
+
+
+def _write_owned(writer: "_EntryWriter", items, share: shares.Share):
+  """``writer.write(*item)`` of every item, each process writing the items
+  of its own clips; every process gets every entry, in order."""
+  mine = [[i, writer.write(*item)] for i, item in enumerate(items)
+          if share.owns(item[3])]
+  entries = [None] * len(items)
+  for part in shares.gather(mine, share):
+    for i, entry in part:
+      entries[i] = entry
+  return entries
 
 
 def _scores(entry: Dict[str, Any]) -> Dict[str, float]:
@@ -212,7 +235,8 @@ def _scores(entry: Dict[str, Any]) -> Dict[str, float]:
 
 
 def _sonify_with_controls(run: controls.RunParams, layer: int, pairs,
-                          clips, batch_size: int, seed: int, rule: str):
+                          clips, batch_size: int, seed: int, rule: str,
+                          share: shares.Share):
   """Per (map, rank, clip, activation) pair: ``{condition: (map,
   sonification)}`` -- the map itself (trained), the same map of the
   untrained init, and a random live map of the trained model on that
@@ -220,14 +244,15 @@ def _sonify_with_controls(run: controls.RunParams, layer: int, pairs,
   trained = [(m, ci) for m, _, ci, _ in pairs]
   views = [{controls.TRAINED: (m, s)} for (m, _), s in zip(
       trained, _sonify_grouped(run.trained, run.arch, layer, trained, clips,
-                               batch_size, rule))]
+                               batch_size, rule, share))]
   if run.untrained is not None:
     for view, (m, _), s in zip(views, trained, _sonify_grouped(
-        run.untrained, run.arch, layer, trained, clips, batch_size, rule)):
+        run.untrained, run.arch, layer, trained, clips, batch_size, rule,
+        share)):
       view[controls.UNTRAINED] = (m, s)
   random = _random_live(run, layer, [ci for _, ci in trained], clips, seed)
   for view, pair, s in zip(views, random, _sonify_grouped(
-      run.trained, run.arch, layer, random, clips, batch_size, rule)):
+      run.trained, run.arch, layer, random, clips, batch_size, rule, share)):
     view[controls.RANDOM_MAP] = (pair[0], s)
   return views
 
@@ -253,15 +278,16 @@ def _random_live(run, layer, clip_indices, clips, seed):
 
 
 def _same_clip_entries(run, layer, shared_clips, clips, batch_size, seed,
-                       writer, rule):
+                       writer, rule, share):
   """Each shared clip through this model's most active map at ``layer``."""
   acts = _activations(run.trained, run.arch, layer, shared_clips, clips)
   pairs = [(int(np.argmax(acts[ci])), 0, ci, float(np.max(acts[ci])))
            for ci in shared_clips]
   views = _sonify_with_controls(run, layer, pairs, clips, batch_size, seed,
-                                rule)
-  return [writer.write(f"clip{ci:06d}_top", m, 0, ci, value, view)
-          for (m, _, ci, value), view in zip(pairs, views)]
+                                rule, share)
+  return _write_owned(writer, [
+      (f"clip{ci:06d}_top", m, 0, ci, value, view)
+      for (m, _, ci, value), view in zip(pairs, views)], share)
 
 
 class _EntryWriter:
@@ -319,8 +345,10 @@ def _maps_for(maps, layer):
   return maps
 
 
-def _sonify_grouped(params, arch, layer, pairs, clips, batch_size, rule):
-  """Sonifies (map, clip index) pairs, grouping clips of equal length."""
+def _sonify_grouped(params, arch, layer, pairs, clips, batch_size, rule,
+                    share):
+  """Sonifies (map, clip index) pairs, grouping clips of equal length; each
+  process sonifies the pairs of its own clips."""
   out = [None] * len(pairs)
   by_length: Dict[int, list] = {}
   for p, (_, ci) in enumerate(pairs):
@@ -328,8 +356,9 @@ def _sonify_grouped(params, arch, layer, pairs, clips, batch_size, rule):
   for positions in by_length.values():
     wave = np.stack([clips[pairs[p][1]] for p in positions])
     maps = np.array([pairs[p][0] for p in positions])
-    result = common.sonify_pairs(params, wave, maps, layer, arch, batch_size,
-                                 rule=rule)
+    result = shares.sonify_pairs(
+        params, wave, maps, layer, arch, batch_size, share,
+        owners=np.array([pairs[p][1] for p in positions]), rule=rule)
     for p, s in zip(positions, result):
       out[p] = s
   return out
