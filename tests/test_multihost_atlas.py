@@ -15,10 +15,12 @@ as one process with 8 devices:
 
 The same two processes run the coherence and activity studies, which split
 their clips the same way (each process streams its share; per-clip scores,
-live counts and top-k tables are exchanged), and the sanity and pitch
-studies (each process sonifies and scores the pairs of its own clips, and
-gets the others'): the JSON is the one process's (to float32 rounding,
-timings aside). And ``deconvnet.sonify_clip_pairs``
+live counts and top-k tables are exchanged), the sanity, pitch, time
+invariance and top-k studies (each process sonifies and scores the pairs of
+its own clips, and gets the others'; top-k's entries are written by their
+clip's process) and dissect (each process runs its share of the probes):
+the JSON is the one process's (to float32 rounding, timings aside), written
+and recorded by the chief. And ``deconvnet.sonify_clip_pairs``
 called in each of the two processes (on its 4 devices, pairs of 3 clips,
 an odd count) gives what one device gives.
 
@@ -185,10 +187,14 @@ def _without_timings(value):
     ("activity", ["--layers=2,4", "--k=2"]),
     ("sanity", ["--layers=2,4", "--rules=deconvnet,gradient",
                 "--max_clips=7", "--maps_per_clip=1"]),
-    ("pitch", ["--layers=2,4", "--maps_per_clip=1"])])
+    ("pitch", ["--layers=2,4", "--maps_per_clip=1"]),
+    ("time_invariance", ["--layers=2,4"]),
+    ("topk", ["--layers=2,4", "--k=2", "--max_maps=3"]),
+    ("dissect", ["--layers=2,3"])])
 def test_two_processes_give_the_study_of_one(tmp_path, study, extra):
   run, audio = _run_and_audio(tmp_path)
-  args = [f"--checkpoint={run}", f"--audio_dir={audio}", f"--study={study}",
+  data = [] if study == "dissect" else [f"--audio_dir={audio}"]
+  args = [f"--checkpoint={run}", *data, f"--study={study}",
           "--batch_size=2", *extra]
   one, two = str(tmp_path / "one"), str(tmp_path / "two")
   _run(args + [f"--workdir={one}"], [_env(8)], [str(tmp_path / "one.log")])
@@ -200,6 +206,16 @@ def test_two_processes_give_the_study_of_one(tmp_path, study, extra):
   ours = json.load(open(os.path.join(two, f"{study}.json")))
   helpers.assert_json_close(_without_timings(ours), _without_timings(ref),
                             rel=1e-4, abs_=1e-6)
+  assert ours["checkpoints"] == ref["checkpoints"]   # the chief recorded
+  if study == "topk":   # every entry's files, written by its clip's owner
+    wavs = [e[key] for layer in ref["layers"].values()
+            for entries in layer.values() for e in entries
+            for key in ("input_wav", "sonification_wav")]
+    assert wavs
+    for rel in wavs:
+      x, _ = soundfile.read(os.path.join(two, rel))
+      y, _ = soundfile.read(os.path.join(one, rel))
+      np.testing.assert_allclose(x, y, atol=2.5 / 32768, err_msg=rel)
   if study in ("coherence", "activity"):
     # Each process streamed its own share: 4 and 3 of the 7 clips. (Sanity
     # and pitch split their pairs by shares.split_rows, tests/test_shares.py.)
