@@ -11,9 +11,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sonify_jax.transpose import chain, fft_conv, overlap_add
+from sonify_jax.transpose import chain, direct_conv, fft_conv, overlap_add
 from sonify_jax.models import forward, shapes
 from sonify_jax.models import network as network_lib
+
+
+def _assert_equals_exact_transpose(layer, c_in, length, seed, transpose,
+                                   atol=2e-6):
+  """``transpose(weights, g)`` equals ``jax.linear_transpose`` of XLA's conv
+  (``chain.transpose_layer``) on random weights and signal."""
+  rng = np.random.default_rng(seed)
+  weights = jnp.asarray(rng.standard_normal(
+      (layer.kernel_size, c_in, layer.features)), jnp.float32)
+  frames = shapes.layer_output_length(layer, length)
+  g = jnp.asarray(rng.standard_normal((2, frames, layer.features)),
+                  jnp.float32)
+  want = chain.transpose_layer(layer, {"c": {"kernel": weights}}, g, None,
+                               (length, c_in), "deconvnet")
+  got = transpose(weights, g)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, atol=atol * float(
+      jnp.abs(want).max()))
 
 
 @pytest.mark.parametrize("kernel,stride,dilation,padding,c_in,c_out,length", [
@@ -28,18 +46,9 @@ def test_transposed_conv_equals_the_exact_transpose(
   layer = network_lib.Conv("c", c_out, kernel, stride=stride,
                            dilation=dilation, padding=padding)
   assert fft_conv.uses_fft(layer)
-  rng = np.random.default_rng(kernel)
-  weights = jnp.asarray(rng.standard_normal((kernel, c_in, c_out)),
-                        jnp.float32)
-  frames = shapes.layer_output_length(layer, length)
-  g = jnp.asarray(rng.standard_normal((2, frames, c_out)), jnp.float32)
-  want = chain.transpose_layer(layer, {"c": {"kernel": weights}}, g, None,
-                               (length, c_in), "deconvnet")
-  got = fft_conv.transposed_conv(layer, fft_conv.spectrum(layer, weights), g,
-                                 length)
-  assert got.shape == want.shape
-  np.testing.assert_allclose(got, want, atol=2e-6 * float(
-      jnp.abs(want).max()))
+  _assert_equals_exact_transpose(
+      layer, c_in, length, kernel, lambda w, g: fft_conv.transposed_conv(
+          layer, fft_conv.spectrum(layer, w), g, length))
 
 
 @pytest.mark.parametrize("kernel,stride,padding,c_in,length", [
@@ -54,17 +63,11 @@ def test_overlap_add_transpose_equals_the_exact_transpose(
   layer = network_lib.Conv("c", 512, kernel, stride=stride, padding=padding)
   assert overlap_add.fits(layer, c_in)
   assert not overlap_add.fits(layer, c_in=9)        # too many outputs
-  rng = np.random.default_rng(kernel + c_in)
-  weights = jnp.asarray(rng.standard_normal((kernel, c_in, 512)), jnp.float32)
-  frames = shapes.layer_output_length(layer, length)
-  g = jnp.asarray(rng.standard_normal((2, frames, 512)), jnp.float32)
-  want = chain.transpose_layer(layer, {"c": {"kernel": weights}}, g, None,
-                               (length, c_in), "deconvnet")
-  got = overlap_add.transposed_conv(layer, weights, g, length)
-  assert got.shape == want.shape
   # sums of up to 512 x 128 products: float32 rounding reaches ~3e-6
-  np.testing.assert_allclose(got, want, atol=1e-5 * float(
-      jnp.abs(want).max()))
+  _assert_equals_exact_transpose(
+      layer, c_in, length, kernel + c_in,
+      lambda w, g: overlap_add.transposed_conv(
+          layer, overlap_add.matrix(layer, w), g, length, c_in), atol=1e-5)
 
 
 @pytest.mark.parametrize("kernel,dilation,padding,c_in,length", [
@@ -72,11 +75,13 @@ def test_overlap_add_transpose_equals_the_exact_transpose(
     (33, 2, (5, 0), 16, 1000),     # dilated, one-sided padding
 ])
 def test_fft_forward_conv_equals_xla_conv(kernel, dilation, padding, c_in,
-                                          length):
+                                          length, monkeypatch):
   layer = network_lib.Conv("c", 5, kernel, dilation=dilation,
                            padding=padding)
-  assert fft_conv.forward_fits(layer, c_in)
-  assert not fft_conv.forward_fits(layer, c_in=1)   # thin: XLA's conv
+  # Few channel pairs run by XLA's conv (direct_conv); not here.
+  monkeypatch.setattr(direct_conv, "MAX_CHANNEL_PAIRS", 0)
+  assert fft_conv.forward_fits(layer, c_in, length)
+  assert not fft_conv.forward_fits(layer, 1, length)   # thin: XLA's conv
   rng = np.random.default_rng(kernel + c_in)
   params = {"c": {"kernel": jnp.asarray(
       rng.standard_normal((kernel, c_in, 5)), jnp.float32),
@@ -131,3 +136,20 @@ def test_transposed_conv_is_the_vjp_of_the_forward():
   forward_dot = float(jnp.vdot(y, g))
   np.testing.assert_allclose(float(jnp.vdot(x, back)), forward_dot,
                              rtol=1e-4)
+
+
+@pytest.mark.parametrize("kernel,padding,c_in,c_out,length", [
+    (64, (31, 32), 16, 128, 128),    # CREPE tiny's conv2
+    (64, (0, 0), 5, 3, 70),          # no padding
+    (33, (32, 0), 4, 6, 40),         # one-sided, as long as the kernel
+])
+def test_direct_transpose_equals_the_exact_transpose(kernel, padding, c_in,
+                                                     c_out, length):
+  layer = network_lib.Conv("c", c_out, kernel, padding=padding)
+  assert direct_conv.fits(layer, length, c_in)
+  assert not direct_conv.fits(layer, kernel - 1, c_in)   # shorter signal
+  assert not direct_conv.fits(network_lib.Conv(
+      "c", c_out, kernel, stride=2, padding=padding), length, c_in)
+  _assert_equals_exact_transpose(
+      layer, c_in, length, kernel + c_in,
+      lambda w, g: direct_conv.transposed_conv(layer, w, g))

@@ -131,7 +131,8 @@ def conv_linear(layer: network_lib.Conv, kernel: jax.Array, h: jax.Array
   to float32 rounding); else XLA's conv."""
   if short_conv.fits(layer, h.shape[1], h.shape[2]):
     return short_conv.apply(short_conv.matrix(layer, kernel, h.shape[1]), h)
-  if h.dtype == jnp.float32 and fft_conv.forward_fits(layer, h.shape[2]):
+  if h.dtype == jnp.float32 and fft_conv.forward_fits(layer, h.shape[2],
+                                                      h.shape[1]):
     return fft_conv.conv(layer, fft_conv.spectrum(layer, kernel), h,
                          shapes.layer_output_length(layer, h.shape[1]))
   return xla_conv(layer, kernel, h)

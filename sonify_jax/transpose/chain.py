@@ -19,7 +19,9 @@ rule's ReLU is the same function, see the tests); :func:`sonify_pairs` is
 the structured path, with the fast forms (a conv over a signal no longer
 than its kernel as one matmul, :mod:`sonify_jax.models.short_conv`; a long
 conv onto few outputs as a matmul and an overlap-add,
-:mod:`sonify_jax.transpose.overlap_add`; other long convs through the FFT
+:mod:`sonify_jax.transpose.overlap_add`; a long conv with few channel pairs
+by XLA's conv, :mod:`sonify_jax.transpose.direct_conv`; other long convs
+through the FFT
 and max-pools unpooled without a scatter, :mod:`sonify_jax.transpose.
 fft_conv`): one forward per clip shared by every map, block L's
 last conv and everything after it run on the map's own channel alone (the
@@ -33,7 +35,8 @@ from typing import Any, NamedTuple, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from sonify_jax.transpose import budget, fft_conv, overlap_add, rules
+from sonify_jax.transpose import budget, direct_conv, fft_conv, overlap_add
+from sonify_jax.transpose import rules
 from sonify_jax.models import forward, shapes, short_conv
 from sonify_jax.models import network as network_lib
 
@@ -78,8 +81,8 @@ def per_map_bytes(net: network_lib.Network, layer: int, length: int) -> int:
     signals = 4 * (t_in * c_in + t_out * c_out)
     form = _form_of(layer_, t_in, c_in, matmul=i < top_start)
     if form is OverlapAdd:
-      # each frame's k C_in contributions, and their sheared copy
-      signals += 2 * 4 * t_out * (layer_.kernel_size + layer_.stride) * c_in
+      # each group's row of contributions, and their sum
+      signals += 2 * 4 * overlap_add.row_values(layer_, t_out, c_in)
     elif form is fft_conv.Spectrum:
       signals += sum(fft_conv.mixed_bytes(layer_, c_in, c_out, t_in))
     peak = max(peak, signals)
@@ -201,8 +204,14 @@ def transpose_layer(layer, params: Params, g: jax.Array, residual,
 
 
 class OverlapAdd(NamedTuple):
-  """A long conv onto few channels: its kernel ``[k, C_in, C_out]``
+  """A long conv onto few channels: its group matrix
   (:mod:`sonify_jax.transpose.overlap_add`)."""
+  matrix: jax.Array
+
+
+class DirectConv(NamedTuple):
+  """A long narrow conv by XLA's conv: its kernel ``[k, C_in, C_out]``
+  (:mod:`sonify_jax.transpose.direct_conv`)."""
   kernel: jax.Array
 
 
@@ -222,9 +231,11 @@ def _form_of(layer_, t_in: int, c_in: int, matmul: bool):
     return ShortConv
   if matmul and overlap_add.fits(layer_, c_in):
     return OverlapAdd
-  if fft_conv.uses_fft(layer_):
-    return fft_conv.Spectrum
-  return None
+  if not fft_conv.uses_fft(layer_):
+    return None
+  if matmul and direct_conv.fits(layer_, t_in, c_in):
+    return DirectConv
+  return fft_conv.Spectrum
 
 
 def _fast_form(layer_, params: Params, t_in: int, c_in: int, matmul: bool):
@@ -235,7 +246,9 @@ def _fast_form(layer_, params: Params, t_in: int, c_in: int, matmul: bool):
   if form is ShortConv:
     return ShortConv(short_conv.matrix(layer_, kernel, t_in))
   if form is OverlapAdd:
-    return OverlapAdd(kernel)
+    return OverlapAdd(overlap_add.matrix(layer_, kernel))
+  if form is DirectConv:
+    return DirectConv(kernel)
   return fft_conv.spectrum(layer_, kernel)
 
 
@@ -295,8 +308,10 @@ def _down(net, params, residuals, g, start, stop, sizes, rule, top_map=None,
         shape = (shape[0], 1)
     if isinstance(spectrum, ShortConv):
       g = short_conv.transposed(spectrum.matrix, g)
+    elif isinstance(spectrum, DirectConv):
+      g = direct_conv.transposed_conv(layer, spectrum.kernel, g)
     elif isinstance(spectrum, OverlapAdd):
-      g = overlap_add.transposed_conv(layer, spectrum.kernel, g, shape[0])
+      g = overlap_add.transposed_conv(layer, spectrum.matrix, g, *shape)
     elif spectrum is not None:
       g = fft_conv.transposed_conv(layer, spectrum, g, shape[0])
     elif spectra_ is not None and isinstance(layer, network_lib.MaxPool):

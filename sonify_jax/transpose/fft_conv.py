@@ -24,6 +24,7 @@ check it against ``jax.linear_transpose`` of ``lax.conv_general_dilated``.
 strided pad per window offset (dense, no scatter: XLA:CPU runs a scatter one
 element at a time).
 """
+import functools
 import math
 from typing import NamedTuple, Tuple
 
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sonify_jax.models import network as network_lib
+from sonify_jax.transpose import direct_conv
 
 # A conv transposes through the FFT from this many taps per phase on.
 MIN_TAPS = 16
@@ -104,15 +106,40 @@ def transposed_conv(layer: network_lib.Conv, spec: Spectrum, g: jax.Array,
       [g[:, :blocks], g[:, 1:, :spec.taps - 1]], axis=2)
   freq = jnp.fft.rfft(segments, axis=2)       # [B, blocks, F, C_out]
   mixed = jnp.einsum("bnfo,fpio->bnfpi", freq, spec.freq)
-  y = jnp.fft.irfft(mixed, n=spec.block, axis=2)[:, :, spec.taps - 1:]
+  if spec.block <= DFT_MAX_BLOCK:
+    cos, sin = _inverse_dft(spec.block, spec.taps - 1)
+    y = (jnp.einsum("bnfpi,ft->bntpi", mixed.real, cos) +
+         jnp.einsum("bnfpi,ft->bntpi", mixed.imag, sin))
+  else:
+    y = jnp.fft.irfft(mixed, n=spec.block, axis=2)[:, :, spec.taps - 1:]
   y = y.reshape(batch, blocks * valid * s, c_in)  # q s + p interleaved
   return y[:, left:left + input_length]
 
 
-def forward_fits(layer, c_in: int) -> bool:
-  """Whether :func:`conv` runs ``layer``'s forward on ``c_in`` channels."""
+# Up to this block size the inverse transform is a matmul with the inverse
+# DFT's matrix (only the block's valid outputs): ~20x the FFT's operations,
+# but at the matmul's rate and in the layout the next layer reads. CREPE
+# full's conv2 transpose (1024 <- 128 channels, 189 frames of 128 samples,
+# block 256): 711 -> 542 ms.
+DFT_MAX_BLOCK = 256
+
+
+@functools.lru_cache(maxsize=None)
+def _inverse_dft(n: int, first: int) -> Tuple[np.ndarray, np.ndarray]:
+  """``(cos, sin)`` ``[n // 2 + 1, n - first]``: outputs ``first..n-1`` of
+  ``irfft(X, n)`` are ``Re X @ cos + Im X @ sin`` (float32)."""
+  f = np.arange(n // 2 + 1)
+  weight = np.where((f == 0) | (f == n // 2), 1.0, 2.0) / n
+  angle = 2 * np.pi * np.outer(f, np.arange(first, n)) / n
+  return ((weight[:, None] * np.cos(angle)).astype(np.float32),
+          (-weight[:, None] * np.sin(angle)).astype(np.float32))
+
+
+def forward_fits(layer, c_in: int, t_in: int) -> bool:
+  """Whether :func:`conv` runs ``layer``'s forward on ``[t_in, c_in]``."""
   return (uses_fft(layer) and layer.stride == 1
-          and c_in >= MIN_FORWARD_CHANNELS)
+          and c_in >= MIN_FORWARD_CHANNELS
+          and not direct_conv.fits(layer, t_in, c_in))
 
 
 def conv(layer: network_lib.Conv, spec: Spectrum, h: jax.Array,
