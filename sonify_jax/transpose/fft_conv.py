@@ -105,12 +105,19 @@ def transposed_conv(layer: network_lib.Conv, spec: Spectrum, g: jax.Array,
   segments = jnp.concatenate(
       [g[:, :blocks], g[:, 1:, :spec.taps - 1]], axis=2)
   freq = jnp.fft.rfft(segments, axis=2)       # [B, blocks, F, C_out]
-  mixed = jnp.einsum("bnfo,fpio->bnfpi", freq, spec.freq)
   if spec.block <= DFT_MAX_BLOCK:
+    # Mixed in real arithmetic (XLA's complex matmul runs slower than four
+    # real ones: CREPE full's conv2 transpose 559 -> 424 ms).
+    def mix(x, k):
+      return jnp.einsum("bnfo,fpio->bnfpi", x, k)
+    k_real, k_imag = spec.freq.real, spec.freq.imag
+    real = mix(freq.real, k_real) - mix(freq.imag, k_imag)
+    imag = mix(freq.real, k_imag) + mix(freq.imag, k_real)
     cos, sin = _inverse_dft(spec.block, spec.taps - 1)
-    y = (jnp.einsum("bnfpi,ft->bntpi", mixed.real, cos) +
-         jnp.einsum("bnfpi,ft->bntpi", mixed.imag, sin))
+    y = (jnp.einsum("bnfpi,ft->bntpi", real, cos) +
+         jnp.einsum("bnfpi,ft->bntpi", imag, sin))
   else:
+    mixed = jnp.einsum("bnfo,fpio->bnfpi", freq, spec.freq)
     y = jnp.fft.irfft(mixed, n=spec.block, axis=2)[:, :, spec.taps - 1:]
   y = y.reshape(batch, blocks * valid * s, c_in)  # q s + p interleaved
   return y[:, left:left + input_length]
