@@ -67,7 +67,7 @@ def test_overlap_add_transpose_equals_the_exact_transpose(
   _assert_equals_exact_transpose(
       layer, c_in, length, kernel + c_in,
       lambda w, g: overlap_add.transposed_conv(
-          layer, overlap_add.matrix(layer, w), g, length, c_in), atol=1e-5)
+          layer, overlap_add.matrix(layer, w), g, length), atol=1e-5)
 
 
 @pytest.mark.parametrize("kernel,dilation,padding,c_in,length", [

@@ -311,7 +311,7 @@ def _down(net, params, residuals, g, start, stop, sizes, rule, top_map=None,
     elif isinstance(spectrum, DirectConv):
       g = direct_conv.transposed_conv(layer, spectrum.kernel, g)
     elif isinstance(spectrum, OverlapAdd):
-      g = overlap_add.transposed_conv(layer, spectrum.matrix, g, *shape)
+      g = overlap_add.transposed_conv(layer, spectrum.matrix, g, shape[0])
     elif spectrum is not None:
       g = fft_conv.transposed_conv(layer, spectrum, g, shape[0])
     elif spectra_ is not None and isinstance(layer, network_lib.MaxPool):

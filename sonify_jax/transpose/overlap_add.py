@@ -95,13 +95,15 @@ def matrix(layer: network_lib.Conv, kernel: jax.Array) -> jax.Array:
 
 
 def transposed_conv(layer: network_lib.Conv, group_matrix: jax.Array,
-                    g: jax.Array, input_length: int, c_in: int) -> jax.Array:
+                    g: jax.Array, input_length: int) -> jax.Array:
   """The transpose of ``layer`` (no bias; :func:`matrix` of its kernel)
-  applied to ``g [B, T', C_out]``: ``[B, input_length, c_in]``."""
+  applied to ``g [B, T', C_out]``: ``[B, input_length, C_in]``."""
   batch, frames, c_out = g.shape
   s, steps = layer.stride, _steps(layer)
-  group = group_size(layer, c_in)
-  deep = _width(group, steps) // group      # n: rows added at each step
+  group = group_matrix.shape[0] // c_out    # G, as matrix chose it
+  width = _width(group, steps)
+  deep = width // group                     # n: rows added at each step
+  c_in = group_matrix.shape[1] // (width * s)
   rows = -(-frames // group)
   g = jnp.pad(g, ((0, 0), (0, rows * group - frames), (0, 0)))
   z = (g.reshape(batch, rows, group * c_out) @ group_matrix).reshape(
