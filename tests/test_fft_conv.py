@@ -1,8 +1,10 @@
 """The fast transposes of the generic chain against the exact ones.
 
 ``fft_conv.transposed_conv`` (overlap-save FFT, strides as polyphase
-components), ``overlap_add.transposed_conv`` (one matmul, then a sheared
-sum) and ``fft_conv.unpool`` (strided pads) against
+components; small blocks inverted by the DFT's matrix),
+``overlap_add.transposed_conv`` (groups of frames per matmul row, then a
+few shifted adds), ``direct_conv.transposed_conv`` (XLA's conv) and
+``fft_conv.unpool`` (strided pads) against
 ``jax.linear_transpose`` of the forward conv and max-pool, on strided,
 dilated, padded and overlapping layers and odd lengths.
 """
